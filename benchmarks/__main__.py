@@ -1,0 +1,39 @@
+"""``python -m benchmarks [NAME ...] [--quick]``: time sci against its peers, record results."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import sci
+
+from ._harness import RESULTS, discover, run_benchmark
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
+    parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    parser.add_argument("--out", default=str(RESULTS), help="results folder (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per case")
+    parser.add_argument("--backend", choices=sci.backend.BACKENDS, default=None)
+    args = parser.parse_args(argv)
+    registry = discover()
+    if args.list:
+        for name, bench in registry.items():
+            print(f"{name:<20} {bench.description}")
+        return 0
+    unknown = [n for n in args.names if n not in registry]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(registry)}")
+    if args.backend:
+        sci.set_backend(args.backend)
+    for name in args.names or list(registry):
+        record = run_benchmark(registry[name], quick=args.quick, out=args.out, repeats=args.repeats)
+        print(f"-> {record['path']}\n", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""Side-by-side timing of ``sci`` and its peers in one process, recorded with the machine.
+
+A benchmark module ``benchmarks/<name>.py`` defines ``BENCHMARK = Benchmark(...)`` whose
+``cases(quick)`` yields :class:`Case` objects. Each case times ``ours`` and, when given,
+``peer`` on the same inputs, with warm-up and repeats (the median is reported), and the ratio
+peer/ours (> 1: ``sci`` is faster). ``summarize(rows)`` may add derived numbers (fitted
+exponents, crossovers). Results go to ``benchmarks/results/<name>.json`` (``--quick`` runs to
+``<name>.quick.json`` so recorded full runs are never overwritten by smoke runs).
+"""
+
+from __future__ import annotations
+
+import datetime
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Case:
+    label: str
+    ours: Callable[[], Any]
+    peer: Callable[[], Any] | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    ours_name: str = "sci"
+    peer_name: str | None = None
+    check: Callable[[Any, Any], float] | None = None
+    """Optional: the discrepancy between the two outputs, recorded beside the timings."""
+    repeats: int | None = None
+
+
+@dataclass
+class Benchmark:
+    name: str
+    description: str
+    cases: Callable[[bool], Iterable[Case]]
+    summarize: Callable[[list[dict[str, Any]]], Mapping[str, Any]] | None = None
+
+
+def time_callable(
+    fn: Callable[[], Any], *, repeats: int = 5, warmup: int = 1, min_time: float = 0.02
+) -> dict[str, Any]:
+    """Median and minimum seconds per call of ``fn``.
+
+    Warm-up calls run first (JIT compilation, caches, FFT plans); then each of ``repeats``
+    measurements runs ``fn`` enough times to last at least ``min_time`` seconds (as
+    :mod:`timeit`'s autorange does), so short calls are not dominated by timer resolution.
+    """
+    result = None
+    for _ in range(warmup):
+        result = fn()
+    number = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time or number >= 1 << 20:
+            break
+        number *= 2 if elapsed == 0 else max(2, min(10, math.ceil(min_time / elapsed)))
+    times = [elapsed / number]
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(max(repeats - 1, 0)):
+            start = time.perf_counter()
+            for _ in range(number):
+                fn()
+            times.append((time.perf_counter() - start) / number)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return {
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "repeats": len(times),
+        "calls_per_repeat": number,
+        "result": result,
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    """What ran the benchmark: CPU, cores, memory, load, versions, GPU if one is in use."""
+    import numpy
+    import scipy
+
+    import sci
+
+    info: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "sci": sci.__version__,
+        "backend": sci.get_backend(),
+        "available_backends": list(sci.available_backends()),
+    }
+    try:
+        info["memory_gib"] = round(
+            os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1
+        )
+        info["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        import numba
+
+        info["numba"] = numba.__version__
+        info["numba_threads"] = numba.config.NUMBA_NUM_THREADS
+    except ImportError:
+        pass
+    if "cupy" in info["available_backends"]:
+        import cupy
+
+        props = cupy.cuda.runtime.getDeviceProperties(0)
+        info["gpu"] = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+        info["cupy"] = cupy.__version__
+    return info
+
+
+def _format_seconds(s: float | None) -> str:
+    if s is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):
+        if s >= scale:
+            return f"{s / scale:.3g} {unit}"
+    return f"{s / 1e-9:.3g} ns"
+
+
+def run_benchmark(
+    bench: Benchmark, *, quick: bool = False, out: str | os.PathLike = RESULTS,
+    repeats: int | None = None, echo: bool = True,
+) -> dict[str, Any]:
+    """Run every case of ``bench``; print a table; write the JSON record; return it."""
+    default_repeats = repeats or (3 if quick else 7)
+    rows: list[dict[str, Any]] = []
+    header = f"{'case':<34} {'sci':>10} {'peer':>10} {'peer/sci':>9}  peer"
+    if echo:
+        print(f"== {bench.name}: {bench.description}\n{header}\n{'-' * len(header)}", flush=True)
+    for case in bench.cases(quick):
+        n = case.repeats or default_repeats
+        ours = time_callable(case.ours, repeats=n)
+        row: dict[str, Any] = {
+            "case": case.label,
+            "params": dict(case.params),
+            "ours_name": case.ours_name,
+            "ours_median_s": ours["median_s"],
+            "ours_min_s": ours["min_s"],
+            "repeats": ours["repeats"],
+        }
+        if case.peer is not None:
+            peer = time_callable(case.peer, repeats=n)
+            row.update(
+                peer_name=case.peer_name,
+                peer_median_s=peer["median_s"],
+                peer_min_s=peer["min_s"],
+                ratio=peer["median_s"] / ours["median_s"],
+            )
+            if case.check is not None:
+                row["discrepancy"] = float(case.check(ours["result"], peer["result"]))
+        rows.append(row)
+        if echo:
+            ratio = f"{row['ratio']:.2f}x" if "ratio" in row else "-"
+            print(
+                f"{case.label:<34} {_format_seconds(row['ours_median_s']):>10} "
+                f"{_format_seconds(row.get('peer_median_s')):>10} {ratio:>9}  "
+                f"{row.get('peer_name') or ''}",
+                flush=True,
+            )
+    record: dict[str, Any] = {
+        "benchmark": bench.name,
+        "description": bench.description,
+        "quick": quick,
+        "machine": machine_info(),
+        "rows": rows,
+    }
+    if bench.summarize is not None:
+        record["summary"] = dict(bench.summarize(rows))
+        if echo:
+            for key, value in record["summary"].items():
+                print(f"  {key}: {value}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    from sci._cache import atomic_write_text
+    from sci._json import to_jsonable
+
+    path = out / f"{bench.name}{'.quick' if quick else ''}.json"
+    atomic_write_text(path, json.dumps(to_jsonable(record), indent=1))
+    record["path"] = str(path)
+    return record
+
+
+def fitted_exponent(sizes: Iterable[float], times: Iterable[float]) -> float:
+    """Least-squares slope of log(time) against log(size)."""
+    import numpy as np
+
+    x, y = np.log(np.asarray(list(sizes), float)), np.log(np.asarray(list(times), float))
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def discover() -> dict[str, Benchmark]:
+    """Every ``BENCHMARK`` defined by a module of this package, by name."""
+    import importlib
+    import pkgutil
+
+    import benchmarks
+
+    found: dict[str, Benchmark] = {}
+    for info in sorted(pkgutil.iter_modules(benchmarks.__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        bench = getattr(importlib.import_module(f"benchmarks.{info.name}"), "BENCHMARK", None)
+        if bench is not None:
+            found[bench.name] = bench
+    return found

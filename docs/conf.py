@@ -1,0 +1,89 @@
+"""Sphinx configuration. Build: ``python -m sphinx -W --keep-going -b html docs docs/_build/html``.
+
+Before the build, every figure of ``figures/`` is computed in its quick mode into
+``docs/_generated/figures`` (cached in ``docs/_generated/cache``), and the gallery page is
+written from the figure registry, so the docs always show what the code computes now.
+Set ``SCI_DOCS_FULL_FIGURES=1`` to draw the full-size figures instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
+sys.path.insert(0, str(ROOT))
+
+import sci  # noqa: E402
+
+project = "sci"
+author = "the sci developers"
+copyright = "2026, the sci developers"
+release = version = sci.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+    "numpydoc",
+    "sphinxcontrib.bibtex",
+]
+autosummary_generate = True
+autodoc_default_options = {"members": True}
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+bibtex_bibfiles = sorted(str(p.relative_to(DOCS)) for p in (DOCS / "bib").glob("*.bib"))
+bibtex_default_style = "plain"
+bibtex_reference_style = "author_year"
+exclude_patterns = ["_build", "**/README.md"]
+templates_path = ["_templates"]
+html_theme = "pydata_sphinx_theme"
+html_title = f"sci {release}"
+html_static_path = ["_static"]
+html_theme_options = {"navigation_depth": 2, "show_toc_level": 2}
+
+
+def _generate_figures() -> None:
+    """Run every figure (quick unless asked for full) and write the gallery page."""
+    from figures._registry import discover
+    from figures._runner import run_figure
+
+    generated = DOCS / "_generated"
+    out = generated / "figures"
+    quick = os.environ.get("SCI_DOCS_FULL_FIGURES", "") not in {"1", "true", "yes"}
+    registry = discover()
+    lines = [
+        "Figure gallery",
+        "==============",
+        "",
+        "Every figure the package reproduces, drawn by ``python -m figures`` "
+        f"({'quick mode: reduced sizes, same computation' if quick else 'full size'}). "
+        "Beside each PNG the runner writes a JSON file with the numbers drawn.",
+        "",
+    ]
+    by_subpackage: dict[str, list] = {}
+    for fig in registry.values():
+        by_subpackage.setdefault(fig.subpackage or "other", []).append(fig)
+    for subpackage, figs in sorted(by_subpackage.items()):
+        lines += [subpackage, "-" * len(subpackage), ""]
+        for fig in figs:
+            run_figure(fig, quick=quick, out=out, cache_dir=generated / "cache", progress=False)
+            lines += [
+                f".. _figure-{fig.name}:",
+                "",
+                fig.title,
+                "~" * len(fig.title),
+                "",
+                f"*Reproduces:* {fig.reproduces}. Command: ``python -m figures {fig.name}``.",
+                "",
+                f".. image:: /_generated/figures/{fig.name}.png",
+                f"   :alt: {fig.title}",
+                "   :width: 90%",
+                "",
+            ]
+    (generated / "gallery.rst").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+_generate_figures()

@@ -1,0 +1,61 @@
+"""``python -m figures``: reproduce every figure (or the named ones) into ``figures/out/``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import sci
+from sci._progress import progress_bar
+
+from ._registry import discover
+from ._runner import DEFAULT_CACHE, DEFAULT_OUT, run_figure
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m figures",
+        description="Reproduce the figures of the five papers (PNG, PDF and the numbers as JSON).",
+    )
+    parser.add_argument("names", nargs="*", help="figures to run (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the figures and exit")
+    parser.add_argument("--quick", action="store_true", help="reduced sizes, same computation")
+    parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default: %(default)s)")
+    parser.add_argument(
+        "--backend", choices=sci.backend.BACKENDS, default=None,
+        help="array backend (default: the active one, see SCI_BACKEND)",
+    )
+    parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="on-disk cache folder")
+    parser.add_argument("--no-cache", action="store_true", help="recompute everything")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+
+    registry = discover()
+    if args.list:
+        width = max(map(len, registry), default=0)
+        for name, fig in registry.items():
+            print(f"{name:<{width}}  {fig.reproduces}")
+        return 0
+    unknown = [n for n in args.names if n not in registry]
+    if unknown:
+        parser.error(
+            f"unknown figure(s) {', '.join(unknown)}; choose from {', '.join(registry)}"
+        )
+    if args.backend is not None:
+        sci.set_backend(args.backend)  # fails early, with the reason, if it is unavailable
+    names = args.names or list(registry)
+    progress = False if args.no_progress else None
+    for name in progress_bar(names, progress=progress, desc="figures", unit="fig"):
+        start = time.perf_counter()
+        record = run_figure(
+            registry[name], quick=args.quick, out=args.out, backend=args.backend,
+            cache_dir=None if args.no_cache else args.cache_dir, progress=progress,
+        )
+        origin = "cache" if record["from_cache"] else f"{time.perf_counter() - start:.1f} s"
+        print(f"{name}: {args.out}/{name}.png ({origin}) -- {record['reproduces']}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

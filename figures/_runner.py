@@ -1,0 +1,86 @@
+"""Run figures: compute (cached), write ``NAME.json``, ``NAME.png`` and ``NAME.pdf``."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are files; never open a window
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+import sci  # noqa: E402
+from sci._cache import DiskCache, atomic_write_text, cache_key  # noqa: E402
+from sci._json import to_jsonable  # noqa: E402
+
+from ._registry import Figure  # noqa: E402
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "out"
+DEFAULT_CACHE = Path(__file__).resolve().parent / ".cache"
+
+
+def _atomic_savefig(fig: Any, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=150, bbox_inches="tight")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run_figure(
+    figure: Figure,
+    *,
+    quick: bool = False,
+    out: str | os.PathLike = DEFAULT_OUT,
+    backend: str | None = None,
+    cache_dir: str | os.PathLike | None = DEFAULT_CACHE,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Compute (or load from cache) and draw one figure; returns its JSON record."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    backend = backend or sci.get_backend()
+    params = figure.parameters(quick)
+    key = cache_key(figure=figure.name, parameters=params, backend=backend)
+    cache = DiskCache(cache_dir) if cache_dir is not None else None
+    data = cache.get(key) if cache is not None else None
+    cached = data is not None
+    start = time.perf_counter()
+    if data is None:
+        with sci.use_backend(backend):
+            data = to_jsonable(figure.compute(**params, progress=progress))
+        if cache is not None:
+            cache.put(key, data)
+    elapsed = time.perf_counter() - start
+    record = {
+        "figure": figure.name,
+        "title": figure.title,
+        "reproduces": figure.reproduces,
+        "subpackage": figure.subpackage,
+        "quick": quick,
+        "parameters": to_jsonable(params),
+        "backend": backend,
+        "sci_version": sci.__version__,
+        "python": platform.python_version(),
+        "from_cache": cached,
+        "compute_seconds": None if cached else round(elapsed, 3),
+        "data": data,
+    }
+    atomic_write_text(out / f"{figure.name}.json", json.dumps(record, indent=1))
+    fig = figure.plot(data)
+    try:
+        for suffix in (".png", ".pdf"):
+            _atomic_savefig(fig, out / f"{figure.name}{suffix}")
+    finally:
+        plt.close(fig)
+    return record

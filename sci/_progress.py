@@ -1,0 +1,34 @@
+"""Progress bars for long work: on in a terminal, off otherwise, silenced by ``SCI_PROGRESS=0``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def progress_enabled(progress: bool | None = None) -> bool | None:
+    """``False`` when silenced (argument or ``SCI_PROGRESS=0``); ``None`` lets tqdm decide (TTY)."""
+    if progress is False or os.environ.get("SCI_PROGRESS", "").strip() in {"0", "false", "no"}:
+        return False
+    return True if progress else None
+
+
+def progress_bar(
+    iterable: Iterable[T], *, progress: bool | None = None, **tqdm_kwargs: Any
+) -> Iterator[T]:
+    """Wrap ``iterable`` in a tqdm bar that turns itself off when stderr is not a terminal.
+
+    Parameters
+    ----------
+    progress : bool or None
+        ``False`` silences it; ``True`` forces it; ``None`` (default) shows it on a terminal.
+    """
+    from tqdm.auto import tqdm
+
+    enabled = progress_enabled(progress)
+    # tqdm's disable=None means "disable when not attached to a TTY".
+    disable = True if enabled is False else (False if enabled else None)
+    return iter(tqdm(iterable, disable=disable, **tqdm_kwargs))

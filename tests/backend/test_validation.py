@@ -1,0 +1,105 @@
+"""The shared argument checks give errors that name the argument and never mutate input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sci._validation import (
+    MemoryLimitError,
+    as_float_array,
+    as_int_array,
+    check_integer,
+    check_memory,
+    check_real,
+    format_bytes,
+    memory_limit,
+    resolve_dtype,
+    resolve_rng,
+)
+
+
+def test_as_float_array_promotes_and_keeps_float32():
+    assert as_float_array([1, 2], "x").dtype == np.float64
+    assert as_float_array(np.ones(2, np.float32), "x").dtype == np.float32
+    assert as_float_array(np.ones(2, np.float32), "x", dtype=np.float64).dtype == np.float64
+    assert as_float_array([True, False], "x").dtype == np.float64
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "match"),
+    [
+        ([1.0, np.nan], ValueError, "x must be finite"),
+        ([np.inf], ValueError, "x must be finite"),
+        ([1j], TypeError, "x must be real"),
+        (["a"], TypeError, "array of real numbers"),
+        ("abc", TypeError, "real array_like"),
+    ],
+)
+def test_as_float_array_refuses(value, error, match):
+    with pytest.raises(error, match=match):
+        as_float_array(value, "x")
+
+
+def test_as_float_array_checks_ndim_and_copies():
+    with pytest.raises(ValueError, match=r"x must have 2 dimension\(s\); got shape \(3,\)"):
+        as_float_array(np.zeros(3), "x", ndim=2)
+    original = np.zeros(3)
+    copy = as_float_array(original, "x", copy=True)
+    copy[0] = 1.0
+    assert original[0] == 0.0
+
+
+def test_dtype_resolution():
+    assert resolve_dtype(None) == np.float64
+    assert resolve_dtype("float32") == np.float32
+    with pytest.raises(TypeError, match="dtype must be float32 or float64; got int64"):
+        resolve_dtype(np.int64)
+
+
+def test_integer_and_real_checks():
+    assert check_integer(np.int64(3), "degree", minimum=0) == 3
+    with pytest.raises(TypeError, match="degree must be an integer; got float"):
+        check_integer(3.0, "degree")
+    with pytest.raises(TypeError, match="degree must be an integer; got bool"):
+        check_integer(True, "degree")
+    with pytest.raises(ValueError, match="degree must be >= 0; got -1"):
+        check_integer(-1, "degree", minimum=0)
+    assert check_real(2, "tol", low=0, low_inclusive=False) == 2.0
+    with pytest.raises(ValueError, match="tol must be > 0"):
+        check_real(0.0, "tol", low=0, low_inclusive=False)
+    with pytest.raises(ValueError, match="tol must be finite"):
+        check_real(float("nan"), "tol")
+    with pytest.raises(ValueError, match="tol must be <= 1"):
+        check_real(2.0, "tol", high=1)
+
+
+def test_int_arrays():
+    np.testing.assert_array_equal(as_int_array([1.0, 2.0], "l"), [1, 2])
+    with pytest.raises(TypeError, match="l must be integers"):
+        as_int_array([1.5], "l")
+    with pytest.raises(ValueError, match="l must be >= 0"):
+        as_int_array([-1], "l", minimum=0)
+
+
+def test_rng():
+    assert isinstance(resolve_rng(None), np.random.Generator)
+    a, b = resolve_rng(5).random(3), resolve_rng(5).random(3)
+    np.testing.assert_array_equal(a, b)
+    g = np.random.default_rng(1)
+    assert resolve_rng(g) is g
+    with pytest.raises(TypeError, match="rng must be None, an int seed"):
+        resolve_rng("seed")
+
+
+def test_memory_refusal_states_the_figure(monkeypatch):
+    monkeypatch.setenv("SCI_MEMORY_LIMIT", "1MiB")
+    assert memory_limit() == 2**20
+    with pytest.raises(MemoryLimitError, match=r"the table would need 2\.0 MiB, more than .*1\.0 MiB"):
+        check_memory(2 * 2**20, "the table", hint="use a smaller lmax")
+    check_memory(2**19, "a small table")
+    assert issubclass(MemoryLimitError, ValueError) and issubclass(MemoryLimitError, MemoryError)
+    monkeypatch.setenv("SCI_MEMORY_LIMIT", "lots")
+    with pytest.raises(ValueError, match="SCI_MEMORY_LIMIT"):
+        memory_limit()
+    assert format_bytes(1536) == "1.5 KiB"

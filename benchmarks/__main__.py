@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     unknown = [n for n in args.names if n not in registry]
     if unknown:
-        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(registry)}")
+        parser.error(
+            f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(registry)}"
+        )
     if args.backend:
         sci.set_backend(args.backend)
     for name in args.names or list(registry):

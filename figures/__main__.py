@@ -21,7 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help="figures to run (default: all)")
     parser.add_argument("--list", action="store_true", help="list the figures and exit")
     parser.add_argument("--quick", action="store_true", help="reduced sizes, same computation")
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default: %(default)s)")
+    parser.add_argument(
+        "--out", default=str(DEFAULT_OUT), help="output folder (default: %(default)s)"
+    )
     parser.add_argument(
         "--backend", choices=sci.backend.BACKENDS, default=None,
         help="array backend (default: the active one, see SCI_BACKEND)",

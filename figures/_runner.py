@@ -17,7 +17,7 @@ matplotlib.use("Agg")  # figures are files; never open a window
 import matplotlib.pyplot as plt  # noqa: E402
 
 import sci  # noqa: E402
-from sci._cache import DiskCache, atomic_write_text, cache_key  # noqa: E402
+from sci._cache import DiskCache, atomic_replace, atomic_write_text, cache_key  # noqa: E402
 from sci._json import to_jsonable  # noqa: E402
 
 from ._registry import Figure  # noqa: E402
@@ -31,7 +31,7 @@ def _atomic_savefig(fig: Any, path: Path) -> None:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=150, bbox_inches="tight")
-        os.replace(tmp, path)
+        atomic_replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

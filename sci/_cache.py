@@ -26,6 +26,19 @@ def cache_key(**parameters: Any) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
+def _default_mode() -> int:
+    # mkstemp creates files 0600; a finished file gets the permissions a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_replace(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Give ``tmp`` ordinary permissions and rename it onto ``path`` (atomic on POSIX)."""
+    os.chmod(tmp, _default_mode())
+    os.replace(tmp, path)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     path = Path(path)
@@ -34,7 +47,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
-        os.replace(tmp, path)
+        atomic_replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

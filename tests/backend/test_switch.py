@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 import sci
-from sci.backend import BACKENDS, BackendNotAvailableError, asarray, to_numpy
-from sci.backend import _switch
+from sci.backend import BACKENDS, BackendNotAvailableError, _switch, asarray, to_numpy
 
 
 def test_numpy_always_available():

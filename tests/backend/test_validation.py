@@ -95,7 +95,8 @@ def test_rng():
 def test_memory_refusal_states_the_figure(monkeypatch):
     monkeypatch.setenv("SCI_MEMORY_LIMIT", "1MiB")
     assert memory_limit() == 2**20
-    with pytest.raises(MemoryLimitError, match=r"the table would need 2\.0 MiB, more than .*1\.0 MiB"):
+    message = r"the table would need 2\.0 MiB, more than .*1\.0 MiB"
+    with pytest.raises(MemoryLimitError, match=message):
         check_memory(2 * 2**20, "the table", hint="use a smaller lmax")
     check_memory(2**19, "a small table")
     assert issubclass(MemoryLimitError, ValueError) and issubclass(MemoryLimitError, MemoryError)

@@ -199,3 +199,21 @@ def test_agrees_with_scikit_rmt():
     np.testing.assert_allclose(
         to_numpy(marchenko_pastur_pdf(lam, alpha)), law.pdf(lam / alpha) / alpha, rtol=1e-12
     )
+
+
+def test_figure_quick_numbers_match_theory(tmp_path):
+    """The quick figure computes the real thing: its sampled moments agree with the law."""
+    from figures._registry import discover
+    from figures._runner import run_figure
+
+    record = run_figure(discover()["marchenko_pastur"], quick=True, out=tmp_path, cache_dir=None,
+                        progress=False)
+    for panel in record["data"]["panels"]:
+        alpha = panel["alpha"]
+        assert panel["bulk_mass_sampled"] == pytest.approx(min(1.0, alpha), abs=1e-12)
+        # N = 200, 3 samples: the mean of all eigenvalues is tr(XXᵀ)/N, a chi-square average
+        # with relative standard deviation sqrt(2 / (N P trials)) < 0.5 %; 3 % is > 6 sigma.
+        assert panel["mean_sampled"] == pytest.approx(alpha, rel=0.03)
+        assert panel["second_moment_theory"] == pytest.approx(alpha + alpha**2, rel=1e-12)
+        # The largest eigenvalue sits near the upper edge (Tracy–Widom scale N^(-2/3)).
+        assert panel["max_sampled_eigenvalue"] == pytest.approx(panel["support"][1], rel=0.1)

@@ -69,7 +69,8 @@ def _generate_figures() -> None:
     for subpackage, figs in sorted(by_subpackage.items()):
         lines += [subpackage, "-" * len(subpackage), ""]
         for fig in figs:
-            run_figure(fig, quick=quick, out=out, cache_dir=generated / "cache", progress=False)
+            cache = os.environ.get("SCI_FIGURES_CACHE") or generated / "cache"
+            run_figure(fig, quick=quick, out=out, cache_dir=cache, progress=False)
             lines += [
                 f".. _figure-{fig.name}:",
                 "",

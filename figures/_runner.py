@@ -23,7 +23,11 @@ from sci._json import to_jsonable  # noqa: E402
 from ._registry import Figure  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"
-DEFAULT_CACHE = Path(__file__).resolve().parent / ".cache"
+# SCI_FIGURES_CACHE lets separate processes share computed figures (CI: the docs build reuses
+# what the tests computed in the same run; entries are keyed by parameters, backend, version).
+DEFAULT_CACHE = Path(
+    os.environ.get("SCI_FIGURES_CACHE") or Path(__file__).resolve().parent / ".cache"
+)
 
 
 def _atomic_savefig(fig: Any, path: Path) -> None:

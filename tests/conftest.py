@@ -67,6 +67,14 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def figure_cache() -> Path | None:
+    """Where quick figures computed by tests are cached: ``SCI_FIGURES_CACHE`` if set (CI sets
+    a fresh folder so the docs build reuses them), else nowhere (always recompute)."""
+    path = os.environ.get("SCI_FIGURES_CACHE")
+    return Path(path) if path else None
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261124)

@@ -201,13 +201,13 @@ def test_agrees_with_scikit_rmt():
     )
 
 
-def test_figure_quick_numbers_match_theory(tmp_path):
+def test_figure_quick_numbers_match_theory(tmp_path, figure_cache):
     """The quick figure computes the real thing: its sampled moments agree with the law."""
     from figures._registry import discover
     from figures._runner import run_figure
 
-    record = run_figure(discover()["marchenko_pastur"], quick=True, out=tmp_path, cache_dir=None,
-                        progress=False)
+    record = run_figure(discover()["marchenko_pastur"], quick=True, out=tmp_path,
+                        cache_dir=figure_cache, progress=False)
     for panel in record["data"]["panels"]:
         alpha = panel["alpha"]
         assert panel["bulk_mass_sampled"] == pytest.approx(min(1.0, alpha), abs=1e-12)

@@ -96,10 +96,10 @@ def gaunt_mp(l1, l2, l3, m1, m2, m3, dps=40):
     if (l1 + l2 + l3) % 2:
         return mpmath.mpf(0)
     with mpmath.workdps(dps):
-        pref = mpmath.sqrt(mpmath.mpf((2 * l1 + 1) * (2 * l2 + 1) * (2 * l3 + 1)) / (4 * mpmath.pi))
-        return (
-            pref * wigner_3j_mp(l1, l2, l3, 0, 0, 0, dps) * wigner_3j_mp(l1, l2, l3, m1, m2, m3, dps)
-        )
+        degeneracy = mpmath.mpf((2 * l1 + 1) * (2 * l2 + 1) * (2 * l3 + 1))
+        pref = mpmath.sqrt(degeneracy / (4 * mpmath.pi))
+        zero = wigner_3j_mp(l1, l2, l3, 0, 0, 0, dps)
+        return pref * zero * wigner_3j_mp(l1, l2, l3, m1, m2, m3, dps)
 
 
 def wigner_small_d_half_pi(l, mp, m):

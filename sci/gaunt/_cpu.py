@@ -41,7 +41,6 @@ gaunt_elements = _compile(_recursion.gaunt_elements)
 real_gaunt_elements = _compile(_recursion.real_gaunt_elements)
 _recursion_globals["real_gaunt_elements"] = real_gaunt_elements
 complex_table = _compile(_recursion.complex_table)
-real_table = _compile(_recursion.real_table)
 
 
 @numba.njit(cache=True, parallel=True)

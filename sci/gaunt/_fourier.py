@@ -52,13 +52,13 @@ def legendre_fourier_coefficients(lmax: int) -> np.ndarray:
     lmax = check_integer(lmax, "lmax", minimum=0, maximum=LMAX_LIMIT)
     n = 2 * lmax + 2
     theta = 2 * np.pi * np.arange(n) / n
-    leg = _legendre(lmax, np.cos(theta), np.sin(theta), np)  # (n, (lmax+1)^2)
-    coef = np.fft.fft(leg, axis=0) / n  # coefficient of e^{iuθ} at row u mod n
+    leg = _legendre(lmax, np.cos(theta), np.sin(theta), np)  # ((lmax+1)^2, n)
+    coef = np.fft.fft(leg, axis=-1) / n  # coefficient of e^{iuθ} at column u mod n
     u = np.arange(-lmax, lmax + 1)
     p = np.zeros((lmax + 1, lmax + 1, 2 * lmax + 1), dtype=np.complex128)
     for m in range(lmax + 1):
         ls = np.arange(m, lmax + 1)
-        block = coef[np.ix_(u % n, ls * ls + ls + m)].T  # (l, u)
+        block = coef[np.ix_(ls * ls + ls + m, u % n)]  # (l, u)
         keep = (np.abs(u)[None, :] <= ls[:, None]) & ((u[None, :] - ls[:, None]) % 2 == 0)
         block = np.where(keep, block, 0)
         # Even m: real coefficients; odd m: imaginary (cos / sin series).

@@ -65,59 +65,67 @@ def _check_lmax(lmax: Any, name: str = "lmax") -> int:
     return check_integer(lmax, name, minimum=0, maximum=LMAX_LIMIT)
 
 
-def _legendre(lmax: int, cos, sin, xp) -> Any:
-    """Orthonormal associated Legendre functions P̄_l^m for m >= 0 (Condon-Shortley phase).
+def _legendre_rows(lmax: int, cos, sin):
+    """Yield (l, m, P̄_l^m) for 0 <= m <= l <= lmax: orthonormal associated Legendre functions.
 
-    ``Y_l^m = P̄_l^m(θ) e^{imφ}``. Returns shape ``(..., (lmax+1)**2)`` with P̄_l^m at the flat
-    index of (l, m) and zeros at negative m. ``sin`` may be negative (the torus extension of
-    the double Fourier sphere): the recursion then continues the functions analytically.
-
-    The recursion (m fixed, upwards in l) is the standard stable one:
+    ``Y_l^m = P̄_l^m(θ) e^{imφ}`` with the Condon-Shortley phase. ``sin`` may be negative (the
+    torus extension of the double Fourier sphere): the recursion then continues the functions
+    analytically. The recursion (m fixed, upwards in l) is the standard stable one:
     P̄_m^m = -sqrt((2m+1)/(2m)) sin θ P̄_{m-1}^{m-1},
     P̄_l^m = a_lm (cos θ P̄_{l-1}^m - P̄_{l-2}^m / a_{l-1,m}), a_lm = sqrt((4l²-1)/(l²-m²)).
     """
-    out = xp.zeros(cos.shape + ((lmax + 1) ** 2,), dtype=cos.dtype)
-    pmm = xp.full(cos.shape, 1.0 / math.sqrt(4.0 * math.pi), dtype=cos.dtype)
+    pmm = cos * 0.0 + 1.0 / math.sqrt(4.0 * math.pi)
     for m in range(lmax + 1):
         if m > 0:
             pmm = -math.sqrt((2.0 * m + 1.0) / (2.0 * m)) * sin * pmm
-        out[..., m * m + 2 * m] = pmm
+        yield m, m, pmm
         if m == lmax:
             break
         prev2 = pmm
         prev1 = math.sqrt(2.0 * m + 3.0) * cos * pmm
-        out[..., (m + 1) ** 2 + (m + 1) + m] = prev1
+        yield m + 1, m, prev1
         a_prev = math.sqrt(2.0 * m + 3.0)
         for l in range(m + 2, lmax + 1):
             a = math.sqrt((4.0 * l * l - 1.0) / (l * l - m * m))
             cur = a * (cos * prev1 - prev2 / a_prev)
-            out[..., l * l + l + m] = cur
+            yield l, m, cur
             prev2, prev1, a_prev = prev1, cur, a
+
+
+def _legendre(lmax: int, cos, sin, xp) -> Any:
+    """P̄_l^m for m >= 0 at the flat index of (l, m), coefficient axis first; zero at m < 0."""
+    out = xp.zeros(((lmax + 1) ** 2,) + cos.shape, dtype=cos.dtype)
+    for l, m, row in _legendre_rows(lmax, cos, sin):
+        out[l * l + l + m] = row
+    return out
+
+
+def _harmonics_first(lmax, cos, sin, phi, basis, xp):
+    """Harmonics with the coefficient axis first: shape ((lmax+1)**2, ...)."""
+    cdtype = xp.complex64 if cos.dtype == xp.float32 else xp.complex128
+    out = xp.empty(((lmax + 1) ** 2,) + cos.shape, dtype=cos.dtype if basis == "real" else cdtype)
+    root2 = math.sqrt(2.0)
+    factor = None
+    for l, m, row in _legendre_rows(lmax, cos, sin):
+        if l == m:
+            # The phi factors of order m, computed once per order.
+            if basis == "real":
+                factor = (root2 * xp.cos(m * phi), root2 * xp.sin(m * phi))
+            else:
+                e = xp.exp(1j * m * phi).astype(cdtype)
+                factor = (e, ((-1) ** m) * xp.conj(e))  # Y_l^{-m} = (-1)^m conj(Y_l^m)
+        base = l * l + l
+        if m == 0:
+            out[base] = row
+        else:
+            out[base + m] = row * factor[0]
+            out[base - m] = row * factor[1]
     return out
 
 
 def _harmonics_from_angles(lmax, cos, sin, phi, basis, xp):
-    leg = _legendre(lmax, cos, sin, xp)
-    l, m = degree_order(lmax)
-    pos = np.flatnonzero(m > 0)
-    neg = np.flatnonzero(m < 0)
-    mirror = neg + 2 * (-m[neg])  # index of (l, |m|)
-    mm = xp.asarray(m[pos].astype(np.float64))
-    angle = phi[..., None] * mm
-    if basis == "real":
-        out = xp.array(leg, copy=True)
-        mneg = xp.asarray((-m[neg]).astype(np.float64))
-        out[..., pos] = math.sqrt(2.0) * leg[..., pos] * xp.cos(angle)
-        out[..., neg] = math.sqrt(2.0) * leg[..., mirror] * xp.sin(phi[..., None] * mneg)
-        return out
-    cdtype = xp.complex64 if cos.dtype == xp.float32 else xp.complex128
-    out = leg.astype(cdtype)
-    out[..., pos] = leg[..., pos] * xp.exp(1j * angle)
-    sign = xp.asarray(np.where((-m[neg]) % 2 == 0, 1.0, -1.0))
-    mneg = xp.asarray((-m[neg]).astype(np.float64))
-    # Y_l^{-m} = (-1)^m conj(Y_l^m)
-    out[..., neg] = sign * leg[..., mirror] * xp.exp(-1j * phi[..., None] * mneg)
-    return out
+    out = _harmonics_first(lmax, cos, sin, phi, basis, xp)
+    return xp.ascontiguousarray(xp.moveaxis(out, 0, -1))
 
 
 def _check_basis(basis: Any) -> str:
@@ -178,7 +186,7 @@ def spherical_harmonics(
     --------
     >>> import numpy as np
     >>> y = spherical_harmonics(1, [0.0, 0.0, 1.0])
-    >>> np.round(y * np.sqrt(4 * np.pi), 6)
+    >>> np.round(y * np.sqrt(4 * np.pi), 6) + 0.0
     array([1.      , 0.      , 1.732051, 0.      ])
     """
     lmax = _check_lmax(lmax)
@@ -345,7 +353,7 @@ def from_e3nn(x: Any, *, normalization: str = "integral") -> Any:
     Examples
     --------
     >>> import numpy as np
-    >>> np.round(from_e3nn([1.0, 0.0, 0.0, 1.0]), 12)
+    >>> np.round(from_e3nn([1.0, 0.0, 0.0, 1.0]), 12) + 0.0
     array([1., 0., 1., 0.])
     """
     return _e3nn_map(x, normalization, inverse=True)

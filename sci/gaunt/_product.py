@@ -16,7 +16,13 @@ from ._fourier import (
     _half_to_real,
     _project,
 )
-from ._harmonics import LMAX_LIMIT, _check_basis, lmax_from_size, spherical_harmonics
+from ._harmonics import (
+    LMAX_LIMIT,
+    _check_basis,
+    _harmonics_first,
+    lmax_from_size,
+    spherical_harmonics,
+)
 from ._rotation import _as_complex, sphere_quadrature
 
 __all__ = ["gaunt_convolution", "gaunt_power", "gaunt_tensor_product"]
@@ -260,19 +266,23 @@ def _grid(factors, lmaxes, powers, lmax_keep, basis, xp):
     rdtype = xp.float32 if factors[0].dtype in (xp.float32, xp.complex64) else xp.float64
     th = xp.asarray(theta).astype(rdtype)
     ph = xp.asarray(phi).astype(rdtype)
-    out_y = spherical_harmonics(lmax_keep, theta=th, phi=ph, basis=basis)
-    proj = (xp.conj(out_y) if basis == "complex" else out_y) * xp.asarray(w).astype(rdtype)[:, None]
-    basis_vals = [spherical_harmonics(lm, theta=th, phi=ph, basis=basis) for lm in lmaxes]
+    cos, sin = xp.cos(th), xp.sin(th)
+    check_memory(theta.size * (max(max(lmaxes), lmax_keep) + 1) ** 2 * 16 * (len(lmaxes) + 1),
+                 "the quadrature grid of the 'grid' method", hint="use method='fourier'")
+    # Coefficient axis first (ncoef, npoints): rows are written contiguously.
+    out_y = _harmonics_first(lmax_keep, cos, sin, ph, basis, xp)
+    proj = (xp.conj(out_y) if basis == "complex" else out_y) * xp.asarray(w).astype(rdtype)
+    basis_vals = [_harmonics_first(lm, cos, sin, ph, basis, xp) for lm in lmaxes]
     rows = factors[0].shape[0]
     step = _rows(rows, theta.size * 16 * (len(factors) + 1))
     outs = []
     for s in range(0, rows, step):
         h = None
         for a, yv, p in zip(factors, basis_vals, powers, strict=True):
-            g = a[s: s + step] @ yv.T
+            g = a[s: s + step] @ yv
             g = g**p if p != 1 else g
             h = g if h is None else h * g
-        outs.append(h @ proj)
+        outs.append(h @ proj.T)
     return xp.concatenate(outs, axis=0) if len(outs) > 1 else outs[0]
 
 
@@ -345,7 +355,7 @@ def gaunt_tensor_product(
     >>> import numpy as np
     >>> x = np.array([0.0, 0.0, 1.0, 0.0])    # Z_1^0 (~ z)
     >>> z = gaunt_tensor_product(x, x)         # Z_1^0 squared: degrees 0 and 2 only
-    >>> np.round(z, 6)
+    >>> np.round(z, 6) + 0.0
     array([0.282095, 0.      , 0.      , 0.      , 0.      , 0.      ,
            0.252313, 0.      , 0.      ])
     >>> bool(np.allclose(z, gaunt_tensor_product(x, x, method="direct")))

@@ -71,9 +71,9 @@ def wigner_D(l: int, rotation: Any, *, basis: str = "real") -> Any:
     >>> import numpy as np
     >>> rz = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # 90 deg about z
     >>> np.round(wigner_D(1, rz), 12) + 0.0
-    array([[ 0.,  0., -1.],
+    array([[ 0.,  0.,  1.],
            [ 0.,  1.,  0.],
-           [ 1.,  0.,  0.]])
+           [-1.,  0.,  0.]])
     """
     from ._harmonics import _check_basis, spherical_harmonics
 
@@ -111,9 +111,9 @@ def rotate(x: Any, rotation: Any, *, basis: str = "real") -> Any:
     Examples
     --------
     >>> import numpy as np
-    >>> x = np.array([0.0, 0.0, 0.0, 1.0])           # the function ~ x (real basis)
+    >>> x = np.array([0.0, 0.0, 0.0, 1.0])           # Z_1^1, proportional to -x
     >>> rz = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
-    >>> np.round(rotate(x, rz), 12) + 0.0             # rotated about z: now ~ y
+    >>> np.round(rotate(x, rz), 12) + 0.0             # rotated about z: Z_1^-1 ~ -y
     array([0., 1., 0., 0.])
     """
     from ._harmonics import _check_basis, lmax_from_size

@@ -20,7 +20,6 @@ from sci.gaunt import (
     to_e3nn,
     wigner_D,
 )
-from sci.gaunt._rotation import sphere_quadrature
 from theory import gaunt as oracle
 
 
@@ -138,7 +137,8 @@ def test_fourier_series_reproduces_function(backend, xp, to_numpy, rng):
         sth = np.where(th <= np.pi, th, 2 * np.pi - th)
         sph = np.where(th <= np.pi, ph, ph + np.pi)
         u = np.arange(-lmax, lmax + 1)
-        e = np.exp(1j * (u[None, :, None] * th[:, None, None] + u[None, None, :] * ph[:, None, None]))
+        e = np.exp(1j * (u[None, :, None] * th[:, None, None]
+                         + u[None, None, :] * ph[:, None, None]))
         values = np.einsum("buv,puv->bp", F, e)
         ref = x @ spherical_harmonics(lmax, theta=sth, phi=sph, basis=basis).T
         np.testing.assert_allclose(values, ref, atol=1e-13)

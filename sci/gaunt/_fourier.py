@@ -298,3 +298,126 @@ def fourier_to_sh(F: Any, lmax: int, *, basis: str = "real") -> Any:
     sign = xp.asarray(np.where(np.arange(lmax + 1) % 2 == 0, 1.0, -1.0)[:, None])
     cneg = _project(columns(-1), lmax, k, xp) * sign.astype(f.dtype)
     return _half_to_complex(cpos, cneg, lmax, xp)
+
+
+# ----------------------------------------------------------------------------- torus grids
+#
+# The product pipeline composes the θ-direction DFT with the sparse conversions: the forward
+# conversion followed by the inverse DFT in θ is one precomputed real matrix per order m (the
+# torus-extended Legendre functions at the grid's θ nodes), and the DFT in θ followed by the
+# backward conversion is another (``_torus_analysis``). Both are linear maps of the same
+# O(L^3) size as the conversions, so the cost order is unchanged while the per-transform
+# overhead of many short FFTs in θ disappears. The φ direction is a real FFT (or, for short
+# lengths, the same DFT as a matrix product).
+
+_DFT_MAX = 96
+"""Up to this many points in φ the DFT runs as a matrix product (faster than short FFTs)."""
+
+
+@functools.lru_cache(maxsize=32)
+def _torus_synthesis(lmax: int, n_theta: int) -> np.ndarray:
+    """Pt[m, l, j] = c_m P̄_l^m(θ_j) at the torus nodes θ_j = 2πj/n (c_0 = 1, c_m = √2)."""
+    theta = 2 * np.pi * np.arange(n_theta) / n_theta
+    leg = _legendre(lmax, np.cos(theta), np.sin(theta), np)  # ((lmax+1)^2, n)
+    m = np.arange(lmax + 1)[:, None]
+    l = np.arange(lmax + 1)[None, :]
+    lc = np.maximum(l, m)
+    pt = np.where((l >= m)[..., None], leg[lc * lc + lc + m], 0.0)
+    pt[1:] *= math.sqrt(2.0)
+    pt.flags.writeable = False
+    return pt
+
+
+@functools.lru_cache(maxsize=32)
+def _torus_analysis(lmax: int, n_theta: int, degree: int) -> np.ndarray:
+    """Q[m, j, l]: real coefficients from the θ samples of the order-m parts of a real function.
+
+    For h = Σ_m Hc_m(θ) cos mφ + Hs_m(θ) sin mφ with Hc, Hs trigonometric polynomials of degree
+    ``degree`` in θ sampled at n_theta >= 2 degree + 1 torus nodes:
+    a_{l,m} = Σ_j Hc_m(θ_j) Q[m, j, l] and a_{l,-m} = Σ_j Hs_m(θ_j) Q[m, j, l], from
+    ∫_0^π e^{ikθ} sin θ dθ = I(k) applied to the interpolating trigonometric polynomial.
+    """
+    p = legendre_fourier_coefficients(lmax)  # (m, l, u')
+    u = np.arange(-degree, degree + 1)
+    up = np.arange(-lmax, lmax + 1)
+    a = np.einsum("uv,mlv->mul", _theta_integrals(u[:, None] + up[None, :]), p)
+    theta = 2 * np.pi * np.arange(n_theta) / n_theta
+    dft = np.exp(-1j * u[None, :] * theta[:, None]) / n_theta  # (j, u)
+    q = np.einsum("ju,mul->mjl", dft, a).real
+    scale = np.full(lmax + 1, math.pi * math.sqrt(2.0))
+    scale[0] = 2 * math.pi
+    q *= scale[:, None, None]
+    q.flags.writeable = False
+    return q
+
+
+@functools.lru_cache(maxsize=32)
+def _phi_matrices(lmax: int, n_phi: int) -> tuple[np.ndarray, np.ndarray]:
+    """E (2M, n): rows cos(mφ), sin(mφ); Eb (n, 2M): the discrete projections back."""
+    phi = 2 * np.pi * np.arange(n_phi) / n_phi
+    m = np.arange(lmax + 1)[:, None]
+    e = np.concatenate([np.cos(m * phi), np.sin(m * phi)], 0)
+    w = np.full((lmax + 1, 1), 2.0 / n_phi)
+    w[0] = 1.0 / n_phi
+    eb = np.concatenate([np.cos(m * phi) * w, np.sin(m * phi) * w], 0).T.copy()
+    return e, eb
+
+
+@functools.lru_cache(maxsize=32)
+def _gather_pairs(lmax: int):
+    """Flat indices of (l, m) and (l, -m) arranged as [m, l] (l < m points at a zero slot)."""
+    m = np.arange(lmax + 1)[:, None]
+    l = np.arange(lmax + 1)[None, :]
+    lc = np.maximum(l, m)
+    valid = l >= m
+    zero = (lmax + 1) ** 2  # an appended zero column
+    pos = np.where(valid, lc * lc + lc + m, zero)
+    neg = np.where(valid & (m > 0), lc * lc + lc - m, zero)
+    return pos, neg, valid
+
+
+def _torus_grid_real(a, lmax, n_theta, n_phi, xp, fft):
+    """Values on the n_theta x n_phi torus grid of real functions: shape (B, n_theta, n_phi)."""
+    rows = a.shape[0]
+    pt = xp.asarray(_torus_synthesis(lmax, n_theta)).astype(a.dtype)  # (M, L, T)
+    pos, neg, _ = _gather_pairs(lmax)
+    padded = xp.concatenate([a, xp.zeros((rows, 1), dtype=a.dtype)], axis=1)
+    # (M, 2B, L): cosine parts (orders m) and sine parts (orders -m) of every row.
+    stacked = xp.concatenate([padded[:, pos], padded[:, neg]], axis=0)
+    stacked = xp.moveaxis(stacked.reshape(2, rows, lmax + 1, lmax + 1), 2, 0)
+    rs = stacked.reshape(lmax + 1, 2 * rows, lmax + 1) @ pt  # (M, 2B, T)
+    rs = rs.reshape(lmax + 1, 2, rows * n_theta)
+    if n_phi <= _DFT_MAX:
+        e, _ = _phi_matrices(lmax, n_phi)
+        e = xp.asarray(e).astype(a.dtype)
+        coeffs = xp.concatenate([rs[:, 0], rs[:, 1]], axis=0)  # (2M, B*T)
+        return (coeffs.T @ e).reshape(rows, n_theta, n_phi)
+    spec = xp.zeros((rows * n_theta, n_phi // 2 + 1), dtype=xp.result_type(a.dtype, 1j))
+    spec[:, : lmax + 1] = (rs[:, 0] - 1j * rs[:, 1]).T * (n_phi / 2)
+    spec[:, 0] = rs[0, 0] * n_phi
+    return fft.irfft(spec, n=n_phi, axis=-1).reshape(rows, n_theta, n_phi)
+
+
+def _torus_coefficients_real(h, lmax, degree, xp, fft):
+    """Real-basis coefficients up to lmax of real functions sampled on the torus grid."""
+    rows, n_theta, n_phi = h.shape
+    flat = h.reshape(rows * n_theta, n_phi)
+    if n_phi <= _DFT_MAX:
+        _, eb = _phi_matrices(lmax, n_phi)
+        hcs = flat @ xp.asarray(eb).astype(h.dtype)  # (B*T, 2M)
+        hc, hs = hcs[:, : lmax + 1], hcs[:, lmax + 1:]
+    else:
+        spec = fft.rfft(flat, axis=-1)[:, : lmax + 1] * (2.0 / n_phi)
+        spec[:, 0] *= 0.5
+        hc, hs = spec.real.astype(h.dtype), (-spec.imag).astype(h.dtype)
+    # (M, 2B, T): per order, the cosine and sine parts as functions of θ.
+    both = xp.stack([hc.reshape(rows, n_theta, lmax + 1), hs.reshape(rows, n_theta, lmax + 1)])
+    both = xp.moveaxis(both, 3, 0).reshape(lmax + 1, 2 * rows, n_theta)
+    q = xp.asarray(_torus_analysis(lmax, n_theta, degree)).astype(h.dtype)  # (M, T, L)
+    out_ml = (both @ q).reshape(lmax + 1, 2, rows, lmax + 1)  # (M, cos/sin, B, L)
+    pos, neg, valid = _gather_pairs(lmax)
+    out = xp.zeros((rows, (lmax + 1) ** 2 + 1), dtype=h.dtype)
+    mi, li = np.nonzero(valid)
+    out[:, neg[mi, li]] = xp.moveaxis(out_ml[mi, 1, :, li], 0, -1)
+    out[:, pos[mi, li]] = xp.moveaxis(out_ml[mi, 0, :, li], 0, -1)
+    return out[:, :-1]

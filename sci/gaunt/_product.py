@@ -11,10 +11,10 @@ from ..backend import array_namespace, implementation, register
 from ._coefficients import gaunt_table
 from ._fourier import (
     _full_spectrum_complex,
-    _half_spectrum_real,
     _half_to_complex,
-    _half_to_real,
     _project,
+    _torus_coefficients_real,
+    _torus_grid_real,
 )
 from ._harmonics import (
     LMAX_LIMIT,
@@ -144,21 +144,11 @@ def _torus_sizes(lmax_in: tuple[int, ...], degree: int, lmax_keep: int):
 
 
 def _to_grid_real(a, lmax, n_theta, n_phi, xp, fft):
-    half = _half_spectrum_real(a, lmax, xp)  # (B, u, m)
-    spec = xp.zeros((half.shape[0], n_theta, n_phi // 2 + 1), dtype=half.dtype)
-    spec[:, : lmax + 1, : lmax + 1] = half[:, lmax:, :]
-    if lmax:
-        spec[:, n_theta - lmax:, : lmax + 1] = half[:, :lmax, :]
-    return fft.irfft2(spec, s=(n_theta, n_phi), axes=(-2, -1)) * (n_theta * n_phi)
+    return _torus_grid_real(a, lmax, n_theta, n_phi, xp, fft)
 
 
 def _from_grid_real(h, degree, lmax_keep, xp, fft):
-    n_theta, n_phi = h.shape[-2:]
-    spec = fft.rfft2(h, axes=(-2, -1)) / (n_theta * n_phi)
-    rows = np.arange(-degree, degree + 1) % n_theta
-    half = spec[:, rows, : lmax_keep + 1]  # (B, u, m)
-    cm = _project(half, lmax_keep, degree, xp)
-    return _half_to_real(cm, lmax_keep, xp, h.dtype)
+    return _torus_coefficients_real(h, lmax_keep, degree, xp, fft)
 
 
 def _to_grid_complex(c, lmax, n_theta, n_phi, xp, fft):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 
 import cupy
+import numpy as np
 
 _SOURCE = r"""
 extern "C" __global__ void gaunt_contract_{name}(
@@ -60,6 +61,6 @@ def direct_contract(x, y, i1, i2, starts, vals, n_out):
         (blocks,), (threads,),
         (x, y, cupy.asarray(i1), cupy.asarray(i2), cupy.asarray(starts),
          cupy.asarray(vals, dtype=cupy.float64), out,
-         rows, x.shape[1], y.shape[1], n_out),
+         np.int64(rows), np.int64(x.shape[1]), np.int64(y.shape[1]), np.int64(n_out)),
     )
     return out

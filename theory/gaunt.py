@@ -125,3 +125,37 @@ def wigner_small_d_half_pi(l, mp, m):
     with mpmath.workdps(40):
         return float(mpmath.sqrt(square) * (mpmath.mpf(total.numerator) / total.denominator)
                      / mpmath.mpf(2) ** l)
+
+
+def _u_entry(mu, m):
+    """U^mu_m of Z = U Y (sympy's ``real_gaunt`` convention), exact up to 1/sqrt(2)."""
+    s2 = 1 / mpmath.sqrt(2)
+    if mu == 0:
+        return mpmath.mpc(1) if m == 0 else mpmath.mpc(0)
+    if mu > 0:
+        if m == mu:
+            return mpmath.mpc(s2)
+        return mpmath.mpc((-1) ** mu * s2) if m == -mu else mpmath.mpc(0)
+    if m == mu:
+        return mpmath.mpc(0, (-1) ** mu * s2)
+    return mpmath.mpc(0, -s2) if m == -mu else mpmath.mpc(0)
+
+
+def real_gaunt_mp(l1, l2, l3, mu1, mu2, mu3, dps=40):
+    """``int Z1 Z2 Z3`` to ``dps`` digits at any degree (sum over the unitary basis change).
+
+    Examples
+    --------
+    >>> float(real_gaunt_mp(1, 1, 2, -1, 1, -2) * mpmath.sqrt(mpmath.pi))  # sqrt(15)/10
+    0.3872983346207417
+    """
+    with mpmath.workdps(dps):
+        total = mpmath.mpc(0)
+        for m1 in {mu1, -mu1}:
+            for m2 in {mu2, -mu2}:
+                m3 = -m1 - m2
+                if abs(m3) != abs(mu3):
+                    continue
+                u = _u_entry(mu1, m1) * _u_entry(mu2, m2) * _u_entry(mu3, m3)
+                total += u * gaunt_mp(l1, l2, l3, m1, m2, m3, dps)
+        return total.real

@@ -172,3 +172,22 @@ def test_bad_input():
         gaunt_table(2, basis="spherical")
     with pytest.raises(ValueError, match="Gaunt table would need"):
         gaunt_table(3000)
+
+
+def test_real_gaunt_high_degree_relative_accuracy():
+    rng = np.random.default_rng(3)
+    rows = []
+    while len(rows) < 15:
+        l1, l2 = (int(v) for v in rng.integers(30, 101, 2))
+        l3 = int(rng.integers(abs(l1 - l2), min(l1 + l2, 100) + 1))
+        mu1 = int(rng.integers(-l1, l1 + 1))
+        mu2 = int(rng.integers(-l2, l2 + 1))
+        mu3 = abs(abs(mu1) - abs(mu2)) if rng.random() < 0.5 else abs(mu1) + abs(mu2)
+        mu3 = -mu3 if (mu1 < 0) != (mu2 < 0) else mu3
+        if (l1 + l2 + l3) % 2 or abs(mu3) > l3 or mu3 == 0 and (mu1 < 0) != (mu2 < 0):
+            continue
+        rows.append((l1, l2, l3, mu1, mu2, mu3))
+    ours = np.asarray(real_gaunt(*np.array(rows).T))
+    exact = np.array([float(oracle.real_gaunt_mp(*r)) for r in rows])
+    assert np.all(exact != 0)
+    np.testing.assert_allclose(ours, exact, rtol=1e-13, atol=0)

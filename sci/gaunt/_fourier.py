@@ -353,13 +353,13 @@ def _torus_analysis(lmax: int, n_theta: int, degree: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=32)
 def _phi_matrices(lmax: int, n_phi: int) -> tuple[np.ndarray, np.ndarray]:
-    """E (2M, n): rows cos(mφ), sin(mφ); Eb (n, 2M): the discrete projections back."""
+    """E (2M, n): rows cos(mφ), sin(mφ) interleaved (row 2m + s); Eb (n, 2M): the way back."""
     phi = 2 * np.pi * np.arange(n_phi) / n_phi
     m = np.arange(lmax + 1)[:, None]
-    e = np.concatenate([np.cos(m * phi), np.sin(m * phi)], 0)
-    w = np.full((lmax + 1, 1), 2.0 / n_phi)
+    e = np.stack([np.cos(m * phi), np.sin(m * phi)], 1).reshape(2 * (lmax + 1), n_phi)
+    w = np.full((lmax + 1, 1, 1), 2.0 / n_phi)
     w[0] = 1.0 / n_phi
-    eb = np.concatenate([np.cos(m * phi) * w, np.sin(m * phi) * w], 0).T.copy()
+    eb = (e.reshape(lmax + 1, 2, n_phi) * w).reshape(2 * (lmax + 1), n_phi).T.copy()
     return e, eb
 
 
@@ -384,14 +384,15 @@ def _torus_grid_real(a, lmax, n_theta, n_phi, xp, fft):
     padded = xp.concatenate([a, xp.zeros((rows, 1), dtype=a.dtype)], axis=1)
     # (M, 2B, L): cosine parts (orders m) and sine parts (orders -m) of every row.
     stacked = xp.concatenate([padded[:, pos], padded[:, neg]], axis=0)
-    stacked = xp.moveaxis(stacked.reshape(2, rows, lmax + 1, lmax + 1), 2, 0)
+    # Contiguous stacks: a strided batch makes matmul leave BLAS for a slow generic loop.
+    stacked = xp.ascontiguousarray(xp.moveaxis(stacked.reshape(2, rows, lmax + 1, lmax + 1), 2, 0))
     rs = stacked.reshape(lmax + 1, 2 * rows, lmax + 1) @ pt  # (M, 2B, T)
-    rs = rs.reshape(lmax + 1, 2, rows * n_theta)
     if n_phi <= _DFT_MAX:
         e, _ = _phi_matrices(lmax, n_phi)
         e = xp.asarray(e).astype(a.dtype)
-        coeffs = xp.concatenate([rs[:, 0], rs[:, 1]], axis=0)  # (2M, B*T)
+        coeffs = rs.reshape(2 * (lmax + 1), rows * n_theta)  # row 2m + s: no copy
         return (coeffs.T @ e).reshape(rows, n_theta, n_phi)
+    rs = rs.reshape(lmax + 1, 2, rows * n_theta)
     spec = xp.zeros((rows * n_theta, n_phi // 2 + 1), dtype=xp.result_type(a.dtype, 1j))
     spec[:, : lmax + 1] = (rs[:, 0] - 1j * rs[:, 1]).T * (n_phi / 2)
     spec[:, 0] = rs[0, 0] * n_phi
@@ -404,15 +405,15 @@ def _torus_coefficients_real(h, lmax, degree, xp, fft):
     flat = h.reshape(rows * n_theta, n_phi)
     if n_phi <= _DFT_MAX:
         _, eb = _phi_matrices(lmax, n_phi)
-        hcs = flat @ xp.asarray(eb).astype(h.dtype)  # (B*T, 2M)
-        hc, hs = hcs[:, : lmax + 1], hcs[:, lmax + 1:]
+        hcs = flat @ xp.asarray(eb).astype(h.dtype)  # (B*T, 2M), column 2m + s
     else:
         spec = fft.rfft(flat, axis=-1)[:, : lmax + 1] * (2.0 / n_phi)
         spec[:, 0] *= 0.5
-        hc, hs = spec.real.astype(h.dtype), (-spec.imag).astype(h.dtype)
-    # (M, 2B, T): per order, the cosine and sine parts as functions of θ.
-    both = xp.stack([hc.reshape(rows, n_theta, lmax + 1), hs.reshape(rows, n_theta, lmax + 1)])
-    both = xp.moveaxis(both, 3, 0).reshape(lmax + 1, 2 * rows, n_theta)
+        hcs = xp.stack([spec.real, -spec.imag], axis=-1).astype(h.dtype)
+    # (M, 2B, T): per order, the cosine and sine parts as functions of θ (one transposing copy).
+    both = hcs.reshape(rows, n_theta, lmax + 1, 2)
+    both = xp.ascontiguousarray(xp.transpose(both, (2, 3, 0, 1))).reshape(
+        lmax + 1, 2 * rows, n_theta)
     q = xp.asarray(_torus_analysis(lmax, n_theta, degree)).astype(h.dtype)  # (M, T, L)
     out_ml = (both @ q).reshape(lmax + 1, 2, rows, lmax + 1)  # (M, cos/sin, B, L)
     pos, neg, valid = _gather_pairs(lmax)

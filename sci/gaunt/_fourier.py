@@ -31,7 +31,8 @@ def legendre_fourier_coefficients(lmax: int) -> np.ndarray:
     Returns
     -------
     numpy.ndarray, shape (lmax+1, lmax+1, 2 lmax+1), complex
-        ``p[m, l, u + lmax]``; zero for l < m, |u| > l and u ≢ l (mod 2) (set exactly).
+        ``p[m, l, u + lmax]``; zero for :math:`l < m`, :math:`|u| > l` and
+        :math:`u \not\equiv l \pmod 2` (set exactly).
 
     Notes
     -----

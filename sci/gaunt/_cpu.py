@@ -79,3 +79,43 @@ def direct_contract(x, y, i1, i2, starts, vals, n_out):
     else:
         _contract_real(x, y, i1, i2, starts, vals, out)
     return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _half_spectrum_kernel(a, r, lmax, out_re, out_im):
+    inv = 1.0 / np.sqrt(2.0)
+    rows = a.shape[0]
+    for b in numba.prange(rows):
+        for m in range(lmax + 1):
+            s = 1.0 if m == 0 else inv
+            for ui in range(2 * lmax + 1):
+                u = ui - lmax
+                au = u if u >= 0 else -u
+                start = max(m, au)
+                # Only l of the parity of u contribute (y^{lm}_u = 0 otherwise).
+                if (start - au) % 2 == 1:
+                    start += 1
+                pos = 0.0
+                neg = 0.0
+                for l in range(start, lmax + 1, 2):
+                    coef = r[m, l, ui]
+                    pos += a[b, l * l + l + m] * coef
+                    if m > 0:
+                        neg += a[b, l * l + l - m] * coef
+                if m % 2 == 0:
+                    out_re[b, ui, m] = s * pos
+                    out_im[b, ui, m] = -s * neg
+                else:
+                    out_re[b, ui, m] = s * neg
+                    out_im[b, ui, m] = s * pos
+
+
+def half_spectrum_real(a, lmax, p):
+    """F[b, u + lmax, m] (m >= 0) of real functions from real-basis coefficients, sparse in l."""
+    a = np.ascontiguousarray(a)
+    r = np.ascontiguousarray((p.real + p.imag).astype(a.dtype))
+    shape = (a.shape[0], 2 * lmax + 1, lmax + 1)
+    out_re = np.empty(shape, dtype=a.dtype)
+    out_im = np.empty(shape, dtype=a.dtype)
+    _half_spectrum_kernel(a, r, lmax, out_re, out_im)
+    return out_re + 1j * out_im

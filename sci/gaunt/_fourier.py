@@ -10,7 +10,7 @@ import numpy as np
 import scipy.fft
 
 from .._validation import as_float_array, check_integer, check_memory
-from ..backend import array_namespace
+from ..backend import array_namespace, implementation, register
 from ._harmonics import LMAX_LIMIT, _check_basis, _legendre, lmax_from_size
 from ._rotation import _as_complex
 
@@ -115,7 +115,16 @@ def _check_complex_coefficients(x: Any, name: str):
 
 def _half_spectrum_real(a, lmax, xp):
     """F[..., u + lmax, m] for m >= 0 of the real function with real-basis coefficients a."""
-    p = xp.asarray(legendre_fourier_coefficients(lmax))  # (m, l, u)
+    batch = a.shape[:-1]
+    out = implementation("gaunt.half_spectrum_real")(
+        a.reshape((-1, a.shape[-1])), lmax, legendre_fourier_coefficients(lmax))
+    return out.reshape(batch + out.shape[-2:])
+
+
+def _half_spectrum_real_array(a, lmax, p_host):
+    """Array-code version: batched matrix products over the orders (dense in l)."""
+    xp = array_namespace()
+    p = xp.asarray(p_host)  # (m, l, u)
     cdtype = xp.complex64 if a.dtype == xp.float32 else xp.complex128
     idx, mirror, valid, scale = _half_gather(lmax)
     negscale = np.where(np.arange(lmax + 1)[:, None] > 0, scale, 0.0)
@@ -125,10 +134,14 @@ def _half_spectrum_real(a, lmax, xp):
     c = pos * xp.asarray(scale) - 1j * neg * xp.asarray(negscale)
     c = xp.where(xp.asarray(valid), c, 0).astype(cdtype)  # (..., m, l)
     batch = c.shape[:-2]
-    c2 = xp.moveaxis(c.reshape((-1,) + c.shape[-2:]), 1, 0)  # (m, B, l)
+    c2 = xp.ascontiguousarray(xp.moveaxis(c.reshape((-1,) + c.shape[-2:]), 1, 0))  # (m, B, l)
     out = c2 @ p.astype(cdtype)  # (m, B, u)
     out = xp.moveaxis(out, 0, -1)  # (B, u, m)
     return out.reshape(batch + out.shape[-2:])
+
+
+register("gaunt.half_spectrum_real", "array", _half_spectrum_real_array)
+register("gaunt.half_spectrum_real", "numba", "sci.gaunt._cpu:half_spectrum_real")
 
 
 @functools.lru_cache(maxsize=32)

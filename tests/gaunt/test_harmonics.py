@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.special
+from hypothesis import given
+from hypothesis import strategies as st
 
 import sci
 from sci.gaunt import (
@@ -219,3 +221,20 @@ def test_backends_agree(rng):
     with sci.use_backend("numba"):
         b = spherical_harmonics(12, v)
     np.testing.assert_array_equal(a, b)
+
+
+@given(lmax=st.integers(0, 12), batch=st.lists(st.integers(1, 3), max_size=2),
+       float32=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_fourier_conversion_backends_agree(lmax, batch, float32, seed):
+    # The Numba kernel (sparse in l) against the array code (batched dense products).
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((*batch, (lmax + 1) ** 2))
+    x = x.astype(np.float32) if float32 else x
+    with sci.use_backend("numpy"):
+        a = sh_to_fourier(x)
+    with sci.use_backend("numba"):
+        b = sh_to_fourier(x)
+    assert a.dtype == b.dtype == (np.complex64 if float32 else np.complex128)
+    assert a.shape == b.shape == (*batch, 2 * lmax + 1, 2 * lmax + 1)
+    np.testing.assert_allclose(b, a, rtol=0, atol=(1e-5 if float32 else 1e-14) * max(
+        1.0, float(np.abs(x).max())) * (lmax + 1))

@@ -371,7 +371,9 @@ def gaunt_tensor_product(
     a2 = a.reshape((-1, a.shape[-1]))
     b2 = b.reshape((-1, b.shape[-1]))
     keep = min(lo, l1 + l2)
-    if method == "fourier":
+    if a2.shape[0] == 0:
+        z = xp.zeros((0, (keep + 1) ** 2), dtype=a.dtype)
+    elif method == "fourier":
         z, keep = _fourier_power([a2, b2], [l1, l2], [1, 1], keep, basis, xp)
     elif method == "direct":
         z = _direct(a2, b2, l1, l2, keep, basis, xp)
@@ -484,7 +486,9 @@ def gaunt_power(
     batch = a.shape[:-1]
     a2 = a.reshape((-1, a.shape[-1]))
     keep = min(lo, nu * lmax)
-    if method == "fourier":
+    if a2.shape[0] == 0:
+        z = xp.zeros((0, (keep + 1) ** 2), dtype=a.dtype)
+    elif method == "fourier":
         z, keep = _fourier_power([a2], [lmax], [nu], keep, basis, xp)
     elif method == "grid":
         z = _grid([a2], [lmax], [nu], keep, basis, xp)

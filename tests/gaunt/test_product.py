@@ -237,6 +237,13 @@ def test_bad_input(rng):
     assert gaunt_tensor_product(np.ones(4, int), np.ones(4, int)).dtype == np.float64
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_empty_batch(method):
+    z = gaunt_tensor_product(np.ones((0, 3, 4)), np.ones((0, 3, 9)), method=method)
+    assert z.shape == (0, 3, 16)
+    assert gaunt_power(np.ones((0, 4)), 2, method=method).shape == (0, 9)
+
+
 def test_inputs_not_mutated(rng):
     x = rng.standard_normal((2, 9))
     keep = x.copy()

@@ -123,9 +123,11 @@ def test_gaunt_high_degree_relative_accuracy():
     np.testing.assert_allclose(ours, exact, rtol=1e-13, atol=0)
 
 
-def test_gaunt_degree_200():
+def test_gaunt_degree_200_to_1000():
+    # Relative accuracy holds for tiny values too (1.8e-31 below): no cancellation.
     rows = [(200, 150, 250, 37, -120, 83), (200, 200, 400, 0, 0, 0), (180, 190, 12, 5, -3, -2),
-            (200, 199, 1, 100, -100, 0)]
+            (200, 199, 1, 100, -100, 0), (1000, 999, 3, 500, -501, 1),
+            (800, 800, 1600, 0, 0, 0), (700, 650, 90, -600, 640, -40)]
     ours = np.asarray(gaunt(*np.array(rows).T))
     exact = np.array([float(oracle.gaunt_mp(*r, dps=60)) for r in rows])
     np.testing.assert_allclose(ours, exact, rtol=1e-12, atol=0)

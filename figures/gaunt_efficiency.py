@@ -34,10 +34,13 @@ def _one_thread() -> dict:
         threads["blas"] = 1
     except ImportError:
         threads["blas"] = "default"
-    import numba
+    try:
+        import numba
 
-    numba.set_num_threads(1)
-    threads["numba"] = numba.get_num_threads()
+        numba.set_num_threads(1)
+        threads["numba"] = numba.get_num_threads()
+    except ImportError:
+        threads["numba"] = None
     return threads
 
 

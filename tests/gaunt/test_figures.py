@@ -21,4 +21,4 @@ def test_gaunt_efficiency_quick(tmp_path):
         assert all(t > 0 for t in data["seconds"][method])
     # The equivariance identity GTP(Dx, Dy) = D GTP(x, y) (spec: <= 1e-13 for L <= 6).
     assert np.max(data["equivariance_error"]) <= 1e-13
-    assert data["threads"]["numba"] == 1
+    assert data["threads"]["numba"] in (1, None)

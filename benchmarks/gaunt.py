@@ -1,0 +1,212 @@
+"""Gaunt tensor products: the Fourier method against the direct contraction and e3nn.
+
+Cases (one process, same inputs):
+
+* ``fourier vs e3nn L=..``: ``gaunt_tensor_product`` (float32, method "fourier") against e3nn
+  ``o3.FullTensorProduct`` (CPU torch, float32, every path) for batch 1024, L = 1..12 (e3nn's
+  limit). The e3nn product has more paths (the odd ones) and another normalisation: it is the
+  tool a user replaces, not the same numbers, so no discrepancy is recorded.
+* ``fourier vs direct L=..``: the Fourier method against the sparse Gaunt contraction
+  (float64), with the largest relative discrepancy.
+* ``fourier L=..``: the Fourier method alone up to L = 64 (smaller batch, recorded), for the
+  fitted exponent of time in L.
+* ``gaunt coefficients``: ``gaunt`` on 200 index tuples (l <= 8) against sympy's ``gaunt``.
+
+Threads: torch, Numba and BLAS are limited to one thread each (recorded), so the comparison is
+per core.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._harness import Benchmark, Case, fitted_exponent
+
+BATCH = 1024
+E3NN_LMAX = 12
+
+
+def _limit_threads() -> dict:
+    threads: dict = {}
+    try:
+        import threadpoolctl
+
+        threadpoolctl.threadpool_limits(1)
+        threads["blas"] = 1
+    except ImportError:
+        threads["blas"] = "default"
+    try:
+        import numba
+
+        numba.set_num_threads(1)
+        threads["numba"] = numba.get_num_threads()
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+        threads["torch"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    return threads
+
+
+def _inputs(lmax: int, batch: int, dtype, seed: int = 0):
+    rng = np.random.default_rng(seed + lmax)
+    n = (lmax + 1) ** 2
+    return (rng.standard_normal((batch, n)).astype(dtype),
+            rng.standard_normal((batch, n)).astype(dtype))
+
+
+def _e3nn_case(lmax: int, batch: int):
+    try:
+        import torch
+        from e3nn import o3
+    except ImportError:
+        print(f"  (e3nn not installed: case fourier vs e3nn L={lmax} omitted)")
+        return None
+    from sci.gaunt import gaunt_tensor_product
+
+    x, y = _inputs(lmax, batch, np.float32)
+    irreps = o3.Irreps("+".join(f"1x{l}{'e' if l % 2 == 0 else 'o'}" for l in range(lmax + 1)))
+    tp = o3.FullTensorProduct(irreps, irreps)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    def peer():
+        with torch.no_grad():
+            return tp(xt, yt)
+
+    return Case(
+        label=f"fourier vs e3nn L={lmax}",
+        ours=lambda: gaunt_tensor_product(x, y),
+        peer=peer,
+        params={"L": lmax, "batch": batch, "dtype": "float32", "paths_e3nn": len(tp.instructions)},
+        ours_name="sci fourier",
+        peer_name="e3nn FullTensorProduct",
+    )
+
+
+def _direct_case(lmax: int, batch: int):
+    from sci.gaunt import gaunt_tensor_product
+
+    x, y = _inputs(lmax, batch, np.float64)
+
+    def check(a, b):
+        return float(np.abs(a - b).max() / np.abs(b).max())
+
+    return Case(
+        label=f"fourier vs direct L={lmax}",
+        ours=lambda: gaunt_tensor_product(x, y),
+        peer=lambda: gaunt_tensor_product(x, y, method="direct"),
+        params={"L": lmax, "batch": batch, "dtype": "float64"},
+        ours_name="sci fourier",
+        peer_name="sci direct",
+        check=check,
+    )
+
+
+def _fourier_case(lmax: int, batch: int):
+    from sci.gaunt import gaunt_tensor_product
+
+    x, y = _inputs(lmax, batch, np.float32)
+    return Case(
+        label=f"fourier L={lmax}",
+        ours=lambda: gaunt_tensor_product(x, y),
+        params={"L": lmax, "batch": batch, "dtype": "float32"},
+        ours_name="sci fourier",
+        repeats=3,
+    )
+
+
+def _coefficient_case():
+    from sci.gaunt import gaunt
+
+    rng = np.random.default_rng(1)
+    rows = []
+    while len(rows) < 200:
+        l1, l2 = (int(v) for v in rng.integers(0, 9, 2))
+        l3 = int(rng.integers(abs(l1 - l2), l1 + l2 + 1))
+        m1 = int(rng.integers(-l1, l1 + 1))
+        m2 = int(rng.integers(-l2, l2 + 1))
+        if abs(m1 + m2) > l3:
+            continue
+        rows.append((l1, l2, l3, m1, m2, -m1 - m2))
+    args = np.array(rows).T
+    try:
+        from sympy.physics.wigner import gaunt as sympy_gaunt
+    except ImportError:
+        print("  (sympy not installed: coefficient case without peer)")
+        sympy_gaunt = None
+
+    def peer():
+        return np.array([float(sympy_gaunt(*r)) for r in rows])
+
+    return Case(
+        label="gaunt coefficients x200 (l<=8)",
+        ours=lambda: gaunt(*args),
+        peer=peer if sympy_gaunt else None,
+        params={"count": len(rows), "lmax": 8},
+        ours_name="sci gaunt",
+        peer_name="sympy gaunt",
+        check=lambda a, b: float(np.abs(np.asarray(a) - b).max()),
+        repeats=3,
+    )
+
+
+_THREADS: dict = {}
+
+
+def cases(quick: bool):
+    _THREADS.update(_limit_threads())
+    batch = 128 if quick else BATCH
+    lmaxes = (1, 2, 4) if quick else tuple(range(1, E3NN_LMAX + 1))
+    for lmax in lmaxes:
+        case = _e3nn_case(lmax, batch)
+        if case is not None:
+            yield case
+    for lmax in ((2, 4) if quick else (2, 4, 8)):
+        yield _direct_case(lmax, batch)
+    big_batch = 16 if quick else 64
+    for lmax in ((8, 16) if quick else (8, 12, 16, 24, 32, 48, 64)):
+        yield _fourier_case(lmax, big_batch)
+    yield _coefficient_case()
+
+
+def summarize(rows):
+    out: dict = {"threads": dict(_THREADS)}
+    e3nn = [r for r in rows if r["case"].startswith("fourier vs e3nn")]
+    out["methods_timed"] = sorted({r["ours_name"] for r in rows}
+                                  | {r["peer_name"] for r in rows if r.get("peer_name")})
+    if e3nn:
+        out["speedup_vs_e3nn"] = {r["params"]["L"]: round(r["ratio"], 3) for r in e3nn}
+        slower = [r["params"]["L"] for r in e3nn if r["ratio"] < 1]
+        out["e3nn_faster_at_L"] = slower
+        out["e3nn_fitted_exponent"] = fitted_exponent(
+            [r["params"]["L"] for r in e3nn if r["params"]["L"] >= 4],
+            [r["peer_median_s"] for r in e3nn if r["params"]["L"] >= 4],
+        ) if sum(r["params"]["L"] >= 4 for r in e3nn) >= 2 else None
+    alone = [r for r in rows if r["case"].startswith("fourier L=")]
+    if len(alone) >= 2:
+        sizes = [r["params"]["L"] for r in alone]
+        per_row = [r["ours_median_s"] / r["params"]["batch"] for r in alone]
+        out["fourier_fitted_exponent_L8_64"] = fitted_exponent(sizes, per_row)
+        out["fourier_seconds_per_row"] = dict(zip(sizes, per_row, strict=True))
+    direct = [r for r in rows if r["case"].startswith("fourier vs direct")]
+    if direct:
+        out["max_discrepancy_vs_direct"] = max(r.get("discrepancy", 0.0) for r in direct)
+    coeff = [r for r in rows if r["case"].startswith("gaunt coefficients")]
+    if coeff and "peer_median_s" in coeff[0]:
+        n = coeff[0]["params"]["count"]
+        out["gaunt_per_coefficient_s"] = coeff[0]["ours_median_s"] / n
+        out["sympy_per_coefficient_s"] = coeff[0]["peer_median_s"] / n
+    out["note"] = "timed on a shared 2-core machine under load from other jobs"
+    return out
+
+
+BENCHMARK = Benchmark(
+    name="gaunt",
+    description="Gaunt tensor product: Fourier vs direct vs e3nn; scaling to L=64; coefficients",
+    cases=cases,
+    summarize=summarize,
+)

@@ -1,0 +1,512 @@
+"""The Gaunt tensor product and the operations built on it (Luo, Chen, Krishnapriyan 2024)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._validation import as_float_array, check_integer, check_memory
+from ..backend import array_namespace, implementation, register
+from ._coefficients import gaunt_table
+from ._fourier import (
+    _full_spectrum_complex,
+    _half_to_complex,
+    _project,
+    _torus_coefficients_real,
+    _torus_grid_real,
+)
+from ._harmonics import (
+    LMAX_LIMIT,
+    _check_basis,
+    _harmonics_first,
+    lmax_from_size,
+    spherical_harmonics,
+)
+from ._rotation import _as_complex, sphere_quadrature
+
+__all__ = ["gaunt_convolution", "gaunt_power", "gaunt_tensor_product"]
+
+METHODS = ("fourier", "direct", "grid")
+_CHUNK_BYTES = 64 * 2**20
+
+
+def _fft_numpy():
+    import scipy.fft
+
+    return scipy.fft
+
+
+def _fft_array():
+    return array_namespace().fft
+
+
+register("gaunt.fft", "numpy", _fft_numpy)
+register("gaunt.fft", "array", _fft_array)
+
+
+def _fast_len(n: int) -> int:
+    import scipy.fft
+
+    return scipy.fft.next_fast_len(int(n), real=True)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _coefficients(x: Any, name: str, basis: str):
+    if basis == "real":
+        a = as_float_array(x, name)
+    else:
+        a = _as_complex(x, name)
+    if a.ndim == 0:
+        raise ValueError(f"{name} must have a last axis of (L+1)^2 coefficients; got a scalar")
+    return a, lmax_from_size(a.shape[-1], name)
+
+
+def _pair(x, y, basis):
+    xp = array_namespace()
+    a, l1 = _coefficients(x, "x", basis)
+    b, l2 = _coefficients(y, "y", basis)
+    try:
+        batch = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+    except ValueError as exc:
+        raise ValueError(
+            "the leading (batch and channel) axes of x and y must broadcast; got x "
+            f"{tuple(a.shape)} and y {tuple(b.shape)}"
+        ) from exc
+    dtype = xp.result_type(a.dtype, b.dtype)
+    a = xp.broadcast_to(a.astype(dtype, copy=False), batch + a.shape[-1:])
+    b = xp.broadcast_to(b.astype(dtype, copy=False), batch + b.shape[-1:])
+    return a, b, l1, l2, batch
+
+
+def _method(method):
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}; got {method!r}")
+    return method
+
+
+def _degree_weights(w: Any, lmax: int, name: str, dtype, xp):
+    """Per-degree weights (..., lmax+1) spread over the flat coefficient axis."""
+    if w is None:
+        return None
+    arr = as_float_array(w, name, dtype=np.float32 if dtype in (xp.float32, xp.complex64)
+                         else np.float64)
+    if arr.ndim == 0 or arr.shape[-1] != lmax + 1:
+        raise ValueError(
+            f"{name} must have a last axis of lmax+1 = {lmax + 1} per-degree weights; got shape "
+            f"{tuple(arr.shape)}"
+        )
+    degrees = np.repeat(np.arange(lmax + 1), 2 * np.arange(lmax + 1) + 1)
+    return arr[..., degrees]
+
+
+def _unpack_weights(weights):
+    if weights is None:
+        return None, None, None
+    if not isinstance(weights, list | tuple) or len(weights) != 3:
+        raise TypeError(
+            "weights must be None or a sequence (w1, w2, w_out) of per-degree weights (each "
+            f"None or array_like of shape (..., L+1)); got {type(weights).__name__}"
+        )
+    return tuple(weights)
+
+
+def _output_lmax(lmax_out, default):
+    if lmax_out is None:
+        return default
+    return check_integer(lmax_out, "lmax_out", minimum=0, maximum=LMAX_LIMIT)
+
+
+def _pad_degrees(z, lmax_have, lmax_want, xp):
+    if lmax_want == lmax_have:
+        return z
+    if lmax_want < lmax_have:
+        return z[..., : (lmax_want + 1) ** 2]
+    extra = (lmax_want + 1) ** 2 - (lmax_have + 1) ** 2
+    return xp.concatenate([z, xp.zeros(z.shape[:-1] + (extra,), dtype=z.dtype)], axis=-1)
+
+
+def _rows(n_rows: int, bytes_per_row: float) -> int:
+    return max(1, min(n_rows, int(_CHUNK_BYTES // max(bytes_per_row, 1))))
+
+
+# --------------------------------------------------------------------------- fourier method
+
+
+def _torus_sizes(lmax_in: tuple[int, ...], degree: int, lmax_keep: int):
+    """Grid sizes that sample a product of total degree ``degree`` without aliasing."""
+    widest = max(lmax_in)
+    n_theta = _fast_len(2 * degree + 1)
+    n_phi = _fast_len(max(degree + lmax_keep + 1, 2 * widest + 1))
+    return n_theta, n_phi
+
+
+def _to_grid_real(a, lmax, n_theta, n_phi, xp, fft):
+    return _torus_grid_real(a, lmax, n_theta, n_phi, xp, fft)
+
+
+def _from_grid_real(h, degree, lmax_keep, xp, fft):
+    return _torus_coefficients_real(h, lmax_keep, degree, xp, fft)
+
+
+def _to_grid_complex(c, lmax, n_theta, n_phi, xp, fft):
+    full = _full_spectrum_complex(c, lmax, xp)  # (B, u, v)
+    spec = xp.zeros((full.shape[0], n_theta, n_phi), dtype=full.dtype)
+    idx = np.arange(-lmax, lmax + 1)
+    spec[:, (idx % n_theta)[:, None], (idx % n_phi)[None, :]] = full
+    return fft.ifft2(spec, axes=(-2, -1)) * (n_theta * n_phi)
+
+
+def _from_grid_complex(h, degree, lmax_keep, xp, fft):
+    n_theta, n_phi = h.shape[-2:]
+    spec = fft.fft2(h, axes=(-2, -1)) / (n_theta * n_phi)
+    rows = np.arange(-degree, degree + 1) % n_theta
+    ms = np.arange(lmax_keep + 1)
+    cpos = _project(spec[:, rows[:, None], (ms % n_phi)[None, :]], lmax_keep, degree, xp)
+    sign = xp.asarray(np.where(ms % 2 == 0, 1.0, -1.0)[:, None]).astype(h.dtype)
+    cneg = _project(spec[:, rows[:, None], (-ms % n_phi)[None, :]], lmax_keep, degree, xp) * sign
+    return _half_to_complex(cpos, cneg, lmax_keep, xp)
+
+
+def _fourier_power(factors, lmaxes, powers, lmax_keep, basis, xp):
+    """Coefficients of prod_i f_i^{p_i} up to lmax_keep, by sampling on the torus.
+
+    Pointwise products on a torus grid fine enough for the total degree are exactly the
+    zero-padded 2D convolutions of the Fourier coefficients (the convolution theorem); a power
+    is taken by repeated squaring on the grid (binary splitting).
+    """
+    fft = implementation("gaunt.fft")()
+    degree = sum(l * p for l, p in zip(lmaxes, powers, strict=True))
+    keep = min(lmax_keep, degree)
+    n_theta, n_phi = _torus_sizes(tuple(lmaxes), degree, keep)
+    rows = factors[0].shape[0]
+    itemsize = 16 if basis == "complex" else 8
+    per_row = n_theta * n_phi * itemsize * (len(factors) + 3) + (2 * degree + 1) ** 2 * 16
+    check_memory(min(rows, 1) * per_row, "one row of the Fourier product grid")
+    step = _rows(rows, per_row)
+    to_grid = _to_grid_real if basis == "real" else _to_grid_complex
+    from_grid = _from_grid_real if basis == "real" else _from_grid_complex
+    outs = []
+    for start in range(0, rows, step):
+        sl = slice(start, start + step)
+        h = None
+        for a, lm, p in zip(factors, lmaxes, powers, strict=True):
+            g = to_grid(a[sl], lm, n_theta, n_phi, xp, fft)
+            g = g**p if p != 1 else g
+            h = g if h is None else h * g
+        outs.append(from_grid(h, degree, keep, xp, fft))
+    out = xp.concatenate(outs, axis=0) if len(outs) > 1 else outs[0]
+    return out, keep
+
+
+# --------------------------------------------------------------------------- direct method
+
+
+def _segments(table, n_out):
+    starts = np.searchsorted(table.index3, np.arange(n_out + 1))
+    return starts
+
+
+def _direct_contract_array(x, y, i1, i2, starts, vals, n_out):
+    """Sparse contraction written against xp: gather, multiply, padded segment sums."""
+    xp = array_namespace()
+    counts = np.diff(starts)
+    width = int(counts.max(initial=0))
+    rows = x.shape[0]
+    if width == 0:
+        return xp.zeros((rows, n_out), dtype=x.dtype)
+    # Pad every output's segment to the same width with an entry of value zero.
+    pos = starts[:-1, None] + np.arange(width)[None, :]
+    valid = np.arange(width)[None, :] < counts[:, None]
+    pos = np.where(valid, pos, 0)
+    g1 = xp.asarray(i1[pos])
+    g2 = xp.asarray(i2[pos])
+    gv = xp.asarray(np.where(valid, vals[pos], 0.0)).astype(xp.real(x[:0]).dtype)
+    out = xp.empty((rows, n_out), dtype=x.dtype)
+    step = _rows(rows, n_out * width * x.dtype.itemsize * 3)
+    for s in range(0, rows, step):
+        xs, ys = x[s: s + step], y[s: s + step]
+        out[s: s + step] = xp.sum(xs[:, g1] * ys[:, g2] * gv, axis=-1)
+    return out
+
+
+register("gaunt.direct_contract", "array", _direct_contract_array)
+register("gaunt.direct_contract", "numba", "sci.gaunt._cpu:direct_contract")
+register("gaunt.direct_contract", "cupy", "sci.gaunt._gpu:direct_contract")
+
+
+def _direct(a, b, l1, l2, lmax_keep, basis, xp):
+    table = gaunt_table(l1, lmax2=l2, lmax_out=lmax_keep, basis=basis)
+    n_out = (lmax_keep + 1) ** 2
+    starts = _segments(table, n_out)
+    return implementation("gaunt.direct_contract")(
+        a, b, table.index1, table.index2, starts, table.value, n_out
+    )
+
+
+# --------------------------------------------------------------------------- grid method
+
+
+def _grid(factors, lmaxes, powers, lmax_keep, basis, xp):
+    """Sample on a Gauss-Legendre x equispaced grid, multiply pointwise, project back."""
+    degree = sum(l * p for l, p in zip(lmaxes, powers, strict=True)) + lmax_keep
+    theta, phi, w, _, _ = sphere_quadrature(degree)
+    rdtype = xp.float32 if factors[0].dtype in (xp.float32, xp.complex64) else xp.float64
+    th = xp.asarray(theta).astype(rdtype)
+    ph = xp.asarray(phi).astype(rdtype)
+    cos, sin = xp.cos(th), xp.sin(th)
+    check_memory(theta.size * (max(max(lmaxes), lmax_keep) + 1) ** 2 * 16 * (len(lmaxes) + 1),
+                 "the quadrature grid of the 'grid' method", hint="use method='fourier'")
+    # Coefficient axis first (ncoef, npoints): rows are written contiguously.
+    out_y = _harmonics_first(lmax_keep, cos, sin, ph, basis, xp)
+    proj = (xp.conj(out_y) if basis == "complex" else out_y) * xp.asarray(w).astype(rdtype)
+    basis_vals = [_harmonics_first(lm, cos, sin, ph, basis, xp) for lm in lmaxes]
+    rows = factors[0].shape[0]
+    step = _rows(rows, theta.size * 16 * (len(factors) + 1))
+    outs = []
+    for s in range(0, rows, step):
+        h = None
+        for a, yv, p in zip(factors, basis_vals, powers, strict=True):
+            g = a[s: s + step] @ yv
+            g = g**p if p != 1 else g
+            h = g if h is None else h * g
+        outs.append(h @ proj.T)
+    return xp.concatenate(outs, axis=0) if len(outs) > 1 else outs[0]
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def gaunt_tensor_product(
+    x: Any,
+    y: Any,
+    *,
+    lmax_out: int | None = None,
+    method: str = "fourier",
+    basis: str = "real",
+    weights: Any = None,
+) -> Any:
+    r"""The Gaunt tensor product: the harmonic coefficients of the pointwise product.
+
+    Parameters
+    ----------
+    x : array_like, shape (..., (L1+1)**2)
+        Coefficients of the first factor; the leading axes (batch, channels) broadcast with
+        those of ``y`` (the product is channel-wise).
+    y : array_like, shape (..., (L2+1)**2)
+    lmax_out : int, optional
+        Highest output degree (default ``L1 + L2``: the full product, nothing lost).
+    method : {"fourier", "direct", "grid"}
+        ``"fourier"``: 2D Fourier basis and FFT convolution, :math:`O(L^3)` per channel (the
+        paper's algorithm); ``"direct"``: sparse contraction with the Gaunt table (the
+        reference, :math:`O(L^5)`); ``"grid"``: Gauss-Legendre quadrature on the sphere.
+    basis : {"real", "complex"}
+        Real harmonics (real arrays in and out) or complex (complex arrays).
+    weights : (w1, w2, w_out), optional
+        Per-degree weights, each None or array_like with last axis ``L+1`` (broadcasting with
+        the leading axes): applied to x and y before the forward conversion and to the output
+        after the backward one.
+
+    Returns
+    -------
+    array, shape (..., (lmax_out+1)**2)
+        :math:`z_{l_3m_3} = \sum G(l_1m_1, l_2m_2; l_3m_3)\, x_{l_1m_1} y_{l_2m_2}` with
+        :math:`G = \int Y_{l_1}^{m_1} Y_{l_2}^{m_2} \overline{Y_{l_3}^{m_3}}` (complex) or
+        :math:`\int Z Z Z` (real). float32 in, float32 out.
+
+    Raises
+    ------
+    ValueError
+        A coefficient axis whose length is not a square, leading axes that do not broadcast,
+        NaN/inf, an unknown method or basis, a request too large for memory.
+    TypeError
+        Complex input with ``basis="real"``, non-numeric input.
+
+    Notes
+    -----
+    Only paths with :math:`l_1 + l_2 + l_3` even appear (the Gaunt coefficient contains
+    :math:`(l_1\,l_2\,l_3; 0\,0\,0)`): the product is symmetric, ``GTP(x, y) = GTP(y, x)``,
+    and the antisymmetric 1 x 1 -> 1 path (the cross product) is absent.
+
+    Fourier method: convert each factor to 2D Fourier coefficients on the torus
+    (:func:`sh_to_fourier`, sparse, :math:`O(L^3)`), multiply on a torus grid of
+    :math:`\ge (2K+1) \times (K + L_{out} + 1)` points, K = L1 + L2 (a zero-padded FFT
+    convolution, :math:`O(L^2 \log L)`), and project back (:func:`fourier_to_sh`).
+
+    References
+    ----------
+    Luo, Chen, Krishnapriyan, "Enabling efficient equivariant operations in the Fourier basis
+    via Gaunt tensor products", ICLR 2024, arXiv:2401.10216, Sec. 3.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.array([0.0, 0.0, 1.0, 0.0])    # Z_1^0 (~ z)
+    >>> z = gaunt_tensor_product(x, x)         # Z_1^0 squared: degrees 0 and 2 only
+    >>> np.round(z, 6) + 0.0
+    array([0.282095, 0.      , 0.      , 0.      , 0.      , 0.      ,
+           0.252313, 0.      , 0.      ])
+    >>> bool(np.allclose(z, gaunt_tensor_product(x, x, method="direct")))
+    True
+    """
+    basis = _check_basis(basis)
+    method = _method(method)
+    xp = array_namespace()
+    a, b, l1, l2, batch = _pair(x, y, basis)
+    lo = _output_lmax(lmax_out, l1 + l2)
+    w1, w2, w3 = _unpack_weights(weights)
+    w1 = _degree_weights(w1, l1, "weights[0]", a.dtype, xp)
+    w2 = _degree_weights(w2, l2, "weights[1]", a.dtype, xp)
+    w3 = _degree_weights(w3, lo, "weights[2]", a.dtype, xp)
+    if w1 is not None:
+        a = a * w1
+    if w2 is not None:
+        b = b * w2
+    if w1 is not None or w2 is not None:
+        batch = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+        a = xp.broadcast_to(a, batch + a.shape[-1:])
+        b = xp.broadcast_to(b, batch + b.shape[-1:])
+    a2 = a.reshape((-1, a.shape[-1]))
+    b2 = b.reshape((-1, b.shape[-1]))
+    keep = min(lo, l1 + l2)
+    if a2.shape[0] == 0:
+        z = xp.zeros((0, (keep + 1) ** 2), dtype=a.dtype)
+    elif method == "fourier":
+        z, keep = _fourier_power([a2, b2], [l1, l2], [1, 1], keep, basis, xp)
+    elif method == "direct":
+        z = _direct(a2, b2, l1, l2, keep, basis, xp)
+    else:
+        z = _grid([a2, b2], [l1, l2], [1, 1], keep, basis, xp)
+    z = _pad_degrees(z.astype(a.dtype, copy=False), keep, lo, xp)
+    z = z.reshape(batch + z.shape[-1:])
+    if w3 is not None:
+        z = z * w3
+    return z
+
+
+def gaunt_convolution(
+    x: Any,
+    edge_vectors: Any,
+    *,
+    lmax_edge: int,
+    lmax_out: int | None = None,
+    method: str = "fourier",
+    basis: str = "real",
+    weights: Any = None,
+) -> Any:
+    r"""Equivariant convolution: features times spherical harmonics of edge directions.
+
+    Parameters
+    ----------
+    x : array_like, shape (E, C, (L+1)**2) or (..., C, (L+1)**2)
+        Features of the source node of each edge (channels on the second-last axis).
+    edge_vectors : array_like, shape (E, 3) or (..., 3)
+        Edge vectors :math:`r_{ij}` (nonzero); the leading axes match those of ``x`` before
+        the channel axis.
+    lmax_edge : int
+        Degree of the edge harmonics :math:`Y(\hat r_{ij})`.
+    lmax_out, method, basis, weights
+        As in :func:`gaunt_tensor_product` (``weights[1]`` weights the edge harmonics).
+
+    Returns
+    -------
+    array, shape (..., C, (lmax_out+1)**2)
+        :math:`x_j \otimes_{Gaunt} Y(\hat r_{ij})` channel-wise; summing over the edges into a
+        node is left to the caller (e.g. ``numpy.add.at``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.ones((2, 1, 1))                 # scalar features, 2 edges, 1 channel
+    >>> out = gaunt_convolution(x, [[0, 0, 1.0], [1.0, 0, 0]], lmax_edge=1)
+    >>> out.shape
+    (2, 1, 4)
+    """
+    lmax_edge = check_integer(lmax_edge, "lmax_edge", minimum=0, maximum=LMAX_LIMIT)
+    basis = _check_basis(basis)
+    a, _ = _coefficients(x, "x", basis)
+    if a.ndim < 2:
+        raise ValueError(f"x must have shape (..., C, (L+1)^2); got {tuple(a.shape)}")
+    rdtype = np.float32 if a.dtype in (np.float32, np.complex64) else np.float64
+    y = spherical_harmonics(lmax_edge, edge_vectors, basis=basis, dtype=rdtype)
+    if tuple(y.shape[:-1]) != tuple(a.shape[:-2]):
+        raise ValueError(
+            "edge_vectors must have one vector per row of x (shape x.shape[:-2] + (3,)); got x "
+            f"{tuple(a.shape)} and edge_vectors with leading shape {tuple(y.shape[:-1])}"
+        )
+    return gaunt_tensor_product(
+        a, y[..., None, :], lmax_out=lmax_out, method=method, basis=basis, weights=weights
+    )
+
+
+def gaunt_power(
+    x: Any,
+    nu: int,
+    *,
+    lmax_out: int | None = None,
+    method: str = "fourier",
+    basis: str = "real",
+) -> Any:
+    r"""Many-body features :math:`x^{\otimes\nu}`: the coefficients of :math:`f^\nu`.
+
+    Parameters
+    ----------
+    x : array_like, shape (..., (L+1)**2)
+    nu : int
+        Body order (>= 1).
+    lmax_out : int, optional
+        Highest output degree (default ``nu * L``, nothing lost).
+    method : {"fourier", "direct", "grid"}
+        ``"fourier"``: one forward conversion, the power on a torus grid fine enough for degree
+        :math:`\nu L` (repeated FFT convolution by binary splitting), one backward conversion;
+        ``"direct"``: repeated Gaunt contractions (binary splitting); ``"grid"``: quadrature.
+    basis : {"real", "complex"}
+
+    Returns
+    -------
+    array, shape (..., (lmax_out+1)**2)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.array([np.sqrt(4 * np.pi), 0, 0, 0])   # the constant function 1
+    >>> np.round(gaunt_power(x, 3)[0] / np.sqrt(4 * np.pi), 12)
+    1.0
+    """
+    basis = _check_basis(basis)
+    method = _method(method)
+    nu = check_integer(nu, "nu", minimum=1, maximum=LMAX_LIMIT)
+    xp = array_namespace()
+    a, lmax = _coefficients(x, "x", basis)
+    lo = _output_lmax(lmax_out, nu * lmax)
+    if nu * lmax > LMAX_LIMIT:
+        raise ValueError(f"nu * L = {nu * lmax} exceeds the degree limit {LMAX_LIMIT}")
+    batch = a.shape[:-1]
+    a2 = a.reshape((-1, a.shape[-1]))
+    keep = min(lo, nu * lmax)
+    if a2.shape[0] == 0:
+        z = xp.zeros((0, (keep + 1) ** 2), dtype=a.dtype)
+    elif method == "fourier":
+        z, keep = _fourier_power([a2], [lmax], [nu], keep, basis, xp)
+    elif method == "grid":
+        z = _grid([a2], [lmax], [nu], keep, basis, xp)
+    else:
+        z, have = _direct_power(a2, lmax, nu, basis, xp)
+        z = _pad_degrees(z, have, keep, xp)
+    z = _pad_degrees(z.astype(a.dtype, copy=False), keep, lo, xp)
+    return z.reshape(batch + z.shape[-1:])
+
+
+def _direct_power(a, lmax, nu, basis, xp):
+    if nu == 1:
+        return a, lmax
+    half, lh = _direct_power(a, lmax, nu // 2, basis, xp)
+    z = _direct(half, half, lh, lh, 2 * lh, basis, xp)
+    lz = 2 * lh
+    if nu % 2:
+        z = _direct(z, a, lz, lmax, lz + lmax, basis, xp)
+        lz += lmax
+    return z, lz
+

@@ -1,0 +1,896 @@
+"""The polynomial method: exp replaced by a polynomial, the attention factored through rank r."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .._validation import (
+    as_float_array,
+    check_integer,
+    check_memory,
+    check_real,
+    resolve_rng,
+)
+from ..backend import array_namespace
+from ._inputs import as_sequence, attention_inputs, pair_names, resolve_scale
+
+__all__ = [
+    "NonPositiveDenominatorError",
+    "PolyAttentionInfo",
+    "exp_approximation_error",
+    "exp_polynomial_coefficients",
+    "feature_rank",
+    "logit_bound",
+    "poly_attention",
+    "poly_higher_order_attention",
+    "poly_tensor_attention",
+    "polynomial_features",
+    "select_degree",
+]
+
+METHODS = ("taylor", "chebyshev", "random")
+_MAX_DEGREE = 200
+# Elements of one chunk of factor rows (32 MiB in float64): the streaming granularity.
+_CHUNK_ELEMENTS = 1 << 22
+
+
+# --------------------------------------------------------------------------------------------
+# Ranks, monomials and the factor matrices
+# --------------------------------------------------------------------------------------------
+
+
+def feature_rank(d: int, degree: int) -> int:
+    r"""The rank :math:`r = \binom{d + g}{g}` of the degree-:math:`g` factorisation in dimension d.
+
+    It counts the multisets :math:`\alpha` of :math:`[d]` with :math:`|\alpha| \le g` (the
+    monomials of degree at most :math:`g` in :math:`d` variables), whatever the order of the
+    attention.
+
+    Examples
+    --------
+    >>> from sci.tensor_attention import feature_rank
+    >>> feature_rank(4, 6)
+    210
+    """
+    d = check_integer(d, "d", minimum=1)
+    degree = check_integer(degree, "degree", minimum=0)
+    return math.comb(d + degree, degree)
+
+
+@functools.lru_cache(maxsize=64)
+def _monomial_tree(d: int, degree: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """For each total degree t >= 1: (parent column in degree t-1, variable) of each monomial.
+
+    Degree-t monomials are their degree-(t-1) parent times one variable at least as large as
+    the parent's largest, which lists each multiset once, in graded lexicographic order.
+    """
+    levels = []
+    last_var = np.zeros(1, dtype=np.int64)  # degree 0: the empty monomial
+    for _ in range(degree):
+        parents = np.concatenate([np.full(d - v, p) for p, v in enumerate(last_var)])
+        variables = np.concatenate([np.arange(v, d) for v in last_var])
+        levels.append((parents.astype(np.int64), variables.astype(np.int64)))
+        last_var = variables
+    return tuple(levels)
+
+
+@functools.lru_cache(maxsize=64)
+def _multiplicities(d: int, degree: int) -> tuple[np.ndarray, ...]:
+    r"""Multinomial :math:`t!/\prod_l \alpha_l!` of each monomial, degree by degree (exact ints)."""
+    mult = [np.ones(1, dtype=object)]
+    run = [np.zeros(1, dtype=np.int64)]  # how many times the largest variable repeats
+    for t, (parents, variables) in enumerate(_monomial_tree(d, degree), start=1):
+        prev_vars = (
+            _monomial_tree(d, degree)[t - 2][1] if t >= 2 else np.full(1, -1, dtype=np.int64)
+        )
+        repeat = np.where(prev_vars[parents] == variables, run[-1][parents] + 1, 1)
+        mult.append(np.array([int(m) * t // int(c) for m, c in zip(mult[-1][parents], repeat,
+                                                                   strict=True)], dtype=object))
+        run.append(repeat)
+    return tuple(mult)
+
+
+def _column_weights(d: int, degree: int, coefficients: np.ndarray) -> np.ndarray:
+    """``c_|alpha| * mult(alpha)`` for every column, as float64."""
+    mult = _multiplicities(d, degree)
+    return np.concatenate(
+        [np.array([float(coefficients[t]) * float(m) for m in level], dtype=np.float64)
+         for t, level in enumerate(mult)]
+    )
+
+
+def _monomials_xp(xp, X, degree: int):
+    """All monomials of the rows of X of degree <= ``degree``: ``(n, C(d+g, g))`` in O(n r)."""
+    n, d = X.shape
+    levels = [xp.ones((n, 1), dtype=X.dtype)]
+    for parents, variables in _monomial_tree(d, degree):
+        levels.append(levels[-1][:, xp.asarray(parents)] * X[:, xp.asarray(variables)])
+    return xp.concatenate(levels, axis=1)
+
+
+def polynomial_features(
+    X: Any, degree: int, *, scale: float = 1.0, coefficients: Any = None
+) -> Any:
+    r"""The factor matrix of all monomials :math:`\prod_l (\sigma X_{il})^{\alpha_l}`, |α| ≤ g.
+
+    Parameters
+    ----------
+    X : array_like, shape (n, d)
+    degree : int
+        The largest total degree :math:`g \ge 0`.
+    scale : float
+        :math:`\sigma`, multiplies X first (default 1). The polynomial method uses
+        :math:`s^{1/t}` on each of the :math:`t` factors.
+    coefficients : array_like, shape (degree + 1,), optional
+        Monomial coefficients :math:`c_0, \dots, c_g` of a polynomial :math:`p`. When given,
+        column :math:`\alpha` is multiplied by :math:`c_{|\alpha|}\,\mathrm{mult}(\alpha)` with
+        :math:`\mathrm{mult}(\alpha) = |\alpha|!/\prod_l \alpha_l!` (the query-side factor).
+
+    Returns
+    -------
+    ndarray, shape (n, C(d + g, g))
+        Columns ordered by total degree, then lexicographically (``(), (0,), (1,), ...,
+        (0, 0), (0, 1), ...``).
+
+    Raises
+    ------
+    ValueError
+        ``degree < 0``, ``coefficients`` of the wrong length, non-finite entries, or a rank too
+        large for memory (the message gives the size).
+
+    Notes
+    -----
+    With :math:`U_1` built with ``coefficients`` from Q and :math:`U_2, \dots, U_t` without
+    from the keys (each with ``scale`` :math:`s^{1/t}`),
+
+    .. math::
+
+        U_1 (U_2 \oslash \cdots \oslash U_t)^\top = p\big(s\, Q (K_1 \oslash \cdots \oslash
+        K_{t-1})^\top\big)
+
+    entrywise, by the multinomial theorem. Each degree-:math:`t` column is a degree-:math:`t-1`
+    column times one entry of X, so building costs :math:`O(n r)`.
+
+    References
+    ----------
+    .. [1] J. Alman, Z. Song, arXiv:2310.04064 (ICLR 2024), Section 4 (the polynomial method).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sci.tensor_attention import polynomial_features
+    >>> polynomial_features(np.array([[2.0, 3.0]]), 2)
+    array([[1., 2., 3., 4., 6., 9.]])
+    >>> q, k = np.array([[0.3, -0.2]]), np.array([[0.5, 0.1]])
+    >>> c = [1.0, 1.0, 0.5]  # 1 + x + x^2/2
+    >>> u = polynomial_features(q, 2, coefficients=c) @ polynomial_features(k, 2).T
+    >>> x = float(q[0] @ k[0])
+    >>> bool(np.isclose(u[0, 0], 1 + x + x**2 / 2))
+    True
+    """
+    X = as_float_array(X, "X", ndim=2)
+    degree = check_integer(degree, "degree", minimum=0)
+    scale = check_real(scale, "scale")
+    n, d = X.shape
+    if d < 1:
+        raise ValueError("X must have at least one column")
+    rank = math.comb(d + degree, degree)
+    check_memory(
+        float(rank) * max(n, 1) * X.dtype.itemsize, f"the factor matrix of rank {rank}",
+        hint="lower the degree or use method='random' (random features)",
+    )
+    xp = array_namespace()
+    features = _monomials_xp(xp, scale * X, degree)
+    if coefficients is not None:
+        c = np.asarray(coefficients, dtype=np.float64)
+        if c.shape != (degree + 1,) or not np.all(np.isfinite(c)):
+            raise ValueError(
+                f"coefficients must be {degree + 1} finite numbers (c_0 .. c_{degree}); got "
+                f"shape {c.shape}"
+            )
+        features = features * xp.asarray(_column_weights(d, degree, c), dtype=X.dtype)
+    return features
+
+
+# --------------------------------------------------------------------------------------------
+# Approximating exp on [-R, R]
+# --------------------------------------------------------------------------------------------
+
+
+def _check_method(method: Any, allowed: Sequence[str] = METHODS) -> str:
+    if method not in allowed:
+        raise ValueError(f"method must be one of {', '.join(map(repr, allowed))}; got {method!r}")
+    return method
+
+
+def exp_polynomial_coefficients(degree: int, *, method: str = "taylor", bound: float = 1.0):
+    r"""Monomial coefficients :math:`c_0, \dots, c_g` of a polynomial :math:`p \approx e^x`.
+
+    Parameters
+    ----------
+    degree : int
+        :math:`g \ge 0`.
+    method : {"taylor", "chebyshev"}
+        ``"taylor"``: :math:`c_t = 1/t!` (independent of ``bound``). ``"chebyshev"``: the
+        interpolant of :math:`e^x` at the :math:`g + 1` Chebyshev points of :math:`[-R, R]`.
+    bound : float
+        :math:`R \ge 0`, the half-width of the interval (only used by Chebyshev).
+
+    Returns
+    -------
+    ndarray, shape (degree + 1,)
+        Low to high, as :mod:`numpy.polynomial`.
+
+    Examples
+    --------
+    >>> from sci.tensor_attention import exp_polynomial_coefficients
+    >>> exp_polynomial_coefficients(3)
+    array([1.        , 1.        , 0.5       , 0.16666667])
+    """
+    degree = check_integer(degree, "degree", minimum=0, maximum=_MAX_DEGREE)
+    method = _check_method(method, ("taylor", "chebyshev"))
+    bound = check_real(bound, "bound", low=0.0)
+    if method == "taylor" or bound == 0.0:
+        if method == "chebyshev":
+            return np.concatenate([[1.0], np.zeros(degree)])
+        return np.array([1.0 / math.factorial(t) for t in range(degree + 1)])
+    interpolant = np.polynomial.Chebyshev.interpolate(np.exp, degree, domain=[-bound, bound])
+    coefficients = interpolant.convert(kind=np.polynomial.Polynomial).coef
+    return np.concatenate([coefficients, np.zeros(degree + 1 - coefficients.size)])
+
+
+def _log_error(method: str, degree: int, bound: float) -> float:
+    """log of the relative error bound (``-inf`` when exact)."""
+    if bound == 0.0:
+        return -math.inf
+    log_tail = (degree + 1) * math.log(bound) - math.lgamma(degree + 2)
+    if method == "chebyshev":
+        return math.log(2.0) + 2.0 * bound - (degree + 1) * math.log(2.0) + log_tail
+    return bound + log_tail
+
+
+def exp_approximation_error(degree: int, bound: float, *, method: str = "taylor") -> float:
+    r"""A bound on :math:`\max_{|x| \le R} |p(x) - e^x| / e^x` for the polynomials used here.
+
+    Parameters
+    ----------
+    degree : int
+    bound : float
+        :math:`R \ge 0`.
+    method : {"taylor", "chebyshev", "random"}
+        ``"random"`` has the Taylor bound for its expectation (the random features are
+        unbiased for the Taylor polynomial).
+
+    Returns
+    -------
+    float
+        :math:`\varepsilon`; ``inf`` when it overflows.
+
+    Notes
+    -----
+    Taylor (Lagrange remainder, :math:`\xi` between 0 and x): the relative error is
+    :math:`e^{\xi - x}|x|^{g+1}/(g+1)! \le e^{R} R^{g+1}/(g+1)!` (the spec's
+    :math:`e^{2R}` is looser). Chebyshev interpolation at :math:`g+1` points: absolute error
+    :math:`\le 2 (R/2)^{g+1} e^R/(g+1)!`, divided by :math:`e^x \ge e^{-R}`:
+    :math:`\varepsilon \le 2 e^{2R} (R/2)^{g+1}/(g+1)!`.
+
+    Examples
+    --------
+    >>> from sci.tensor_attention import exp_approximation_error
+    >>> round(exp_approximation_error(4, 1.0), 6)  # e / 5!
+    0.022652
+    """
+    degree = check_integer(degree, "degree", minimum=0)
+    bound = check_real(bound, "bound", low=0.0)
+    method = _check_method(method)
+    log_eps = _log_error(method, degree, bound)
+    return math.exp(log_eps) if log_eps < 700 else math.inf
+
+
+def _tol_to_relative(tol: float) -> float:
+    """The entrywise relative error eps with 2 eps / (1 - eps) = tol."""
+    return tol / (2.0 + tol)
+
+
+def select_degree(tol: float, bound: float, *, method: str = "taylor") -> int:
+    r"""The smallest degree whose predicted output error is at most ``tol``.
+
+    Parameters
+    ----------
+    tol : float
+        Target for :math:`\|\widetilde{\mathrm{Att}} - \mathrm{Att}\|_\infty / \|V_1 \oslash
+        \cdots\|_\infty`, in (0, 1).
+    bound : float
+        The logit bound :math:`R`.
+    method : {"taylor", "chebyshev", "random"}
+        Taylor (and random features, which are unbiased for it) round up to an even degree,
+        whose Taylor polynomial is positive on the whole real line.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        ``tol`` outside (0, 1), or no degree up to 200 reaches it.
+
+    Notes
+    -----
+    Needs :math:`\varepsilon(g, R) \le \varepsilon^* = \mathrm{tol}/(2 + \mathrm{tol})`, so that
+    the propagation bound :math:`2\varepsilon/(1-\varepsilon) \le \mathrm{tol}`; the minimum
+    degree grows about linearly in R (:math:`g \approx e^{2} R` for Taylor at large R).
+
+    Examples
+    --------
+    >>> from sci.tensor_attention import select_degree
+    >>> select_degree(1e-6, 1.0), select_degree(1e-6, 1.0, method="chebyshev")
+    (10, 8)
+    """
+    tol = check_real(tol, "tol", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
+    bound = check_real(bound, "bound", low=0.0)
+    method = _check_method(method)
+    target = math.log(_tol_to_relative(tol))
+    for degree in range(_MAX_DEGREE + 1):
+        if method != "chebyshev" and degree % 2:
+            continue
+        if _log_error(method, degree, bound) <= target:
+            return degree
+    raise ValueError(
+        f"no degree up to {_MAX_DEGREE} reaches tol={tol} with logit bound R={bound:.4g} "
+        f"({method}); the entries are beyond the regime of the polynomial method (R grows like "
+        f"B^t): use the exact attention"
+    )
+
+
+def logit_bound(
+    Q: Any, keys: Sequence[Any], *, scale: float | None = None, kind: str = "holder"
+) -> float:
+    r"""A bound :math:`R \ge \max |s \sum_l Q_{il} \prod_m (K_m)_{j_m l}|` on the logits.
+
+    Parameters
+    ----------
+    Q : array_like, shape (n, d)
+    keys : sequence of array_like, shape (m, d)
+        The :math:`t - 1` keys.
+    scale : float, optional
+        Default :math:`1/d`.
+    kind : {"holder", "entry"}
+        ``"entry"``: the worst case :math:`s\, d\, \|Q\|_\infty \prod_m \|K_m\|_\infty`
+        (:math:`B^t` at the default scale when every entry is bounded by B). ``"holder"``:
+        :math:`s \max_i \|q_i\|_t \prod_m \max_j \|(k_m)_j\|_t` (generalised Hölder with t
+        factors), never larger.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sci.tensor_attention import logit_bound
+    >>> Q = K = np.ones((3, 4))
+    >>> logit_bound(Q, [K, K], kind="entry"), round(logit_bound(Q, [K, K]), 12)
+    (1.0, 1.0)
+    """
+    keys = as_sequence(keys, "keys")
+    Q = as_float_array(Q, "Q", ndim=2)
+    keys = [as_float_array(k, f"K{m + 1}", ndim=2) for m, k in enumerate(keys)]
+    s = resolve_scale(scale, Q.shape[1])
+    return _logit_bounds(Q, keys, s)[_check_method(kind, ("holder", "entry"))]
+
+
+def _logit_bounds(Q, keys, s: float) -> dict[str, float]:
+    xp = array_namespace()
+    order = len(keys) + 1
+    d = Q.shape[1]
+    entry = s * d * float(xp.abs(Q).max())
+    holder = s * float((xp.abs(Q) ** order).sum(axis=1).max()) ** (1.0 / order)
+    for K in keys:
+        entry *= float(xp.abs(K).max())
+        holder *= float((xp.abs(K) ** order).sum(axis=1).max()) ** (1.0 / order)
+    return {"entry": entry, "holder": min(holder, entry)}
+
+
+# --------------------------------------------------------------------------------------------
+# The factored attention
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PolyAttentionInfo:
+    """What :func:`poly_higher_order_attention` did, returned with ``return_info=True``.
+
+    Attributes
+    ----------
+    method : str
+        ``"taylor"``, ``"chebyshev"`` or ``"random"`` (the method that produced the output:
+        ``"taylor"`` after a fallback).
+    order : int
+        t (2: matrix attention, 3: tensor attention).
+    degree : int
+    rank : int
+        Columns of each factor: :math:`\\binom{d+g}{g}`, or ``1 + g * num_features`` (random).
+    scale : float
+    logit_bound : float
+        The R used (Hölder or entrywise, per ``bound``).
+    entry_bound, holder_bound : float
+        Both bounds on the logits.
+    approximation_error : float
+        Predicted relative error of :math:`p` against exp on :math:`[-R, R]`.
+    predicted_error : float or None
+        :math:`2\\varepsilon/(1-\\varepsilon)\\,\\|V_1 \\oslash \\cdots\\|_\\infty` (``None``
+        for random features, whose error is statistical, or when :math:`\\varepsilon \\ge 1`).
+    value_bound : float
+        :math:`\\|V_1 \\oslash \\cdots \\oslash V_{t-1}\\|_\\infty`.
+    chunk_size : int
+        Rows per streamed chunk.
+    fallback_used : bool
+        True when non-positive denominators forced a recomputation with the Taylor polynomial.
+    num_features : int or None
+        Random features per degree (``method="random"``).
+    """
+
+    method: str
+    order: int
+    degree: int
+    rank: int
+    scale: float
+    logit_bound: float
+    entry_bound: float
+    holder_bound: float
+    approximation_error: float
+    predicted_error: float | None
+    value_bound: float
+    chunk_size: int
+    fallback_used: bool = False
+    num_features: int | None = None
+
+
+class NonPositiveDenominatorError(ArithmeticError):
+    """A polynomial approximation gave a row sum <= 0: its output would be meaningless."""
+
+
+def _key_factor(xp, X, degree, sigma):
+    return _monomials_xp(xp, sigma * X, degree)
+
+
+def _streamed_sums(xp, query_factor, key_factors, Q, keys, values, causal, chunk):
+    """``w = U1 ⊙_m(U_m^T 1)`` and ``Y = U1 ⊙_m(U_m^T V_m)``, chunk by chunk; nothing n x n."""
+    n_q, d = Q.shape
+    n_k = keys[0].shape[0]
+    w = xp.empty(n_q, dtype=Q.dtype)
+    Y = xp.empty((n_q, d), dtype=Q.dtype)
+    if not causal:
+        sums, moments = None, None
+        for k0 in range(0, n_k, chunk):
+            k1 = min(n_k, k0 + chunk)
+            for m, (K, V) in enumerate(zip(keys, values, strict=True)):
+                U = key_factors[m](K[k0:k1])
+                part_sum, part_moment = U.sum(axis=0), U.T @ V[k0:k1]
+                if sums is None:
+                    sums, moments = [None] * len(keys), [None] * len(keys)
+                sums[m] = part_sum if sums[m] is None else sums[m] + part_sum
+                moments[m] = part_moment if moments[m] is None else moments[m] + part_moment
+        h, H = sums[0], moments[0]
+        for m in range(1, len(keys)):
+            h, H = h * sums[m], H * moments[m]
+        for q0 in range(0, n_q, chunk):
+            q1 = min(n_q, q0 + chunk)
+            U = query_factor(Q[q0:q1])
+            w[q0:q1] = U @ h
+            Y[q0:q1] = U @ H
+        return w, Y
+    # Causal: prefix sums of U_m[j] and U_m[j] V_m[j]^T carried across chunks; for t > 2 the
+    # product over m must be taken per query, so each chunk holds its prefix moments.
+    carry_sum = [0.0] * len(keys)
+    carry_moment = [0.0] * len(keys)
+    for q0 in range(0, n_q, chunk):
+        q1 = min(n_q, q0 + chunk)
+        h, H = None, None
+        for m, (K, V) in enumerate(zip(keys, values, strict=True)):
+            U = key_factors[m](K[q0:q1])
+            prefix_sum = xp.cumsum(U, axis=0) + carry_sum[m]
+            prefix_moment = xp.cumsum(U[:, :, None] * V[q0:q1, None, :], axis=0) + carry_moment[m]
+            carry_sum[m], carry_moment[m] = prefix_sum[-1], prefix_moment[-1]
+            h = prefix_sum if h is None else h * prefix_sum
+            H = prefix_moment if H is None else H * prefix_moment
+        U = query_factor(Q[q0:q1])
+        w[q0:q1] = (U * h).sum(axis=1)
+        Y[q0:q1] = xp.einsum("ir,ird->id", U, H)
+    return w, Y
+
+
+def _random_feature_maps(xp, d, degree, order, count, sigma, coefficients, dtype, rng):
+    """Random Maclaurin features for :math:`p(x) = \\sum_t c_t x^t`, x the order-t logit.
+
+    For one copy: Rademacher vectors z_1 .. z_{t-1}; query feature ``sum_l prod_m z_ml q_l``,
+    key-m feature ``z_m . k``: the product's expectation is ``sum_l q_l prod_m k_ml``. Degree
+    t multiplies t independent copies; ``count`` samples per degree are averaged.
+    """
+    # z[t][c]: (order - 1, count, d) Rademacher signs for copy c of degree t
+    signs = [
+        [rng.choice(np.array([-1.0, 1.0]), size=(order - 1, count, d)) for _ in range(t)]
+        for t in range(degree + 1)
+    ]
+
+    def query_map(X):
+        X = sigma * X
+        columns = [xp.full((X.shape[0], 1), coefficients[0], dtype=dtype)]
+        for t in range(1, degree + 1):
+            product = xp.full((X.shape[0], count), coefficients[t] / count, dtype=dtype)
+            for copy in signs[t]:
+                product = product * (X @ xp.asarray(copy.prod(axis=0).T, dtype=dtype))
+            columns.append(product)
+        return xp.concatenate(columns, axis=1)
+
+    def key_map(m):
+        def apply(X):
+            X = sigma * X
+            columns = [xp.ones((X.shape[0], 1), dtype=dtype)]
+            for t in range(1, degree + 1):
+                product = xp.ones((X.shape[0], count), dtype=dtype)
+                for copy in signs[t]:
+                    product = product * (X @ xp.asarray(copy[m].T, dtype=dtype))
+                columns.append(product)
+            return xp.concatenate(columns, axis=1)
+
+        return apply
+
+    return query_map, [key_map(m) for m in range(order - 1)]
+
+
+def _resolve_chunk(chunk_size, n, rank, d, order, causal, itemsize):
+    per_row = rank * (2 + (order - 1) * (d + 1) if causal else 2)
+    if chunk_size is None:
+        chunk = max(1, min(n, _CHUNK_ELEMENTS // per_row))
+    else:
+        chunk = check_integer(chunk_size, "chunk_size", minimum=1)
+    fixed = rank * (order + 1) * (d + 1)  # the key-side sums and their products
+    check_memory(
+        float(itemsize) * (fixed + min(chunk, n) * per_row),
+        f"the polynomial method with rank {rank}",
+        hint=(
+            f"rank C(d+g, g) = {rank} is too large for this degree and d; lower the degree (or "
+            "raise tol), pass a smaller chunk_size, or use method='random' (random features, "
+            "rank 1 + degree * num_features)"
+        ),
+    )
+    return min(chunk, n)
+
+
+def poly_higher_order_attention(
+    Q: Any,
+    keys: Sequence[Any],
+    values: Sequence[Any],
+    *,
+    degree: int | None = None,
+    tol: float | None = None,
+    method: str = "taylor",
+    causal: bool = False,
+    scale: float | None = None,
+    bound: str = "holder",
+    num_features: int = 256,
+    rng: Any = None,
+    on_nonpositive: str = "raise",
+    chunk_size: int | None = None,
+    return_info: bool = False,
+) -> Any:
+    r"""Order-t attention by the polynomial method: :math:`n^{1+o(1)}` time for bounded entries.
+
+    Parameters
+    ----------
+    Q : array_like, shape (n, d)
+    keys, values : sequence of array_like, each (m, d)
+        :math:`t - 1` keys and values (1 to 7 pairs).
+    degree : int, optional
+        Polynomial degree :math:`g`. When omitted it is the smallest meeting ``tol`` for the
+        logit bound (even for Taylor). Give ``degree`` or ``tol``, not both.
+    tol : float, optional
+        Target for the predicted :math:`\|\widetilde{\mathrm{Att}} - \mathrm{Att}\|_\infty /
+        \|V_1 \oslash \cdots\|_\infty`, in (0, 1); default ``1e-6`` when ``degree`` is omitted.
+    method : {"taylor", "chebyshev", "random"}
+        Taylor series (positive when g is even); Chebyshev interpolation on :math:`[-R, R]`
+        (more accurate at equal degree, may go negative); random Maclaurin features of the
+        Taylor polynomial (rank ``1 + degree * num_features``, for large d).
+    causal : bool
+        Every key index :math:`\le i` (prefix sums; needs ``m == n``).
+    scale : float, optional
+        Default :math:`1/d`.
+    bound : {"holder", "entry"}
+        Which logit bound R chooses the degree and the Chebyshev interval (see
+        :func:`logit_bound`).
+    num_features : int
+        Random features per degree (``method="random"`` only).
+    rng : None, int or numpy.random.Generator
+        Randomness of ``method="random"``.
+    on_nonpositive : {"raise", "taylor"}
+        When a row sum :math:`\tilde D_{ii} \le 0` (possible for Chebyshev, odd-degree Taylor,
+        random features): raise, or recompute with the positive even-degree Taylor polynomial.
+    chunk_size : int, optional
+        Rows per chunk; by default about 32 MiB of factors per chunk.
+    return_info : bool
+        Also return a :class:`PolyAttentionInfo`.
+
+    Returns
+    -------
+    ndarray, shape (n, d)
+        And a :class:`PolyAttentionInfo` if ``return_info``.
+
+    Raises
+    ------
+    ValueError
+        Bad shapes, non-finite entries, ``tol`` outside (0, 1), both ``degree`` and ``tol``,
+        unknown method; :class:`~sci._validation.MemoryLimitError` (a ValueError) when the rank
+        :math:`\binom{d+g}{g}` would not fit in memory (the message gives the size and suggests
+        random features).
+    ArithmeticError
+        A non-positive row sum with ``on_nonpositive="raise"``.
+
+    Notes
+    -----
+    Let :math:`p(x) = \sum_t c_t x^t` approximate :math:`e^x` on :math:`[-R, R]` with relative
+    error :math:`\varepsilon`, and :math:`U_1, U_2, \dots` the factors of
+    :func:`polynomial_features` (scale :math:`s^{1/t}` each). Then
+
+    .. math::
+
+        \tilde D \mathbf 1 = U_1 \big[(U_2^\top \mathbf 1) \circ \cdots\big],\qquad
+        \tilde A (V_1 \oslash \cdots) = U_1 \big[(U_2^\top V_1) \circ \cdots\big],
+
+    because :math:`(U_2 \oslash U_3)^\top (V_1 \oslash V_2) = (U_2^\top V_1) \circ (U_3^\top
+    V_2)`. Time :math:`O(n r d)` and memory :math:`O(\text{chunk}\cdot r + r d)` with
+    :math:`r = \binom{d+g}{g}`: nothing of size :math:`n^2` is formed. The output error is at
+    most :math:`2\varepsilon/(1-\varepsilon)\,\|V_1 \oslash \cdots\|_\infty`, independent of n.
+    For :math:`d = O(\log n)` and entries :math:`B = o((\log n)^{1/t})`, :math:`g` and
+    :math:`r` are :math:`n^{o(1)}`.
+
+    References
+    ----------
+    .. [1] J. Alman, Z. Song, arXiv:2310.04064 (ICLR 2024), Theorem 1.4 and Section 4.
+    .. [2] J. Alman, Z. Song, arXiv:2302.13214 (NeurIPS 2023), Theorem 1.4 (matrix version).
+    .. [3] P. Kar, H. Karnick, "Random feature maps for dot product kernels", AISTATS 2012.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sci.tensor_attention import poly_higher_order_attention, higher_order_attention
+    >>> rng = np.random.default_rng(1)
+    >>> Q, K1, K2, V1, V2 = rng.uniform(-1, 1, (5, 64, 4))
+    >>> approx, info = poly_higher_order_attention(Q, [K1, K2], [V1, V2], tol=1e-8,
+    ...                                            return_info=True)
+    >>> exact = higher_order_attention(Q, [K1, K2], [V1, V2])
+    >>> info.degree, info.rank, bool(np.abs(approx - exact).max() <= info.predicted_error)
+    (10, 1001, True)
+    """
+    keys = as_sequence(keys, "keys")
+    values = as_sequence(values, "values")
+    Q, keys, values = attention_inputs(
+        Q, keys, values, causal=causal, names=pair_names(len(keys))
+    )
+    method = _check_method(method)
+    if bound not in ("holder", "entry"):
+        raise ValueError(f"bound must be 'holder' or 'entry'; got {bound!r}")
+    if on_nonpositive not in ("raise", "taylor"):
+        raise ValueError(f"on_nonpositive must be 'raise' or 'taylor'; got {on_nonpositive!r}")
+    if degree is not None and tol is not None:
+        raise ValueError("give degree or tol, not both (tol chooses the degree)")
+    xp = array_namespace()
+    n_q, d = Q.shape
+    order = len(keys) + 1
+    s = resolve_scale(scale, d)
+    bounds = _logit_bounds(Q, keys, s)
+    R = bounds[bound]
+    if degree is None:
+        tol_value = 1e-6 if tol is None else tol
+        tol_value = check_real(
+            tol_value, "tol", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False
+        )
+        precision = float(np.finfo(Q.dtype).eps)
+        if tol_value < 10 * precision:
+            raise ValueError(
+                f"tol={tol_value} is below what {Q.dtype} can resolve (10 eps = "
+                f"{10 * precision:.1e}); use float64 or a larger tol"
+            )
+        degree = select_degree(tol_value, R, method=method)
+    else:
+        degree = check_integer(degree, "degree", minimum=0, maximum=_MAX_DEGREE)
+    value_bound = 1.0
+    for V in values:
+        value_bound = value_bound * xp.abs(V).max(axis=0)
+    value_bound = float(value_bound.max())
+    epsilon = exp_approximation_error(degree, R, method=method)
+    if method == "random":
+        num_features = check_integer(num_features, "num_features", minimum=1)
+        rank = 1 + degree * num_features
+    else:
+        rank = math.comb(d + degree, degree)
+    chunk = _resolve_chunk(chunk_size, max(n_q, keys[0].shape[0]), rank, d, order,
+                           causal, Q.dtype.itemsize)
+    sigma = s ** (1.0 / order)
+
+    def run(method_used, degree_used):
+        if method_used == "random":
+            coefficients = exp_polynomial_coefficients(degree_used, method="taylor")
+            query_map, key_maps = _random_feature_maps(
+                xp, d, degree_used, order, num_features, sigma, coefficients, Q.dtype,
+                resolve_rng(rng),
+            )
+        else:
+            coefficients = exp_polynomial_coefficients(degree_used, method=method_used, bound=R)
+            weights = xp.asarray(_column_weights(d, degree_used, coefficients), dtype=Q.dtype)
+
+            def query_map(X):
+                return _monomials_xp(xp, sigma * X, degree_used) * weights
+
+            key_maps = [lambda X: _monomials_xp(xp, sigma * X, degree_used)] * len(keys)
+        w, Y = _streamed_sums(xp, query_map, key_maps, Q, keys, values, bool(causal), chunk)
+        return w, Y
+
+    fallback_used = False
+    w, Y = run(method, degree)
+    if not bool((w > 0).all()):
+        bad = int((w <= 0).sum())
+        if on_nonpositive == "raise":
+            raise NonPositiveDenominatorError(
+                f"{bad} of {n_q} row sums of the approximate attention matrix are <= 0 "
+                f"({method}, degree {degree}, R = {R:.4g}): the polynomial is not positive on "
+                f"these logits. Raise the degree, use method='taylor' with an even degree, or "
+                f"pass on_nonpositive='taylor' to fall back to it"
+            )
+        fallback_used = True
+        method = "taylor"
+        degree = degree + degree % 2
+        rank = math.comb(d + degree, degree)
+        chunk = _resolve_chunk(chunk_size, max(n_q, keys[0].shape[0]), rank, d, order,
+                               causal, Q.dtype.itemsize)
+        epsilon = exp_approximation_error(degree, R, method="taylor")
+        w, Y = run("taylor", degree)
+    out = Y / w[:, None]
+    if not return_info:
+        return out
+    predicted = None
+    if method != "random" and epsilon < 1.0:
+        predicted = 2.0 * epsilon / (1.0 - epsilon) * value_bound
+    info = PolyAttentionInfo(
+        method=method, order=order, degree=degree, rank=rank, scale=s, logit_bound=R,
+        entry_bound=bounds["entry"], holder_bound=bounds["holder"],
+        approximation_error=epsilon, predicted_error=predicted, value_bound=value_bound,
+        chunk_size=chunk, fallback_used=fallback_used,
+        num_features=num_features if method == "random" else None,
+    )
+    return out, info
+
+
+def poly_attention(
+    Q: Any,
+    K: Any,
+    V: Any,
+    *,
+    degree: int | None = None,
+    tol: float | None = None,
+    method: str = "taylor",
+    causal: bool = False,
+    scale: float | None = None,
+    return_info: bool = False,
+    **options: Any,
+) -> Any:
+    r"""Matrix softmax attention by the polynomial method (order 2).
+
+    Parameters
+    ----------
+    Q : array_like, shape (n, d)
+    K, V : array_like, shape (m, d)
+    degree, tol, method, causal, scale, return_info
+        As :func:`poly_higher_order_attention`.
+    **options
+        ``bound``, ``num_features``, ``rng``, ``on_nonpositive``, ``chunk_size``: as
+        :func:`poly_higher_order_attention`.
+
+    Returns
+    -------
+    ndarray, shape (n, d)
+        (and :class:`PolyAttentionInfo` with ``return_info=True``)
+
+    Notes
+    -----
+    :math:`\tilde D \mathbf 1 = U_1 (U_2^\top \mathbf 1)`, :math:`\tilde A V = U_1 (U_2^\top
+    V)`; the logits are bounded by :math:`B^2` (default scale) and the method is near-linear
+    below :math:`B = \sqrt{\log n}`.
+
+    References
+    ----------
+    .. [1] J. Alman, Z. Song, "Fast attention requires bounded entries", NeurIPS 2023,
+       arXiv:2302.13214.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sci.tensor_attention import poly_attention, softmax_attention
+    >>> rng = np.random.default_rng(2)
+    >>> Q, K, V = rng.uniform(-1, 1, (3, 100, 4))
+    >>> err = np.abs(poly_attention(Q, K, V, degree=8) - softmax_attention(Q, K, V)).max()
+    >>> bool(err < 1e-8)
+    True
+    """
+    return poly_higher_order_attention(
+        Q, [K], [V], degree=degree, tol=tol, method=method, causal=causal, scale=scale,
+        return_info=return_info, **_other_options(options),
+    )
+
+
+def poly_tensor_attention(
+    Q: Any,
+    K1: Any,
+    K2: Any,
+    V1: Any,
+    V2: Any,
+    *,
+    degree: int | None = None,
+    tol: float | None = None,
+    method: str = "taylor",
+    causal: bool = False,
+    scale: float | None = None,
+    return_info: bool = False,
+    **options: Any,
+) -> Any:
+    r"""Tensor (Kronecker) attention by the polynomial method (order 3).
+
+    Parameters
+    ----------
+    Q : array_like, shape (n, d)
+    K1, K2, V1, V2 : array_like, shape (m, d)
+    degree, tol, method, causal, scale, return_info
+        As :func:`poly_higher_order_attention`.
+    **options
+        ``bound``, ``num_features``, ``rng``, ``on_nonpositive``, ``chunk_size``: as
+        :func:`poly_higher_order_attention`.
+
+    Returns
+    -------
+    ndarray, shape (n, d)
+        (and :class:`PolyAttentionInfo` with ``return_info=True``)
+
+    Notes
+    -----
+    :math:`w = U_1[(U_2^\top \mathbf 1) \circ (U_3^\top \mathbf 1)]`,
+    :math:`Y = U_1[(U_2^\top V_1) \circ (U_3^\top V_2)]`, :math:`\widetilde{\mathrm{Att}} =
+    \mathrm{diag}(w)^{-1} Y`: :math:`O(n r d)` time instead of :math:`O(n^3 d)`. Near-linear
+    for entries :math:`B = o((\log n)^{1/3})`; at :math:`B = \Theta((\log n)^{1/3})` no
+    truly subcubic algorithm exists under SETH.
+
+    References
+    ----------
+    .. [1] J. Alman, Z. Song, arXiv:2310.04064 (ICLR 2024), Theorems 1.3 and 1.4.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sci.tensor_attention import poly_tensor_attention, tensor_attention
+    >>> rng = np.random.default_rng(3)
+    >>> Q, K1, K2, V1, V2 = rng.uniform(-1, 1, (5, 50, 4))
+    >>> approx = poly_tensor_attention(Q, K1, K2, V1, V2, degree=8)
+    >>> bool(np.abs(approx - tensor_attention(Q, K1, K2, V1, V2)).max() < 1e-8)
+    True
+    """
+    return poly_higher_order_attention(
+        Q, [K1, K2], [V1, V2], degree=degree, tol=tol, method=method, causal=causal,
+        scale=scale, return_info=return_info, **_other_options(options),
+    )
+
+
+def _other_options(options: dict[str, Any]) -> dict[str, Any]:
+    allowed = {"bound", "num_features", "rng", "on_nonpositive", "chunk_size"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise TypeError(
+            f"unexpected keyword argument(s) {', '.join(unknown)}; the other options are "
+            f"{', '.join(sorted(allowed))} (see poly_higher_order_attention)"
+        )
+    return options

@@ -203,9 +203,9 @@ def polynomial_features(
 # --------------------------------------------------------------------------------------------
 
 
-def _check_method(method: Any, allowed: Sequence[str] = METHODS) -> str:
+def _check_method(method: Any, allowed: Sequence[str] = METHODS, name: str = "method") -> str:
     if method not in allowed:
-        raise ValueError(f"method must be one of {', '.join(map(repr, allowed))}; got {method!r}")
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {method!r}")
     return method
 
 
@@ -383,7 +383,7 @@ def logit_bound(
     Q = as_float_array(Q, "Q", ndim=2)
     keys = [as_float_array(k, f"K{m + 1}", ndim=2) for m, k in enumerate(keys)]
     s = resolve_scale(scale, Q.shape[1])
-    return _logit_bounds(Q, keys, s)[_check_method(kind, ("holder", "entry"))]
+    return _logit_bounds(Q, keys, s)[_check_method(kind, ("holder", "entry"), "kind")]
 
 
 def _logit_bounds(Q, keys, s: float) -> dict[str, float]:
@@ -671,9 +671,18 @@ def poly_higher_order_attention(
     """
     keys = as_sequence(keys, "keys")
     values = as_sequence(values, "values")
-    Q, keys, values = attention_inputs(
-        Q, keys, values, causal=causal, names=pair_names(len(keys))
+    return _poly_attention(
+        Q, keys, values, pair_names(len(keys)), degree=degree, tol=tol, method=method,
+        causal=causal, scale=scale, bound=bound, num_features=num_features, rng=rng,
+        on_nonpositive=on_nonpositive, chunk_size=chunk_size, return_info=return_info,
     )
+
+
+def _poly_attention(
+    Q, keys, values, names, *, degree, tol, method, causal, scale, bound, num_features, rng,
+    on_nonpositive, chunk_size, return_info,
+):
+    Q, keys, values = attention_inputs(Q, keys, values, causal=causal, names=names)
     method = _check_method(method)
     if bound not in ("holder", "entry"):
         raise ValueError(f"bound must be 'holder' or 'entry'; got {bound!r}")
@@ -819,9 +828,9 @@ def poly_attention(
     >>> bool(err < 1e-8)
     True
     """
-    return poly_higher_order_attention(
-        Q, [K], [V], degree=degree, tol=tol, method=method, causal=causal, scale=scale,
-        return_info=return_info, **_other_options(options),
+    return _poly_attention(
+        Q, [K], [V], ["Q", "K", "V"], degree=degree, tol=tol, method=method, causal=causal,
+        scale=scale, return_info=return_info, **_other_options(options),
     )
 
 
@@ -879,18 +888,23 @@ def poly_tensor_attention(
     >>> bool(np.abs(approx - tensor_attention(Q, K1, K2, V1, V2)).max() < 1e-8)
     True
     """
-    return poly_higher_order_attention(
-        Q, [K1, K2], [V1, V2], degree=degree, tol=tol, method=method, causal=causal,
-        scale=scale, return_info=return_info, **_other_options(options),
+    return _poly_attention(
+        Q, [K1, K2], [V1, V2], pair_names(2), degree=degree, tol=tol, method=method,
+        causal=causal, scale=scale, return_info=return_info, **_other_options(options),
     )
 
 
+_OTHER_OPTIONS = {
+    "bound": "holder", "num_features": 256, "rng": None, "on_nonpositive": "raise",
+    "chunk_size": None,
+}
+
+
 def _other_options(options: dict[str, Any]) -> dict[str, Any]:
-    allowed = {"bound", "num_features", "rng", "on_nonpositive", "chunk_size"}
-    unknown = sorted(set(options) - allowed)
+    unknown = sorted(set(options) - set(_OTHER_OPTIONS))
     if unknown:
         raise TypeError(
             f"unexpected keyword argument(s) {', '.join(unknown)}; the other options are "
-            f"{', '.join(sorted(allowed))} (see poly_higher_order_attention)"
+            f"{', '.join(sorted(_OTHER_OPTIONS))} (see poly_higher_order_attention)"
         )
-    return options
+    return {**_OTHER_OPTIONS, **options}

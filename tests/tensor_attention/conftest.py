@@ -15,8 +15,13 @@ def dense_attention(Q, keys, values, *, scale=None, causal=False, weight=None):
     m = len(keys[0])
     s = 1.0 / d if scale is None else scale
     tuples = list(itertools.product(range(m), repeat=len(keys)))
-    khatri_rao_k = np.array([np.prod([K[j] for K, j in zip(keys, J)], axis=0) for J in tuples])
-    khatri_rao_v = np.array([np.prod([V[j] for V, j in zip(values, J)], axis=0) for J in tuples])
+
+    def khatri_rao(arrays):
+        return np.array(
+            [np.prod([X[j] for X, j in zip(arrays, J, strict=True)], axis=0) for J in tuples]
+        )
+
+    khatri_rao_k, khatri_rao_v = khatri_rao(keys), khatri_rao(values)
     logits = s * Q @ khatri_rao_k.T
     if weight is None:
         A = np.exp(logits - logits.max(axis=1, keepdims=True))

@@ -4,14 +4,14 @@ Counting
 --------
 feature_rank            C(d + g, g) as an exact integer
 count_monomials         the same number by enumerating multisets (an independent count)
-multinomial             |α|! / Π α_l!
+multinomial             the multinomial coefficient t! / Π α_l! of a multiset
 taylor_coefficients     1/t! as exact rationals
 
 Error bounds (mpmath)
 ---------------------
 taylor_relative_error_bound      e^R R^{g+1} / (g+1)!
 chebyshev_relative_error_bound   2 e^{2R} (R/2)^{g+1} / (g+1)!
-max_relative_error               sup over [-R, R] of |p(x) - e^x| / e^x, sampled in high precision
+max_relative_error               the largest relative error of p against exp on [-R, R]
 minimum_degree                   smallest g whose bound meets 2ε/(1-ε) <= tol
 error_propagation_bound          2ε/(1-ε) · ‖V1 ⊘ V2 ⊘ ...‖∞
 entry_threshold                  (log n)^{1/t}: the entry bound of the phase transition

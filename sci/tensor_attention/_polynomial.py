@@ -118,7 +118,7 @@ def _monomials_xp(xp, X, degree: int):
 def polynomial_features(
     X: Any, degree: int, *, scale: float = 1.0, coefficients: Any = None
 ) -> Any:
-    r"""The factor matrix of all monomials :math:`\prod_l (\sigma X_{il})^{\alpha_l}`, |α| ≤ g.
+    r"""The factor matrix of all monomials :math:`\prod_l (\sigma X_{il})^{\alpha_l}` of degree ≤ g.
 
     Parameters
     ----------
@@ -458,10 +458,6 @@ class NonPositiveDenominatorError(ArithmeticError):
     """A polynomial approximation gave a row sum <= 0: its output would be meaningless."""
 
 
-def _key_factor(xp, X, degree, sigma):
-    return _monomials_xp(xp, sigma * X, degree)
-
-
 def _streamed_sums(xp, query_factor, key_factors, Q, keys, values, causal, chunk):
     """``w = U1 ⊙_m(U_m^T 1)`` and ``Y = U1 ⊙_m(U_m^T V_m)``, chunk by chunk; nothing n x n."""
     n_q, d = Q.shape
@@ -469,16 +465,14 @@ def _streamed_sums(xp, query_factor, key_factors, Q, keys, values, causal, chunk
     w = xp.empty(n_q, dtype=Q.dtype)
     Y = xp.empty((n_q, d), dtype=Q.dtype)
     if not causal:
-        sums, moments = None, None
+        sums = [0.0] * len(keys)  # U_m^T 1, accumulated over key chunks
+        moments = [0.0] * len(keys)  # U_m^T V_m
         for k0 in range(0, n_k, chunk):
             k1 = min(n_k, k0 + chunk)
             for m, (K, V) in enumerate(zip(keys, values, strict=True)):
                 U = key_factors[m](K[k0:k1])
-                part_sum, part_moment = U.sum(axis=0), U.T @ V[k0:k1]
-                if sums is None:
-                    sums, moments = [None] * len(keys), [None] * len(keys)
-                sums[m] = part_sum if sums[m] is None else sums[m] + part_sum
-                moments[m] = part_moment if moments[m] is None else moments[m] + part_moment
+                sums[m] = sums[m] + U.sum(axis=0)
+                moments[m] = moments[m] + U.T @ V[k0:k1]
         h, H = sums[0], moments[0]
         for m in range(1, len(keys)):
             h, H = h * sums[m], H * moments[m]

@@ -22,7 +22,8 @@ extern "C" __global__ void exact_attention(
     const long long stride = (long long)n_k * D;
     double qk[D], vprod[D], numerator[D];
     for (int l = 0; l < D; ++l) numerator[l] = 0.0;
-    double denominator = 0.0, run_max = -1.0 / 0.0;
+    const double minus_infinity = __longlong_as_double(0xfff0000000000000ULL);
+    double denominator = 0.0, run_max = minus_infinity;
     const int limit = causal ? i + 1 : n_k;
     for (long long o = 0; o < n_outer; ++o) {
         for (int l = 0; l < D; ++l) {
@@ -48,7 +49,7 @@ extern "C" __global__ void exact_attention(
             // Online softmax: rescale the running sums whenever the maximum grows.
             double w;
             if (x > run_max) {
-                const double factor = (run_max == -1.0 / 0.0) ? 0.0 : exp(run_max - x);
+                const double factor = (run_max == minus_infinity) ? 0.0 : exp(run_max - x);
                 for (int l = 0; l < D; ++l) numerator[l] *= factor;
                 denominator *= factor;
                 run_max = x;

@@ -192,6 +192,19 @@ def test_tol_chooses_the_theory_degree_and_is_met(rng):
         assert np.abs(approx - softmax_attention(Q, K, V)).max() <= info.predicted_error
 
 
+def test_info_reports_the_theory_bounds(rng):
+    Q, K1, K2, V1, V2 = rng.uniform(-0.9, 0.9, (5, 30, 3))
+    _, info = poly_tensor_attention(Q, K1, K2, V1, V2, degree=6, return_info=True)
+    R = info.logit_bound
+    assert info.approximation_error == pytest.approx(
+        float(theory.taylor_relative_error_bound(R, 6)), rel=1e-12)
+    assert info.predicted_error == pytest.approx(float(theory.error_propagation_bound(
+        info.approximation_error, info.value_bound)), rel=1e-12)
+    assert info.value_bound == pytest.approx(np.max(np.abs(V1).max(0) * np.abs(V2).max(0)))
+    assert info.rank == theory.feature_rank(3, 6) and info.order == 3
+    assert info.scale == pytest.approx(1 / 3)
+
+
 def test_holder_bound_is_sharper_and_valid(rng):
     Q, K1, K2 = rng.standard_normal((3, 50, 6))
     exact_max = np.abs(np.einsum("il,jl,kl->ijk", Q, K1, K2)).max() / 6

@@ -57,15 +57,17 @@ def _exact_kernel(Q, K, V, KT, VT, scale, causal):  # pragma: no cover - compile
                 continue
             # Logits over the last key (transposed copies make every loop unit-stride), then
             # their maximum, so every weight is exp(<= 0) <= 1.
+            c = qk[0]
             for k in range(limit):
-                logits[k] = 0.0
-            for l in range(d):
+                logits[k] = c * KT[0, k]
+            for l in range(1, d):
                 c = qk[l]
                 for k in range(limit):
                     logits[k] += c * KT[l, k]
             block_max = -np.inf
             for k in range(limit):
-                block_max = max(block_max, logits[k])
+                x = logits[k]
+                block_max = block_max if block_max >= x else x
             # Written out here: as a called helper, LLVM no longer vectorises it.
             for k in range(limit):
                 x = max(logits[k] - block_max, -700.0)
@@ -86,11 +88,11 @@ def _exact_kernel(Q, K, V, KT, VT, scale, causal):  # pragma: no cover - compile
                 weights[k] = p * r + 1.0
                 powers[k] = (np.int64(kk) + 1023) << 52
             two_to_k = powers.view(np.float64)
-            for k in range(limit):
-                weights[k] *= two_to_k[k]
             block_sum = 0.0
             for k in range(limit):
-                block_sum += weights[k]
+                w = weights[k] * two_to_k[k]
+                weights[k] = w
+                block_sum += w
             if block_max > run_max:
                 factor = math.exp(run_max - block_max) if run_max > -np.inf else 0.0
                 run_max = block_max

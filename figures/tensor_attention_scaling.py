@@ -86,7 +86,7 @@ FIGURE = Figure(
     name="tensor_attention_scaling",
     title="Exact against polynomial-method tensor attention: time against n",
     reproduces=(
-        "new: Alman & Song (2024), Theorem 1.4 (n^{1+o(1)} time for bounded entries) measured "
+        "new: the upper bound of Alman & Song (2024) (n^{1+o(1)} time, bounded entries) measured "
         "against the n^3 exact algorithm; the papers have no experiments"
     ),
     compute=compute,

@@ -67,8 +67,8 @@ FIGURE = Figure(
     name="tensor_attention_transition",
     title="Polynomial-method error against the entry bound B: the transition",
     reproduces=(
-        "new: the phase transition of Alman & Song (2023) Thm 1.3/1.4 (matrix, sqrt(log n)) "
-        "and (2024) Thm 1.3/1.4 (tensor, (log n)^{1/3}) seen at a fixed degree"
+        "new: the phase transition of Alman & Song (2023) (matrix, sqrt(log n)) and (2024) "
+        "(tensor, (log n)^{1/3}) seen at a fixed degree"
     ),
     compute=compute,
     plot=plot,

@@ -135,8 +135,8 @@ def higher_order_attention(
     References
     ----------
     .. [1] J. Alman, Z. Song, "How to capture higher-order correlations? Generalizing matrix
-       softmax attention to Kronecker computation", ICLR 2024, arXiv:2310.04064, Definition 1.2
-       and Section 8 (order t).
+       softmax attention to Kronecker computation", ICLR 2024, arXiv:2310.04064 (the
+       tensor attention problem and its higher-order generalisation).
 
     Examples
     --------
@@ -190,7 +190,7 @@ def softmax_attention(
     References
     ----------
     .. [1] J. Alman, Z. Song, "Fast attention requires bounded entries", NeurIPS 2023,
-       arXiv:2302.13214, Definition 1.1.
+       arXiv:2302.13214 (the attention computation problem).
 
     Examples
     --------
@@ -247,7 +247,7 @@ def tensor_attention(
 
     References
     ----------
-    .. [1] J. Alman, Z. Song, arXiv:2310.04064 (ICLR 2024), Definition 1.2.
+    .. [1] J. Alman, Z. Song, arXiv:2310.04064 (ICLR 2024), the tensor attention problem.
 
     Examples
     --------

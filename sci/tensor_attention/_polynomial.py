@@ -160,7 +160,7 @@ def polynomial_features(
 
     References
     ----------
-    .. [1] J. Alman, Z. Song, arXiv:2310.04064 (ICLR 2024), Section 4 (the polynomial method).
+    .. [1] J. Alman, Z. Song, arXiv:2310.04064 (ICLR 2024), the polynomial method.
 
     Examples
     --------
@@ -648,8 +648,9 @@ def poly_higher_order_attention(
 
     References
     ----------
-    .. [1] J. Alman, Z. Song, arXiv:2310.04064 (ICLR 2024), Theorem 1.4 and Section 4.
-    .. [2] J. Alman, Z. Song, arXiv:2302.13214 (NeurIPS 2023), Theorem 1.4 (matrix version).
+    .. [1] J. Alman, Z. Song, arXiv:2310.04064 (ICLR 2024): the upper bound for tensor
+       attention and its order-t generalisation.
+    .. [2] J. Alman, Z. Song, arXiv:2302.13214 (NeurIPS 2023): the matrix version.
     .. [3] P. Kar, H. Karnick, "Random feature maps for dot product kernels", AISTATS 2012.
 
     Examples
@@ -871,7 +872,7 @@ def poly_tensor_attention(
 
     References
     ----------
-    .. [1] J. Alman, Z. Song, arXiv:2310.04064 (ICLR 2024), Theorems 1.3 and 1.4.
+    .. [1] J. Alman, Z. Song, arXiv:2310.04064 (ICLR 2024): the upper and lower bounds.
 
     Examples
     --------

@@ -28,19 +28,20 @@ select_degree                the smallest degree meeting a tolerance
 logit_bound                  entrywise (B^t) or Hölder bound R on the logits
 """
 
+from ._approximation import (
+    exp_approximation_error,
+    exp_polynomial_coefficients,
+    logit_bound,
+    select_degree,
+)
 from ._exact import higher_order_attention, softmax_attention, tensor_attention
+from ._features import feature_rank, polynomial_features
 from ._polynomial import (
     NonPositiveDenominatorError,
     PolyAttentionInfo,
-    exp_approximation_error,
-    exp_polynomial_coefficients,
-    feature_rank,
-    logit_bound,
     poly_attention,
     poly_higher_order_attention,
     poly_tensor_attention,
-    polynomial_features,
-    select_degree,
 )
 
 __all__ = [

@@ -3,405 +3,36 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from .._validation import (
-    as_float_array,
-    check_integer,
-    check_memory,
-    check_real,
-    resolve_rng,
-)
+from .._validation import check_integer, check_memory, check_real, resolve_rng
 from ..backend import array_namespace
+from ._approximation import (
+    MAX_DEGREE,
+    _check_method,
+    _logit_bounds,
+    exp_approximation_error,
+    exp_polynomial_coefficients,
+    select_degree,
+)
+from ._features import _column_weights, _monomials_xp
 from ._inputs import as_sequence, attention_inputs, pair_names, resolve_scale
 
 __all__ = [
     "NonPositiveDenominatorError",
     "PolyAttentionInfo",
-    "exp_approximation_error",
-    "exp_polynomial_coefficients",
-    "feature_rank",
-    "logit_bound",
     "poly_attention",
     "poly_higher_order_attention",
     "poly_tensor_attention",
-    "polynomial_features",
-    "select_degree",
 ]
 
-METHODS = ("taylor", "chebyshev", "random")
-_MAX_DEGREE = 200
 # Elements of one chunk of factor rows (2 MiB in float64): the streaming granularity, small
 # enough that a chunk stays in cache (measured: 4x faster than 32 MiB chunks at n = 65 536).
 _CHUNK_ELEMENTS = 1 << 18
-
-
-# --------------------------------------------------------------------------------------------
-# Ranks, monomials and the factor matrices
-# --------------------------------------------------------------------------------------------
-
-
-def feature_rank(d: int, degree: int) -> int:
-    r"""The rank :math:`r = \binom{d + g}{g}` of the degree-:math:`g` factorisation in dimension d.
-
-    It counts the multisets :math:`\alpha` of :math:`[d]` with :math:`|\alpha| \le g` (the
-    monomials of degree at most :math:`g` in :math:`d` variables), whatever the order of the
-    attention.
-
-    Examples
-    --------
-    >>> from sci.tensor_attention import feature_rank
-    >>> feature_rank(4, 6)
-    210
-    """
-    d = check_integer(d, "d", minimum=1)
-    degree = check_integer(degree, "degree", minimum=0)
-    return math.comb(d + degree, degree)
-
-
-@functools.lru_cache(maxsize=64)
-def _monomial_tree(d: int, degree: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    """For each total degree t >= 1: (parent column in degree t-1, variable) of each monomial.
-
-    Degree-t monomials are their degree-(t-1) parent times one variable at least as large as
-    the parent's largest, which lists each multiset once, in graded lexicographic order.
-    """
-    levels = []
-    last_var = np.zeros(1, dtype=np.int64)  # degree 0: the empty monomial
-    for _ in range(degree):
-        parents = np.concatenate([np.full(d - v, p) for p, v in enumerate(last_var)])
-        variables = np.concatenate([np.arange(v, d) for v in last_var])
-        levels.append((parents.astype(np.int64), variables.astype(np.int64)))
-        last_var = variables
-    return tuple(levels)
-
-
-@functools.lru_cache(maxsize=64)
-def _multiplicities(d: int, degree: int) -> tuple[np.ndarray, ...]:
-    r"""Multinomial :math:`t!/\prod_l \alpha_l!` of each monomial, degree by degree (exact ints)."""
-    mult = [np.ones(1, dtype=object)]
-    run = [np.zeros(1, dtype=np.int64)]  # how many times the largest variable repeats
-    for t, (parents, variables) in enumerate(_monomial_tree(d, degree), start=1):
-        prev_vars = (
-            _monomial_tree(d, degree)[t - 2][1] if t >= 2 else np.full(1, -1, dtype=np.int64)
-        )
-        repeat = np.where(prev_vars[parents] == variables, run[-1][parents] + 1, 1)
-        mult.append(np.array([int(m) * t // int(c) for m, c in zip(mult[-1][parents], repeat,
-                                                                   strict=True)], dtype=object))
-        run.append(repeat)
-    return tuple(mult)
-
-
-def _column_weights(d: int, degree: int, coefficients: np.ndarray) -> np.ndarray:
-    """``c_|alpha| * mult(alpha)`` for every column, as float64."""
-    mult = _multiplicities(d, degree)
-    return np.concatenate(
-        [np.array([float(coefficients[t]) * float(m) for m in level], dtype=np.float64)
-         for t, level in enumerate(mult)]
-    )
-
-
-def _monomials_xp(xp, X, degree: int):
-    """All monomials of the rows of X of degree <= ``degree``: ``(n, C(d+g, g))`` in O(n r)."""
-    n, d = X.shape
-    levels = [xp.ones((n, 1), dtype=X.dtype)]
-    for parents, variables in _monomial_tree(d, degree):
-        levels.append(levels[-1][:, xp.asarray(parents)] * X[:, xp.asarray(variables)])
-    return xp.concatenate(levels, axis=1)
-
-
-def polynomial_features(
-    X: Any, degree: int, *, scale: float = 1.0, coefficients: Any = None
-) -> Any:
-    r"""The factor matrix of all monomials :math:`\prod_l (\sigma X_{il})^{\alpha_l}` of degree ≤ g.
-
-    Parameters
-    ----------
-    X : array_like, shape (n, d)
-    degree : int
-        The largest total degree :math:`g \ge 0`.
-    scale : float
-        :math:`\sigma`, multiplies X first (default 1). The polynomial method uses
-        :math:`s^{1/t}` on each of the :math:`t` factors.
-    coefficients : array_like, shape (degree + 1,), optional
-        Monomial coefficients :math:`c_0, \dots, c_g` of a polynomial :math:`p`. When given,
-        column :math:`\alpha` is multiplied by :math:`c_{|\alpha|}\,\mathrm{mult}(\alpha)` with
-        :math:`\mathrm{mult}(\alpha) = |\alpha|!/\prod_l \alpha_l!` (the query-side factor).
-
-    Returns
-    -------
-    ndarray, shape (n, C(d + g, g))
-        Columns ordered by total degree, then lexicographically (``(), (0,), (1,), ...,
-        (0, 0), (0, 1), ...``).
-
-    Raises
-    ------
-    ValueError
-        ``degree < 0``, ``coefficients`` of the wrong length, non-finite entries, or a rank too
-        large for memory (the message gives the size).
-
-    Notes
-    -----
-    With :math:`U_1` built with ``coefficients`` from Q and :math:`U_2, \dots, U_t` without
-    from the keys (each with ``scale`` :math:`s^{1/t}`),
-
-    .. math::
-
-        U_1 (U_2 \oslash \cdots \oslash U_t)^\top = p\big(s\, Q (K_1 \oslash \cdots \oslash
-        K_{t-1})^\top\big)
-
-    entrywise, by the multinomial theorem. Each degree-:math:`t` column is a degree-:math:`t-1`
-    column times one entry of X, so building costs :math:`O(n r)`.
-
-    References
-    ----------
-    .. [1] J. Alman, Z. Song, arXiv:2310.04064 (ICLR 2024), the polynomial method.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sci.tensor_attention import polynomial_features
-    >>> polynomial_features(np.array([[2.0, 3.0]]), 2)
-    array([[1., 2., 3., 4., 6., 9.]])
-    >>> q, k = np.array([[0.3, -0.2]]), np.array([[0.5, 0.1]])
-    >>> c = [1.0, 1.0, 0.5]  # 1 + x + x^2/2
-    >>> u = polynomial_features(q, 2, coefficients=c) @ polynomial_features(k, 2).T
-    >>> x = float(q[0] @ k[0])
-    >>> bool(np.isclose(u[0, 0], 1 + x + x**2 / 2))
-    True
-    """
-    X = as_float_array(X, "X", ndim=2)
-    degree = check_integer(degree, "degree", minimum=0)
-    scale = check_real(scale, "scale")
-    n, d = X.shape
-    if d < 1:
-        raise ValueError("X must have at least one column")
-    rank = math.comb(d + degree, degree)
-    check_memory(
-        float(rank) * max(n, 1) * X.dtype.itemsize, f"the factor matrix of rank {rank}",
-        hint="lower the degree or use method='random' (random features)",
-    )
-    xp = array_namespace()
-    features = _monomials_xp(xp, scale * X, degree)
-    if coefficients is not None:
-        c = np.asarray(coefficients, dtype=np.float64)
-        if c.shape != (degree + 1,) or not np.all(np.isfinite(c)):
-            raise ValueError(
-                f"coefficients must be {degree + 1} finite numbers (c_0 .. c_{degree}); got "
-                f"shape {c.shape}"
-            )
-        features = features * xp.asarray(_column_weights(d, degree, c), dtype=X.dtype)
-    return features
-
-
-# --------------------------------------------------------------------------------------------
-# Approximating exp on [-R, R]
-# --------------------------------------------------------------------------------------------
-
-
-def _check_method(method: Any, allowed: Sequence[str] = METHODS, name: str = "method") -> str:
-    if method not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {method!r}")
-    return method
-
-
-def exp_polynomial_coefficients(degree: int, *, method: str = "taylor", bound: float = 1.0):
-    r"""Monomial coefficients :math:`c_0, \dots, c_g` of a polynomial :math:`p \approx e^x`.
-
-    Parameters
-    ----------
-    degree : int
-        :math:`g \ge 0`.
-    method : {"taylor", "chebyshev"}
-        ``"taylor"``: :math:`c_t = 1/t!` (independent of ``bound``). ``"chebyshev"``: the
-        interpolant of :math:`e^x` at the :math:`g + 1` Chebyshev points of :math:`[-R, R]`.
-    bound : float
-        :math:`R \ge 0`, the half-width of the interval (only used by Chebyshev).
-
-    Returns
-    -------
-    ndarray, shape (degree + 1,)
-        Low to high, as :mod:`numpy.polynomial`.
-
-    Examples
-    --------
-    >>> from sci.tensor_attention import exp_polynomial_coefficients
-    >>> exp_polynomial_coefficients(3)
-    array([1.        , 1.        , 0.5       , 0.16666667])
-    """
-    degree = check_integer(degree, "degree", minimum=0, maximum=_MAX_DEGREE)
-    method = _check_method(method, ("taylor", "chebyshev"))
-    bound = check_real(bound, "bound", low=0.0)
-    if method == "taylor" or bound == 0.0:
-        if method == "chebyshev":
-            return np.concatenate([[1.0], np.zeros(degree)])
-        return np.array([1.0 / math.factorial(t) for t in range(degree + 1)])
-    interpolant = np.polynomial.Chebyshev.interpolate(np.exp, degree, domain=[-bound, bound])
-    coefficients = interpolant.convert(kind=np.polynomial.Polynomial).coef
-    return np.concatenate([coefficients, np.zeros(degree + 1 - coefficients.size)])
-
-
-def _log_error(method: str, degree: int, bound: float) -> float:
-    """log of the relative error bound (``-inf`` when exact)."""
-    if bound == 0.0:
-        return -math.inf
-    log_tail = (degree + 1) * math.log(bound) - math.lgamma(degree + 2)
-    if method == "chebyshev":
-        return math.log(2.0) + 2.0 * bound - (degree + 1) * math.log(2.0) + log_tail
-    return bound + log_tail
-
-
-def exp_approximation_error(degree: int, bound: float, *, method: str = "taylor") -> float:
-    r"""A bound on :math:`\max_{|x| \le R} |p(x) - e^x| / e^x` for the polynomials used here.
-
-    Parameters
-    ----------
-    degree : int
-    bound : float
-        :math:`R \ge 0`.
-    method : {"taylor", "chebyshev", "random"}
-        ``"random"`` has the Taylor bound for its expectation (the random features are
-        unbiased for the Taylor polynomial).
-
-    Returns
-    -------
-    float
-        :math:`\varepsilon`; ``inf`` when it overflows.
-
-    Notes
-    -----
-    Taylor (Lagrange remainder, :math:`\xi` between 0 and x): the relative error is
-    :math:`e^{\xi - x}|x|^{g+1}/(g+1)! \le e^{R} R^{g+1}/(g+1)!` (the spec's
-    :math:`e^{2R}` is looser). Chebyshev interpolation at :math:`g+1` points: absolute error
-    :math:`\le 2 (R/2)^{g+1} e^R/(g+1)!`, divided by :math:`e^x \ge e^{-R}`:
-    :math:`\varepsilon \le 2 e^{2R} (R/2)^{g+1}/(g+1)!`.
-
-    Examples
-    --------
-    >>> from sci.tensor_attention import exp_approximation_error
-    >>> round(exp_approximation_error(4, 1.0), 6)  # e / 5!
-    0.022652
-    """
-    degree = check_integer(degree, "degree", minimum=0)
-    bound = check_real(bound, "bound", low=0.0)
-    method = _check_method(method)
-    log_eps = _log_error(method, degree, bound)
-    return math.exp(log_eps) if log_eps < 700 else math.inf
-
-
-def _tol_to_relative(tol: float) -> float:
-    """The entrywise relative error eps with 2 eps / (1 - eps) = tol."""
-    return tol / (2.0 + tol)
-
-
-def select_degree(tol: float, bound: float, *, method: str = "taylor") -> int:
-    r"""The smallest degree whose predicted output error is at most ``tol``.
-
-    Parameters
-    ----------
-    tol : float
-        Target for :math:`\|\widetilde{\mathrm{Att}} - \mathrm{Att}\|_\infty / \|V_1 \oslash
-        \cdots\|_\infty`, in (0, 1).
-    bound : float
-        The logit bound :math:`R`.
-    method : {"taylor", "chebyshev", "random"}
-        Taylor (and random features, which are unbiased for it) round up to an even degree,
-        whose Taylor polynomial is positive on the whole real line.
-
-    Returns
-    -------
-    int
-
-    Raises
-    ------
-    ValueError
-        ``tol`` outside (0, 1), or no degree up to 200 reaches it.
-
-    Notes
-    -----
-    Needs :math:`\varepsilon(g, R) \le \varepsilon^* = \mathrm{tol}/(2 + \mathrm{tol})`, so that
-    the propagation bound :math:`2\varepsilon/(1-\varepsilon) \le \mathrm{tol}`; the minimum
-    degree grows about linearly in R (:math:`g \approx e^{2} R` for Taylor at large R).
-
-    Examples
-    --------
-    >>> from sci.tensor_attention import select_degree
-    >>> select_degree(1e-6, 1.0), select_degree(1e-6, 1.0, method="chebyshev")
-    (10, 8)
-    """
-    tol = check_real(tol, "tol", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
-    bound = check_real(bound, "bound", low=0.0)
-    method = _check_method(method)
-    target = math.log(_tol_to_relative(tol))
-    for degree in range(_MAX_DEGREE + 1):
-        if method != "chebyshev" and degree % 2:
-            continue
-        if _log_error(method, degree, bound) <= target:
-            return degree
-    raise ValueError(
-        f"no degree up to {_MAX_DEGREE} reaches tol={tol} with logit bound R={bound:.4g} "
-        f"({method}); the entries are beyond the regime of the polynomial method (R grows like "
-        f"B^t): use the exact attention"
-    )
-
-
-def logit_bound(
-    Q: Any, keys: Sequence[Any], *, scale: float | None = None, kind: str = "holder"
-) -> float:
-    r"""A bound :math:`R \ge \max |s \sum_l Q_{il} \prod_m (K_m)_{j_m l}|` on the logits.
-
-    Parameters
-    ----------
-    Q : array_like, shape (n, d)
-    keys : sequence of array_like, shape (m, d)
-        The :math:`t - 1` keys.
-    scale : float, optional
-        Default :math:`1/d`.
-    kind : {"holder", "entry"}
-        ``"entry"``: the worst case :math:`s\, d\, \|Q\|_\infty \prod_m \|K_m\|_\infty`
-        (:math:`B^t` at the default scale when every entry is bounded by B). ``"holder"``:
-        :math:`s \max_i \|q_i\|_t \prod_m \max_j \|(k_m)_j\|_t` (generalised Hölder with t
-        factors), never larger.
-
-    Returns
-    -------
-    float
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sci.tensor_attention import logit_bound
-    >>> Q = K = np.ones((3, 4))
-    >>> logit_bound(Q, [K, K], kind="entry"), round(logit_bound(Q, [K, K]), 12)
-    (1.0, 1.0)
-    """
-    keys = as_sequence(keys, "keys")
-    Q = as_float_array(Q, "Q", ndim=2)
-    keys = [as_float_array(k, f"K{m + 1}", ndim=2) for m, k in enumerate(keys)]
-    s = resolve_scale(scale, Q.shape[1])
-    return _logit_bounds(Q, keys, s)[_check_method(kind, ("holder", "entry"), "kind")]
-
-
-def _logit_bounds(Q, keys, s: float) -> dict[str, float]:
-    xp = array_namespace()
-    order = len(keys) + 1
-    d = Q.shape[1]
-    entry = s * d * float(xp.abs(Q).max())
-    holder = s * float((xp.abs(Q) ** order).sum(axis=1).max()) ** (1.0 / order)
-    for K in keys:
-        entry *= float(xp.abs(K).max())
-        holder *= float((xp.abs(K) ** order).sum(axis=1).max()) ** (1.0 / order)
-    return {"entry": entry, "holder": min(holder, entry)}
-
-
-# --------------------------------------------------------------------------------------------
-# The factored attention
-# --------------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -705,7 +336,7 @@ def _poly_attention(
             )
         degree = select_degree(tol_value, R, method=method)
     else:
-        degree = check_integer(degree, "degree", minimum=0, maximum=_MAX_DEGREE)
+        degree = check_integer(degree, "degree", minimum=0, maximum=MAX_DEGREE)
     value_bound = 1.0
     for V in values:
         value_bound = value_bound * xp.abs(V).max(axis=0)

@@ -326,6 +326,13 @@ def test_chunking_and_backends_agree(seed, causal, chunk, order):
             results.append(poly_higher_order_attention(Q, keys, values, degree=4, causal=causal))
     for r in results[1:]:
         np.testing.assert_allclose(r, results[0], rtol=0, atol=1e-13)
+    with sci.use_backend(CPU[-1]):
+        single = poly_higher_order_attention(
+            np.float32(Q), [np.float32(k) for k in keys], [np.float32(v) for v in values],
+            degree=4, causal=causal, chunk_size=chunk)
+    assert single.dtype == np.float32
+    # float32 rounding of C(7, 4) = 35 terms of size <= e: well below 1e-5
+    np.testing.assert_allclose(single, results[0], rtol=0, atol=1e-5)
 
 
 def test_float32(rng):

@@ -16,7 +16,8 @@ _LN2_HI = 0.6931471803691238
 _LN2_LO = 1.9082149292705877e-10
 _C = tuple(1.0 / math.factorial(j) for j in range(14))
 _PARALLEL_WORK = 1 << 22  # multiply-adds below which the kernel runs on one thread
-_FLAGS = {"nnan", "ninf", "nsz", "contract", "reassoc", "arcp"}
+# No "ninf": the running maximum starts at -inf and must compare as such.
+_FLAGS = {"nnan", "nsz", "contract", "reassoc", "arcp"}
 
 
 @numba.njit(cache=True, parallel=True, fastmath=_FLAGS)

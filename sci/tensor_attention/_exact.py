@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from ..backend import array_namespace, implementation, register
 from ._inputs import as_sequence, attention_inputs, pair_names, resolve_scale
@@ -77,6 +80,40 @@ def _exact_attention_xp(Q, keys, values, scale, causal):
     return out
 
 
+def _check_logit_range(Q, keys, scale):
+    """Refuse up front logits that could overflow: |logit| <= s d max|Q| prod_m max|K_m|.
+
+    The bound is formed in logarithms so that it cannot overflow itself; kernels compiled with
+    fast-math flags must never see an infinite logit.
+    """
+    xp = array_namespace()
+    maxima = [float(xp.abs(X).max()) for X in (Q, *keys)]
+    if min(maxima) == 0.0:
+        return
+    log_bound = math.log(scale) + math.log(Q.shape[1]) + sum(math.log(m) for m in maxima)
+    log_largest = math.log(float(np.finfo(Q.dtype).max))
+    if log_bound > log_largest - math.log(1e3):
+        raise FloatingPointError(
+            f"the logits s * sum_l Q_il * prod_m K_m[j_m, l] may overflow {Q.dtype} (their bound "
+            f"is e^{log_bound:.1f}, the largest {Q.dtype} is e^{log_largest:.1f}); rescale the "
+            "inputs or the scale"
+        )
+
+
+def _run_exact(Q, keys, values, scale, causal):
+    """Dispatch after the overflow check; a non-finite result is refused all the same."""
+    _check_logit_range(Q, keys, scale)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = implementation("tensor_attention.exact")(Q, keys, values, scale, causal)
+    xp = array_namespace()
+    if not bool(xp.isfinite(out).all()):
+        raise FloatingPointError(
+            "the logits s * sum_l Q_il * prod_m K_m[j_m, l] overflow the floating-point range "
+            f"({Q.dtype}); rescale the inputs or the scale"
+        )
+    return out
+
+
 register("tensor_attention.exact", "array", _exact_attention_xp)
 register("tensor_attention.exact", "numba", "sci.tensor_attention._cpu:exact_attention")
 register("tensor_attention.exact", "cupy", "sci.tensor_attention._gpu:exact_attention")
@@ -114,6 +151,8 @@ def higher_order_attention(
     ValueError
         Mismatched shapes or ``d``, NaN/inf entries, non-positive ``scale``, a causal mask with
         ``m != n``.
+    FloatingPointError
+        The logits themselves overflow (entries near the floating-point limit).
     TypeError
         Complex or non-numeric input, ``keys``/``values`` not a list or tuple.
 
@@ -154,7 +193,7 @@ def higher_order_attention(
         Q, keys, values, causal=causal, names=pair_names(len(keys))
     )
     s = resolve_scale(scale, Q.shape[1])
-    return implementation("tensor_attention.exact")(Q, keys, values, s, bool(causal))
+    return _run_exact(Q, keys, values, s, bool(causal))
 
 
 def softmax_attention(
@@ -204,7 +243,7 @@ def softmax_attention(
     """
     Q, keys, values = attention_inputs(Q, [K], [V], causal=causal, names=["Q", "K", "V"])
     s = resolve_scale(scale, Q.shape[1])
-    return implementation("tensor_attention.exact")(Q, keys, values, s, bool(causal))
+    return _run_exact(Q, keys, values, s, bool(causal))
 
 
 def tensor_attention(
@@ -259,4 +298,4 @@ def tensor_attention(
     """
     Q, keys, values = attention_inputs(Q, [K1, K2], [V1, V2], causal=causal, names=pair_names(2))
     s = resolve_scale(scale, Q.shape[1])
-    return implementation("tensor_attention.exact")(Q, keys, values, s, bool(causal))
+    return _run_exact(Q, keys, values, s, bool(causal))

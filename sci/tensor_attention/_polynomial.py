@@ -133,6 +133,16 @@ def _streamed_sums(xp, query_factor, key_factors, Q, keys, values, causal, chunk
     return w, Y
 
 
+def _check_finite(w, Y, method, degree, R):
+    xp = array_namespace()
+    if not (bool(xp.isfinite(w).all()) and bool(xp.isfinite(Y).all())):
+        raise FloatingPointError(
+            f"the factored sums overflowed ({method}, degree {degree}, logit bound R = {R:.4g}): "
+            "the entries are far beyond the regime of the polynomial method; use the exact "
+            "attention, a lower degree or smaller entries"
+        )
+
+
 def _random_feature_maps(xp, d, degree, order, count, sigma, coefficients, dtype, rng):
     """Random Maclaurin features for :math:`p(x) = \\sum_t c_t x^t`, x the order-t logit.
 
@@ -257,7 +267,9 @@ def poly_higher_order_attention(
         :math:`\binom{d+g}{g}` would not fit in memory (the message gives the size and suggests
         random features).
     ArithmeticError
-        A non-positive row sum with ``on_nonpositive="raise"``.
+        A non-positive row sum with ``on_nonpositive="raise"``
+        (:class:`NonPositiveDenominatorError`), or :class:`FloatingPointError` when the factors
+        overflow (entries far too large for the degree).
 
     Notes
     -----
@@ -366,11 +378,13 @@ def _poly_attention(
                 return _monomials_xp(xp, sigma * X, degree_used) * weights
 
             key_maps = [lambda X: _monomials_xp(xp, sigma * X, degree_used)] * len(keys)
-        w, Y = _streamed_sums(xp, query_map, key_maps, Q, keys, values, bool(causal), chunk)
-        return w, Y
+        # Overflow is detected on the result (below), with a message, not warned about.
+        with np.errstate(over="ignore", invalid="ignore"):
+            return _streamed_sums(xp, query_map, key_maps, Q, keys, values, bool(causal), chunk)
 
     fallback_used = False
     w, Y = run(method, degree)
+    _check_finite(w, Y, method, degree, R)
     if not bool((w > 0).all()):
         bad = int((w <= 0).sum())
         if on_nonpositive == "raise":
@@ -388,6 +402,7 @@ def _poly_attention(
                                causal, Q.dtype.itemsize)
         epsilon = exp_approximation_error(degree, R, method="taylor")
         w, Y = run("taylor", degree)
+        _check_finite(w, Y, method, degree, R)
     out = Y / w[:, None]
     if not return_info:
         return out

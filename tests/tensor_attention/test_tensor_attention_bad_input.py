@@ -122,3 +122,18 @@ def test_building_block_arguments():
         polynomial_features(X, 2, coefficients=[1.0, 1.0])
     with pytest.raises(ValueError, match="kind must be one of .holder., .entry.; got .l2."):
         logit_bound(X, [X], kind="l2")
+
+
+@pytest.mark.parametrize("name", ["numpy", "numba"])
+def test_overflowing_logits_raise_instead_of_nan(name):
+    import sci
+
+    huge = np.full((3, 2), 1e120)
+    with sci.use_backend(name), pytest.raises(FloatingPointError, match="may overflow float64"):
+        tensor_attention(huge, huge, huge, X[:3, :2], X[:3, :2])
+
+
+def test_overflowing_factors_raise_instead_of_nan():
+    big = np.full((4, 3), 1e30)
+    with pytest.raises(FloatingPointError, match="factored sums overflowed"):
+        poly_tensor_attention(big, big, big, X, X, degree=8)

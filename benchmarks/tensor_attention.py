@@ -1,9 +1,11 @@
 """Exact tensor attention (Numba kernel vs blocked NumPy) and the polynomial method vs exact.
 
-Three series, d = 4, entries uniform in [-1, 1]:
+Four series, d = 4, entries uniform in [-1, 1] (±1 for the accuracy table):
 
+* ``accuracy``: errors of Taylor and Chebyshev at degrees 4, 6, 8 against exact, and at
+  degree 6 for n = 64, 256, 1024 (recorded in the case parameters);
 * ``exact n=...``: the exact Numba kernel against the blocked NumPy array code (the ``numpy``
-  backend of the same function), O(n^3 d) each;
+  backend of the same function), O(n^3 d) each, and once with the kernel on one thread;
 * ``poly n=...``: the polynomial method (Taylor, degree 6, rank C(10, 6) = 210) against the
   exact Numba kernel while that fits the time budget (n <= 1024; 512 in quick mode), alone
   beyond, up to n = 262 144 (16 384 in quick mode);
@@ -64,7 +66,47 @@ def _max_abs_difference(a, b) -> float:
     return float(np.abs(np.asarray(a) - np.asarray(b)).max())
 
 
+def _single_thread(fn):
+    def run():
+        import numba
+
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            return fn()
+        finally:
+            numba.set_num_threads(threads)
+
+    return run
+
+
+def _accuracy(n: int) -> dict:
+    """Errors against exact at n (entries ±1, so R = 1 is attained), and at g = 6 against n."""
+    rng = np.random.default_rng(2)
+    args = rng.choice([-1.0, 1.0], (5, n, D))
+    exact = tensor_attention(*args)
+    table = {}
+    for method in ("taylor", "chebyshev"):
+        for g in (4, 6, 8):
+            approx = poly_tensor_attention(*args, degree=g, method=method)
+            table[f"{method} g={g}"] = _max_abs_difference(approx, exact)
+    for size in (64, 256, 1024):
+        args = rng.choice([-1.0, 1.0], (5, size, D))
+        table[f"taylor g=6 n={size}"] = _max_abs_difference(
+            poly_tensor_attention(*args, degree=6), tensor_attention(*args))
+    return table
+
+
 def _cases(quick: bool):
+    accuracy_n = 128 if quick else 256
+    inputs = np.random.default_rng(2).choice([-1.0, 1.0], (5, accuracy_n, D))
+    yield Case(
+        label=f"accuracy n={accuracy_n}",
+        ours=_poly(inputs),
+        params={"series": "accuracy", "n": accuracy_n, "d": D, "entries": "±1",
+                "max_abs_error": _accuracy(accuracy_n)},
+        repeats=3,
+    )
     exact_sizes = (64, 128, 256) if quick else (128, 256, 512)
     for n in exact_sizes:
         inputs = _inputs(n)
@@ -80,6 +122,18 @@ def _cases(quick: bool):
             check=_max_abs_difference,
             repeats=3,
         )
+    n = exact_sizes[-1]
+    inputs = _inputs(n)
+    yield Case(
+        label=f"exact n={n}, 1 thread",
+        ours=_single_thread(_exact(inputs, "numba")),
+        peer=_exact(inputs, "numpy"),
+        ours_name="numba kernel, one thread",
+        peer_name="blocked NumPy",
+        params={"series": "exact-1-thread", "n": n, "d": D},
+        check=_max_abs_difference,
+        repeats=3,
+    )
     poly_sizes = (64, 256, 1024, 4096, 16384) if quick else (
         64, 256, 1024, 4096, 16384, 65536, 262144)
     exact_limit = 512 if quick else 1024
@@ -103,10 +157,16 @@ def _cases(quick: bool):
 def _summarize(rows):
     exact_rows = [r for r in rows if r["params"]["series"] == "exact"]
     poly_rows = [r for r in rows if r["params"]["series"] == "poly"]
+    single = [r for r in rows if r["params"]["series"] == "exact-1-thread"]
+    accuracy = [r for r in rows if r["params"]["series"] == "accuracy"]
     summary = {
         "speedup_numba_over_blocked_numpy": {
             r["params"]["n"]: round(r["ratio"], 2) for r in exact_rows
         },
+        "speedup_one_numba_thread_over_blocked_numpy": {
+            r["params"]["n"]: round(r["ratio"], 2) for r in single
+        },
+        "accuracy_max_abs_error_entries_pm1": accuracy[0]["params"]["max_abs_error"],
         "exact_max_abs_difference_numba_vs_numpy": max(r["discrepancy"] for r in exact_rows),
     }
     # exact (Numba) timings: the exact series and the peers of the poly series

@@ -55,10 +55,15 @@ class PolyAttentionInfo:
     entry_bound, holder_bound : float
         Both bounds on the logits.
     approximation_error : float
-        Predicted relative error of :math:`p` against exp on :math:`[-R, R]`.
+        Bound on the relative error of :math:`p` against exp on :math:`[-R, R]` (truncation).
+    rounding_error : float
+        Estimate of the relative rounding error of the factored sums:
+        :math:`\\kappa\\, u\\, e^{R} \\sum_t |c_t| R^t` (:math:`u` the unit roundoff,
+        :math:`\\kappa = t g + 2\\log_2(n r) + 4`); it grows like :math:`u e^{2R}`.
     predicted_error : float or None
-        :math:`2\\varepsilon/(1-\\varepsilon)\\,\\|V_1 \\oslash \\cdots\\|_\\infty` (``None``
-        for random features, whose error is statistical, or when :math:`\\varepsilon \\ge 1`).
+        :math:`2\\varepsilon/(1-\\varepsilon)\\,\\|V_1 \\oslash \\cdots\\|_\\infty` with
+        :math:`\\varepsilon` the sum of the two (``None`` for random features, whose error is
+        statistical, or when :math:`\\varepsilon \\ge 1`).
     value_bound : float
         :math:`\\|V_1 \\oslash \\cdots \\oslash V_{t-1}\\|_\\infty`.
     chunk_size : int
@@ -78,6 +83,7 @@ class PolyAttentionInfo:
     entry_bound: float
     holder_bound: float
     approximation_error: float
+    rounding_error: float
     predicted_error: float | None
     value_bound: float
     chunk_size: int
@@ -131,6 +137,23 @@ def _streamed_sums(xp, query_factor, key_factors, Q, keys, values, causal, chunk
         w[q0:q1] = (U * h).sum(axis=1)
         Y[q0:q1] = xp.einsum("ir,ird->id", U, H)
     return w, Y
+
+
+def _rounding_estimate(degree, R, method, order, n, rank, dtype) -> float:
+    """First-order estimate of the relative rounding error of the factored row sums.
+
+    Every entry of the sums is a sum of terms bounded by :math:`\\sum_t |c_t| R^t` (the
+    multinomial expansion of the absolute values) while the exact row sum is at least
+    :math:`e^{-R}` per tuple; each term passes through about :math:`t g` products and sums of
+    :math:`n` and :math:`r` terms (blocked or pairwise, hence the logarithms).
+    """
+    if R > 300.0:  # e^{2R} u > 1 long before: no accuracy left, and exp(R) would overflow
+        return math.inf
+    coefficients = exp_polynomial_coefficients(
+        degree, method="chebyshev" if method == "chebyshev" else "taylor", bound=R)
+    absolute = float(np.polynomial.polynomial.polyval(R, np.abs(coefficients)))
+    kappa = order * degree + 2.0 * (math.log2(max(n, 2)) + math.log2(max(rank, 2))) + 4.0
+    return kappa * float(np.finfo(dtype).eps) * math.exp(R) * absolute
 
 
 def _check_finite(w, Y, method, degree, R):
@@ -335,7 +358,8 @@ def _poly_attention(
     s = resolve_scale(scale, d)
     bounds = _logit_bounds(Q, keys, s)
     R = bounds[bound]
-    if degree is None:
+    choose_degree = degree is None
+    if choose_degree:
         tol_value = 1e-6 if tol is None else tol
         tol_value = check_real(
             tol_value, "tol", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False
@@ -346,19 +370,41 @@ def _poly_attention(
                 f"tol={tol_value} is below what {Q.dtype} can resolve (10 eps = "
                 f"{10 * precision:.1e}); use float64 or a larger tol"
             )
-        degree = select_degree(tol_value, R, method=method)
     else:
         degree = check_integer(degree, "degree", minimum=0, maximum=MAX_DEGREE)
+    if method == "random":
+        num_features = check_integer(num_features, "num_features", minimum=1)
+    n_max = max(n_q, keys[0].shape[0])
+
+    def rank_of(g):
+        return 1 + g * num_features if method == "random" else math.comb(d + g, g)
+
+    def errors(g, method_used):
+        truncation = exp_approximation_error(g, R, method=method_used)
+        rounding = _rounding_estimate(g, R, method_used, order, n_max, rank_of(g), Q.dtype)
+        return truncation, rounding
+
+    if choose_degree:
+        degree = select_degree(tol_value, R, method=method)
+        # The truncation bound alone chose the degree; floating point adds a floor that grows
+        # like u e^{2R}: raise the degree while that helps, refuse when the floor is above tol.
+        target = tol_value / (2.0 + tol_value)
+        step = 1 if method == "chebyshev" else 2
+        while sum(errors(degree, method)) > target:
+            if errors(degree, method)[1] > target or degree + step > MAX_DEGREE:
+                raise ValueError(
+                    f"tol={tol_value} is below the {Q.dtype} rounding floor of the polynomial "
+                    f"method at logit bound R = {R:.4g} (about "
+                    f"{2 * errors(degree, method)[1]:.1e}, growing like e^(2R)); raise tol, use "
+                    "float64, or use the exact attention"
+                )
+            degree += step
     value_bound = 1.0
     for V in values:
         value_bound = value_bound * xp.abs(V).max(axis=0)
     value_bound = float(value_bound.max())
-    epsilon = exp_approximation_error(degree, R, method=method)
-    if method == "random":
-        num_features = check_integer(num_features, "num_features", minimum=1)
-        rank = 1 + degree * num_features
-    else:
-        rank = math.comb(d + degree, degree)
+    epsilon, rounding = errors(degree, method)
+    rank = rank_of(degree)
     chunk = _resolve_chunk(chunk_size, max(n_q, keys[0].shape[0]), rank, d, order,
                            causal, Q.dtype.itemsize)
     sigma = s ** (1.0 / order)
@@ -400,19 +446,21 @@ def _poly_attention(
         rank = math.comb(d + degree, degree)
         chunk = _resolve_chunk(chunk_size, max(n_q, keys[0].shape[0]), rank, d, order,
                                causal, Q.dtype.itemsize)
-        epsilon = exp_approximation_error(degree, R, method="taylor")
+        epsilon, rounding = errors(degree, "taylor")
         w, Y = run("taylor", degree)
         _check_finite(w, Y, method, degree, R)
     out = Y / w[:, None]
     if not return_info:
         return out
     predicted = None
-    if method != "random" and epsilon < 1.0:
-        predicted = 2.0 * epsilon / (1.0 - epsilon) * value_bound
+    if method != "random" and epsilon + rounding < 1.0:
+        total = epsilon + rounding
+        predicted = 2.0 * total / (1.0 - total) * value_bound
     info = PolyAttentionInfo(
         method=method, order=order, degree=degree, rank=rank, scale=s, logit_bound=R,
         entry_bound=bounds["entry"], holder_bound=bounds["holder"],
-        approximation_error=epsilon, predicted_error=predicted, value_bound=value_bound,
+        approximation_error=epsilon, rounding_error=rounding, predicted_error=predicted,
+        value_bound=value_bound,
         chunk_size=chunk, fallback_used=fallback_used,
         num_features=num_features if method == "random" else None,
     )

@@ -197,9 +197,14 @@ def test_info_reports_the_theory_bounds(rng):
     _, info = poly_tensor_attention(Q, K1, K2, V1, V2, degree=6, return_info=True)
     R = info.logit_bound
     assert info.approximation_error == pytest.approx(
-        float(theory.taylor_relative_error_bound(R, 6)), rel=1e-12)
+        float(theory.taylor_relative_error_bound(R, 6)), rel=1e-12, abs=0)
+    # rounding: kappa u e^R sum_t |c_t| R^t with kappa = t g + 2 log2(n r) + 4, c_t = 1/t!
+    kappa = 3 * 6 + 2 * np.log2(30 * 84) + 4
+    assert info.rounding_error == pytest.approx(
+        kappa * np.finfo(float).eps * np.exp(R) * sum(R**t / math.factorial(t)
+                                                      for t in range(7)), rel=1e-12, abs=0)
     assert info.predicted_error == pytest.approx(float(theory.error_propagation_bound(
-        info.approximation_error, info.value_bound)), rel=1e-12)
+        info.approximation_error + info.rounding_error, info.value_bound)), rel=1e-12, abs=0)
     assert info.value_bound == pytest.approx(np.max(np.abs(V1).max(0) * np.abs(V2).max(0)))
     assert info.rank == theory.feature_rank(3, 6) and info.order == 3
     assert info.scale == pytest.approx(1 / 3)
@@ -348,3 +353,15 @@ def test_zero_logits_need_degree_zero(rng):
     out, info = poly_attention(np.zeros((4, 2)), V, V, tol=1e-9, return_info=True)
     assert info.degree == 0 and info.logit_bound == 0.0
     np.testing.assert_allclose(out, np.broadcast_to(V.mean(0), out.shape), atol=1e-15)
+
+
+def test_rounding_floor_is_estimated_and_enforced(rng):
+    """Large R: the monomial sums cancel like e^{2R} u; the estimate bounds the measured error
+    and a tol below it is refused rather than silently missed."""
+    Q, K1, K2, V1, V2 = 2.0 * rng.choice([-1.0, 1.0], (5, 48, 4))  # R = 8
+    exact = tensor_attention(Q, K1, K2, V1, V2)
+    approx, info = poly_tensor_attention(Q, K1, K2, V1, V2, tol=1e-3, return_info=True)
+    assert info.rounding_error > 1e3 * float(np.finfo(float).eps)
+    assert np.abs(approx - exact).max() <= info.predicted_error
+    with pytest.raises(ValueError, match="below the float64 rounding floor .* R = 8"):
+        poly_tensor_attention(Q, K1, K2, V1, V2, tol=1e-9)

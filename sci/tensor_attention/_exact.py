@@ -102,6 +102,13 @@ def _check_logit_range(Q, keys, scale):
 
 def _run_exact(Q, keys, values, scale, causal):
     """Dispatch after the overflow check; a non-finite result is refused all the same."""
+    tuples = keys[0].shape[0] ** len(keys)
+    if tuples >= 2**62:
+        raise ValueError(
+            f"the exact order-{len(keys) + 1} attention would visit m^{len(keys)} = {tuples:.3e} "
+            "key tuples per query (beyond 64-bit indexing and any time budget); use "
+            "poly_higher_order_attention"
+        )
     _check_logit_range(Q, keys, scale)
     with np.errstate(over="ignore", invalid="ignore"):
         out = implementation("tensor_attention.exact")(Q, keys, values, scale, causal)

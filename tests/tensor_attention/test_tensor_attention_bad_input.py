@@ -137,3 +137,9 @@ def test_overflowing_factors_raise_instead_of_nan():
     big = np.full((4, 3), 1e30)
     with pytest.raises(FloatingPointError, match="factored sums overflowed"):
         poly_tensor_attention(big, big, big, X, X, degree=8)
+
+
+def test_exact_refuses_an_astronomical_number_of_tuples():
+    rows = np.ones((600, 2))
+    with pytest.raises(ValueError, match=r"order-8 attention would visit m\^7 = 2.799e\+19"):
+        higher_order_attention(rows[:1], [rows] * 7, [rows] * 7)

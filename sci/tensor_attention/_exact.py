@@ -1,0 +1,308 @@
+"""Exact matrix, tensor (2-simplicial) and order-t attention, with an online max shift."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..backend import array_namespace, implementation, register
+from ._inputs import as_sequence, attention_inputs, pair_names, resolve_scale
+
+__all__ = ["higher_order_attention", "softmax_attention", "tensor_attention"]
+
+# Elements of the logit block one step of the blocked array code may hold (8 MiB in float64):
+# large enough that BLAS and exp run on long vectors, small and fixed so memory stays O(n d).
+_BLOCK_ELEMENTS = 1 << 20
+
+
+def _outer_rows(xp, keys, values, start, stop, n_k):
+    """Rows ``start:stop`` of K1 ⊘ ... ⊘ K_{t-2} and V1 ⊘ ... ⊘ V_{t-2}, and their indices.
+
+    The outer index ``o`` runs over tuples ``(j_1, ..., j_{t-2})`` in mixed radix ``n_k``
+    (``j_1`` fastest). Only the requested rows are formed, never the whole n^(t-2) x d product.
+    """
+    o = xp.arange(start, stop)
+    d = keys[-1].shape[1]
+    k_rows = xp.ones((stop - start, d), dtype=keys[-1].dtype)
+    v_rows = xp.ones((stop - start, d), dtype=keys[-1].dtype)
+    largest = xp.zeros(stop - start, dtype=o.dtype)
+    for m in range(len(keys) - 1):
+        j = (o // n_k**m) % n_k
+        k_rows = k_rows * keys[m][j]
+        v_rows = v_rows * values[m][j]
+        largest = xp.maximum(largest, j)
+    return k_rows, v_rows, largest
+
+
+def _exact_attention_xp(Q, keys, values, scale, causal):
+    """Blocked array implementation: query blocks x outer-tuple blocks x all last keys."""
+    xp = array_namespace()
+    n_q, d = Q.shape
+    n_k = keys[0].shape[0]
+    n_outer = n_k ** (len(keys) - 1)
+    k_last, v_last = keys[-1], values[-1]
+    block_q = max(1, min(n_q, _BLOCK_ELEMENTS // n_k))
+    block_o = max(1, min(n_outer, _BLOCK_ELEMENTS // (block_q * n_k)))
+    out = xp.empty((n_q, d), dtype=Q.dtype)
+    for q0 in range(0, n_q, block_q):
+        q1 = min(n_q, q0 + block_q)
+        sq = scale * Q[q0:q1]
+        rows = xp.arange(q0, q1)
+        run_max = xp.full(q1 - q0, -xp.inf, dtype=Q.dtype)
+        numerator = xp.zeros((q1 - q0, d), dtype=Q.dtype)
+        denominator = xp.zeros(q1 - q0, dtype=Q.dtype)
+        for o0 in range(0, n_outer, block_o):
+            o1 = min(n_outer, o0 + block_o)
+            k_rows, v_rows, largest = _outer_rows(xp, keys, values, o0, o1, n_k)
+            if causal and int(largest.min()) > q1 - 1:
+                continue  # every tuple of this block lies in the future of every query
+            logits = (sq[:, None, :] * k_rows[None, :, :]) @ k_last.T  # (bq, bo, n_k)
+            if causal:
+                future = (largest[None, :, None] > rows[:, None, None]) | (
+                    xp.arange(n_k)[None, None, :] > rows[:, None, None]
+                )
+                logits = xp.where(future, -xp.inf, logits)
+            block_max = logits.max(axis=(1, 2))
+            new_max = xp.maximum(run_max, block_max)
+            # A query whose keys are all masked so far keeps max -inf; shift it by 0 instead
+            # so that no -inf - (-inf) is ever formed.
+            safe_max = xp.where(xp.isfinite(new_max), new_max, 0.0)
+            weights = xp.exp(logits - safe_max[:, None, None])
+            rescale = xp.exp(run_max - safe_max)
+            inner = weights @ v_last  # (bq, bo, d)
+            numerator = rescale[:, None] * numerator + xp.einsum("qod,od->qd", inner, v_rows)
+            denominator = rescale * denominator + weights.sum(axis=(1, 2))
+            run_max = new_max
+        out[q0:q1] = numerator / denominator[:, None]
+    return out
+
+
+def _check_logit_range(Q, keys, scale):
+    """Refuse up front logits that could overflow: |logit| <= s d max|Q| prod_m max|K_m|.
+
+    The bound is formed in logarithms so that it cannot overflow itself; kernels compiled with
+    fast-math flags must never see an infinite logit.
+    """
+    xp = array_namespace()
+    maxima = [float(xp.abs(X).max()) for X in (Q, *keys)]
+    if min(maxima) == 0.0:
+        return
+    log_bound = math.log(scale) + math.log(Q.shape[1]) + sum(math.log(m) for m in maxima)
+    log_largest = math.log(float(np.finfo(Q.dtype).max))
+    if log_bound > log_largest - math.log(1e3):
+        raise FloatingPointError(
+            f"the logits s * sum_l Q_il * prod_m K_m[j_m, l] may overflow {Q.dtype} (their bound "
+            f"is e^{log_bound:.1f}, the largest {Q.dtype} is e^{log_largest:.1f}); rescale the "
+            "inputs or the scale"
+        )
+
+
+def _run_exact(Q, keys, values, scale, causal):
+    """Dispatch after the overflow check; a non-finite result is refused all the same."""
+    tuples = keys[0].shape[0] ** len(keys)
+    if tuples >= 2**62:
+        raise ValueError(
+            f"the exact order-{len(keys) + 1} attention would visit m^{len(keys)} = {tuples:.3e} "
+            "key tuples per query (beyond 64-bit indexing and any time budget); use "
+            "poly_higher_order_attention"
+        )
+    _check_logit_range(Q, keys, scale)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = implementation("tensor_attention.exact")(Q, keys, values, scale, causal)
+    xp = array_namespace()
+    if not bool(xp.isfinite(out).all()):
+        raise FloatingPointError(
+            "the logits s * sum_l Q_il * prod_m K_m[j_m, l] overflow the floating-point range "
+            f"({Q.dtype}); rescale the inputs or the scale"
+        )
+    return out
+
+
+register("tensor_attention.exact", "array", _exact_attention_xp)
+register("tensor_attention.exact", "numba", "sci.tensor_attention._cpu:exact_attention")
+register("tensor_attention.exact", "cupy", "sci.tensor_attention._gpu:exact_attention")
+
+
+def higher_order_attention(
+    Q: Any,
+    keys: Sequence[Any],
+    values: Sequence[Any],
+    *,
+    scale: float | None = None,
+    causal: bool = False,
+) -> Any:
+    r"""Exact order-:math:`t` attention with :math:`t - 1` key/value pairs.
+
+    Parameters
+    ----------
+    Q : array_like, shape (n, d)
+        Queries.
+    keys, values : sequence of array_like, each of shape (m, d)
+        The :math:`t - 1` keys :math:`K_1, \dots, K_{t-1}` and values
+        :math:`V_1, \dots, V_{t-1}` (1 to 7 pairs, all with the same number of rows ``m``).
+    scale : float, optional
+        Logit scale :math:`s > 0`; default :math:`1/d`.
+    causal : bool
+        Attend only to tuples with every index :math:`j_m \le i` (needs ``m == n``).
+
+    Returns
+    -------
+    ndarray, shape (n, d)
+        :math:`\mathrm{Att}`, an array of the active backend (float32 if every input is).
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes or ``d``, NaN/inf entries, non-positive ``scale``, a causal mask with
+        ``m != n``.
+    FloatingPointError
+        The logits themselves overflow (entries near the floating-point limit).
+    TypeError
+        Complex or non-numeric input, ``keys``/``values`` not a list or tuple.
+
+    Notes
+    -----
+    With :math:`J = (j_1, \dots, j_{t-1})`,
+
+    .. math::
+
+        A_{iJ} = \exp\Big(s \sum_{l=1}^d Q_{il} \prod_{m} (K_m)_{j_m l}\Big), \qquad
+        \mathrm{Att}_{i} = \frac{\sum_J A_{iJ} \bigodot_m (V_m)_{j_m}}{\sum_J A_{iJ}},
+
+    i.e. :math:`D^{-1} A (V_1 \oslash \cdots \oslash V_{t-1})` with the column-wise Kronecker
+    (Khatri–Rao) product :math:`\oslash`. It costs :math:`O(n m^{t-1} d)` time. Memory beyond
+    the inputs is :math:`O(n d)` plus a fixed-size block: no :math:`n \times m^{t-1}` matrix is
+    formed. Each query keeps a running maximum of its logits and rescales its partial sums when
+    the maximum grows (the online softmax), so logits of any size are safe.
+
+    References
+    ----------
+    .. [1] J. Alman, Z. Song, "How to capture higher-order correlations? Generalizing matrix
+       softmax attention to Kronecker computation", ICLR 2024, arXiv:2310.04064 (the
+       tensor attention problem and its higher-order generalisation).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sci.tensor_attention import higher_order_attention, tensor_attention
+    >>> rng = np.random.default_rng(0)
+    >>> Q, K1, K2, V1, V2 = rng.standard_normal((5, 6, 2))
+    >>> a = higher_order_attention(Q, [K1, K2], [V1, V2])
+    >>> bool(np.allclose(a, tensor_attention(Q, K1, K2, V1, V2)))
+    True
+    """
+    keys = as_sequence(keys, "keys")
+    values = as_sequence(values, "values")
+    Q, keys, values = attention_inputs(
+        Q, keys, values, causal=causal, names=pair_names(len(keys))
+    )
+    s = resolve_scale(scale, Q.shape[1])
+    return _run_exact(Q, keys, values, s, bool(causal))
+
+
+def softmax_attention(
+    Q: Any, K: Any, V: Any, *, scale: float | None = None, causal: bool = False
+) -> Any:
+    r"""Exact matrix (softmax) attention :math:`D^{-1} \exp(s Q K^\top) V`.
+
+    Parameters
+    ----------
+    Q : array_like, shape (n, d)
+    K, V : array_like, shape (m, d)
+    scale : float, optional
+        Logit scale :math:`s > 0`; default :math:`1/d` (the papers' convention, not
+        :math:`1/\sqrt d`).
+    causal : bool
+        Row :math:`i` attends to keys :math:`j \le i` only (needs ``m == n``).
+
+    Returns
+    -------
+    ndarray, shape (n, d)
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`higher_order_attention`.
+
+    Notes
+    -----
+    :math:`A = \exp(s Q K^\top)`, :math:`D = \mathrm{diag}(A \mathbf 1)`,
+    :math:`\mathrm{Att} = D^{-1} A V`; the order-2 case of :func:`higher_order_attention`.
+    :math:`O(n m d)` time, :math:`O(n d)` memory beyond the inputs, stable for large logits.
+
+    References
+    ----------
+    .. [1] J. Alman, Z. Song, "Fast attention requires bounded entries", NeurIPS 2023,
+       arXiv:2302.13214 (the attention computation problem).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sci.tensor_attention import softmax_attention
+    >>> Q = K = np.eye(2)
+    >>> V = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> np.round(softmax_attention(Q, K, V, scale=1.0), 6)
+    array([[0.731059, 0.268941],
+           [0.268941, 0.731059]])
+    """
+    Q, keys, values = attention_inputs(Q, [K], [V], causal=causal, names=["Q", "K", "V"])
+    s = resolve_scale(scale, Q.shape[1])
+    return _run_exact(Q, keys, values, s, bool(causal))
+
+
+def tensor_attention(
+    Q: Any,
+    K1: Any,
+    K2: Any,
+    V1: Any,
+    V2: Any,
+    *,
+    scale: float | None = None,
+    causal: bool = False,
+) -> Any:
+    r"""Exact tensor (Kronecker, 2-simplicial) attention :math:`D^{-1} A (V_1 \oslash V_2)`.
+
+    Parameters
+    ----------
+    Q : array_like, shape (n, d)
+    K1, K2, V1, V2 : array_like, shape (m, d)
+    scale : float, optional
+        Logit scale :math:`s > 0`; default :math:`1/d`.
+    causal : bool
+        Row :math:`i` attends to pairs :math:`(j, k)` with :math:`j, k \le i` (needs ``m == n``).
+
+    Returns
+    -------
+    ndarray, shape (n, d)
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`higher_order_attention`.
+
+    Notes
+    -----
+    :math:`A_{i,(j,k)} = \exp(s \sum_l Q_{il} (K_1)_{jl} (K_2)_{kl})` is :math:`n \times m^2`,
+    :math:`D = \mathrm{diag}(A \mathbf 1_{m^2})` and
+    :math:`\mathrm{Att}_{il} = \sum_{j,k} A_{i,(j,k)} (V_1)_{jl} (V_2)_{kl} / D_{ii}`.
+    :math:`O(n m^2 d)` time (cubic); memory :math:`O(n d)` beyond the inputs (never
+    :math:`n m^2`). On the ``numba`` backend a kernel parallel over queries runs it.
+
+    References
+    ----------
+    .. [1] J. Alman, Z. Song, arXiv:2310.04064 (ICLR 2024), the tensor attention problem.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sci.tensor_attention import tensor_attention
+    >>> Q = np.zeros((3, 2)); K = np.ones((4, 2)); V = np.arange(8.0).reshape(4, 2)
+    >>> tensor_attention(Q, K, K, V, V)[0]  # zero logits: the mean of V1[j] * V2[k]
+    array([ 9., 16.])
+    """
+    Q, keys, values = attention_inputs(Q, [K1, K2], [V1, V2], causal=causal, names=pair_names(2))
+    s = resolve_scale(scale, Q.shape[1])
+    return _run_exact(Q, keys, values, s, bool(causal))

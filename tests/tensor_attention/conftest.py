@@ -1,0 +1,39 @@
+"""Fixtures of the tensor_attention tests: an independent dense reference."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+
+def dense_attention(Q, keys, values, *, scale=None, causal=False, weight=None):
+    """Att = D^{-1} A (V1 ⊘ ... ) with A formed explicitly (max-shifted exp, or ``weight``)."""
+    Q = np.asarray(Q, float)
+    n, d = Q.shape
+    m = len(keys[0])
+    s = 1.0 / d if scale is None else scale
+    tuples = list(itertools.product(range(m), repeat=len(keys)))
+
+    def khatri_rao(arrays):
+        return np.array(
+            [np.prod([X[j] for X, j in zip(arrays, J, strict=True)], axis=0) for J in tuples]
+        )
+
+    khatri_rao_k, khatri_rao_v = khatri_rao(keys), khatri_rao(values)
+    logits = s * Q @ khatri_rao_k.T
+    if weight is None:
+        A = np.exp(logits - logits.max(axis=1, keepdims=True))
+    else:
+        A = weight(logits)
+    if causal:
+        future = np.array([max(J) for J in tuples])[None, :] > np.arange(n)[:, None]
+        A = np.where(future, 0.0, A)
+    return (A @ khatri_rao_v) / A.sum(axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="session")
+def dense_reference():
+    """The naive dense attention (every tuple formed), an oracle independent of sci."""
+    return dense_attention

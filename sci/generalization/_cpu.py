@@ -34,3 +34,37 @@ def mp_pdf(lam: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     out = np.empty_like(lam_flat)
     _mp_pdf_flat(lam_flat, alpha_flat, out)
     return out.reshape(shape)
+
+
+@numba.njit(cache=True, parallel=True, fastmath=False)
+def _bulk_integrals_flat(s, alpha, amplitude, noise, s2, c2, gw, gen, train, slope):
+    n_nodes = s2.size
+    for i in numba.prange(s.size):
+        root = math.sqrt(alpha[i])
+        lower = ((1.0 - alpha[i]) / (1.0 + root)) ** 2
+        width = 4.0 * root
+        amp, sig2, time = amplitude[i], noise[i], s[i]
+        g = 0.0
+        tr = 0.0
+        sl = 0.0
+        for j in range(n_nodes):
+            lam = lower + width * s2[j]
+            weight = gw[j] * width * width * c2[j] * (s2[j] / lam) / (2.0 * math.pi)
+            x = -lam * time
+            decay = math.exp(x)
+            growth = math.expm1(x)
+            g += weight * (amp * decay * decay + sig2 * growth * growth / lam)
+            tr += weight * (lam * amp + sig2) * decay * decay
+            sl += weight * decay * (-sig2 * growth - lam * amp * decay)
+        gen[i] = g
+        train[i] = tr
+        slope[i] = sl
+
+
+def bulk_integrals(s, alpha, amplitude, noise, s2, c2, gw):
+    """Numba version of ``_curves._bulk_integrals_array`` (flat arrays of one dtype)."""
+    gen = np.empty_like(s)
+    train = np.empty_like(s)
+    slope = np.empty_like(s)
+    _bulk_integrals_flat(s, alpha, amplitude, noise, s2, c2, gw, gen, train, slope)
+    return gen, train, slope

@@ -22,6 +22,7 @@ ridge_error                   -- optimal ridge regression (the Bayes error)
 Simulations
 -----------
 simulate_linear               -- exact gradient flow (via the eigenbasis) or finite-step descent
+draw_linear_problem           -- the random inputs, teacher, noise and start of a simulation
 simulate_two_layer            -- two-layer ReLU student–teacher networks trained by gradient descent
 """
 
@@ -39,9 +40,11 @@ from ._marchenko_pastur import (
     marchenko_pastur_quadrature,
     marchenko_pastur_support,
 )
+from ._simulation import draw_linear_problem, simulate_linear
 
 __all__ = [
     "asymptotic_errors",
+    "draw_linear_problem",
     "frozen_subspace_error",
     "generalization_error",
     "marchenko_pastur_pdf",
@@ -50,5 +53,6 @@ __all__ = [
     "mode_optimal_stopping",
     "optimal_stopping",
     "ridge_error",
+    "simulate_linear",
     "training_error",
 ]

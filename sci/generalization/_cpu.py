@@ -68,3 +68,46 @@ def bulk_integrals(s, alpha, amplitude, noise, s2, c2, gw):
     slope = np.empty_like(s)
     _bulk_integrals_flat(s, alpha, amplitude, noise, s2, c2, gw, gen, train, slope)
     return gen, train, slope
+
+
+@numba.njit(cache=True, parallel=True, fastmath=False)
+def _linear_errors_kernel(lam, z0, drive, fit0, frozen, noise_out, s, eta, weights, residual):
+    n_trials, n_modes = lam.shape
+    n_times = s.size
+    for flat in numba.prange(n_trials * n_times):
+        trial = flat // n_times
+        time = s[flat % n_times]
+        total = 0.0
+        fit = 0.0
+        for i in range(n_modes):
+            lm = lam[trial, i]
+            if eta > 0.0:
+                steps = np.rint(time / eta)
+                base = 1.0 - eta * lm
+                if base > 0.0:
+                    log_base = math.log1p(-eta * lm)
+                    decay = math.exp(steps * log_base)
+                    gain = -math.expm1(steps * log_base) / lm
+                else:
+                    decay = base**steps
+                    gain = (1.0 - decay) / lm
+            else:
+                decay = math.exp(-lm * time)
+                gain = -math.expm1(-lm * time) / lm
+            z = z0[trial, i] * decay - drive[trial, i] * gain
+            total += z * z
+            fit += decay * decay * fit0[trial, i]
+        weights[trial, flat % n_times] = total + frozen[trial]
+        residual[trial, flat % n_times] = fit + noise_out[trial]
+
+
+def linear_errors(lam, z0, drive, fit0, frozen, noise_out, s, learning_rate):
+    """Numba version of ``_simulation._linear_errors_array`` (trials x times in parallel)."""
+    weights = np.empty((lam.shape[0], s.size), dtype=lam.dtype)
+    residual = np.empty_like(weights)
+    eta = -1.0 if learning_rate is None else float(learning_rate)
+    c = np.ascontiguousarray
+    _linear_errors_kernel(
+        c(lam), c(z0), c(drive), c(fit0), c(frozen), c(noise_out), c(s), eta, weights, residual
+    )
+    return weights, residual

@@ -24,6 +24,7 @@ Simulations
 simulate_linear               -- exact gradient flow (via the eigenbasis) or finite-step descent
 draw_linear_problem           -- the random inputs, teacher, noise and start of a simulation
 simulate_two_layer            -- two-layer ReLU student–teacher networks trained by gradient descent
+draw_two_layer_problem        -- the random teacher, data and student of a two-layer simulation
 """
 
 from ._curves import (
@@ -41,10 +42,12 @@ from ._marchenko_pastur import (
     marchenko_pastur_support,
 )
 from ._simulation import draw_linear_problem, simulate_linear
+from ._two_layer import draw_two_layer_problem, simulate_two_layer
 
 __all__ = [
     "asymptotic_errors",
     "draw_linear_problem",
+    "draw_two_layer_problem",
     "frozen_subspace_error",
     "generalization_error",
     "marchenko_pastur_pdf",
@@ -54,5 +57,6 @@ __all__ = [
     "optimal_stopping",
     "ridge_error",
     "simulate_linear",
+    "simulate_two_layer",
     "training_error",
 ]

@@ -111,3 +111,74 @@ def linear_errors(lam, z0, drive, fit0, frozen, noise_out, s, learning_rate):
         c(lam), c(z0), c(drive), c(fit0), c(frozen), c(noise_out), c(s), eta, weights, residual
     )
     return weights, residual
+
+
+@numba.njit(cache=True, parallel=True, fastmath=False)
+def _two_layer_kernel(train_x, train_y, test_x, test_y, hidden, output, epochs, eta,
+                      generalization, training):
+    n_trials, n_hidden, n_inputs = hidden.shape
+    n_examples = train_x.shape[2]
+    n_test = test_x.shape[2]
+    scale = 1.0 / math.sqrt(n_hidden)
+    step = eta * scale / n_examples
+    last = epochs[epochs.size - 1]
+    for trial in numba.prange(n_trials):
+        w = hidden[trial].copy()
+        a = output[trial].copy()
+        x = train_x[trial]
+        pre = np.empty((n_hidden, n_examples))
+        residual = np.empty(n_examples)
+        record = 0
+        for epoch in range(last + 1):
+            pre[:, :] = w @ x
+            for mu in range(n_examples):
+                acc = 0.0
+                for j in range(n_hidden):
+                    if pre[j, mu] > 0.0:
+                        acc += a[j] * pre[j, mu]
+                residual[mu] = acc * scale - train_y[trial, mu]
+            while record < epochs.size and epochs[record] == epoch:
+                test_pre = w @ test_x[trial]
+                err = 0.0
+                for nu in range(n_test):
+                    acc = 0.0
+                    for j in range(n_hidden):
+                        if test_pre[j, nu] > 0.0:
+                            acc += a[j] * test_pre[j, nu]
+                    d = acc * scale - test_y[trial, nu]
+                    err += d * d
+                generalization[trial, record] = err / n_test
+                fit = 0.0
+                for mu in range(n_examples):
+                    fit += residual[mu] * residual[mu]
+                training[trial, record] = fit / n_examples
+                record += 1
+            if epoch == last:
+                break
+            # Both gradients from the same forward pass, then one simultaneous update.
+            grad_w = np.zeros((n_hidden, n_inputs))
+            grad_a = np.zeros(n_hidden)
+            for j in range(n_hidden):
+                for mu in range(n_examples):
+                    if pre[j, mu] > 0.0:
+                        grad_a[j] += pre[j, mu] * residual[mu]
+                        back = a[j] * residual[mu]
+                        for i in range(n_inputs):
+                            grad_w[j, i] += back * x[i, mu]
+            for j in range(n_hidden):
+                a[j] -= step * grad_a[j]
+                for i in range(n_inputs):
+                    w[j, i] -= step * grad_w[j, i]
+
+
+def two_layer_descent(train_inputs, train_labels, test_inputs, test_labels, hidden, output,
+                      epochs, learning_rate):
+    """Numba version of ``_two_layer._two_layer_descent_array`` (trials in parallel)."""
+    n_trials = hidden.shape[0]
+    generalization = np.empty((n_trials, epochs.size), dtype=hidden.dtype)
+    training = np.empty_like(generalization)
+    c = np.ascontiguousarray
+    _two_layer_kernel(c(train_inputs), c(train_labels), c(test_inputs), c(test_labels),
+                      c(hidden), c(output), c(epochs.astype(np.int64)), float(learning_rate),
+                      generalization, training)
+    return generalization, training

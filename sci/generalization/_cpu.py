@@ -126,7 +126,10 @@ def _two_layer_kernel(train_x, train_y, test_x, test_y, hidden, output, epochs, 
         w = hidden[trial].copy()
         a = output[trial].copy()
         x = train_x[trial]
+        xt = np.ascontiguousarray(x.T)
         pre = np.empty((n_hidden, n_examples))
+        active = np.empty((n_hidden, n_examples))
+        back = np.empty((n_hidden, n_examples))
         residual = np.empty(n_examples)
         record = 0
         for epoch in range(last + 1):
@@ -155,16 +158,18 @@ def _two_layer_kernel(train_x, train_y, test_x, test_y, hidden, output, epochs, 
                 record += 1
             if epoch == last:
                 break
-            # Both gradients from the same forward pass, then one simultaneous update.
-            grad_w = np.zeros((n_hidden, n_inputs))
-            grad_a = np.zeros(n_hidden)
+            # Both gradients from the same forward pass, then one simultaneous update; the
+            # two products go to BLAS through np.dot.
             for j in range(n_hidden):
                 for mu in range(n_examples):
                     if pre[j, mu] > 0.0:
-                        grad_a[j] += pre[j, mu] * residual[mu]
-                        back = a[j] * residual[mu]
-                        for i in range(n_inputs):
-                            grad_w[j, i] += back * x[i, mu]
+                        active[j, mu] = pre[j, mu]
+                        back[j, mu] = a[j] * residual[mu]
+                    else:
+                        active[j, mu] = 0.0
+                        back[j, mu] = 0.0
+            grad_a = active @ residual
+            grad_w = back @ xt
             for j in range(n_hidden):
                 a[j] -= step * grad_a[j]
                 for i in range(n_inputs):

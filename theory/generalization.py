@@ -125,23 +125,23 @@ def marchenko_pastur_moment_mp(k: int, alpha, *, dps: int = 30):
 def _bulk_quad(f, alpha, s):
     """Integral of f(lambda) rho(lambda) over the MP bulk by tanh-sinh on a split interval.
 
-    The interval is cut at lambda_- + W 10^-k (k = 0..30), which resolves the decay scale
-    1/s of e^{-lambda s} and the near-pole of 1/lambda at distance lambda_- from the edge,
-    whatever their sizes; tanh-sinh takes the square-root endpoints.
+    The interval is cut at lambda_- + W 10^-k, k = 0..k_max, down to the smallest scale of the
+    integrand next to the lower edge: the decay length 1/s of e^{-lambda s}, or the distance
+    lambda_- of the pole of 1/lambda (which nears the edge as alpha -> 1); tanh-sinh takes the
+    square-root endpoints.
     """
     root = mpmath.sqrt(alpha)
     lower = (1 - root) ** 2
     upper = (1 + root) ** 2
     width = upper - lower
-    points = {lower, upper}
-    for k in range(0, 31):
-        points.add(lower + width * mpmath.mpf(10) ** (-k))
-        if lower > 0:
-            points.add(lower * (1 + mpmath.mpf(10) ** (k - 15)))
+    smallest = width
     if s > 0:
-        for c in (1, 10, 100):
-            points.add(lower + c / s)
-    points = sorted(p for p in points if lower <= p <= upper)
+        smallest = min(smallest, 1 / s)
+    if lower > 0:
+        smallest = min(smallest, lower)
+    k_max = int(min(30, max(1, mpmath.ceil(mpmath.log10(width / smallest)) + 2)))
+    points = [lower] + [lower + width * mpmath.mpf(10) ** (-k) for k in range(k_max, 0, -1)]
+    points.append(upper)
 
     def integrand(x):
         return f(x) * mpmath.sqrt((upper - x) * (x - lower)) / (2 * mpmath.pi * x)

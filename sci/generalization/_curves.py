@@ -138,10 +138,14 @@ def _scales(sigma_w, sigma_eps, sigma_w0, tau):
     )
 
 
-def _broadcast_flat(*arrays):
-    """Broadcast, cast to one float dtype, and flatten (contiguous copies the kernels can use)."""
+def _broadcast_flat(*arrays, n_data=2):
+    """Broadcast, cast to one float dtype, and flatten (contiguous copies the kernels can use).
+
+    The dtype is that of the first ``n_data`` arrays (t and alpha): scale parameters given as
+    Python floats must not turn a float32 computation into float64.
+    """
     xp = array_namespace()
-    dtype = xp.result_type(*arrays)
+    dtype = xp.result_type(*arrays[:n_data])
     shape = np.broadcast_shapes(*(tuple(a.shape) for a in arrays))
     flat = [xp.ascontiguousarray(xp.broadcast_to(a.astype(dtype, copy=False), shape)).ravel()
             for a in arrays]
@@ -251,7 +255,7 @@ def generalization_error(
     alpha = _check_alpha(alpha)
     sigma_w, sigma_eps, sigma_w0, tau = _scales(sigma_w, sigma_eps, sigma_w0, tau)
     xp = array_namespace()
-    shape, _, (t, alpha, sigma_w, sigma_eps, sigma_w0, tau) = _broadcast_flat(
+    shape, dtype, (t, alpha, sigma_w, sigma_eps, sigma_w0, tau) = _broadcast_flat(
         t, alpha, sigma_w, sigma_eps, sigma_w0, tau
     )
     amplitude = sigma_w * sigma_w + sigma_w0 * sigma_w0
@@ -261,7 +265,7 @@ def generalization_error(
     bulk, _, _ = _bulk(s, alpha, amplitude, noise)
     finite = bulk + _positive_part(1.0 - alpha, xp) * amplitude + noise
     value = xp.where(infinite, _asymptotic_generalization(alpha, amplitude, noise, xp), finite)
-    return value.reshape(shape)
+    return value.astype(dtype, copy=False).reshape(shape)
 
 
 def training_error(
@@ -319,7 +323,7 @@ def training_error(
     alpha = _check_alpha(alpha)
     sigma_w, sigma_eps, sigma_w0, tau = _scales(sigma_w, sigma_eps, sigma_w0, tau)
     xp = array_namespace()
-    shape, _, (t, alpha, sigma_w, sigma_eps, sigma_w0, tau) = _broadcast_flat(
+    shape, dtype, (t, alpha, sigma_w, sigma_eps, sigma_w0, tau) = _broadcast_flat(
         t, alpha, sigma_w, sigma_eps, sigma_w0, tau
     )
     amplitude = sigma_w * sigma_w + sigma_w0 * sigma_w0
@@ -329,7 +333,7 @@ def training_error(
     _, bulk, _ = _bulk(s, alpha, amplitude, noise)
     floor = noise * _positive_part(1.0 - 1.0 / alpha, xp)
     value = xp.where(infinite, floor, bulk / alpha + floor)
-    return value.reshape(shape)
+    return value.astype(dtype, copy=False).reshape(shape)
 
 
 def frozen_subspace_error(alpha: Any, *, sigma_w: Any = 1.0, sigma_w0: Any = 0.0) -> Any:
@@ -452,7 +456,7 @@ def asymptotic_errors(
         generalization = xp.where(noise > 0, generalization, _positive_part(1.0 - alpha, xp)
                                   * amplitude)
     generalization, training = xp.broadcast_arrays(generalization, training)
-    return generalization, training
+    return generalization.astype(alpha.dtype), training.astype(alpha.dtype)
 
 
 def mode_optimal_stopping(
@@ -514,7 +518,7 @@ def mode_optimal_stopping(
     error = xp.where(denominator > 0, amplitude * noise / xp.where(denominator > 0,
                                                                      denominator, 1.0), 0.0)
     t_star, error = xp.broadcast_arrays(t_star, error)
-    return t_star, error
+    return t_star.astype(lam.dtype), error.astype(lam.dtype)
 
 
 def ridge_error(
@@ -579,7 +583,7 @@ def ridge_error(
     denominator = xp.where(positive, 1.0, d - b)
     gamma_m = xp.where(positive, 0.5 * (b + d), 2.0 * gamma / denominator)
     # Without a prior variance the best estimate is 0 and the error is the noise alone.
-    return noise + xp.where(no_prior, 0.0, prior * gamma_m)
+    return (noise + xp.where(no_prior, 0.0, prior * gamma_m)).astype(alpha.dtype, copy=False)
 
 
 def optimal_stopping(
@@ -636,7 +640,7 @@ def optimal_stopping(
     n_iterations = check_integer(n_iterations, "n_iterations", minimum=1, maximum=10_000)
     xp = array_namespace()
     shape, dtype, (alpha, sigma_w, sigma_eps, sigma_w0, tau) = _broadcast_flat(
-        alpha, sigma_w, sigma_eps, sigma_w0, tau
+        alpha, sigma_w, sigma_eps, sigma_w0, tau, n_data=1
     )
     amplitude = sigma_w * sigma_w + sigma_w0 * sigma_w0
     noise = sigma_eps * sigma_eps
@@ -662,4 +666,6 @@ def optimal_stopping(
     asymptote = _asymptotic_generalization(alpha, amplitude, noise, xp)
     error = xp.where(quiet, asymptote, error)
     t_opt = xp.where(quiet, xp.asarray(math.inf, dtype=dtype), s_opt * tau)
-    return t_opt.reshape(shape), error.reshape(shape)
+    return t_opt.astype(dtype, copy=False).reshape(shape), error.astype(dtype, copy=False).reshape(
+        shape
+    )

@@ -631,7 +631,7 @@ def optimal_stopping(
     >>> from sci.generalization import optimal_stopping, ridge_error
     >>> t_opt, error = optimal_stopping(1.0, sigma_eps=1.0)
     >>> round(float(error / ridge_error(1.0, sigma_eps=1.0)), 3)
-    1.012
+    1.004
     """
     from .._validation import check_integer
 

@@ -112,8 +112,11 @@ def _random_features_curves(data, epochs, learning_rate, xp):
     w0 = data["student_output"][:, None, :]
     kernel = xp.swapaxes(features, 1, 2) @ features / n_examples  # (trials, P, P)
     lam, vectors = xp.linalg.eigh(kernel)
-    lam = xp.maximum(lam, 0.0)
     largest = float(xp.max(lam))
+    # Eigenvalues at the rounding level are the kernel's exact zeros (rank min(H, P)): leave
+    # them exactly frozen rather than let them drift over 10^9 epochs (the lstsq rank rule).
+    cutoff = n_examples * float(xp.finfo(lam.dtype).eps) * xp.max(lam, axis=1, keepdims=True)
+    lam = xp.where(lam > cutoff, lam, 0.0)
     if learning_rate * largest >= 2.0:
         raise ValueError(
             f"learning_rate={learning_rate} makes gradient descent diverge: the largest "

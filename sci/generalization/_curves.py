@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_float_array
+from .._validation import as_float_array, check_integer
 from ..backend import array_namespace, implementation, register
 
 __all__ = [
@@ -211,9 +211,8 @@ def generalization_error(
         Standard deviations of the teacher weights, the label noise and the initial student
         weights (not variances).
     tau : array_like
-        Time constant of the flow :math:`\tau\,\dot w = \Sigma^{yx} - w\Sigma^{xx}`.
-
-    All arguments broadcast together.
+        Time constant of the flow :math:`\tau\,\dot w = \Sigma^{yx} - w\Sigma^{xx}`. All
+        arguments broadcast together.
 
     Returns
     -------
@@ -442,8 +441,6 @@ def asymptotic_errors(
     if n_inputs is None:
         generalization = _asymptotic_generalization(alpha, amplitude, noise, xp)
     else:
-        from .._validation import check_integer
-
         n = float(check_integer(n_inputs, "n_inputs", minimum=1))
         p = alpha * n
         above_gap, below_gap = p - n - 1.0, n - p - 1.0
@@ -633,8 +630,6 @@ def optimal_stopping(
     >>> round(float(error / ridge_error(1.0, sigma_eps=1.0)), 3)
     1.004
     """
-    from .._validation import check_integer
-
     alpha = _check_alpha(alpha)
     sigma_w, sigma_eps, sigma_w0, tau = _scales(sigma_w, sigma_eps, sigma_w0, tau)
     n_iterations = check_integer(n_iterations, "n_iterations", minimum=1, maximum=10_000)

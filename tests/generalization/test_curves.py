@@ -293,3 +293,22 @@ def test_inputs_not_mutated():
     generalization_error(t, alpha=alpha, sigma_eps=0.5)
     np.testing.assert_array_equal(t, [0.0, 1.0])
     np.testing.assert_array_equal(alpha, [2.0])
+
+
+@given(
+    alpha=st.floats(0.02, 20.0),
+    t=st.lists(st.floats(0.0, 1e3), min_size=2, max_size=6),
+    sigma_eps=st.floats(0.05, 2.0),
+    sigma_w0=st.floats(0.0, 2.0),
+)
+def test_bounds_and_monotonicity(alpha, t, sigma_eps, sigma_w0):
+    # Gradient flow at any time is an estimator (randomised by its start): never below the
+    # Bayes error. Training error only decreases. Both tend to their limits.
+    t = np.sort(np.asarray(t))
+    kw = {"alpha": alpha, "sigma_eps": sigma_eps, "sigma_w0": sigma_w0}
+    eg = generalization_error(t, **kw)
+    et = training_error(t, **kw)
+    assert np.all(eg >= ridge_error(alpha, sigma_eps=sigma_eps) * (1 - 1e-12))
+    assert np.all(np.diff(et) <= 1e-14)
+    eg_inf, et_inf = asymptotic_errors(alpha, **{k: v for k, v in kw.items() if k != "alpha"})
+    assert np.all(et >= et_inf - 1e-14)

@@ -80,27 +80,37 @@ def _eigenmodes(inputs, teacher, initial, noise):
     n_inputs, n_examples = inputs.shape[-2:]
     error0 = teacher - initial
     inputs_t = xp.swapaxes(inputs, -1, -2)
+
+    def times(matrix, vector):  # a stack of matrix-vector products
+        return (matrix @ vector[:, :, None])[:, :, 0]
+
+    # Only matrix-vector products with X after the eigendecomposition: no N x P (or P x N)
+    # matrix of eigenvectors is formed, so memory stays at that of X itself.
     if n_inputs <= n_examples:
         lam, vectors = xp.linalg.eigh(inputs @ inputs_t)
         lam = xp.maximum(lam, xp.finfo(inputs.dtype).tiny)
-        # u_i = X^T v_i / sqrt(lam_i): orthonormal directions in example space.
-        directions = (inputs_t @ vectors) / xp.sqrt(lam)[:, None, :]
+        root = xp.sqrt(lam)
+        z0 = times(xp.swapaxes(vectors, -1, -2), error0)
+        drive = times(xp.swapaxes(vectors, -1, -2), times(inputs, noise))
+        # eps projected on the span of the inputs, sum_i c_i u_i with u_i = X^T v_i / sqrt(lam)
+        coefficient = drive / root
+        inside = times(inputs_t, times(vectors, coefficient / root))
         frozen = xp.zeros(inputs.shape[0], dtype=inputs.dtype)
     else:
         # N > P: the P nonzero modes from the smaller Gram matrix X^T X = U diag(lam) U^T,
         # v_i = X u_i / sqrt(lam_i); the N - P others have lam = 0 and never move.
         lam, directions = xp.linalg.eigh(inputs_t @ inputs)
         lam = xp.maximum(lam, xp.finfo(inputs.dtype).tiny)
-        vectors = (inputs @ directions) / xp.sqrt(lam)[:, None, :]
-    root = xp.sqrt(lam)
-    z0 = (error0[:, None, :] @ vectors)[:, 0, :]
-    coefficient = (noise[:, None, :] @ directions)[:, 0, :]
-    drive = root * coefficient
-    if n_inputs > n_examples:
+        root = xp.sqrt(lam)
+        directions_t = xp.swapaxes(directions, -1, -2)
+        z0 = times(directions_t, times(inputs_t, error0)) / root
+        coefficient = times(directions_t, noise)
+        drive = root * coefficient
+        inside = times(directions, coefficient)
         # The null-space part by explicit projection (not |e0|^2 - sum z0^2, which cancels).
-        residual = error0 - (vectors @ z0[:, :, None])[:, :, 0]
+        residual = error0 - times(inputs, times(directions, z0 / root))
         frozen = xp.sum(residual * residual, axis=1)
-    outside = noise - (directions @ coefficient[:, :, None])[:, :, 0]
+    outside = noise - inside
     noise_out = xp.sum(outside * outside, axis=1)
     fit0 = (root * z0 + coefficient) ** 2
     return lam, z0, drive, fit0, frozen, noise_out

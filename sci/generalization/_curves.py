@@ -333,7 +333,8 @@ def training_error(
     infinite = xp.isinf(t)
     s = xp.where(infinite, 0.0, t / tau)
     _, bulk, _ = _bulk(s, alpha, amplitude, noise)
-    floor = noise * _positive_part(1.0 - 1.0 / alpha, xp)
+    # (alpha - 1)/alpha, not 1 - 1/alpha: alpha - 1 is exact near the peak, 1/alpha is not.
+    floor = noise * _positive_part((alpha - 1.0) / alpha, xp)
     value = xp.where(infinite, floor, bulk / alpha + floor)
     return value.astype(dtype, copy=False).reshape(shape)
 
@@ -440,7 +441,7 @@ def asymptotic_errors(
     xp = array_namespace()
     amplitude = sigma_w * sigma_w + sigma_w0 * sigma_w0
     noise = sigma_eps * sigma_eps
-    training = noise * _positive_part(1.0 - 1.0 / alpha, xp) + 0.0 * amplitude
+    training = noise * _positive_part((alpha - 1.0) / alpha, xp) + 0.0 * amplitude
     if n_inputs is None:
         generalization = _asymptotic_generalization(alpha, amplitude, noise, xp)
     else:

@@ -1,0 +1,303 @@
+"""Two-layer ReLU student–teacher networks trained by full-batch gradient descent.
+
+The nonlinear extension of Advani, Saxe & Sompolinsky (Sec. 6, Fig. 7): a fixed random ReLU
+teacher labels P noisy examples; a ReLU student with H hidden units learns them by gradient
+descent, either on its output weights only (a random-features model, whose descent iterates are
+known in closed form) or on both layers (explicit steps, a Numba kernel on the CPU).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .._validation import (
+    as_int_array,
+    check_integer,
+    check_memory,
+    check_real,
+    resolve_dtype,
+    resolve_rng,
+)
+from ..backend import array_namespace, implementation, register
+
+__all__ = ["draw_two_layer_problem", "simulate_two_layer"]
+
+
+def _relu(x, xp):
+    return xp.maximum(x, 0.0)
+
+
+def draw_two_layer_problem(
+    n_hidden: int,
+    *,
+    n_inputs: int = 15,
+    n_teacher_hidden: int = 30,
+    n_examples: int = 300,
+    n_test: int = 1000,
+    snr: float = 1.0,
+    sigma_w0: float = 0.0,
+    n_trials: int = 1,
+    rng: Any = None,
+) -> dict[str, np.ndarray]:
+    r"""Draw the data of :func:`simulate_two_layer` (NumPy, float64, in this order per call).
+
+    Inputs :math:`x \sim \mathcal N(0, I/N_i)` (``train_inputs`` ``(n_trials, N_i, P)``,
+    ``test_inputs`` ``(n_trials, N_i, n_test)``); teacher
+    :math:`f(x) = \sum_m \bar a_m\,\mathrm{relu}(\bar W_m\cdot x)/\sqrt{M}` with
+    :math:`\bar W_{mi}, \bar a_m \sim \mathcal N(0, 1)`; the student's first layer
+    ``student_hidden`` :math:`W_{ji} \sim \mathcal N(0,1)` and output weights
+    ``student_output`` :math:`\sim \mathcal N(0, \sigma_{w_0}^2)`; label noise of variance
+    :math:`\sigma_\epsilon^2 = \mathrm{Var}_{test}(f)/\mathrm{SNR}` (``noise_variance``).
+
+    Examples
+    --------
+    >>> from sci.generalization import draw_two_layer_problem
+    >>> data = draw_two_layer_problem(20, n_examples=50, n_test=100, rng=0)
+    >>> data["train_labels"].shape, data["student_hidden"].shape
+    ((1, 50), (1, 20, 15))
+    """
+    n_hidden = check_integer(n_hidden, "n_hidden", minimum=1)
+    n_inputs = check_integer(n_inputs, "n_inputs", minimum=1)
+    n_teacher_hidden = check_integer(n_teacher_hidden, "n_teacher_hidden", minimum=1)
+    n_examples = check_integer(n_examples, "n_examples", minimum=1)
+    n_test = check_integer(n_test, "n_test", minimum=2)
+    n_trials = check_integer(n_trials, "n_trials", minimum=1)
+    snr = check_real(snr, "snr", low=0.0, low_inclusive=False)
+    sigma_w0 = check_real(sigma_w0, "sigma_w0", low=0.0)
+    rng = resolve_rng(rng)
+    shape = (n_trials,)
+    train_inputs = rng.standard_normal(shape + (n_inputs, n_examples)) / math.sqrt(n_inputs)
+    test_inputs = rng.standard_normal(shape + (n_inputs, n_test)) / math.sqrt(n_inputs)
+    teacher_hidden = rng.standard_normal(shape + (n_teacher_hidden, n_inputs))
+    teacher_output = rng.standard_normal(shape + (n_teacher_hidden,))
+    student_hidden = rng.standard_normal(shape + (n_hidden, n_inputs))
+    student_output = sigma_w0 * rng.standard_normal(shape + (n_hidden,))
+    unit_noise = rng.standard_normal(shape + (n_examples,))
+
+    def teacher(inputs):
+        hidden = _relu(teacher_hidden @ inputs, np)
+        return (teacher_output[:, None, :] @ hidden)[:, 0, :] / math.sqrt(n_teacher_hidden)
+
+    test_labels = teacher(test_inputs)
+    noise_variance = np.var(test_labels, axis=1) / snr
+    train_labels = teacher(train_inputs) + np.sqrt(noise_variance)[:, None] * unit_noise
+    return {
+        "train_inputs": train_inputs,
+        "train_labels": train_labels,
+        "test_inputs": test_inputs,
+        "test_labels": test_labels,
+        "student_hidden": student_hidden,
+        "student_output": student_output,
+        "noise_variance": noise_variance,
+    }
+
+
+def _random_features_curves(data, epochs, learning_rate, xp):
+    """Exact descent iterates of the output weights (first layer frozen), at every epoch.
+
+    With features phi = relu(W x)/sqrt(H) and K = Phi^T Phi / P (P x P), the training residual
+    obeys r_{k+1} = r_k (I - eta K), so r_k = r_0 U (1 - eta lam)^k U^T and the weights are
+    w_k = w_0 + r_0 U diag((1 - (1 - eta lam)^k)/(P lam)) U^T Phi^T: one eigendecomposition
+    per trial whatever the number of epochs or hidden units.
+    """
+    hidden = data["student_hidden"]
+    n_hidden = hidden.shape[1]
+    n_examples = data["train_inputs"].shape[2]
+    scale = 1.0 / math.sqrt(n_hidden)
+    features = _relu(hidden @ data["train_inputs"], xp) * scale  # (trials, H, P)
+    test_features = _relu(hidden @ data["test_inputs"], xp) * scale  # (trials, H, T)
+    w0 = data["student_output"][:, None, :]
+    kernel = xp.swapaxes(features, 1, 2) @ features / n_examples  # (trials, P, P)
+    lam, vectors = xp.linalg.eigh(kernel)
+    largest = float(xp.max(lam))
+    # Eigenvalues at the rounding level are the kernel's exact zeros (rank min(H, P)): leave
+    # them exactly frozen rather than let them drift over 10^9 epochs (the lstsq rank rule).
+    cutoff = n_examples * float(xp.finfo(lam.dtype).eps) * xp.max(lam, axis=1, keepdims=True)
+    lam = xp.where(lam > cutoff, lam, 0.0)
+    if learning_rate * largest >= 2.0:
+        raise ValueError(
+            f"learning_rate={learning_rate} makes gradient descent diverge: the largest "
+            f"eigenvalue of the feature kernel is {largest:.4g}, so it must be < "
+            f"{2.0 / largest:.4g}"
+        )
+    residual0 = data["train_labels"][:, None, :] - (w0 @ features)  # (trials, 1, P)
+    coefficient = (residual0 @ vectors)[:, 0, :]  # (trials, P)
+    cross = xp.swapaxes(features, 1, 2) @ test_features  # (trials, P, T)
+    test_base = (w0 @ test_features)[:, 0, :]
+    test_modes = xp.swapaxes(vectors, 1, 2) @ cross  # (trials, P modes, T)
+    steps = xp.asarray(epochs, dtype=lam.dtype)[None, :, None]
+    rate = learning_rate * lam[:, None, :]
+    base = 1.0 - rate
+    contracting = base > 0
+    log_base = xp.log1p(-xp.where(contracting, rate, 0.0))
+    decay = xp.where(contracting, xp.exp(steps * log_base), base**steps)  # (trials, E, P)
+    positive = lam[:, None, :] > 0
+    safe = xp.where(positive, lam[:, None, :], 1.0)
+    # (1 - decay)/(P lam), by expm1 where (1 - eta lam)^k is near 1; k eta / P at lam = 0.
+    shrink = xp.where(contracting, -xp.expm1(steps * log_base), 1.0 - decay)
+    gain = xp.where(positive, shrink / (n_examples * safe), learning_rate * steps / n_examples)
+    training = xp.sum((coefficient[:, None, :] * decay) ** 2, axis=2) / n_examples
+    predictions = test_base[:, None, :] + (coefficient[:, None, :] * gain) @ test_modes
+    error = predictions - data["test_labels"][:, None, :]
+    generalization = xp.mean(error * error, axis=2) + data["noise_variance"][:, None]
+    return generalization, training
+
+
+def _two_layer_descent_array(train_inputs, train_labels, test_inputs, test_labels, hidden,
+                             output, epochs, learning_rate):
+    """Full-batch descent on both layers for a stack of trials (array code, any backend)."""
+    xp = array_namespace()
+    n_trials, n_hidden, _ = hidden.shape
+    n_examples = train_inputs.shape[2]
+    scale = 1.0 / math.sqrt(n_hidden)
+    hidden = hidden.copy()
+    output = output.copy()
+    generalization = xp.empty((n_trials, len(epochs)), dtype=hidden.dtype)
+    training = xp.empty_like(generalization)
+    record = 0
+    for epoch in range(int(epochs[-1]) + 1):
+        pre = hidden @ train_inputs  # (trials, H, P)
+        active = _relu(pre, xp)
+        residual = (output[:, None, :] @ active)[:, 0, :] * scale - train_labels
+        while record < len(epochs) and epochs[record] == epoch:
+            test_pred = (output[:, None, :] @ _relu(hidden @ test_inputs, xp))[:, 0, :] * scale
+            generalization[:, record] = xp.mean((test_pred - test_labels) ** 2, axis=1)
+            training[:, record] = xp.mean(residual**2, axis=1)
+            record += 1
+        if epoch == epochs[-1]:
+            break
+        step = learning_rate * scale / n_examples
+        grad_output = (active @ residual[:, :, None])[:, :, 0]
+        back = output[:, :, None] * (pre > 0) * residual[:, None, :]  # (trials, H, P)
+        grad_hidden = back @ xp.swapaxes(train_inputs, 1, 2)
+        output -= step * grad_output
+        hidden -= step * grad_hidden
+    return generalization, training
+
+
+register("generalization.two_layer_descent", "array", _two_layer_descent_array)
+register("generalization.two_layer_descent", "numba", "sci.generalization._cpu:two_layer_descent")
+
+
+def simulate_two_layer(
+    n_hidden: int,
+    epochs: Any,
+    *,
+    n_inputs: int = 15,
+    n_teacher_hidden: int = 30,
+    n_examples: int = 300,
+    snr: float = 1.0,
+    learning_rate: float = 1.0,
+    train_hidden: bool = False,
+    sigma_w0: float = 0.0,
+    n_trials: int = 10,
+    n_test: int = 1000,
+    rng: Any = None,
+    dtype: Any = None,
+) -> tuple[Any, Any]:
+    r"""Errors of two-layer ReLU students trained by full-batch gradient descent on a teacher.
+
+    The student :math:`\hat y(x) = \sum_{j=1}^{H} a_j\,\mathrm{relu}(W_j\cdot x)/\sqrt H` learns
+    from :math:`P` examples :math:`y = f(x) + \epsilon` of a random ReLU teacher with
+    :math:`M` hidden units (:func:`draw_two_layer_problem`) by descent on
+    :math:`L = \frac{1}{2P}\sum_\mu (y_\mu - \hat y(x_\mu))^2` with step :math:`\eta`.
+
+    Parameters
+    ----------
+    n_hidden : int
+        :math:`H`, the student's hidden units.
+    epochs : array_like of int
+        Increasing epochs (full-batch steps) at which to record the errors; 0 is the start.
+    n_inputs, n_teacher_hidden, n_examples : int
+        :math:`N_i`, :math:`M`, :math:`P` (the paper: 15, 30, 300).
+    snr : float
+        Signal-to-noise ratio :math:`\mathrm{Var}(f)/\sigma_\epsilon^2`.
+    learning_rate : float
+        :math:`\eta`.
+    train_hidden : bool
+        ``False`` (default, the paper's Fig. 7): only the output weights :math:`a` learn; the
+        iterates are computed exactly from one eigendecomposition of the :math:`P\times P`
+        feature kernel, so any epoch (``10**7``) costs the same. ``True``: both layers learn,
+        by explicit steps (Numba kernel parallel over trials on the CPU, batched array code on
+        CuPy); the cost grows with the last epoch.
+    sigma_w0 : float
+        Standard deviation of the initial output weights (first layer: :math:`\mathcal N(0,1)`).
+    n_trials : int
+        Independent seeds (teacher, data, student), run together.
+    n_test : int
+        Fresh examples on which the generalization error is measured.
+    rng : None, int or numpy.random.Generator
+    dtype : {None, float32, float64}
+
+    Returns
+    -------
+    generalization, training : ndarray
+        Shape ``(n_trials, len(epochs))``: the expected squared error on a fresh noisy example
+        (test error against :math:`f` plus :math:`\sigma_\epsilon^2`) and the training mean
+        squared error.
+
+    Raises
+    ------
+    ValueError
+        For bad sizes, unsorted or negative epochs, a non-positive ``snr`` or
+        ``learning_rate``, a learning rate at which descent diverges, or too much memory.
+
+    Notes
+    -----
+    With the first layer frozen the student is linear in :math:`H` random ReLU features and its
+    training dynamics are those of the linear model with the feature kernel's spectrum in
+    place of the Marchenko–Pastur law: the spectrum reaches zero when :math:`H \approx P`, which
+    is where overtraining peaks (Advani et al., Fig. 7D).
+
+    References
+    ----------
+    .. [1] M. Advani, A. Saxe, H. Sompolinsky, Neural Networks 132, 428–446 (2020), Sec. 6,
+       Fig. 7.
+
+    Examples
+    --------
+    >>> from sci.generalization import simulate_two_layer
+    >>> eg, et = simulate_two_layer(40, [0, 10, 1000], n_examples=60, n_trials=3, rng=0)
+    >>> eg.shape
+    (3, 3)
+    >>> bool((et[:, -1] < et[:, 0]).all())
+    True
+    """
+    epochs = as_int_array(epochs, "epochs", minimum=0)
+    if epochs.ndim != 1 or epochs.size == 0:
+        raise ValueError(f"epochs must be a non-empty 1-D array; got shape {epochs.shape}")
+    if np.any(np.diff(epochs) < 0):
+        raise ValueError("epochs must be sorted in increasing order")
+    learning_rate = check_real(learning_rate, "learning_rate", low=0.0, low_inclusive=False)
+    dtype = resolve_dtype(dtype)
+    n_trials = check_integer(n_trials, "n_trials", minimum=1)
+    n_test = check_integer(n_test, "n_test", minimum=2)
+    n_examples = check_integer(n_examples, "n_examples", minimum=1)
+    n_hidden = check_integer(n_hidden, "n_hidden", minimum=1)
+    check_memory(
+        8.0 * n_trials * (n_hidden * (n_examples + n_test) + n_examples * (n_examples + n_test)
+                          + len(epochs) * (n_examples + n_test)),
+        f"{n_trials} two-layer trials with H={n_hidden}, P={n_examples}, {n_test} test points",
+        hint="use fewer trials or test points per call",
+    )
+    data = draw_two_layer_problem(
+        n_hidden, n_inputs=n_inputs, n_teacher_hidden=n_teacher_hidden, n_examples=n_examples,
+        n_test=n_test, snr=snr, sigma_w0=sigma_w0, n_trials=n_trials, rng=rng,
+    )
+    xp = array_namespace()
+    arrays = {k: xp.asarray(v, dtype=dtype) for k, v in data.items()}
+    if not train_hidden:
+        return _random_features_curves(arrays, epochs, learning_rate, xp)
+    generalization, training = implementation("generalization.two_layer_descent")(
+        arrays["train_inputs"], arrays["train_labels"], arrays["test_inputs"],
+        arrays["test_labels"], arrays["student_hidden"], arrays["student_output"],
+        epochs, learning_rate,
+    )
+    if not bool(xp.all(xp.isfinite(training))):
+        raise ValueError(
+            f"gradient descent diverged at learning_rate={learning_rate}; use a smaller one"
+        )
+    return generalization + arrays["noise_variance"][:, None], training

@@ -10,8 +10,8 @@ from figures._runner import run_figure
 from figures.gaunt_efficiency import FIGURE
 
 
-def test_gaunt_efficiency_quick(tmp_path):
-    record = run_figure(FIGURE, quick=True, out=tmp_path, cache_dir=None, progress=False)
+def test_gaunt_efficiency_quick(tmp_path, figure_cache):
+    record = run_figure(FIGURE, quick=True, out=tmp_path, cache_dir=figure_cache, progress=False)
     data = json.loads((tmp_path / "gaunt_efficiency.json").read_text())["data"]
     assert record["figure"] == "gaunt_efficiency"
     assert (tmp_path / "gaunt_efficiency.png").stat().st_size > 0

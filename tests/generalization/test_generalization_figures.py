@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -18,7 +19,9 @@ FIGURES = {
 
 
 def _run(name, tmp_path):
-    run_figure(FIGURES[name], quick=True, out=tmp_path, cache_dir=None, progress=False)
+    # SCI_FIGURES_CACHE (set by CI) lets the docs build reuse these computations.
+    cache = os.environ.get("SCI_FIGURES_CACHE")
+    run_figure(FIGURES[name], quick=True, out=tmp_path, cache_dir=cache, progress=False)
     assert (tmp_path / f"{name}.png").stat().st_size > 0
     return json.loads((tmp_path / f"{name}.json").read_text())["data"]
 

@@ -17,9 +17,10 @@ NAMES = [figure.name for figure in FIGURES]
 
 
 @pytest.fixture(scope="module")
-def records(tmp_path_factory):
+def records(tmp_path_factory, figure_cache):
     out = tmp_path_factory.mktemp("figures")
-    return {figure.name: run_figure(figure, quick=True, out=out, cache_dir=None, progress=False)
+    return {figure.name: run_figure(figure, quick=True, out=out, cache_dir=figure_cache,
+                                          progress=False)
             for figure in FIGURES} | {"out": out}
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from .._validation import as_float_array, check_integer
 from ..backend import array_namespace, implementation, register
+from ._marchenko_pastur import _check_alpha
 
 __all__ = [
     "asymptotic_errors",
@@ -98,17 +99,6 @@ register("generalization.bulk_integrals", "numba", "sci.generalization._cpu:bulk
 # Argument handling shared by every closed form.
 
 
-def _check_alpha(alpha: Any) -> Any:
-    alpha = as_float_array(alpha, "alpha")
-    xp = array_namespace()
-    if alpha.size and not bool(xp.all(alpha > 0)):
-        raise ValueError(
-            "alpha (examples per parameter, P/N) must be > 0; got a minimum of "
-            f"{float(xp.min(alpha))}"
-        )
-    return alpha
-
-
 def _check_nonnegative(value: Any, name: str, *, positive: bool = False) -> Any:
     value = as_float_array(value, name)
     xp = array_namespace()
@@ -150,6 +140,25 @@ def _broadcast_flat(*arrays, n_data=2):
     flat = [xp.ascontiguousarray(xp.broadcast_to(a.astype(dtype, copy=False), shape)).ravel()
             for a in arrays]
     return shape, dtype, flat
+
+
+def _time_curve_arguments(t, alpha, sigma_w, sigma_eps, sigma_w0, tau):
+    """Checked, broadcast and flattened arguments of a curve in time.
+
+    Returns the output shape and dtype, alpha, A = sigma_w^2 + sigma_w0^2, sigma_eps^2, the
+    scaled time s = t/tau (0 where t is infinite) and the mask of infinite times.
+    """
+    t = _check_time(t)
+    alpha = _check_alpha(alpha)
+    sigma_w, sigma_eps, sigma_w0, tau = _scales(sigma_w, sigma_eps, sigma_w0, tau)
+    xp = array_namespace()
+    shape, dtype, (t, alpha, sigma_w, sigma_eps, sigma_w0, tau) = _broadcast_flat(
+        t, alpha, sigma_w, sigma_eps, sigma_w0, tau
+    )
+    infinite = xp.isinf(t)
+    s = xp.where(infinite, 0.0, t / tau)
+    amplitude = sigma_w * sigma_w + sigma_w0 * sigma_w0
+    return shape, dtype, alpha, amplitude, sigma_eps * sigma_eps, s, infinite
 
 
 def _bulk(s, alpha, amplitude, noise):
@@ -250,17 +259,10 @@ def generalization_error(
     >>> generalization_error([0.0, 1.0, 2.0, 10.0], alpha=2.0, sigma_eps=0.2**0.5).round(4)
     array([1.2   , 0.3947, 0.3555, 0.3909])
     """
-    t = _check_time(t)
-    alpha = _check_alpha(alpha)
-    sigma_w, sigma_eps, sigma_w0, tau = _scales(sigma_w, sigma_eps, sigma_w0, tau)
     xp = array_namespace()
-    shape, dtype, (t, alpha, sigma_w, sigma_eps, sigma_w0, tau) = _broadcast_flat(
+    shape, dtype, alpha, amplitude, noise, s, infinite = _time_curve_arguments(
         t, alpha, sigma_w, sigma_eps, sigma_w0, tau
     )
-    amplitude = sigma_w * sigma_w + sigma_w0 * sigma_w0
-    noise = sigma_eps * sigma_eps
-    infinite = xp.isinf(t)
-    s = xp.where(infinite, 0.0, t / tau)
     bulk, _, _ = _bulk(s, alpha, amplitude, noise)
     finite = bulk + _positive_part(1.0 - alpha, xp) * amplitude + noise
     value = xp.where(infinite, _asymptotic_generalization(alpha, amplitude, noise, xp), finite)
@@ -321,17 +323,10 @@ def training_error(
     >>> training_error([0.0, float("inf")], alpha=2.0, sigma_eps=0.2**0.5).round(6)
     array([1.2, 0.1])
     """
-    t = _check_time(t)
-    alpha = _check_alpha(alpha)
-    sigma_w, sigma_eps, sigma_w0, tau = _scales(sigma_w, sigma_eps, sigma_w0, tau)
     xp = array_namespace()
-    shape, dtype, (t, alpha, sigma_w, sigma_eps, sigma_w0, tau) = _broadcast_flat(
+    shape, dtype, alpha, amplitude, noise, s, infinite = _time_curve_arguments(
         t, alpha, sigma_w, sigma_eps, sigma_w0, tau
     )
-    amplitude = sigma_w * sigma_w + sigma_w0 * sigma_w0
-    noise = sigma_eps * sigma_eps
-    infinite = xp.isinf(t)
-    s = xp.where(infinite, 0.0, t / tau)
     _, bulk, _ = _bulk(s, alpha, amplitude, noise)
     # (alpha - 1)/alpha, not 1 - 1/alpha: alpha - 1 is exact near the peak, 1/alpha is not.
     floor = noise * _positive_part((alpha - 1.0) / alpha, xp)

@@ -41,3 +41,6 @@ __all__ = [
     "orthogonal_frame",
     "simplex_etf",
 ]
+from ._ufm import UFMMinimizer, collapse_threshold, ufm_minimizer, ufm_objective  # noqa: E402
+
+__all__ += ["UFMMinimizer", "collapse_threshold", "ufm_minimizer", "ufm_objective"]

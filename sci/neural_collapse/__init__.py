@@ -44,3 +44,6 @@ __all__ = [
 from ._ufm import UFMMinimizer, collapse_threshold, ufm_minimizer, ufm_objective  # noqa: E402
 
 __all__ += ["UFMMinimizer", "collapse_threshold", "ufm_minimizer", "ufm_objective"]
+from ._train import UFMTraining, train_ufm  # noqa: E402
+
+__all__ += ["UFMTraining", "train_ufm"]

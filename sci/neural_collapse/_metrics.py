@@ -437,8 +437,8 @@ def nc_metrics(
     >>> labels = np.repeat(np.arange(4), 500)
     >>> H = 5.0 * simplex_etf(4, 8)[labels] + 0.1 * rng.standard_normal((2000, 8))
     >>> m = nc_metrics(H, labels, W=simplex_etf(4, 8))
-    >>> round(m.nc1, 3), m.nc4
-    (0.004, 0.0)
+    >>> round(m.nc1, 4), m.nc4      # theory: 0.1**2 * (4 - 1)**2 / (4 * 5**2) = 0.0009
+    (0.0009, 0.0)
     """
     if W is not None:
         W = as_float_array(W, "W", ndim=2).astype(np.float64, copy=False)

@@ -318,22 +318,34 @@ def _gram_errors(V: Any) -> tuple[float, float, float]:
     return etf, of, gof
 
 
-def _nc1(within: Any, centred: Any) -> float:
+def _nc1(within: Any, centred: Any, counts: np.ndarray, scale: float) -> float:
     """Tr(Sigma_W Sigma_B^+)/K with Sigma_B = centred^T centred / K, via a thin SVD.
 
-    With centred = U S V^T (d x K rows transposed), Sigma_B^+ = K U S^-2 U^T, so
-    NC1 = sum_i u_i^T Sigma_W u_i / s_i^2 over the singular values above the rank cutoff
-    (numpy.linalg.matrix_rank's: s_max * max(d, K) * eps).
+    The centred means always satisfy sum_c n_c (mu_c - mu_G) = 0, so that direction of class
+    space is removed exactly first (Q: orthonormal basis of n-perp); otherwise its rounding
+    residue, of the size of the *uncentred* means times eps, would enter the pseudo-inverse
+    as a huge eigenvalue. With centred^T Q = U S V^T, Sigma_B^+ = K U S^-2 U^T and
+    NC1 = sum_i u_i^T Sigma_W u_i / s_i^2 over singular values above
+    max(d, K) * eps * (s_max + scale), scale the size of the uncentred means.
     """
     xp = array_namespace()
-    U, s, _ = xp.linalg.svd(centred.T, full_matrices=False)
+    K = centred.shape[0]
+    weights = counts / np.linalg.norm(counts)
+    # Householder reflection mapping e_K to the unit count vector: its first K-1 columns
+    # are an orthonormal basis of the complement of the counts.
+    v = weights.copy()
+    v[-1] -= 1.0
+    reflect = np.eye(K) - 2.0 * np.outer(v, v) / (v @ v) if v @ v > 0 else np.eye(K)
+    Q = asarray(reflect[:, : K - 1])
+    U, s, _ = xp.linalg.svd(centred.T @ Q, full_matrices=False)
     s_host = to_numpy(s)
     if s_host.size == 0 or s_host[0] == 0.0:
         return float("inf")
-    keep = s_host > s_host[0] * max(centred.shape) * np.finfo(np.float64).eps
-    U = U[:, asarray(np.flatnonzero(keep))]
+    tol = max(centred.shape) * np.finfo(np.float64).eps * (s_host[0] + scale)
+    keep = asarray(np.flatnonzero(s_host > tol))
+    U = U[:, keep]
     projected = xp.sum(U * (within @ U), axis=0)
-    return float(to_numpy(xp.sum(projected / s[asarray(np.flatnonzero(keep))] ** 2)))
+    return float(to_numpy(xp.sum(projected / s[keep] ** 2)))
 
 
 def _nc4(chunks: Iterator, W: Any, b: Any, means: Any) -> float:
@@ -483,7 +495,8 @@ def nc_metrics(
     etf_m, _, _ = _gram_errors(centred)
     _, of_m, gof_m = _gram_errors(means)
     values: dict[str, Any] = {
-        "nc1": _nc1(summary["within"], centred),
+        "nc1": _nc1(summary["within"], centred, summary["counts"].astype(np.float64),
+                    float(xp.linalg.norm(global_mean)) * np.sqrt(K)),
         "nc2_equinorm_means": _std_over_mean(xp.linalg.norm(centred, axis=1)),
         "nc2_equiangle": float(np.std(cos_means, ddof=1)) if K > 2 else 0.0,
         "nc2_maxangle": float(np.mean(np.abs(cos_means + 1.0 / (K - 1)))),

@@ -61,6 +61,7 @@ def train_ufm(
     momentum: float = 0.0,
     num_seeds: int = 1,
     init_scale: float = 1.0,
+    start: Any = None,
     record_every: int | None = None,
     rng: Any = None,
     dtype: Any = None,
@@ -88,7 +89,11 @@ def train_ufm(
         Independent runs trained together as one batch (leading axis of every array).
     init_scale : float
         Entries of :math:`W_j` are :math:`N(0, \\text{init\\_scale}^2/\\text{fan-in})`, those of
-        H are :math:`N(0, \\text{init\\_scale}^2/d)`.
+        H are :math:`N(0, \\text{init\\_scale}^2/d)`. With ``start``, the standard deviation
+        of the perturbation added to it instead.
+    start : UFMMinimizer, optional
+        Start every seed from this point (e.g. the result of :func:`ufm_minimizer` with the
+        same sizes), perturbed by ``init_scale``: a check of its stability.
     record_every : int, optional
         Record loss and metrics every so many steps (default ``max(1, steps // 100)``).
     rng : None, int or numpy.random.Generator
@@ -133,7 +138,7 @@ def train_ufm(
     lr = check_real(lr, "lr", low=0.0, low_inclusive=False)
     momentum = check_real(momentum, "momentum", low=0.0, high=1.0, high_inclusive=False)
     S = check_integer(num_seeds, "num_seeds", minimum=1)
-    init_scale = check_real(init_scale, "init_scale", low=0.0, low_inclusive=False)
+    init_scale = check_real(init_scale, "init_scale", low=0.0, low_inclusive=start is not None)
     every = max(1, steps // 100) if record_every is None else check_integer(
         record_every, "record_every", minimum=1)
     dtype = resolve_dtype(dtype)
@@ -143,14 +148,31 @@ def train_ufm(
     labels = np.repeat(np.arange(K), counts)
     labels_dev = asarray(labels)
     shapes = [(d, d)] * (M - 1) + [(K, d)]
-    params = [
-        asarray(gen.standard_normal((S, *shape)) * (init_scale / np.sqrt(shape[1])), dtype=dtype)
-        for shape in shapes
-    ]
-    params.append(asarray(gen.standard_normal((S, N, d)) * (init_scale / np.sqrt(d)),
-                          dtype=dtype))
-    if bias:
-        params.append(xp.zeros((S, K), dtype=dtype))
+    if start is None:
+        params = [
+            asarray(gen.standard_normal((S, *shape)) * (init_scale / np.sqrt(shape[1])),
+                    dtype=dtype)
+            for shape in shapes
+        ]
+        params.append(asarray(gen.standard_normal((S, N, d)) * (init_scale / np.sqrt(d)),
+                              dtype=dtype))
+        if bias:
+            params.append(xp.zeros((S, K), dtype=dtype))
+    else:
+        points = [*start.weights, start.features] + ([start.bias] if bias else [])
+        if bias and start.bias is None:
+            raise ValueError("start has no bias but bias=True")
+        expected = [*shapes, (N, d)] + ([(K,)] if bias else [])
+        if [tuple(p.shape) for p in points] != expected:
+            raise ValueError(
+                f"start does not match the model: shapes {[tuple(p.shape) for p in points]}, "
+                f"expected {expected} (same n_per_class, depth, width)"
+            )
+        params = [
+            asarray(to_numpy(p)[None] + init_scale * gen.standard_normal((S, *p.shape)),
+                    dtype=dtype)
+            for p in points
+        ]
     velocity = [xp.zeros_like(p) for p in params]
 
     recorded_steps: list[int] = []

@@ -202,7 +202,9 @@ def train_ufm(
         )
 
     for step in progress_bar(range(steps + 1), progress=progress, desc="train_ufm"):
-        value, dW, dH, db = evaluate(step < steps)
+        # A diverging run overflows before the check below can report it clearly.
+        with np.errstate(over="ignore", invalid="ignore"):
+            value, dW, dH, db = evaluate(step < steps)
         if not bool(xp.all(xp.isfinite(value))):
             raise ValueError(
                 f"gradient descent diverged at step {step} (loss not finite); lower lr={lr}"

@@ -69,7 +69,7 @@ def simplex_etf(K: int, d: int | None = None, *, rng: Any = None) -> Any:
     The rows :math:`m_k` satisfy :math:`\\|m_k\\| = 1` and :math:`m_k\\cdot m_l = -1/(K-1)`
     for :math:`k \\neq l`; equivalently the Gram matrix is
     :math:`\\tfrac{K}{K-1}(I_K - \\tfrac{1}{K}\\mathbf{1}\\mathbf{1}^\\top)`
-    :cite:p:`papyan2020`. They are the rows of :math:`\\sqrt{K/(K-1)}\\,V` with :math:`V`
+    :cite:p:`nc_papyan2020`. They are the rows of :math:`\\sqrt{K/(K-1)}\\,V` with :math:`V`
     an orthonormal basis of :math:`\\mathbf{1}^\\perp` (the Helmert basis).
 
     Examples
@@ -152,7 +152,7 @@ def frame_error(M: Any, kind: str = "simplex_etf") -> float:
     float
         :math:`\\| G/\\|G\\|_F - G^\\star/\\|G^\\star\\|_F \\|_F` with :math:`G = MM^\\top` and
         :math:`G^\\star` the Gram matrix of the frame; 0 exactly for a frame of any scale and
-        any rotation. This is the NC2 "ETF error" of :cite:t:`zhu2021`.
+        any rotation. This is the NC2 "ETF error" of :cite:t:`nc_zhu2021`.
 
     Examples
     --------

@@ -404,7 +404,7 @@ def nc_metrics(
     With class means :math:`\\mu_c`, global mean :math:`\\mu_G` (the mean of all samples),
     :math:`\\Sigma_W = \\frac1N\\sum_i (h_i-\\mu_{y_i})(h_i-\\mu_{y_i})^\\top` and
     :math:`\\Sigma_B = \\frac1K\\sum_c(\\mu_c-\\mu_G)(\\mu_c-\\mu_G)^\\top`
-    :cite:p:`papyan2020`:
+    :cite:p:`nc_papyan2020`:
 
     * NC1 :math:`= \\mathrm{Tr}(\\Sigma_W\\Sigma_B^\\dagger)/K`;
     * NC2: equinorm :math:`\\mathrm{Std}_c\\|\\mu_c-\\mu_G\\|/\\mathrm{Avg}_c\\|\\mu_c-\\mu_G\\|`
@@ -412,7 +412,7 @@ def nc_metrics(
       max-angle :math:`\\mathrm{Avg}_{c<c'}|\\cos+1/(K-1)|` (standard deviations with
       ``ddof=1`` as in the reference code of Papyan et al.), the ETF error
       :math:`\\|WW^\\top/\\|WW^\\top\\|_F-(I-\\mathbf 1\\mathbf 1^\\top/K)/\\sqrt{K-1}\\|_F`
-      :cite:p:`zhu2021`, and the orthogonal-frame (target :math:`I/\\sqrt K`) and
+      :cite:p:`nc_zhu2021`, and the orthogonal-frame (target :math:`I/\\sqrt K`) and
       general-orthogonal-frame (off-diagonal part) errors of :cite:t:`dang2023`;
     * NC3 :math:`=\\|W^\\top/\\|W\\|_F-\\dot M/\\|\\dot M\\|_F\\|_F^2`, :math:`\\dot M` the
       centred means as columns;
@@ -428,8 +428,8 @@ def nc_metrics(
 
     References
     ----------
-    Papyan, Han, Donoho, PNAS 117 (2020) :cite:p:`papyan2020`; Zhu et al., NeurIPS 2021
-    :cite:p:`zhu2021`; Dang et al., ICML 2023, Sec. 3 :cite:p:`dang2023`.
+    Papyan, Han, Donoho, PNAS 117 (2020) :cite:p:`nc_papyan2020`; Zhu et al., NeurIPS 2021
+    :cite:p:`nc_zhu2021`; Dang et al., ICML 2023, Sec. 3 :cite:p:`dang2023`.
 
     Examples
     --------

@@ -284,9 +284,9 @@ def ufm_minimizer(
     :math:`\\sigma^2 = (MBz^2/A)^{M/(M+1)}`.
 
     The MSE reductions are exact, so those minimisers are global. For cross-entropy the ETF
-    is the global minimiser at depth 1 :cite:p:`zhu2021`; at larger depth it is a critical
+    is the global minimiser at depth 1 :cite:p:`nc_zhu2021`; at larger depth it is a critical
     point with the optimal scale, but the regularisation's low-rank bias can make
-    lower-rank configurations better :cite:p:`garrod2024`. For K = 4, n_k = 10,
+    lower-rank configurations better :cite:p:`nc_garrod2024`. For K = 4, n_k = 10,
     :math:`\\lambda_W=\\lambda_H = 5\\times10^{-3}` gradient descent reaches a rank-2 point
     with 0.125698 against 0.137273 for the ETF at M = 3, and with an unregularised bias
     0.160999 against 0.161730 already at M = 2 (``tests/neural_collapse/test_train.py``).

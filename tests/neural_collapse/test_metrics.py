@@ -170,7 +170,8 @@ def test_does_not_mutate_inputs(rng):
     [
         (dict(H=np.ones((4, 2)), labels=[0, 1, 2]), "same length"),
         (dict(H=np.ones((4, 2)), labels=[0, 1, 2, -1]), "class indices"),
-        (dict(H=np.ones((4, 2)), labels=[0, 1, 2, 3], W=np.ones((3, 2))), r"class indices in 0\.\.2"),
+        (dict(H=np.ones((4, 2)), labels=[0, 1, 2, 3], W=np.ones((3, 2))),
+         r"class indices in 0\.\.2"),
         (dict(H=np.ones((4, 2)), labels=[0, 1, 3, 3]), r"classes \[2\] have none"),
         (dict(H=np.ones((4, 2)), labels=[0, 1, 1, 0], num_classes=3), r"classes \[2\] have none"),
         (dict(H=[[np.nan, 1], [0, 1]], labels=[0, 1]), "finite"),

@@ -133,8 +133,8 @@ def test_imbalanced_geometry():
         sv = np.linalg.svd(np.asarray(W), compute_uv=False)[:4]
         np.testing.assert_allclose(np.sort(sv), np.sort(r.singular_values ** (1 / 3)),
                                    rtol=1e-12)
-    assert nc_metrics(r.features, r.labels, W=np.linalg.multi_dot([np.asarray(w) for w in r.weights[::-1]])
-                      ).nc2_gof_error < 1e-13
+    W = np.linalg.multi_dot([np.asarray(w) for w in r.weights[::-1]])
+    assert nc_metrics(r.features, r.labels, W=W).nc2_gof_error < 1e-13
 
 
 def test_depth_one_norm_trends():
@@ -169,7 +169,7 @@ def test_collapse_threshold_decided_by_objective():
             # The nonzero stationary point exists: x in (x_peak, inf) solving the equation.
             from scipy.optimize import brentq
 
-            x = brentq(lambda t: 2 * t / (1 + t * t) ** 2 - beta_actual, 3**-0.5, 10)
+            x = brentq(lambda t, beta=beta_actual: 2 * t / (1 + t * t) ** 2 - beta, 3**-0.5, 10)
             assert 1 / (1 + x * x) + beta_actual * x > 1.0  # worse than collapsing
     assert seen == {(False, True), (True, True), (True, False)}
 

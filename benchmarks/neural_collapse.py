@@ -50,7 +50,10 @@ def _plain_numpy_metrics(H, labels, W, b):
     sigma_W = dev.T @ dev / N
     centred = means - mu_G
     sigma_B = centred.T @ centred / K
-    nc1 = np.trace(sigma_W @ np.linalg.pinv(sigma_B, hermitian=True)) / K
+    # The pseudo-inverse needs a cutoff at the float32 rounding level, or Sigma_B's null space
+    # (d - K + 1 directions of rounding noise) dominates the trace.
+    nc1 = np.trace(sigma_W @ np.linalg.pinv(sigma_B.astype(np.float64), rcond=1e-5,
+                                            hermitian=True)) / K
     nc3 = np.linalg.norm(W.T / np.linalg.norm(W) - centred.T / np.linalg.norm(centred)) ** 2
     nearest = np.argmin((means * means).sum(1)[None, :] - 2 * H @ means.T, axis=1)
     nc4 = np.mean((H @ W.T + b).argmax(1) != nearest)
@@ -112,7 +115,14 @@ def _torch_trainer(counts, depth, width, lam, steps, lr, seeds, seed):
                 for i, g in enumerate(grads):
                     velocity[i] = 0.9 * velocity[i] + g
                     params[i] -= lr * velocity[i]
-        return float(loss.detach()[0])
+        with torch.no_grad():  # the loss after the last update, as train_ufm reports it
+            out = params[-1]
+            for W in params[:-1]:
+                out = out @ W.transpose(1, 2)
+            loss = 0.5 * ((out - Y) ** 2).sum(dim=(1, 2)) / N
+            loss = loss + 0.5 * lam * sum((p * p).sum(dim=tuple(range(1, p.ndim)))
+                                          for p in params)
+        return float(loss[0])
 
     return run
 

@@ -241,11 +241,11 @@ class NCMetrics:
     nc1: float
     """Tr(Sigma_W Sigma_B^+)/K (Papyan et al.)."""
     nc2_equinorm_means: float
-    """Std_c / Avg_c of the centred class-mean norms ||mu_c - mu_G||."""
+    """Std_c / Avg_c of the centred class-mean norms ``||mu_c - mu_G||``."""
     nc2_equiangle: float
     """Std over pairs c < c' of the cosines of the centred class means."""
     nc2_maxangle: float
-    """Avg over pairs c < c' of |cos(mu_c - mu_G, mu_c' - mu_G) + 1/(K-1)|."""
+    """Avg over pairs c < c' of ``|cos(mu_c - mu_G, mu_c' - mu_G) + 1/(K-1)|``."""
     nc2_etf_error_means: float
     """Distance of the centred means' normalised Gram matrix to the simplex ETF's."""
     nc2_of_error_means: float
@@ -256,13 +256,13 @@ class NCMetrics:
     nc2_equiangle_classifiers: float | None
     nc2_maxangle_classifiers: float | None
     nc2_etf_error: float | None
-    """||WW^T/||WW^T||_F - (I - 11^T/K)/sqrt(K-1)||_F (Zhu et al.)."""
+    """``||WW^T/||WW^T||_F - (I - 11^T/K)/sqrt(K-1)||_F`` (Zhu et al.)."""
     nc2_of_error: float | None
-    """||WW^T/||WW^T||_F - I/sqrt(K)||_F (orthogonal frame, Dang et al.)."""
+    """``||WW^T/||WW^T||_F - I/sqrt(K)||_F`` (orthogonal frame, Dang et al.)."""
     nc2_gof_error: float | None
-    """||offdiag(WW^T)||_F/||WW^T||_F (general orthogonal frame, Dang et al.)."""
+    """``||offdiag(WW^T)||_F/||WW^T||_F`` (general orthogonal frame, Dang et al.)."""
     nc3: float | None
-    """||W^T/||W||_F - M/||M||_F||_F^2 with M the centred class means."""
+    """``||W^T/||W||_F - M/||M||_F||_F^2`` with M the centred class means."""
     nc3_uncentred: float | None
     """As nc3 with the uncentred class means (the bias-free geometry)."""
     nc4: float | None

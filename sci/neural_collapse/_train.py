@@ -36,9 +36,9 @@ class UFMTraining:
     singular_values: np.ndarray
     """(S, K) final singular values of W = W_M ... W_1, largest first."""
     classifier_norms: np.ndarray
-    """(S, K) final ||w_k||."""
+    """(S, K) final ``||w_k||``."""
     feature_norms: np.ndarray
-    """(S, K) final class-mean norms ||h_k||."""
+    """(S, K) final class-mean norms ``||h_k||``."""
     weights: tuple[Any, ...] = field(repr=False)
     """Final W_1..W_M, each (S, out, in), of the active backend."""
     features: Any = field(repr=False)

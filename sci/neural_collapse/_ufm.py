@@ -152,9 +152,9 @@ class UFMMinimizer:
     singular_values: np.ndarray
     """sigma_k of W = W_M ... W_1 (for the ETF solutions: K-1 equal values, then 0)."""
     feature_norms: np.ndarray
-    """||h_k||, the norms of the class means (all samples of a class are equal)."""
+    """``||h_k||``, the norms of the class means (all samples of a class are equal)."""
     classifier_norms: np.ndarray
-    """||w_k||, the norms of the rows of W."""
+    """``||w_k||``, the norms of the rows of W."""
     objective: float
     collapsed: np.ndarray
     """Classes whose mean and classifier row are zero at the minimum."""

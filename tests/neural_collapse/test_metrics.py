@@ -194,3 +194,27 @@ def test_bad_input(kwargs, match):
 def test_chunks_must_agree_in_width():
     with pytest.raises(ValueError, match="same number of columns"):
         nc_metrics([(np.ones((2, 2)), [0, 1]), (np.ones((2, 3)), [0, 1])])
+
+
+def test_kernels_agree(rng):
+    """The portable array kernels (what CuPy runs), the BLAS syrk path and both Numba paths
+    (serial below 2**18 entries, parallel above) give the same sums: exact up to the order of
+    float64 additions."""
+    from sci.neural_collapse._cpu import class_sums
+    from sci.neural_collapse._metrics import (
+        _accumulate_gram_array,
+        _accumulate_gram_numpy,
+        _class_sums_array,
+        _symmetrised_gram,
+    )
+
+    for n, d, K in [(50, 7, 3), (700, 512, 9)]:
+        D = rng.standard_normal((n, d))
+        labels = rng.integers(0, K, n)
+        expected = np.stack([D[labels == c].sum(axis=0) for c in range(K)])
+        np.testing.assert_allclose(_class_sums_array(D, labels, K), expected, atol=1e-11)
+        np.testing.assert_allclose(class_sums(D, labels, K), expected, atol=1e-11)
+        gram = _accumulate_gram_numpy(np.zeros((d, d), order="F"), D)
+        full = _accumulate_gram_array(np.zeros((d, d)), D)
+        np.testing.assert_allclose(_symmetrised_gram(gram, np, True), D.T @ D, atol=1e-10)
+        np.testing.assert_allclose(_symmetrised_gram(full, np, False), D.T @ D, atol=1e-10)

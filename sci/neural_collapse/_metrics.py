@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_float_array, as_int_array, check_integer
+from .._validation import as_float_array, as_int_array, check_integer, check_memory
 from ..backend import array_namespace, asarray, implementation, register, to_numpy
 
 __all__ = ["NCMetrics", "nc_metrics"]
@@ -109,6 +109,11 @@ class _FeatureStatistics:
             self.d = int(H.shape[1])
             if self.d == 0:
                 raise ValueError("H must have at least one feature column; got d = 0")
+            check_memory(
+                8.0 * (2 * self.d * self.d + 2 * max(self.K, 1) * self.d),
+                f"the float64 accumulators of nc_metrics for d = {self.d}",
+                hint="project the features to fewer dimensions first",
+            )
             self.sums = xp.zeros((self.K, self.d))
             self.shift = xp.zeros((self.K, self.d))
             self.gram_upper_only = implementation("neural_collapse.accumulate_gram") is (

@@ -191,6 +191,12 @@ def test_bad_input(kwargs, match):
         nc_metrics(**kwargs)
 
 
+def test_memory_limit_is_checked(monkeypatch):
+    monkeypatch.setenv("SCI_MEMORY_LIMIT", "1MiB")
+    with pytest.raises(ValueError, match="accumulators of nc_metrics for d = 1000"):
+        nc_metrics(np.ones((2, 1000)), [0, 1])
+
+
 def test_chunks_must_agree_in_width():
     with pytest.raises(ValueError, match="same number of columns"):
         nc_metrics([(np.ones((2, 2)), [0, 1]), (np.ones((2, 3)), [0, 1])])

@@ -118,6 +118,24 @@ def test_closed_form_beats_perturbations_and_zero(case):
     assert zero >= r.objective
 
 
+@settings(max_examples=15)
+@given(
+    counts=st.lists(st.integers(1, 60), min_size=2, max_size=5),
+    depth=st.integers(1, 4),
+    log_lam=st.floats(-3.5, -1.5),
+    extra_width=st.integers(0, 3),
+)
+def test_hypothesis_critical_and_better_than_zero(counts, depth, log_lam, extra_width):
+    lam = 10.0**log_lam
+    r = ufm_minimizer(counts, depth=depth, lambda_W=lam, lambda_H=lam,
+                      width=len(counts) + extra_width, rng=0)
+    value, grads = gradients(r)
+    assert value == pytest.approx(r.objective, rel=1e-11)
+    scale = max(1.0, max(np.abs(np.asarray(w)).max() for w in r.weights))
+    assert max(np.abs(g).max() for g in grads) < 1e-11 * scale
+    assert r.objective <= 0.5 + 1e-15  # the zero solution's value, sum n_k / (2N)
+
+
 def test_imbalanced_geometry():
     lam_H, counts = 1e-3, np.array([80, 40, 20, 10])
     N = counts.sum()

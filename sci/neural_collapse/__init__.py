@@ -31,19 +31,21 @@ from ._frames import (
     simplex_etf,
 )
 from ._metrics import NCMetrics, nc_metrics
+from ._train import UFMTraining, train_ufm
+from ._ufm import UFMMinimizer, collapse_threshold, ufm_minimizer, ufm_objective
 
 __all__ = [
     "NCMetrics",
+    "UFMMinimizer",
+    "UFMTraining",
+    "collapse_threshold",
     "frame_error",
     "is_orthogonal_frame",
     "is_simplex_etf",
     "nc_metrics",
     "orthogonal_frame",
     "simplex_etf",
+    "train_ufm",
+    "ufm_minimizer",
+    "ufm_objective",
 ]
-from ._ufm import UFMMinimizer, collapse_threshold, ufm_minimizer, ufm_objective  # noqa: E402
-
-__all__ += ["UFMMinimizer", "collapse_threshold", "ufm_minimizer", "ufm_objective"]
-from ._train import UFMTraining, train_ufm  # noqa: E402
-
-__all__ += ["UFMTraining", "train_ufm"]

@@ -1,6 +1,7 @@
 """Every neural_collapse figure runs in quick mode, and its numbers agree with the theory."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -12,7 +13,9 @@ FIGURES = {name: fig for name, fig in discover().items() if name.startswith("neu
 
 
 def run(name, tmp_path):
-    record = run_figure(FIGURES[name], quick=True, out=tmp_path, cache_dir=None, progress=False)
+    # SCI_FIGURES_CACHE (set by CI) lets the docs build reuse these computations.
+    cache = os.environ.get("SCI_FIGURES_CACHE")
+    record = run_figure(FIGURES[name], quick=True, out=tmp_path, cache_dir=cache, progress=False)
     assert (tmp_path / f"{name}.png").stat().st_size > 0
     return json.loads((tmp_path / f"{name}.json").read_text())["data"] | {"_r": record}
 

@@ -33,6 +33,10 @@ def _coulomb_constant() -> float:
 COULOMB_CONSTANT = _coulomb_constant()
 """Coulomb's constant in kcal·Å/(mol·e²) (CODATA via :mod:`scipy.constants`), ≈ 332.0637."""
 
+# Charges of both signs cancel in the potential but not in its interpolation error (each
+# Gaussian contributes its own), so the degree resolves every Gaussian well below tol.
+_DEGREE_SAFETY = 1.0 / 30.0
+
 _UNITS = {"e/A": 1.0, "kcal/(mol*e)": COULOMB_CONSTANT}
 
 
@@ -267,10 +271,12 @@ def _choose_layout(tol, r_max, half_width, degree, cutoff, n_long, r_min):
         degree = 64 if degree is None else degree
         n_long = 1
         while (n_long < len(full) - 1 and
-               degree_for_gaussian(float(full.exponents[n_long]), half_width, tol) <= degree):
+               degree_for_gaussian(float(full.exponents[n_long]), half_width,
+                                   _DEGREE_SAFETY * tol) <= degree):
             n_long += 1
     if degree is None:
-        degree = degree_for_gaussian(float(full.exponents[n_long - 1]), half_width, tol)
+        degree = degree_for_gaussian(float(full.exponents[n_long - 1]), half_width,
+                                     _DEGREE_SAFETY * tol)
         degree = max(8, int(math.ceil(degree / 8.0) * 8))
     degree = check_integer(degree, "degree", minimum=1, maximum=MAX_DEGREE)
     if cutoff is None:

@@ -355,20 +355,22 @@ def _rhosvd_rank(s: np.ndarray, threshold: float) -> int:
 def left_singular_streaming(a, chunk: int):
     """Left singular vectors and values of a wide ``n x R`` matrix, ``chunk`` columns at a time.
 
-    ``[U S, A_c]`` has the same left singular pairs as ``[A_prev, A_c]`` (their Gram matrices
-    agree), so at most ``n + chunk`` columns are ever decomposed and nothing is squared.
+    A tall-skinny QR of :math:`A^T` is accumulated block by block (``[R_prev; A_c^T] = QR``);
+    :math:`A = R^TQ^T` has the left singular pairs of the small ``n x n`` matrix :math:`R^T`.
+    Nothing is squared, so singular values far below :math:`\sqrt{\text{eps}}\,\sigma_1`
+    stay accurate.
     """
     xp = array_namespace()
     n, total = a.shape
-    if total <= max(chunk, n):
+    if total <= n:
         u, s, _ = xp.linalg.svd(a, full_matrices=False)
         return u, s
     carry = None
     for start in range(0, total, chunk):
-        block = a[:, start:start + chunk]
-        stacked = block if carry is None else xp.concatenate([carry, block], axis=1)
-        u, s, _ = xp.linalg.svd(stacked, full_matrices=False)
-        carry = u * s
+        block = a[:, start:start + chunk].T
+        stacked = block if carry is None else xp.concatenate([carry, block], axis=0)
+        carry = xp.linalg.qr(stacked, mode="r")
+    u, s, _ = xp.linalg.svd(carry.T, full_matrices=False)
     return u, s
 
 

@@ -271,12 +271,21 @@ def coefficients_to_values(coefficients: Any, *, axes: Any = None):
 
 
 def degree_for_gaussian(t: float, half_width: float, tol: float) -> int:
-    r"""Degree after which Chebyshev coefficients of :math:`e^{-t^2x^2}` on
-    ``[-half_width, half_width]`` fall below ``tol`` (relative).
+    r"""The least even degree whose Chebyshev interpolant of :math:`e^{-t^2x^2}` on
+    ``[-half_width, half_width]`` is accurate to ``tol`` (absolute; the peak is 1).
 
-    The coefficients decay like :math:`e^{-p^2/(2 s^2)}`-ish Bessel terms
-    :math:`I_{p/2}(s^2/2)e^{-s^2/2}` with :math:`s = t\,\text{half\_width}`; for large ``s`` the
-    bound :math:`p \gtrsim s\sqrt{2\ln(1/\text{tol})}` of the spec is used with a margin.
+    The coefficients are known in closed form, :math:`c_{2k} = 2(-1)^k e^{-s}I_k(s)` with
+    :math:`s = (t\,\text{half\_width})^2/2` (Jacobi-Anger), and the interpolation error is at
+    most twice the coefficient tail (aliasing), so the degree is the least :math:`2k` with
+    :math:`4\sum_{j\ge k}e^{-s}I_j(s)\le\text{tol}`. For large ``t`` this grows like
+    :math:`t\sqrt{2\ln(1/\text{tol})}` (the spec's rule of thumb).
     """
-    s = t * half_width
-    return int(math.ceil(s * math.sqrt(2.0 * math.log(1.0 / tol)) + 2 * math.log(1.0 / tol) / 3))
+    from scipy.special import ive
+
+    s = 0.5 * (t * half_width) ** 2
+    top = int(4 * s + 20 * math.sqrt(s + 1) + 60)
+    terms = ive(np.arange(top + 1), s)
+    tails = np.cumsum(terms[::-1])[::-1]
+    ok = np.nonzero(4.0 * tails <= tol)[0]
+    k = int(ok[0]) if ok.size else top
+    return max(2 * k, 1)

@@ -105,7 +105,7 @@ def sinc_discretization_bound(r, step, *, width=None) -> float:
     Examples
     --------
     >>> from theory.chebyshev_tucker import sinc_discretization_bound
-    >>> sinc_discretization_bound(0.5, 0.25) < 1e-10
+    >>> sinc_discretization_bound(0.5, 0.2) < 1e-8
     True
     """
     r, h = mpmath.mpf(r), mpmath.mpf(step)

@@ -10,9 +10,10 @@ import numpy as np
 
 from .._validation import as_float_array, check_integer, check_memory, check_real
 from ..backend import array_namespace, implementation, register, to_numpy
-from ._chebyshev import MAX_DEGREE, degree_for_gaussian
+from ._chebyshev import MAX_DEGREE, chebyshev_points, degree_for_gaussian, values_to_coefficients
 from ._direct import _check_particles, _check_targets, direct_potential
 from ._format import ChebTucker
+from ._tucker import reduced_hosvd_blocks
 
 __all__ = [
     "COULOMB_CONSTANT",
@@ -231,32 +232,35 @@ def cube_domain(positions: np.ndarray, margin: float) -> tuple[tuple[float, floa
     return tuple((float(c - half), float(c + half)) for c in centre)
 
 
-def _gaussian_columns(centres, exponents, charges_weights):
-    """A callable x -> (len(x), N*K) samples exp(-t_k^2 (x - c_j)^2), columns j-major."""
-    xp = array_namespace()
-
-    def columns(x):
-        d = x[:, None, None] - centres[None, :, None]
-        return xp.exp(-(exponents[None, None, :] * d) ** 2).reshape(x.shape[0], -1)
-
-    return columns
-
-
 def _long_range_tucker(pos, q, long_sum: ExponentialSum, domain, degree: int, tol: float,
-                       chunk: int = 4096) -> ChebTucker:
+                       chunk: int = 8192) -> ChebTucker:
+    """The CP tensor sum_j q_j sum_k a_k prod_d exp(-t_k^2 (x_d - x_jd)^2) -> ChebTucker.
+
+    Columns (particle j, term k) are generated a block of particles at a time: sampled at the
+    Lobatto points of each mode and transformed by a DCT-I (values_to_coefficients), never
+    held all at once (O(m * chunk) memory for any N).
+    """
     xp = array_namespace()
     n, k = pos.shape[0], len(long_sum)
     m = degree + 1
-    check_memory(
-        8.0 * 2 * 3 * m * n * k, f"the CP factors of {n} particles x {k} long-range terms",
-        hint="lower n_long or the degree",
-    )
-    a = xp.asarray(long_sum.weights)
+    nodes = [chebyshev_points(m, domain=domain[d]) for d in range(3)]
     t = xp.asarray(long_sum.exponents)
-    weights = (q[:, None] * a[None, :]).reshape(-1)
-    factors = [_gaussian_columns(pos[:, d], t, weights) for d in range(3)]
-    return ChebTucker.from_cp(weights, factors, domain=domain, tol=tol, degree=degree,
-                              chunk=chunk)
+    weights = (q[:, None] * xp.asarray(long_sum.weights)[None, :]).reshape(-1)
+    per_block = max(1, chunk // k)
+    check_memory(8.0 * 4 * 3 * m * per_block * k, "one block of CP factor columns")
+
+    def blocks(sl):
+        # sl indexes CP terms; blocks are aligned to whole particles (chunk = per_block * k).
+        first, last = sl.start // k, -(-sl.stop // k)
+        out = []
+        for d in range(3):
+            diff = nodes[d][:, None, None] - pos[first:last, d][None, :, None]
+            values = xp.exp(-(t[None, None, :] * diff) ** 2).reshape(m, -1)
+            out.append(values_to_coefficients(values, axes=0))
+        return out
+
+    tucker = reduced_hosvd_blocks(weights, blocks, n * k, tol=tol, chunk=per_block * k)
+    return ChebTucker._from_tucker(tucker, domain)
 
 
 def _choose_layout(tol, r_max, half_width, degree, cutoff, n_long, r_min):

@@ -11,7 +11,7 @@ import numpy as np
 from .._validation import as_float_array, check_integer, check_memory, check_real
 from ..backend import array_namespace, to_numpy
 
-__all__ = ["TuckerTensor", "hooi", "hosvd", "reduced_hosvd"]
+__all__ = ["TuckerTensor", "hooi", "hosvd", "reduced_hosvd", "reduced_hosvd_blocks"]
 
 
 @dataclass
@@ -219,9 +219,9 @@ def hooi(
     Each sweep replaces :math:`U_k` by the leading left singular vectors of
     :math:`A\times_{j\ne k}U_j^T`; cost :math:`O(n^3 r)` per sweep. The stopping test measures
     :math:`\|(I-U_kU_k^T)U^{new}_k\Sigma^{new}_k\|_F/\|A\|_F` (a residual, weighted by the
-    singular values) rather than :math:`\|A\|^2-\|G\|^2`, whose cancellation (TensorLy's criterion) makes
-    errors below about 1e-8 invisible; for the same reason the reported error is the residual,
-    not :math:`\sqrt{\|A\|^2-\|G\|^2}`.
+    singular values) rather than :math:`\|A\|^2-\|G\|^2`, whose cancellation (TensorLy's
+    criterion) makes errors below about 1e-8 invisible; for the same reason the reported error
+    is the residual, not :math:`\sqrt{\|A\|^2-\|G\|^2}`.
 
     Examples
     --------
@@ -315,19 +315,39 @@ def reduced_hosvd(
             )
     if lam.shape[0] == 0:
         raise ValueError("the CP tensor has no terms (weights is empty)")
+    return reduced_hosvd_blocks(
+        lam, lambda sl: [a[:, sl] for a in mats], lam.shape[0], tol=tol, chunk=chunk
+    )
+
+
+def reduced_hosvd_blocks(lam, blocks, total: int, *, tol: float, chunk: int) -> TuckerTensor:
+    """:func:`reduced_hosvd` with the factor columns produced block by block.
+
+    ``blocks(sl)`` returns the three factor blocks ``(n_k, len(sl))`` of the columns in the
+    slice ``sl``; they are regenerated on every pass, so ``n_k x R`` is never held in memory
+    (the multi-particle route with :math:`R = N R_l` up to millions of terms).
+    """
     xp = array_namespace()
-    norms = [xp.linalg.norm(a, axis=0) for a in mats]
-    scale = norms[0] * norms[1] * norms[2]
-    keep = scale > 0
-    lam = lam * scale
-    mats = [a / xp.where(nrm > 0, nrm, 1) for a, nrm in zip(mats, norms, strict=True)]
-    lam = xp.where(keep, lam, 0)
-    lam_norm = float(xp.linalg.norm(lam))
+    slices = [slice(s, min(s + chunk, total)) for s in range(0, total, chunk)]
+    scaled = xp.empty(total, dtype=lam.dtype)
+    carries: list = [None, None, None]
+
+    def normalized(sl):
+        mats = blocks(sl)
+        norms = [xp.linalg.norm(a, axis=0) for a in mats]
+        return [a / xp.where(nrm > 0, nrm, 1) for a, nrm in zip(mats, norms, strict=True)], norms
+
+    for sl in slices:
+        mats, norms = normalized(sl)
+        scaled[sl] = lam[sl] * norms[0] * norms[1] * norms[2]
+        for k, a in enumerate(mats):
+            carries[k] = _tsqr_step(carries[k], a, xp)
+    lam_norm = float(xp.linalg.norm(scaled))
     if lam_norm == 0:
         raise ValueError("the CP tensor is zero (all weights or all factor columns vanish)")
     bases, spectra = [], []
-    for a in mats:
-        u, s = left_singular_streaming(a, chunk)
+    for k in range(3):
+        u, s, _ = xp.linalg.svd(carries[k].T, full_matrices=False)
         bases.append(u)
         spectra.append(to_numpy(s).astype(np.float64))
     norm_estimate = lam_norm
@@ -335,7 +355,10 @@ def reduced_hosvd(
         target = 0.1 * tol * norm_estimate
         ranks = [_rhosvd_rank(s, target / (3 * lam_norm)) for s in spectra]
         z = [u[:, :r] for u, r in zip(bases, ranks, strict=True)]
-        core = _projected_core(lam, mats, z, chunk)
+        core = xp.zeros((ranks[0] * ranks[1], ranks[2]), dtype=scaled.dtype)
+        for sl in slices:
+            core += _projected_core_block(scaled[sl], normalized(sl)[0], z)
+        core = core.reshape(ranks)
         core_norm = float(xp.linalg.norm(core.ravel()))
         bound = lam_norm * sum(
             float(s[r]) if r < s.size else 0.0 for s, r in zip(spectra, ranks, strict=True)
@@ -351,6 +374,14 @@ def reduced_hosvd(
     )
 
 
+def _tsqr_step(carry, block, xp):
+    """One step of the tall-skinny QR of :math:`A^T`: the R factor of ``[carry; block^T]``."""
+    stacked = block.T if carry is None else xp.concatenate([carry, block.T], axis=0)
+    if stacked.shape[0] <= stacked.shape[1] and carry is None:
+        return stacked
+    return xp.linalg.qr(stacked, mode="r")
+
+
 def _rhosvd_rank(s: np.ndarray, threshold: float) -> int:
     """Least r with sigma_{r+1} <= threshold * sigma-scale (spectral-norm tail)."""
     above = np.nonzero(s > threshold)[0]
@@ -361,32 +392,20 @@ def left_singular_streaming(a, chunk: int):
     r"""Left singular vectors and values of a wide ``n x R`` matrix, ``chunk`` columns at a time.
 
     A tall-skinny QR of :math:`A^T` is accumulated block by block (``[R_prev; A_c^T] = QR``);
-    :math:`A = R^TQ^T` has the left singular pairs of the small ``n x n`` matrix :math:`R^T`.
-    Nothing is squared, so singular values far below :math:`\sqrt{\text{eps}}\,\sigma_1`
-    stay accurate.
+    :math:`A = R^TQ^T` has the left singular pairs of the small matrix :math:`R^T`. Nothing is
+    squared, so singular values far below :math:`\sqrt{\text{eps}}\,\sigma_1` stay accurate.
     """
     xp = array_namespace()
-    n, total = a.shape
-    if total <= n:
-        u, s, _ = xp.linalg.svd(a, full_matrices=False)
-        return u, s
     carry = None
-    for start in range(0, total, chunk):
-        block = a[:, start:start + chunk].T
-        stacked = block if carry is None else xp.concatenate([carry, block], axis=0)
-        carry = xp.linalg.qr(stacked, mode="r")
+    for start in range(0, a.shape[1], chunk):
+        carry = _tsqr_step(carry, a[:, start:start + chunk], xp)
     u, s, _ = xp.linalg.svd(carry.T, full_matrices=False)
     return u, s
 
 
-def _projected_core(lam, mats, z, chunk: int):
-    """``sum_r lam_r (Z1^T a1_r) o (Z2^T a2_r) o (Z3^T a3_r)`` in chunks of columns."""
-    xp = array_namespace()
-    r1, r2, r3 = (zk.shape[1] for zk in z)
-    core = xp.zeros((r1 * r2, r3), dtype=mats[0].dtype)
-    for start in range(0, lam.shape[0], chunk):
-        sl = slice(start, start + chunk)
-        p1, p2, p3 = (zk.T @ a[:, sl] for zk, a in zip(z, mats, strict=True))
-        khatri_rao = (p1[:, None, :] * p2[None, :, :]).reshape(r1 * r2, -1)
-        core += khatri_rao @ (lam[sl, None] * p3.T)
-    return core.reshape(r1, r2, r3)
+def _projected_core_block(lam, mats, z):
+    """``sum_r lam_r (Z1^T a1_r) o (Z2^T a2_r) o (Z3^T a3_r)`` over one block, as (r1 r2, r3)."""
+    r1, r2 = z[0].shape[1], z[1].shape[1]
+    p1, p2, p3 = (zk.T @ a for zk, a in zip(z, mats, strict=True))
+    khatri_rao = (p1[:, None, :] * p2[None, :, :]).reshape(r1 * r2, -1)
+    return khatri_rao @ (lam[:, None] * p3.T)

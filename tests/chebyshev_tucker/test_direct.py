@@ -12,7 +12,7 @@ from sci.chebyshev_tucker import direct_potential, newton_exponential_sum
 def _loop(x, q, t):
     out = np.zeros(len(t))
     for i, p in enumerate(t):
-        for xj, qj in zip(x, q):
+        for xj, qj in zip(x, q, strict=True):
             r = np.linalg.norm(p - xj)
             if r > 0:
                 out[i] += qj / r

@@ -48,8 +48,8 @@ def test_ranks_against_full_grid_hosvd_within_one():
     for eps in (1e-3, 1e-5, 1e-7):
         ct = ChebTucker.from_function(erf_kernel, domain=(-1, 1), degree=64, tol=eps)
         grid = hosvd(full, tol=eps)
-        assert all(abs(a - b) <= 1 for a, b in zip(ct.ranks, grid.ranks))
-        assert all(a >= b for a, b in zip(ct.ranks, grid.ranks))
+        assert all(abs(a - b) <= 1 for a, b in zip(ct.ranks, grid.ranks, strict=True))
+        assert all(a >= b for a, b in zip(ct.ranks, grid.ranks, strict=True))
 
 
 def test_refine_with_hooi_keeps_ranks_and_accuracy(erf_points):
@@ -65,7 +65,7 @@ def test_from_cp_agrees_with_from_function(rng):
 
     def f(x, y, z):
         return sum(wj * np.exp(-t**2 * ((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2))
-                   for wj, c in zip(w, centres))
+                   for wj, c in zip(w, centres, strict=True))
 
     def factor(d):
         return lambda x: np.exp(-t**2 * np.subtract.outer(x, centres[:, d]) ** 2)
@@ -78,7 +78,7 @@ def test_from_cp_agrees_with_from_function(rng):
     scale = np.max(np.abs(ref))
     assert np.max(np.abs(a(p) - ref)) <= 3e-10 * scale
     assert np.max(np.abs(b(p) - ref)) <= 3e-10 * scale
-    assert all(abs(i - j) <= 1 for i, j in zip(a.ranks, b.ranks))
+    assert all(abs(i - j) <= 1 for i, j in zip(a.ranks, b.ranks, strict=True))
 
 
 def test_from_cp_on_a_grid_least_squares(rng):

@@ -17,7 +17,8 @@ def _random_tucker(rng, shape, ranks, decay=None):
     if decay is not None:
         i, j, k = np.indices(ranks)
         core *= decay ** (i + j + k)
-    factors = [np.linalg.qr(rng.standard_normal((n, r)))[0] for n, r in zip(shape, ranks)]
+    factors = [np.linalg.qr(rng.standard_normal((n, r)))[0]
+               for n, r in zip(shape, ranks, strict=True)]
     return TuckerTensor(core, factors).to_full()
 
 
@@ -35,7 +36,7 @@ def test_epsilon_rank_criterion_and_error_bound(rng):
         dec = hosvd(t, tol=eps)
         actual = np.linalg.norm(dec.to_full() - t) / norm
         assert actual <= dec.error * (1 + 1e-6) + 1e-15 <= eps
-        for s, r in zip(dec.singular_values, dec.ranks):
+        for s, r in zip(dec.singular_values, dec.ranks, strict=True):
             tail = math.sqrt(np.sum(s[r:] ** 2))
             assert tail <= eps * norm / math.sqrt(3)
             # minimal: one fewer would break the criterion
@@ -110,7 +111,7 @@ def test_reduced_hosvd_against_full_hosvd(seed, terms, eps):
     err = np.linalg.norm(red.to_full() - full) / np.linalg.norm(full)
     assert err <= eps
     assert red.error <= eps * 1.01
-    for a, b in zip(red.ranks, ref.ranks):
+    for a, b in zip(red.ranks, ref.ranks, strict=True):
         assert abs(a - b) <= 1
 
 

@@ -507,4 +507,5 @@ def _short_range_xp(pos, q, tgt, long_sum: ExponentialSum, cutoff: float):
 
 
 register("chebyshev_tucker.short_range", "numpy", _short_range_tree)
+register("chebyshev_tucker.short_range", "numba", "sci.chebyshev_tucker._cpu:short_range")
 register("chebyshev_tucker.short_range", "array", _short_range_xp)

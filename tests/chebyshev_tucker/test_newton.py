@@ -124,9 +124,16 @@ def test_short_range_backends_agree(particles):
     pts = np.concatenate([np.random.default_rng(2).uniform(-4, 4, (200, 3)), x[:5]])
     tree = sci.backend.implementation("chebyshev_tucker.short_range", "numpy")
     brute = sci.backend.implementation("chebyshev_tucker.short_range", "cupy")
+    cells = sci.backend.implementation("chebyshev_tucker.short_range", "numba")
     with sci.use_backend("numpy"):
-        args = (v.positions, v.charges, pts, v.long_range.exponential_sum, v.cutoff)
-        np.testing.assert_allclose(tree(*args), brute(*args), atol=1e-12)
+        for cutoff in (v.cutoff, 0.05, 20.0):  # typical, tiny (capped cells), whole box
+            args = (v.positions, v.charges, pts, v.long_range.exponential_sum, cutoff)
+            ref = brute(*args)
+            np.testing.assert_allclose(tree(*args), ref, atol=1e-12)
+            np.testing.assert_allclose(cells(*args), ref, atol=1e-12)
+            # targets far outside the particles' box
+            far = (v.positions, v.charges, pts + 30.0, v.long_range.exponential_sum, cutoff)
+            np.testing.assert_allclose(cells(*far), brute(*far), atol=1e-12)
 
 
 def test_units_and_grid(particles):

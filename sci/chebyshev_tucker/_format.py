@@ -63,9 +63,15 @@ class ChebTucker:
 
     References
     ----------
-    .. [1] P. Benner, B. Khoromskij, V. Khoromskaia, Y. Sun, "Chebyshev-Tucker format...",
+    .. [1] P. Benner, B. Khoromskij, V. Khoromskaia, B. Sun, "A mesh-free hybrid
+       Chebyshev-Tucker tensor format with applications to multi-particle modelling",
        arXiv:2503.01696 (2025).
     """
+
+    exponential_sum = None
+    """For a long-range potential: the :class:`ExponentialSum` of its long-range terms."""
+    cutoff = None
+    """For a long-range potential: the radius beyond which its short-range part is dropped."""
 
     def __init__(self, core: Any, factors: Sequence[Any], *, domain: Any,
                  truncation_error: float = 0.0, singular_values: Sequence[Any] = ()):

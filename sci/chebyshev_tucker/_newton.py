@@ -10,7 +10,13 @@ import numpy as np
 
 from .._validation import as_float_array, check_integer, check_memory, check_real
 from ..backend import array_namespace, implementation, register, to_numpy
-from ._chebyshev import MAX_DEGREE, chebyshev_points, degree_for_gaussian, values_to_coefficients
+from ._chebyshev import (
+    MAX_DEGREE,
+    as_box,
+    chebyshev_points,
+    degree_for_gaussian,
+    values_to_coefficients,
+)
 from ._direct import _check_particles, _check_targets, direct_potential
 from ._format import ChebTucker
 from ._tucker import reduced_hosvd_blocks
@@ -416,12 +422,8 @@ class RangeSeparatedPotential:
             if margin is None:
                 margin = 0.1 * extent if extent > 0 else 1.0
             margin = check_real(margin, "margin", low=0.0)
-            from ._chebyshev import as_box
-
             box = as_box(cube_domain(host, margin))
         else:
-            from ._chebyshev import as_box
-
             box = as_box(domain)
             lo = np.array([b[0] for b in box])
             hi = np.array([b[1] for b in box])

@@ -145,7 +145,7 @@ def hosvd(tensor: Any, *, tol: float | None = None, ranks: Any = None) -> Tucker
     ----------
     .. [1] L. De Lathauwer, B. De Moor, J. Vandewalle, "A multilinear singular value
        decomposition", SIAM J. Matrix Anal. Appl. 21 (2000).
-    .. [2] P. Benner, B. Khoromskij, V. Khoromskaia, Y. Sun, arXiv:2503.01696 (2025).
+    .. [2] P. Benner, B. Khoromskij, V. Khoromskaia, B. Sun, arXiv:2503.01696 (2025).
 
     Examples
     --------
@@ -344,7 +344,15 @@ def reduced_hosvd_blocks(lam, blocks, total: int, *, tol: float, chunk: int) -> 
             carries[k] = _tsqr_step(carries[k], a, xp)
     lam_norm = float(xp.linalg.norm(scaled))
     if lam_norm == 0:
-        raise ValueError("the CP tensor is zero (all weights or all factor columns vanish)")
+        # Every term vanishes (zero charges, say): the exact answer is the zero tensor.
+        factors = []
+        for k in range(3):
+            e = xp.zeros((carries[k].shape[1], 1), dtype=scaled.dtype)
+            e[0, 0] = 1
+            factors.append(e)
+        zero = xp.zeros((1, 1, 1), dtype=scaled.dtype)
+        spectra = [np.zeros(1), np.zeros(1), np.zeros(1)]
+        return TuckerTensor(core=zero, factors=factors, singular_values=spectra, error=0.0)
     bases, spectra = [], []
     for k in range(3):
         u, s, _ = xp.linalg.svd(carries[k].T, full_matrices=False)

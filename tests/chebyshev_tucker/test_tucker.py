@@ -146,7 +146,7 @@ def test_bad_input(rng):
         hosvd(np.ones((0, 2, 2)), tol=0.1)
     with pytest.raises(ValueError, match="no terms"):
         reduced_hosvd([], [np.ones((3, 0))] * 3, tol=0.1)
-    with pytest.raises(ValueError, match="is zero"):
-        reduced_hosvd([0.0], [np.ones((3, 1))] * 3, tol=0.1)
+    zero = reduced_hosvd([0.0, 0.0], [np.ones((3, 2))] * 3, tol=0.1)  # the zero tensor
+    assert zero.ranks == (1, 1, 1) and np.all(zero.to_full() == 0)
     with pytest.raises(ValueError, match="columns but weights"):
         reduced_hosvd([1.0, 2.0], [np.ones((3, 1))] * 3, tol=0.1)

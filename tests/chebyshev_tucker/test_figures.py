@@ -1,6 +1,7 @@
 """Every chebyshev_tucker figure runs in quick mode and draws numbers that pass the checks."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -11,7 +12,9 @@ from figures._runner import run_figure
 
 def _run(name, tmp_path):
     fig = discover()[name]
-    record = run_figure(fig, quick=True, out=tmp_path, cache_dir=None, progress=False)
+    # SCI_FIGURES_CACHE (set by CI) lets the docs build reuse these computations.
+    cache = os.environ.get("SCI_FIGURES_CACHE")
+    record = run_figure(fig, quick=True, out=tmp_path, cache_dir=cache, progress=False)
     assert (tmp_path / f"{name}.png").exists()
     assert json.loads((tmp_path / f"{name}.json").read_text())["figure"] == name
     return record["data"]

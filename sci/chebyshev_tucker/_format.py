@@ -225,6 +225,7 @@ class ChebTucker:
         if degree is not None:
             degree = _check_degree(degree)
         coefficient_factors = []
+        qr_cache: dict = {}  # the same grid in several modes: one QR
         for k, fac in enumerate(factors):
             if callable(fac):
                 if degree is None:
@@ -242,7 +243,7 @@ class ChebTucker:
                 coefficient_factors.append(values_to_coefficients(samples, axes=0))
             else:
                 coefficient_factors.append(
-                    _least_squares_coefficients(fac, grid, k, box[k], degree)
+                    _least_squares_coefficients(fac, grid, k, box[k], degree, qr_cache)
                 )
         tucker = reduced_hosvd(weights, coefficient_factors, tol=tol, chunk=chunk)
         return cls._from_tucker(tucker, box)
@@ -407,7 +408,8 @@ class ChebTucker:
 
 
 def _least_squares_coefficients(samples: Any, grid: Sequence[Any], mode: int,
-                                interval: tuple[float, float], degree: int | None):
+                                interval: tuple[float, float], degree: int | None,
+                                qr_cache: dict | None = None):
     xp = array_namespace()
     if len(grid) != 3:
         raise ValueError(f"grid must be three coordinate vectors; got {len(grid)}")
@@ -427,8 +429,14 @@ def _least_squares_coefficients(samples: Any, grid: Sequence[Any], mode: int,
     a, b = interval
     if float(x.min()) < a - _BOX_SLACK * (b - a) or float(x.max()) > b + _BOX_SLACK * (b - a):
         raise ValueError(f"grid[{mode}] leaves the box [{a}, {b}]")
-    vander = _vandermonde(to_reference(x, a, b), degree)
-    # QR-based least squares: the grid values are reproduced to rounding whenever they are
-    # representable, whatever the conditioning of the equispaced Vandermonde matrix.
-    q, r = xp.linalg.qr(vander)
+    key = (interval, degree, x.shape[0], hash(to_numpy(x).tobytes()))
+    if qr_cache is not None and key in qr_cache:
+        q, r = qr_cache[key]
+    else:
+        vander = _vandermonde(to_reference(x, a, b), degree)
+        # QR-based least squares: the grid values are reproduced to rounding whenever they
+        # are representable, whatever the conditioning of the equispaced Vandermonde matrix.
+        q, r = xp.linalg.qr(vander)
+        if qr_cache is not None:
+            qr_cache[key] = (q, r)
     return xp.linalg.solve(r, q.T @ values)

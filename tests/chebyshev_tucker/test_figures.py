@@ -52,3 +52,14 @@ def test_singular_values(tmp_path):
         assert s[12] < 1e-6  # fast (super-exponential) decay
     # wider kernel (larger sigma): faster decay
     assert d["coefficients"][2][8] < d["coefficients"][0][8]
+
+
+def test_newton_paper_data(tmp_path, shared_data):
+    d = _run("chebyshev_tucker_newton", tmp_path)
+    n = d["sizes"]
+    for size, errors in zip(n, d["errors"], strict=True):
+        if size <= 2048:
+            assert errors[0] <= d["tol"]  # m = 129 suffices up to n = 2048
+        if size == 4096:
+            assert errors[0] > 1e-5 and errors[1] < 1e-8  # spec: 1e-4 and 7.5e-10
+    assert d["ranks"][0][0] == 9  # n = 256: the paper's rank

@@ -144,7 +144,7 @@ FIGURES = [
         full={"sizes": [10, 30, 100, 300, 1000, 3000, 10000], "lattice_sides": [2, 4, 8, 16],
               "n_long": 14, "degree": 64, "tol": 1e-6},
         quick={"sizes": [10, 30, 100, 300], "lattice_sides": [2, 3, 4, 6],
-               "n_long": 14, "degree": 48, "tol": 1e-6},
+               "n_long": 14, "degree": 64, "tol": 1e-6},
         subpackage="sci.chebyshev_tucker",
     ),
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -289,6 +290,14 @@ def _choose_layout(tol, r_max, half_width, degree, cutoff, n_long, r_min):
                                      _DEGREE_SAFETY * tol)
         degree = max(8, int(math.ceil(degree / 8.0) * 8))
     degree = check_integer(degree, "degree", minimum=1, maximum=MAX_DEGREE)
+    needed = degree_for_gaussian(float(full.exponents[n_long - 1]), half_width, tol)
+    if degree < needed:
+        warnings.warn(
+            f"degree={degree} does not resolve the narrowest of the {n_long} long-range "
+            f"Gaussians to tol={tol:g} (needs about {needed}); the long-range part will be "
+            "less accurate than tol. Raise the degree, or lower n_long / raise the cutoff",
+            UserWarning, stacklevel=3,
+        )
     if cutoff is None:
         cutoff = full.cutoff_for(n_long)
     return full, n_long, degree, cutoff

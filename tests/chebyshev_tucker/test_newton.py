@@ -158,6 +158,12 @@ def test_layout_choices_are_consistent(particles):
     assert c.n_long <= d.n_long and c.cutoff >= d.cutoff  # more degree: shorter short range
 
 
+def test_too_low_degree_warns(particles):
+    x, q = particles[0][:20], particles[1][:20]
+    with pytest.warns(UserWarning, match="does not resolve the narrowest"):
+        RangeSeparatedPotential(x, q, tol=1e-6, degree=8, cutoff=0.5)
+
+
 def test_rank_saturates_with_n():
     # The point of the format: the Tucker rank of the long-range sum grows only slowly in N.
     rng = np.random.default_rng(0)

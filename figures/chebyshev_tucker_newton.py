@@ -1,0 +1,89 @@
+"""The paper's own Newton-kernel data: Chebyshev-Tucker ranks and errors of the long-range
+part against the grid size n, for m = 129 and m = 257 Chebyshev points."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from figures._registry import Figure
+from sci._progress import progress_bar
+
+_DATA = Path(os.environ.get("SCI_SHARED_DATA",
+                            Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+
+def compute(*, sizes, degrees, tol, samples, progress=None):
+    import scipy.io
+
+    from sci.chebyshev_tucker import ChebTucker
+
+    rng = np.random.default_rng(0)
+    out = {"sizes": list(sizes), "degrees": list(degrees), "tol": tol, "ranks": [],
+           "errors": [], "cp_rank": [], "long_terms": []}
+    for n in progress_bar(sizes, progress=progress, desc="n"):
+        path = _DATA / "chebtuck-paper" / f"Newt_canon_{n}.mat"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found (set SCI_SHARED_DATA)")
+        u = scipy.io.loadmat(path, squeeze_me=True)["U1r"]
+        r_long = math.ceil(u.shape[1] / 2) - 3  # the paper's long-range part
+        f = u[:, :r_long] / (2 / n)
+        g = -1 + (np.arange(n) + 0.5) * 2 / n
+        idx = rng.integers(0, n, (samples, 3))
+        ref = np.sum(f[idx[:, 0]] * f[idx[:, 1]] * f[idx[:, 2]], axis=1)
+        ranks, errors = [], []
+        for degree in degrees:
+            if degree + 1 > n:  # a fit needs at least as many grid points as coefficients
+                ranks.append(None)
+                errors.append(None)
+                continue
+            ct = ChebTucker.from_cp(np.ones(r_long), [f, f, f], domain=(-1, 1), degree=degree,
+                                    tol=tol, grid=(g, g, g))
+            ranks.append(max(ct.ranks))
+            errors.append(float(np.max(np.abs(ct(g[idx]) - ref)) / np.max(np.abs(ref))))
+        out["ranks"].append(ranks)
+        out["errors"].append(errors)
+        out["cp_rank"].append(int(u.shape[1]))
+        out["long_terms"].append(r_long)
+    return out
+
+
+def plot(data):
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    n = np.asarray(data["sizes"])
+    for k, degree in enumerate(data["degrees"]):
+        ranks = np.array([np.nan if r[k] is None else r[k] for r in data["ranks"]], float)
+        errors = np.array([np.nan if e[k] is None else e[k] for e in data["errors"]], float)
+        a.semilogx(n, ranks, "o-", base=2, label=f"m = {degree + 1}")
+        b.plot(n, errors, "o-", label=f"m = {degree + 1}")
+    a.semilogx([256, 512, 1024, 2048], [9, 11, 12, 13], "k*", base=2, label="paper (m = 129)")
+    a.set_xlabel("grid size n")
+    a.set_ylabel("Tucker rank (max over modes)")
+    a.set_title(f"Newton long-range part, tol {data['tol']:g}")
+    a.legend()
+    b.set_xscale("log", base=2)
+    b.set_yscale("log")
+    b.axhline(data["tol"], color="k", ls=":", label="tol")
+    b.set_xlabel("grid size n")
+    b.set_ylabel("max relative error on the grid")
+    b.legend()
+    fig.tight_layout()
+    return fig
+
+
+FIGURE = Figure(
+    name="chebyshev_tucker_newton",
+    title="Long-range Newton kernel from the paper's data: ranks and errors against n",
+    reproduces="Benner et al. 2025 (arXiv:2503.01696), Chebyshev-Tucker ranks and errors of "
+               "the long-range Newton kernel for n = 256 ... 8192 (Newt_canon_n data)",
+    compute=compute, plot=plot,
+    full={"sizes": [256, 512, 1024, 2048, 4096, 8192], "degrees": [128, 256], "tol": 1e-7,
+          "samples": 50000},
+    quick={"sizes": [256, 1024, 4096], "degrees": [128, 256], "tol": 1e-7, "samples": 4000},
+    subpackage="sci.chebyshev_tucker",
+)

@@ -1,0 +1,442 @@
+"""The Chebyshev-Tucker format: a Tucker tensor of Chebyshev coefficients on a box."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .._validation import as_float_array, check_integer, check_memory, check_real
+from ..backend import array_namespace, to_numpy
+from ._chebyshev import (
+    MAX_DEGREE,
+    _vandermonde,
+    as_box,
+    chebyshev_points,
+    to_reference,
+    values_to_coefficients,
+)
+from ._tucker import TuckerTensor, hooi, hosvd, multi_mode_product, reduced_hosvd
+
+__all__ = ["ChebTucker"]
+
+_BOX_SLACK = 1e-10
+"""Points this far outside the box (relative to its size) still count as inside (rounding)."""
+
+
+def _check_degree(degree: Any) -> int:
+    degree = check_integer(degree, "degree", minimum=1, maximum=MAX_DEGREE)
+    m = degree + 1
+    check_memory(
+        8.0 * m**3 * 3, f"the {m}x{m}x{m} coefficient tensor of degree {degree}",
+        hint="lower the degree or build from CP factors (ChebTucker.from_cp)",
+    )
+    return degree
+
+
+class ChebTucker:
+    r"""A function on a box as a Tucker tensor of Chebyshev coefficients.
+
+    .. math::
+        f(x, y, z) \approx \sum_{i,j,k} G_{ijk}\, u_i(x)\, v_j(y)\, w_k(z),\qquad
+        u_i(x) = \sum_{p=0}^{m-1} U_{pi}\, T_p(\hat x),
+
+    with :math:`\hat x` the affine image of ``x`` in ``[-1, 1]`` and :math:`U, V, W` orthonormal
+    (m x r) coefficient factors. Build it with :meth:`from_function`, :meth:`from_cp` or
+    :meth:`from_coefficients`; call it on points ``(M, 3)``; export it with :meth:`on_grid` or
+    :meth:`to_tucker`.
+
+    Parameters
+    ----------
+    core : array, shape (r1, r2, r3)
+    factors : three arrays, shapes (m_k, r_k)
+        Chebyshev coefficient factors (degree ``m_k - 1``, low to high degree).
+    domain : (a, b) or three pairs
+        The box.
+    truncation_error : float
+        Relative Frobenius error of the Tucker truncation of the coefficient tensor.
+
+    Attributes
+    ----------
+    core, factors, domain, ranks, degrees, nbytes, truncation_error
+
+    References
+    ----------
+    .. [1] P. Benner, B. Khoromskij, V. Khoromskaia, B. Sun, "A mesh-free hybrid
+       Chebyshev-Tucker tensor format with applications to multi-particle modelling",
+       arXiv:2503.01696 (2025).
+    """
+
+    exponential_sum = None
+    """For a long-range potential: the :class:`ExponentialSum` of its long-range terms."""
+    cutoff = None
+    """For a long-range potential: the radius beyond which its short-range part is dropped."""
+
+    def __init__(self, core: Any, factors: Sequence[Any], *, domain: Any,
+                 truncation_error: float = 0.0, singular_values: Sequence[Any] = ()):
+        core = as_float_array(core, "core", ndim=3)
+        if len(factors) != 3:
+            raise ValueError(f"factors must be three matrices; got {len(factors)}")
+        factors = [as_float_array(u, f"factors[{k}]", ndim=2) for k, u in enumerate(factors)]
+        for k, u in enumerate(factors):
+            if u.shape[1] != core.shape[k]:
+                raise ValueError(
+                    f"factors[{k}] has {u.shape[1]} columns but the core has size "
+                    f"{core.shape[k]} along mode {k}"
+                )
+            if u.shape[0] < 1:
+                raise ValueError(f"factors[{k}] needs at least one coefficient row")
+        self.core = core
+        self.factors = factors
+        self.domain = as_box(domain)
+        self.truncation_error = float(truncation_error)
+        self.singular_values = [np.asarray(to_numpy(s)) for s in singular_values]
+
+    # -- construction -----------------------------------------------------------------------
+
+    @classmethod
+    def from_coefficients(cls, coefficients: Any, *, domain: Any, tol: float | None = None,
+                          ranks: Any = None, refine: bool = False) -> ChebTucker:
+        """Compress a full coefficient tensor (m1 x m2 x m3) by :func:`hosvd` (and :func:`hooi`
+        at the same ranks when ``refine``)."""
+        coefficients = as_float_array(coefficients, "coefficients", ndim=3)
+        if tol is None and ranks is None:
+            raise ValueError("give tol (epsilon-ranks) or ranks")
+        tucker = hosvd(coefficients, tol=tol, ranks=None if tol is not None else ranks)
+        if refine:
+            tucker = hooi(coefficients, tucker.ranks, init=tucker)
+        return cls._from_tucker(tucker, domain)
+
+    @classmethod
+    def _from_tucker(cls, tucker: TuckerTensor, domain: Any) -> ChebTucker:
+        return cls(tucker.core, tucker.factors, domain=domain,
+                   truncation_error=tucker.error, singular_values=tucker.singular_values)
+
+    @classmethod
+    def from_function(cls, f: Callable[..., Any], *, domain: Any, degree: int, tol: float,
+                      refine: bool = False, vectorized: bool = True) -> ChebTucker:
+        r"""Interpolate ``f`` at the :math:`m^3` Lobatto points, ``m = degree + 1``, and compress.
+
+        Parameters
+        ----------
+        f : callable
+            ``f(x, y, z)`` on broadcastable arrays (``vectorized=True``), returning real values.
+        domain : (a, b) or three pairs
+        degree : int
+            Polynomial degree per mode (``m = degree + 1`` points).
+        tol : float
+            :math:`\varepsilon` of the HOSVD rank criterion (spec: tail :math:`\le
+            \varepsilon\|C\|_F/\sqrt3`).
+        refine : bool
+            Refine by HOOI at the epsilon-ranks.
+
+        Returns
+        -------
+        ChebTucker
+
+        Raises
+        ------
+        ValueError
+            ``f`` returns the wrong shape or non-finite values; the degree does not fit in
+            memory (the message says how much it needs).
+
+        Notes
+        -----
+        Cost: :math:`m^3` samples, a DCT-I along each mode (:math:`O(m^3\log m)`) and an HOSVD
+        (:math:`O(m^4)`).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sci.chebyshev_tucker import ChebTucker
+        >>> ct = ChebTucker.from_function(lambda x, y, z: np.exp(x + 2 * y) * np.cos(z),
+        ...                               domain=(-1, 1), degree=24, tol=1e-12)
+        >>> ct.ranks
+        (1, 1, 1)
+        >>> float(abs(ct([[0.1, 0.2, 0.3]])[0] - np.exp(0.5) * np.cos(0.3))) < 1e-12
+        True
+        """
+        box = as_box(domain)
+        degree = _check_degree(degree)
+        tol = check_real(tol, "tol", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
+        if not callable(f):
+            raise TypeError(f"f must be callable; got {type(f).__name__}")
+        xp = array_namespace()
+        m = degree + 1
+        nodes = [chebyshev_points(m, domain=box[k]) for k in range(3)]
+        grids = (nodes[0][:, None, None], nodes[1][None, :, None], nodes[2][None, None, :])
+        if vectorized:
+            values = f(*grids)
+        else:
+            values = np.vectorize(f)(*(to_numpy(g) for g in grids))
+        values = xp.broadcast_to(as_float_array(values, "f(x, y, z)"), (m, m, m))
+        coefficients = values_to_coefficients(values)
+        return cls.from_coefficients(coefficients, domain=box, tol=tol, refine=refine)
+
+    @classmethod
+    def from_cp(cls, weights: Any, factors: Sequence[Any], *, domain: Any, tol: float,
+                degree: int | None = None, grid: Sequence[Any] | None = None,
+                chunk: int = 4096) -> ChebTucker:
+        r"""The Chebyshev-Tucker form of a CP tensor :math:`\sum_r\lambda_r
+        f^1_r(x)f^2_r(y)f^3_r(z)`, never forming the :math:`m^3` tensor.
+
+        Parameters
+        ----------
+        weights : array_like, shape (R,)
+        factors : three array_like or three callables
+            Samples of the factor functions: shape (m, R) at the Lobatto points of each mode
+            (``grid=None``), or shape (n_k, R) at the coordinates ``grid[k]``. A callable
+            ``g(x)`` returns the (len(x), R) samples at the points ``x`` it is given.
+        domain : (a, b) or three pairs
+        tol : float
+            Relative accuracy of the Tucker compression (see :func:`reduced_hosvd`).
+        degree : int, optional
+            Polynomial degree per mode; default ``m - 1`` from the samples' length.
+        grid : three array_like, optional
+            Coordinates of samples given on a grid (e.g. a cell-centred grid from a
+            grid-based code). Coefficients are then a least-squares fit of the given degree
+            (needs ``n_k >= degree + 1``).
+
+        Returns
+        -------
+        ChebTucker
+
+        Notes
+        -----
+        Coefficient factors come from one-dimensional transforms of each factor column
+        (DCT-I, :math:`O(dRm\log m)`), then :func:`reduced_hosvd` (:math:`O(dmR\min(m,R) +
+        r^3R)`).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sci.chebyshev_tucker import ChebTucker
+        >>> g = lambda x: np.exp(-np.subtract.outer(x, [0.0, 0.5]) ** 2)
+        >>> ct = ChebTucker.from_cp([1.0, -2.0], [g, g, g], domain=(-1, 1), degree=30,
+        ...                         tol=1e-12)
+        >>> ct.ranks
+        (2, 2, 2)
+        """
+        box = as_box(domain)
+        tol = check_real(tol, "tol", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
+        if len(factors) != 3:
+            raise ValueError(f"factors must be three matrices or callables; got {len(factors)}")
+        if degree is not None:
+            degree = _check_degree(degree)
+        coefficient_factors = []
+        qr_cache: dict = {}  # the same grid in several modes: one QR
+        for k, fac in enumerate(factors):
+            if callable(fac):
+                if degree is None:
+                    raise ValueError("degree is required when the factors are callables")
+                nodes = chebyshev_points(degree + 1, domain=box[k])
+                samples = as_float_array(fac(nodes), f"factors[{k}](x)", ndim=2)
+                coefficient_factors.append(values_to_coefficients(samples, axes=0))
+            elif grid is None:
+                samples = as_float_array(fac, f"factors[{k}]", ndim=2)
+                if degree is not None and samples.shape[0] != degree + 1:
+                    raise ValueError(
+                        f"factors[{k}] has {samples.shape[0]} rows; samples at the Lobatto "
+                        f"points of degree {degree} need {degree + 1} (or pass grid=)"
+                    )
+                coefficient_factors.append(values_to_coefficients(samples, axes=0))
+            else:
+                coefficient_factors.append(
+                    _least_squares_coefficients(fac, grid, k, box[k], degree, qr_cache)
+                )
+        tucker = reduced_hosvd(weights, coefficient_factors, tol=tol, chunk=chunk)
+        return cls._from_tucker(tucker, box)
+
+    # -- properties -------------------------------------------------------------------------
+
+    @property
+    def ranks(self) -> tuple[int, int, int]:
+        """Tucker ranks ``(r1, r2, r3)``."""
+        return tuple(int(u.shape[1]) for u in self.factors)
+
+    @property
+    def degrees(self) -> tuple[int, int, int]:
+        """Polynomial degree per mode (``m_k - 1``)."""
+        return tuple(int(u.shape[0]) - 1 for u in self.factors)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the core and the factors."""
+        return int(self.core.nbytes + sum(u.nbytes for u in self.factors))
+
+    def __repr__(self) -> str:
+        return (f"ChebTucker(ranks={self.ranks}, degrees={self.degrees}, "
+                f"domain={self.domain}, nbytes={self.nbytes})")
+
+    def coefficients(self):
+        """The full coefficient tensor (m1 x m2 x m3), checked against the memory limit."""
+        m = [u.shape[0] for u in self.factors]
+        check_memory(8.0 * m[0] * m[1] * m[2], "the full coefficient tensor")
+        return multi_mode_product(self.core, self.factors)
+
+    def error_estimate(self) -> float:
+        r"""A-posteriori estimate of the relative error :math:`\|f - \tilde f\|/\|f\|`.
+
+        The Tucker truncation error plus the Chebyshev tail: the largest relative mass, over
+        the modes, of the coefficients of the two highest degrees,
+        :math:`\|U_k[m-2:,:]\,G_{(k)}\|_F/\|G\|_F` (coefficients of an analytic function decay
+        geometrically, so the last ones bound the aliasing and truncation error up to a
+        modest factor, as Chebfun's ``standardChop`` reasons).
+
+        Returns
+        -------
+        float
+        """
+        xp = array_namespace()
+        g_norm = float(xp.linalg.norm(self.core.ravel()))
+        if g_norm == 0:
+            return self.truncation_error
+        tail = 0.0
+        for mode, u in enumerate(self.factors):
+            unfolded = xp.moveaxis(self.core, mode, 0).reshape(self.core.shape[mode], -1)
+            last = u[-2:, :] @ unfolded
+            tail = max(tail, float(xp.linalg.norm(last.ravel())) / g_norm)
+        return self.truncation_error + tail
+
+    # -- evaluation -------------------------------------------------------------------------
+
+    def _mode_matrix(self, coordinate, mode: int, name: str, extrapolate: bool):
+        """``T(x) U_mode`` for coordinates ``x`` (checked against the box)."""
+        a, b = self.domain[mode]
+        slack = _BOX_SLACK * (b - a)
+        if coordinate.size and not extrapolate:
+            lo, hi = float(coordinate.min()), float(coordinate.max())
+            if lo < a - slack or hi > b + slack:
+                raise ValueError(
+                    f"{name} has coordinates in [{lo:.6g}, {hi:.6g}] along axis {mode}, outside "
+                    f"the box [{a:.6g}, {b:.6g}]; Chebyshev series diverge quickly outside it. "
+                    "Build on a larger domain, or pass extrapolate=True to evaluate the "
+                    "polynomial anyway"
+                )
+        u = self.factors[mode]
+        t = to_reference(coordinate.astype(u.dtype, copy=False), a, b)
+        return _vandermonde(t, u.shape[0] - 1) @ u
+
+    def __call__(self, points: Any, *, extrapolate: bool = False, chunk: int = 65536):
+        r"""Evaluate at scattered points, mesh-free.
+
+        Parameters
+        ----------
+        points : array_like, shape (M, 3)
+        extrapolate : bool
+            Evaluate outside the box (a polynomial extrapolation: accurate only very close to
+            the box); by default a point outside raises :class:`ValueError`.
+        chunk : int
+            Points per block (memory :math:`O(\text{chunk}\cdot(m + r^2))`).
+
+        Returns
+        -------
+        array, shape (M,)
+
+        Notes
+        -----
+        Per point :math:`O(3mr + r^3)`: the Chebyshev polynomials of each coordinate times the
+        factor, then the core contracted with the three resulting vectors.
+        """
+        pts = as_float_array(points, "points", ndim=2)
+        if pts.shape[1] != 3:
+            raise ValueError(f"points must have shape (M, 3); got {tuple(pts.shape)}")
+        chunk = check_integer(chunk, "chunk", minimum=1)
+        xp = array_namespace()
+        r1, r2, r3 = self.ranks
+        out = xp.empty(pts.shape[0], dtype=self.core.dtype)
+        core = self.core.reshape(r1, r2 * r3)
+        for start in range(0, pts.shape[0], chunk):
+            block = pts[start:start + chunk]
+            fx, fy, fz = (self._mode_matrix(block[:, k], k, "points", extrapolate)
+                          for k in range(3))
+            tmp = (fx @ core).reshape(-1, r2, r3)
+            out[start:start + chunk] = xp.einsum("pjk,pj,pk->p", tmp, fy, fz)
+        return out
+
+    def grid_factors(self, x: Any, y: Any, z: Any, *, extrapolate: bool = False):
+        """The sampled factors ``u_i(x)``, ``v_j(y)``, ``w_k(z)`` (shapes (n_k, r_k))."""
+        coords = [as_float_array(c, name, ndim=1) for c, name in zip((x, y, z), "xyz",
+                                                                      strict=True)]
+        return [self._mode_matrix(c, k, "xyz"[k], extrapolate) for k, c in enumerate(coords)]
+
+    def on_grid(self, x: Any, y: Any, z: Any, *, extrapolate: bool = False):
+        r"""Values on the tensor grid ``x x y x z`` (a full array, memory checked).
+
+        Cost :math:`O(n m r)` for the factors plus :math:`O(n^3 r)` for the mode products.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sci.chebyshev_tucker import ChebTucker
+        >>> ct = ChebTucker.from_function(lambda x, y, z: x * y + z, domain=(0, 1), degree=4,
+        ...                               tol=1e-12)
+        >>> g = np.linspace(0, 1, 3)
+        >>> bool(np.allclose(ct.on_grid(g, g, g), g[:, None, None] * g[None, :, None]
+        ...                  + g[None, None, :]))
+        True
+        """
+        factors = self.grid_factors(x, y, z, extrapolate=extrapolate)
+        n = [f.shape[0] for f in factors]
+        check_memory(8.0 * n[0] * n[1] * n[2], f"the {n[0]}x{n[1]}x{n[2]} grid of values",
+                     hint="use to_tucker() for the compressed grid tensor")
+        return multi_mode_product(self.core, factors)
+
+    def to_tucker(self, x: Any, y: Any, z: Any, *, extrapolate: bool = False) -> TuckerTensor:
+        r"""The algebraic Tucker tensor of the values on the grid ``x x y x z``, with
+        orthonormal factors (QR of each sampled factor, R absorbed in the core).
+
+        Cost :math:`O(n m r + n r^2 + r^4)`, never :math:`n^3`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sci.chebyshev_tucker import ChebTucker
+        >>> ct = ChebTucker.from_function(lambda x, y, z: np.sin(x + y + z), domain=(-1, 1),
+        ...                               degree=20, tol=1e-13)
+        >>> g = np.linspace(-1, 1, 50)
+        >>> t = ct.to_tucker(g, g, g)
+        >>> t.ranks, bool(np.allclose(t.factors[0].T @ t.factors[0], np.eye(2)))
+        ((2, 2, 2), True)
+        """
+        xp = array_namespace()
+        factors = self.grid_factors(x, y, z, extrapolate=extrapolate)
+        qs, rs = zip(*(xp.linalg.qr(f) for f in factors), strict=True)
+        core = multi_mode_product(self.core, list(rs))
+        return TuckerTensor(core=core, factors=list(qs), error=self.truncation_error)
+
+
+def _least_squares_coefficients(samples: Any, grid: Sequence[Any], mode: int,
+                                interval: tuple[float, float], degree: int | None,
+                                qr_cache: dict | None = None):
+    xp = array_namespace()
+    if len(grid) != 3:
+        raise ValueError(f"grid must be three coordinate vectors; got {len(grid)}")
+    x = as_float_array(grid[mode], f"grid[{mode}]", ndim=1)
+    values = as_float_array(samples, f"factors[{mode}]", ndim=2)
+    if values.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"factors[{mode}] has {values.shape[0]} rows but grid[{mode}] has {x.shape[0]} points"
+        )
+    if degree is None:
+        raise ValueError("degree is required with grid=")
+    if x.shape[0] < degree + 1:
+        raise ValueError(
+            f"a least-squares fit of degree {degree} needs at least {degree + 1} grid points; "
+            f"grid[{mode}] has {x.shape[0]}"
+        )
+    a, b = interval
+    if float(x.min()) < a - _BOX_SLACK * (b - a) or float(x.max()) > b + _BOX_SLACK * (b - a):
+        raise ValueError(f"grid[{mode}] leaves the box [{a}, {b}]")
+    key = (interval, degree, x.shape[0], hash(to_numpy(x).tobytes()))
+    if qr_cache is not None and key in qr_cache:
+        q, r = qr_cache[key]
+    else:
+        vander = _vandermonde(to_reference(x, a, b), degree)
+        # QR-based least squares: the grid values are reproduced to rounding whenever they
+        # are representable, whatever the conditioning of the equispaced Vandermonde matrix.
+        q, r = xp.linalg.qr(vander)
+        if qr_cache is not None:
+            qr_cache[key] = (q, r)
+    return xp.linalg.solve(r, q.T @ values)

@@ -1,0 +1,152 @@
+"""HOSVD, HOOI and the reduced HOSVD against full-tensor computations and identities."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import sci
+from sci.chebyshev_tucker import TuckerTensor, hooi, hosvd, reduced_hosvd
+from sci.chebyshev_tucker._tucker import epsilon_rank, left_singular_streaming
+
+
+def _random_tucker(rng, shape, ranks, decay=None):
+    core = rng.standard_normal(ranks)
+    if decay is not None:
+        i, j, k = np.indices(ranks)
+        core *= decay ** (i + j + k)
+    factors = [np.linalg.qr(rng.standard_normal((n, r)))[0]
+               for n, r in zip(shape, ranks, strict=True)]
+    return TuckerTensor(core, factors).to_full()
+
+
+def test_exact_low_rank_is_recovered(rng, backend, to_numpy):
+    t = _random_tucker(rng, (10, 11, 12), (2, 3, 4))
+    dec = hosvd(t, tol=1e-10)
+    assert dec.ranks == (2, 3, 4)
+    np.testing.assert_allclose(to_numpy(dec.to_full()), t, atol=1e-12)
+
+
+def test_epsilon_rank_criterion_and_error_bound(rng):
+    t = _random_tucker(rng, (20, 20, 20), (12, 12, 12), decay=0.3)
+    norm = np.linalg.norm(t)
+    for eps in (1e-2, 1e-4, 1e-6, 1e-9):
+        dec = hosvd(t, tol=eps)
+        actual = np.linalg.norm(dec.to_full() - t) / norm
+        assert actual <= dec.error * (1 + 1e-6) + 1e-15 <= eps
+        for s, r in zip(dec.singular_values, dec.ranks, strict=True):
+            tail = math.sqrt(np.sum(s[r:] ** 2))
+            assert tail <= eps * norm / math.sqrt(3)
+            # minimal: one fewer would break the criterion
+            assert r == 1 or math.sqrt(np.sum(s[r - 1:] ** 2)) > eps * norm / math.sqrt(3)
+
+
+def test_epsilon_rank_accurate_far_below_sqrt_eps():
+    s = np.array([1.0, 1e-9, 1e-12, 1e-14])
+    assert epsilon_rank(s, 5e-13) == 3
+    assert epsilon_rank(s, 2e-12) == 2
+
+
+def test_fixed_ranks(rng):
+    t = rng.standard_normal((6, 7, 8))
+    assert hosvd(t, ranks=(1, 2, 3)).ranks == (1, 2, 3)
+    assert hosvd(t, ranks=2).core.shape == (2, 2, 2)
+
+
+def test_hooi_improves_on_hosvd_and_converges_below_1e8(rng):
+    t = _random_tucker(rng, (15, 15, 15), (8, 8, 8), decay=0.04)
+    ranks = (6, 6, 6)
+    h = hosvd(t, ranks=ranks)
+    o = hooi(t, ranks, tol=1e-13, max_iterations=200)
+    residual = np.linalg.norm(o.to_full() - t) / np.linalg.norm(t)
+    assert o.error == pytest.approx(residual, rel=1e-6, abs=1e-14)
+    assert residual <= np.linalg.norm(h.to_full() - t) / np.linalg.norm(t) + 1e-14
+    assert residual < 1e-8  # a regime where sqrt(|A|^2 - |G|^2) would cancel to noise
+    # Converged: one more sweep does not lower the error beyond rounding.
+    again = hooi(t, ranks, init=o, max_iterations=1)
+    assert again.error >= o.error - 1e-13
+
+
+def test_hooi_strictly_improves_on_a_generic_tensor(rng):
+    t = rng.standard_normal((10, 10, 10))
+    h = hosvd(t, ranks=3)
+    assert hooi(t, 3).error < h.error * (1 - 1e-4)
+
+
+def test_hooi_matches_tensorly_at_moderate_accuracy(rng):
+    tensorly = pytest.importorskip("tensorly")
+    from tensorly.decomposition import tucker
+
+    t = rng.standard_normal((9, 10, 11))
+    ours = hooi(t, (3, 3, 3), tol=1e-12, max_iterations=500)
+    core, factors = tucker(tensorly.tensor(t), rank=[3, 3, 3], n_iter_max=500, tol=1e-14,
+                           init="svd")
+    theirs = np.linalg.norm(tensorly.tucker_to_tensor((core, factors)) - t) / np.linalg.norm(t)
+    assert ours.error <= theirs * (1 + 1e-6)
+
+
+def test_streaming_svd_matches_direct(rng):
+    a = rng.standard_normal((7, 1000)) * np.logspace(0, -13, 7)[:, None]
+    u, s = left_singular_streaming(a, 64)
+    s_ref = np.linalg.svd(a, compute_uv=False)
+    np.testing.assert_allclose(s, s_ref, rtol=1e-10, atol=1e-14 * s_ref[0])
+    u_ref = np.linalg.svd(a, full_matrices=False)[0]
+    np.testing.assert_allclose(np.abs(u.T @ u_ref), np.eye(7), atol=1e-6)
+
+
+@given(seed=st.integers(0, 2**31 - 1), terms=st.integers(1, 60),
+       eps=st.sampled_from([1e-3, 1e-6, 1e-9]))
+def test_reduced_hosvd_against_full_hosvd(seed, terms, eps):
+    rng = np.random.default_rng(seed)
+    x = np.linspace(-1, 1, 14)
+    centres = rng.uniform(-1, 1, (terms, 3))
+    widths = rng.uniform(1, 4, terms)
+    factors = [np.exp(-(widths * (x[:, None] - centres[:, d])) ** 2) for d in range(3)]
+    weights = rng.standard_normal(terms)
+    full = np.einsum("r,ir,jr,kr->ijk", weights, *factors)
+    red = reduced_hosvd(weights, factors, tol=eps, chunk=7)
+    ref = hosvd(full, tol=eps)
+    err = np.linalg.norm(red.to_full() - full) / np.linalg.norm(full)
+    assert err <= eps
+    assert red.error <= eps * 1.01
+    for a, b in zip(red.ranks, ref.ranks, strict=True):
+        assert abs(a - b) <= 1
+
+
+def test_backends_agree_on_hosvd(rng):
+    t = _random_tucker(rng, (9, 9, 9), (5, 5, 5), decay=0.2)
+    results = {}
+    for name in sci.available_backends():
+        with sci.use_backend(name):
+            d = hosvd(t, tol=1e-8)
+            results[name] = (d.ranks, sci.backend.to_numpy(d.to_full()))
+    ranks0, full0 = next(iter(results.values()))
+    for ranks, full in results.values():
+        assert ranks == ranks0
+        np.testing.assert_allclose(full, full0, atol=1e-12)
+
+
+def test_bad_input(rng):
+    t = rng.standard_normal((3, 3, 3))
+    with pytest.raises(ValueError, match="exactly one of tol"):
+        hosvd(t)
+    with pytest.raises(ValueError, match="exactly one of tol"):
+        hosvd(t, tol=1e-3, ranks=2)
+    with pytest.raises(ValueError, match="tol must be <"):
+        hosvd(t, tol=1.5)
+    with pytest.raises(ValueError, match="ranks\\[0\\] must be <= 3"):
+        hosvd(t, ranks=(4, 1, 1))
+    with pytest.raises(ValueError, match="3 dimension"):
+        hosvd(np.ones((3, 3)), tol=0.1)
+    with pytest.raises(ValueError, match="finite"):
+        hosvd(np.full((2, 2, 2), np.inf), tol=0.1)
+    with pytest.raises(ValueError, match="non-empty"):
+        hosvd(np.ones((0, 2, 2)), tol=0.1)
+    with pytest.raises(ValueError, match="no terms"):
+        reduced_hosvd([], [np.ones((3, 0))] * 3, tol=0.1)
+    zero = reduced_hosvd([0.0, 0.0], [np.ones((3, 2))] * 3, tol=0.1)  # the zero tensor
+    assert zero.ranks == (1, 1, 1) and np.all(zero.to_full() == 0)
+    with pytest.raises(ValueError, match="columns but weights"):
+        reduced_hosvd([1.0, 2.0], [np.ones((3, 1))] * 3, tol=0.1)

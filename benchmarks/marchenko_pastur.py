@@ -1,6 +1,8 @@
 """Marchenko–Pastur density: sci (each CPU backend) against scikit-rmt on the same points.
 
-scikit-rmt's ``MarchenkoPasturDistribution(ratio=1/alpha)`` uses another scaling; with
+scikit-rmt pins numpy<=1.26 and scipy<=1.12, so it is not among the ``peers`` extras; run this
+benchmark in an environment made for it (``pip install -e . scikit-rmt``). Its
+``MarchenkoPasturDistribution(ratio=1/alpha)`` uses another scaling; with
 rho(lambda) = pdf(lambda / alpha) / alpha the two are the same function, so the peer is timed
 including that rescaling, and the discrepancy between the two outputs is recorded.
 """
@@ -19,9 +21,13 @@ from ._harness import Benchmark, Case
 def _cases(quick: bool):
     try:
         from skrmt.ensemble.spectral_law import MarchenkoPasturDistribution
-    except ImportError:
+    except ImportError as exc:
         MarchenkoPasturDistribution = None
-        print("  (scikit-rmt not installed: pip install '.[peers]'; timing sci alone)")
+        print(
+            f"  (scikit-rmt not importable: {exc}; it needs numpy<=1.26 and scipy<=1.12, so "
+            "install it in an environment of its own: pip install -e . scikit-rmt. "
+            "Timing sci alone.)"
+        )
     alpha = 2.0
     sizes = [10_000, 100_000] if quick else [1_000, 10_000, 100_000, 1_000_000, 10_000_000]
     for n in sizes:

@@ -210,6 +210,8 @@ def _logit_bounds(Q, keys, s: float) -> dict[str, float]:
     xp = array_namespace()
     order = len(keys) + 1
     d = Q.shape[1]
+    if Q.shape[0] == 0 or keys[0].shape[0] == 0:
+        return {"entry": 0.0, "holder": 0.0}  # no logits at all: every bound holds
     entry = s * d * float(xp.abs(Q).max())
     holder = s * float((xp.abs(Q) ** order).sum(axis=1).max()) ** (1.0 / order)
     for K in keys:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import check_real
 from ..backend import array_namespace, implementation, register
 from ._inputs import as_sequence, attention_inputs, pair_names, resolve_scale
 
@@ -100,19 +101,59 @@ def _check_logit_range(Q, keys, scale):
         )
 
 
-def _run_exact(Q, keys, values, scale, causal):
-    """Dispatch after the overflow check; a non-finite result is refused all the same."""
-    tuples = keys[0].shape[0] ** len(keys)
+# Multiply-adds per second of the exact kernels, for the time quoted when work is refused:
+# benchmarks/results/tensor_attention.json measures the Numba kernel at n = 512, d = 4
+# (5.4e8 multiply-adds) in 0.65 s on 2 loaded cores, about 8e8/s; the blocked NumPy path is
+# about 3x slower. Only an order of magnitude is claimed.
+_RATE = 1e9
+DEFAULT_MAX_WORK = 1e12
+_POLY_NAMES = {1: "poly_attention", 2: "poly_tensor_attention"}
+
+
+def _resolve_max_work(max_work: Any) -> float | None:
+    if max_work is None:
+        return None
+    return check_real(max_work, "max_work", low=0.0, low_inclusive=False)
+
+
+def _duration(seconds: float) -> str:
+    for unit, length in (("days", 86400.0), ("hours", 3600.0), ("minutes", 60.0)):
+        if seconds >= length:
+            return f"{seconds / length:.3g} {unit}"
+    return f"{seconds:.3g} seconds"
+
+
+def _check_work(n_q: int, n_k: int, pairs: int, d: int, max_work: float | None) -> None:
+    """Refuse up front an exact run of more than ``max_work`` multiply-adds, with the figure."""
+    order = pairs + 1
+    tuples = n_k**pairs
+    poly = _POLY_NAMES.get(pairs, "poly_higher_order_attention")
     if tuples >= 2**62:
         raise ValueError(
-            f"the exact order-{len(keys) + 1} attention would visit m^{len(keys)} = {tuples:.3e} "
-            "key tuples per query (beyond 64-bit indexing and any time budget); use "
-            "poly_higher_order_attention"
+            f"the exact order-{order} attention would visit m^{pairs} = {tuples:.3e} "
+            f"key tuples per query (beyond 64-bit indexing and any time budget); use {poly}"
         )
+    work = n_q * tuples * d
+    if max_work is not None and work > max_work:
+        raise ValueError(
+            f"the exact order-{order} attention would take n * m^{pairs} * d = {n_q} * "
+            f"{n_k}^{pairs} * {d} = {float(work):.3g} multiply-adds, about "
+            f"{_duration(work / _RATE)} at ~1e9 per second, above max_work = {max_work:.3g}; "
+            f"use {poly} (the polynomial method, near-linear in n for bounded entries), or pass "
+            "max_work=None (or a larger max_work) to run it anyway"
+        )
+
+
+def _run_exact(Q, keys, values, scale, causal, max_work):
+    """Dispatch after the work and overflow checks; a non-finite result is refused all the same."""
+    n_q, d = Q.shape
+    _check_work(n_q, keys[0].shape[0], len(keys), d, max_work)
+    xp = array_namespace()
+    if n_q == 0:  # no queries (an empty batch): an empty result, as for any other n
+        return xp.empty((0, d), dtype=Q.dtype)
     _check_logit_range(Q, keys, scale)
     with np.errstate(over="ignore", invalid="ignore"):
         out = implementation("tensor_attention.exact")(Q, keys, values, scale, causal)
-    xp = array_namespace()
     if not bool(xp.isfinite(out).all()):
         raise FloatingPointError(
             "the logits s * sum_l Q_il * prod_m K_m[j_m, l] overflow the floating-point range "
@@ -133,6 +174,7 @@ def higher_order_attention(
     *,
     scale: float | None = None,
     causal: bool = False,
+    max_work: float | None = DEFAULT_MAX_WORK,
 ) -> Any:
     r"""Exact order-:math:`t` attention with :math:`t - 1` key/value pairs.
 
@@ -147,17 +189,23 @@ def higher_order_attention(
         Logit scale :math:`s > 0`; default :math:`1/d`.
     causal : bool
         Attend only to tuples with every index :math:`j_m \le i` (needs ``m == n``).
+    max_work : float or None
+        Largest work accepted, in multiply-adds :math:`n\, m^{t-1} d` (default ``1e12``, about
+        15 minutes at the roughly :math:`10^9` per second of the Numba kernel on two cores).
+        Above it a ValueError gives the figure and points to the polynomial method
+        (:func:`poly_higher_order_attention`); ``None`` disables the check.
 
     Returns
     -------
     ndarray, shape (n, d)
-        :math:`\mathrm{Att}`, an array of the active backend (float32 if every input is).
+        :math:`\mathrm{Att}`, an array of the active backend (float32 if every input is);
+        empty, shape ``(0, d)``, when there are no queries.
 
     Raises
     ------
     ValueError
         Mismatched shapes or ``d``, NaN/inf entries, non-positive ``scale``, a causal mask with
-        ``m != n``.
+        ``m != n``, or more than ``max_work`` multiply-adds (refused before any work is done).
     FloatingPointError
         The logits themselves overflow (entries near the floating-point limit).
     TypeError
@@ -200,11 +248,18 @@ def higher_order_attention(
         Q, keys, values, causal=causal, names=pair_names(len(keys))
     )
     s = resolve_scale(scale, Q.shape[1])
-    return _run_exact(Q, keys, values, s, bool(causal))
+    work_limit = _resolve_max_work(max_work)
+    return _run_exact(Q, keys, values, s, bool(causal), work_limit)
 
 
 def softmax_attention(
-    Q: Any, K: Any, V: Any, *, scale: float | None = None, causal: bool = False
+    Q: Any,
+    K: Any,
+    V: Any,
+    *,
+    scale: float | None = None,
+    causal: bool = False,
+    max_work: float | None = DEFAULT_MAX_WORK,
 ) -> Any:
     r"""Exact matrix (softmax) attention :math:`D^{-1} \exp(s Q K^\top) V`.
 
@@ -217,6 +272,9 @@ def softmax_attention(
         :math:`1/\sqrt d`).
     causal : bool
         Row :math:`i` attends to keys :math:`j \le i` only (needs ``m == n``).
+    max_work : float or None
+        Largest :math:`n m d` (multiply-adds) accepted, default ``1e12``; ``None`` disables the
+        check. Above it a ValueError points to :func:`poly_attention`.
 
     Returns
     -------
@@ -250,7 +308,8 @@ def softmax_attention(
     """
     Q, keys, values = attention_inputs(Q, [K], [V], causal=causal, names=["Q", "K", "V"])
     s = resolve_scale(scale, Q.shape[1])
-    return _run_exact(Q, keys, values, s, bool(causal))
+    work_limit = _resolve_max_work(max_work)
+    return _run_exact(Q, keys, values, s, bool(causal), work_limit)
 
 
 def tensor_attention(
@@ -262,6 +321,7 @@ def tensor_attention(
     *,
     scale: float | None = None,
     causal: bool = False,
+    max_work: float | None = DEFAULT_MAX_WORK,
 ) -> Any:
     r"""Exact tensor (Kronecker, 2-simplicial) attention :math:`D^{-1} A (V_1 \oslash V_2)`.
 
@@ -273,6 +333,10 @@ def tensor_attention(
         Logit scale :math:`s > 0`; default :math:`1/d`.
     causal : bool
         Row :math:`i` attends to pairs :math:`(j, k)` with :math:`j, k \le i` (needs ``m == n``).
+    max_work : float or None
+        Largest :math:`n m^2 d` (multiply-adds) accepted, default ``1e12`` (e.g. refused for
+        :math:`n = m = 20\,000`, :math:`d = 4`: :math:`3.2 \cdot 10^{13}`, hours); ``None``
+        disables the check. Above it a ValueError points to :func:`poly_tensor_attention`.
 
     Returns
     -------
@@ -305,4 +369,5 @@ def tensor_attention(
     """
     Q, keys, values = attention_inputs(Q, [K1, K2], [V1, V2], causal=causal, names=pair_names(2))
     s = resolve_scale(scale, Q.shape[1])
-    return _run_exact(Q, keys, values, s, bool(causal))
+    work_limit = _resolve_max_work(max_work)
+    return _run_exact(Q, keys, values, s, bool(causal), work_limit)

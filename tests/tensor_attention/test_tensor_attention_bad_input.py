@@ -13,6 +13,7 @@ from sci.tensor_attention import (
     higher_order_attention,
     logit_bound,
     poly_attention,
+    poly_higher_order_attention,
     poly_tensor_attention,
     polynomial_features,
     select_degree,
@@ -143,3 +144,101 @@ def test_exact_refuses_an_astronomical_number_of_tuples():
     rows = np.ones((600, 2))
     with pytest.raises(ValueError, match=r"order-8 attention would visit m\^7 = 2.799e\+19"):
         higher_order_attention(rows[:1], [rows] * 7, [rows] * 7)
+
+
+def _exact_and_polynomial(Q, keys, values, which):
+    """Every exact and polynomial entry point on the same inputs (order 2 or 3 by len(keys))."""
+    if which == "softmax":
+        return softmax_attention(Q, keys[0], values[0])
+    if which == "poly":
+        return poly_attention(Q, keys[0], values[0], degree=2)
+    if which == "tensor":
+        return tensor_attention(Q, *keys, *values)
+    if which == "poly_tensor":
+        return poly_tensor_attention(Q, *keys, *values, degree=2, method="chebyshev")
+    if which == "higher_order":
+        return higher_order_attention(Q, keys, values)
+    return poly_higher_order_attention(Q, keys, values, tol=1e-3, method="random", rng=0)
+
+
+ENTRY_POINTS = ["softmax", "poly", "tensor", "poly_tensor", "higher_order", "poly_higher_order"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("which", ENTRY_POINTS)
+def test_empty_queries_give_an_empty_result(backend, xp, to_numpy, which, dtype):
+    # A batch of variable-size inputs may hold an empty one: its result is empty, of the
+    # backend and dtype the non-empty ones have, and stacking the pieces gives the whole.
+    rng = np.random.default_rng(5)
+    pairs = 1 if which in ("softmax", "poly") else 2
+    Q = rng.uniform(-1, 1, (3, 2)).astype(dtype)
+    keys = [rng.uniform(-1, 1, (4, 2)).astype(dtype) for _ in range(pairs)]
+    values = [rng.uniform(-1, 1, (4, 2)).astype(dtype) for _ in range(pairs)]
+    empty = _exact_and_polynomial(Q[:0], keys, values, which)
+    whole = _exact_and_polynomial(Q, keys, values, which)
+    assert type(empty) is type(whole)
+    assert empty.shape == (0, 2)
+    assert empty.dtype == whole.dtype == dtype
+    stacked = np.concatenate([to_numpy(empty), to_numpy(whole)])
+    np.testing.assert_array_equal(stacked, to_numpy(whole))
+
+
+def test_empty_queries_still_validate_the_rest():
+    none = np.ones((0, 3))
+    with pytest.raises(ValueError, match=r"K must have d = 3 columns like Q; got shape \(4, 2\)"):
+        softmax_attention(none, np.ones((4, 2)), X)
+    with pytest.raises(ValueError, match="causal mask needs as many queries as keys; got 0 q"):
+        poly_attention(none, X, X, causal=True)
+    with pytest.raises(ValueError, match="Q must have at least one column"):
+        tensor_attention(np.ones((0, 0)), X, X, X, X)
+    approx, info = poly_tensor_attention(none, X, X, X, X, tol=1e-6, return_info=True)
+    assert approx.shape == (0, 3)
+    # no queries, no logits: the bound is 0 and the degree the smallest (exp(0) = 1 exactly)
+    assert info.logit_bound == 0.0 and info.degree == 0
+    assert logit_bound(none, [X]) == 0.0
+
+
+def test_exact_refuses_hours_of_work_up_front():
+    rows = np.ones((20_000, 4))
+    with pytest.raises(
+        ValueError,
+        match=r"order-3 attention would take n \* m\^2 \* d = 20000 \* 20000\^2 \* 4 = 3.2e\+13 "
+        r"multiply-adds, about 8.89 hours at ~1e9 per second, above max_work = 1e\+12; use "
+        r"poly_tensor_attention .*max_work=None",
+    ):
+        tensor_attention(rows, rows, rows, rows, rows)
+    with pytest.raises(ValueError, match=r"order-2 .* = 1.6e\+13 multiply-adds.*poly_attention"):
+        softmax_attention(np.ones((10**6, 4)), np.ones((4 * 10**6, 4)), np.ones((4 * 10**6, 4)))
+    with pytest.raises(ValueError, match=r"order-4 .*use poly_higher_order_attention"):
+        higher_order_attention(rows[:20], [rows] * 3, [rows] * 3)
+
+
+def test_max_work_is_the_exact_threshold_and_none_disables_it():
+    rng = np.random.default_rng(6)
+    Q, K1, K2, V1, V2 = rng.uniform(-1, 1, (5, 6, 2))
+    work = 6 * 6**2 * 2
+    reference = tensor_attention(Q, K1, K2, V1, V2)
+    np.testing.assert_array_equal(
+        tensor_attention(Q, K1, K2, V1, V2, max_work=work), reference)
+    np.testing.assert_array_equal(
+        tensor_attention(Q, K1, K2, V1, V2, max_work=None), reference)
+    with pytest.raises(ValueError, match=r"= 432 multiply-adds, about 4.32e-07 seconds"):
+        tensor_attention(Q, K1, K2, V1, V2, max_work=work - 1)
+    with pytest.raises(ValueError, match=r"6 \* 6\^1 \* 2 = 72 multiply-adds.*max_work = 71"):
+        softmax_attention(Q, K1, V1, max_work=71)
+    with pytest.raises(ValueError, match=r"m\^3 .*above max_work = 100"):
+        higher_order_attention(Q, [K1] * 3, [V1] * 3, max_work=100)
+
+
+@pytest.mark.parametrize(
+    ("max_work", "error", "message"),
+    [
+        (0, ValueError, r"max_work must be > 0.0; got 0.0"),
+        (-1e12, ValueError, r"max_work must be > 0.0; got -1000000000000.0"),
+        (float("nan"), ValueError, "max_work must be finite"),
+        ("1e12", TypeError, "max_work must be a real number; got str"),
+    ],
+)
+def test_max_work_argument(max_work, error, message):
+    with pytest.raises(error, match=message):
+        softmax_attention(X, X, X, max_work=max_work)

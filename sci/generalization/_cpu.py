@@ -22,18 +22,29 @@ def _mp_edges(a):
     return ((1.0 - a) / (1.0 + root)) ** 2, (1.0 + root) ** 2
 
 
-@numba.njit(cache=True, parallel=True)
 def _mp_pdf_one_alpha(lam, a, out):
     lower, upper = _mp_edges(a)
     for i in numba.prange(lam.size):
         out[i] = _mp_density(lam[i], lower, upper)
 
 
-@numba.njit(cache=True, parallel=True)
 def _mp_pdf_flat(lam, alpha, out):
     for i in numba.prange(lam.size):
         lower, upper = _mp_edges(alpha[i])
         out[i] = _mp_density(lam[i], lower, upper)
+
+
+# Each kernel compiled twice: waking the thread team costs more than the whole evaluation for
+# small inputs (milliseconds on a busy machine against microseconds of work), so they run on
+# the calling thread; prange is a plain range there.
+_PARALLEL_SIZE = 1 << 16
+_KERNELS = {
+    parallel: (
+        numba.njit(cache=True, parallel=parallel)(_mp_pdf_one_alpha),
+        numba.njit(cache=True, parallel=parallel)(_mp_pdf_flat),
+    )
+    for parallel in (False, True)
+}
 
 
 def mp_pdf(lam: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -43,7 +54,7 @@ def mp_pdf(lam: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         # The common case (one alpha, many eigenvalues): edges computed once, no broadcast copy.
         lam_flat = np.ascontiguousarray(lam).reshape(-1)
         out = np.empty_like(lam_flat)
-        _mp_pdf_one_alpha(lam_flat, alpha.reshape(()).item(), out)
+        _KERNELS[out.size >= _PARALLEL_SIZE][0](lam_flat, alpha.reshape(()).item(), out)
         return out.reshape(shape)
     # Materialise the broadcast (writeable, contiguous) so the kernel sees flat arrays.
     lam_full = np.empty(shape, lam.dtype)
@@ -51,7 +62,7 @@ def mp_pdf(lam: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     alpha_full = np.empty(shape, lam.dtype)
     alpha_full[...] = alpha
     out = np.empty(lam_full.size, lam.dtype)
-    _mp_pdf_flat(lam_full.reshape(-1), alpha_full.reshape(-1), out)
+    _KERNELS[out.size >= _PARALLEL_SIZE][1](lam_full.reshape(-1), alpha_full.reshape(-1), out)
     return out.reshape(shape)
 
 

@@ -554,7 +554,7 @@ def gaunt_power(
     --------
     >>> import numpy as np
     >>> x = np.array([np.sqrt(4 * np.pi), 0, 0, 0])   # the constant function 1
-    >>> np.round(gaunt_power(x, 3)[0] / np.sqrt(4 * np.pi), 12)
+    >>> round(float(gaunt_power(x, 3)[0] / np.sqrt(4 * np.pi)), 12)
     1.0
     """
     basis = _check_basis(basis)

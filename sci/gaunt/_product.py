@@ -118,8 +118,9 @@ def _output_lmax(lmax_out, default):
     return check_integer(lmax_out, "lmax_out", minimum=0, maximum=LMAX_LIMIT)
 
 
-def _rows(n_rows: int, bytes_per_row: float) -> int:
-    return max(1, min(n_rows, int(_CHUNK_BYTES // max(bytes_per_row, 1))))
+def _gather_budget() -> float:
+    """Bytes the array code of the direct contraction may gather at a time."""
+    return min(_CHUNK_BYTES, memory_limit() / 4)
 
 
 def _row_source(a, batch, dtype, xp):
@@ -147,21 +148,24 @@ def _row_source(a, batch, dtype, xp):
     return gather
 
 
-def _run_rows(sources, rows, n_keep, n_total, dtype, per_row, compute, w_out, what, xp):
+def _run_rows(sources, rows, n_keep, n_total, dtype, per_row, compute, w_out, what, xp,
+              extra=0.0):
     """Evaluate ``compute`` chunk by chunk into a preallocated (rows, n_total) output.
 
-    The output and the working memory of one chunk are checked against the memory limit up
-    front (a chunk holds at most a quarter of the limit left after the output, and at most
-    _CHUNK_BYTES); results are written in place, never concatenated.
+    The output, the working memory of one chunk and ``extra`` (scratch of bounded size) are
+    checked against the memory limit up front (a chunk holds at most a quarter of the limit
+    left after the output, and at most _CHUNK_BYTES); results are written in place, never
+    concatenated.
     """
     itemsize = np.dtype(dtype).itemsize
     out_bytes = float(rows) * n_total * itemsize
     budget = min(_CHUNK_BYTES, max(memory_limit() - out_bytes, 0) / 4)
     step = max(1, min(rows, int(budget // max(per_row, 1))))
+    work = step * per_row + extra
     check_memory(
-        out_bytes + step * per_row,
+        out_bytes + work,
         f"{what}: the output of {rows} rows x {n_total} coefficients "
-        f"({format_bytes(out_bytes)}) plus {format_bytes(step * per_row)} of working memory "
+        f"({format_bytes(out_bytes)}) plus {format_bytes(work)} of working memory "
         f"for {step} row(s) at a time",
         hint="process the rows in smaller batches or lower lmax_out",
     )
@@ -271,7 +275,8 @@ def _direct_contract_array(x, y, i1, i2, starts, vals, n_out):
     g2 = xp.asarray(i2[pos])
     gv = xp.asarray(np.where(valid, vals[pos], 0.0)).astype(xp.real(x[:0]).dtype)
     out = xp.empty((rows, n_out), dtype=x.dtype)
-    step = _rows(rows, n_out * width * x.dtype.itemsize * 3)
+    gather_row = n_out * width * x.dtype.itemsize * 3
+    step = max(1, min(rows, int(_gather_budget() // gather_row)))
     for s in range(0, rows, step):
         xs, ys = x[s: s + step], y[s: s + step]
         out[s: s + step] = xp.sum(xs[:, g1] * ys[:, g2] * gv, axis=-1)
@@ -293,11 +298,19 @@ def _direct(a, b, l1, l2, lmax_keep, basis, xp):
 
 
 def _direct_row_bytes(l1, l2, lmax_keep, basis):
-    """Working bytes per row of one contraction: contiguous copies, output, padded gathers."""
+    """Bytes per row of one contraction: (contiguous copies and output, padded gathers).
+
+    The compiled kernels need only the first; the array code also gathers, in sub-chunks of
+    at most :func:`_gather_budget` bytes (counted once, as scratch).
+    """
     table = gaunt_table(l1, lmax2=l2, lmax_out=lmax_keep, basis=basis)
     n_out = (lmax_keep + 1) ** 2
     width = int(np.diff(_segments(table, n_out)).max(initial=0))
-    return ((l1 + 1) ** 2 + (l2 + 1) ** 2 + n_out) * 16 * 2 + n_out * width * 16 * 3
+    return ((l1 + 1) ** 2 + (l2 + 1) ** 2 + n_out) * 16 * 2, n_out * width * 16 * 3
+
+
+def _gather_scratch(rows, gather_row):
+    return min(float(rows) * gather_row, max(gather_row, _gather_budget()))
 
 
 def _direct_power_stages(lmax, nu):
@@ -439,10 +452,12 @@ def gaunt_tensor_product(
                       None if w2 is None else _row_source(w2, batch, dtype, xp))
     w_out = None if w3 is None else _row_source(w3, batch, dtype, xp)
     what = f"gaunt_tensor_product (method={method!r})"
+    extra = 0.0
     if method == "fourier":
         keep, per_row, compute = _fourier_plan([l1, l2], [1, 1], keep, basis, xp)
     elif method == "direct":
-        per_row = _direct_row_bytes(l1, l2, keep, basis)
+        per_row, gather_row = _direct_row_bytes(l1, l2, keep, basis)
+        extra = _gather_scratch(rows, gather_row)
 
         def compute(chunks):
             return _direct(chunks[0], chunks[1], l1, l2, keep, basis, xp)
@@ -450,7 +465,7 @@ def gaunt_tensor_product(
         per_row, compute = _grid_plan([l1, l2], [1, 1], keep, basis, dtype, xp)
     per_row += ((l1 + 1) ** 2 + (l2 + 1) ** 2) * np.dtype(dtype).itemsize * 2
     z = _run_rows([src_a, src_b], rows, (keep + 1) ** 2, (lo + 1) ** 2, dtype, per_row,
-                  compute, w_out, what, xp)
+                  compute, w_out, what, xp, extra)
     return z.reshape(tuple(batch) + z.shape[-1:])
 
 
@@ -570,6 +585,7 @@ def gaunt_power(
     keep = min(lo, nu * lmax)
     src = _row_source(a, batch, a.dtype, xp)
     what = f"gaunt_power (nu={nu}, method={method!r})"
+    extra = 0.0
     if method == "fourier":
         keep, per_row, compute = _fourier_plan([lmax], [nu], keep, basis, xp)
     elif method == "grid":
@@ -577,8 +593,10 @@ def gaunt_power(
     else:
         stages, have = _direct_power_stages(lmax, nu)
         # Every intermediate power is held until the chunk is done (a conservative bound).
-        per_row = (max((_direct_row_bytes(*st, basis) for st in stages), default=0)
+        sizes = [_direct_row_bytes(*st, basis) for st in stages]
+        per_row = (max((b[0] for b in sizes), default=0)
                    + sum((st[2] + 1) ** 2 for st in stages) * 16)
+        extra = _gather_scratch(rows, max((b[1] for b in sizes), default=0))
         n_keep = (keep + 1) ** 2
 
         def compute(chunks):
@@ -586,7 +604,7 @@ def gaunt_power(
             return z[:, :n_keep]
     per_row += (lmax + 1) ** 2 * a.dtype.itemsize * 2
     z = _run_rows([src], rows, (keep + 1) ** 2, (lo + 1) ** 2, a.dtype, per_row, compute,
-                  None, what, xp)
+                  None, what, xp, extra)
     return z.reshape(batch + z.shape[-1:])
 
 

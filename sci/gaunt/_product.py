@@ -120,7 +120,7 @@ def _output_lmax(lmax_out, default):
 
 def _gather_budget() -> float:
     """Bytes the array code of the direct contraction may gather at a time."""
-    return min(_CHUNK_BYTES, memory_limit() / 4)
+    return min(_CHUNK_BYTES, memory_limit() / 8)
 
 
 def _row_source(a, batch, dtype, xp):
@@ -154,12 +154,12 @@ def _run_rows(sources, rows, n_keep, n_total, dtype, per_row, compute, w_out, wh
 
     The output, the working memory of one chunk and ``extra`` (scratch of bounded size) are
     checked against the memory limit up front (a chunk holds at most a quarter of the limit
-    left after the output, and at most _CHUNK_BYTES); results are written in place, never
-    concatenated.
+    left after the output and the scratch, and at most _CHUNK_BYTES); results are written in
+    place, never concatenated.
     """
     itemsize = np.dtype(dtype).itemsize
     out_bytes = float(rows) * n_total * itemsize
-    budget = min(_CHUNK_BYTES, max(memory_limit() - out_bytes, 0) / 4)
+    budget = min(_CHUNK_BYTES, max(memory_limit() - out_bytes - extra, 0) / 4)
     step = max(1, min(rows, int(budget // max(per_row, 1))))
     work = step * per_row + extra
     check_memory(

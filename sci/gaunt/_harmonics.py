@@ -134,6 +134,22 @@ def _check_basis(basis: Any) -> str:
     return basis
 
 
+def _direction_angles(v, xp):
+    """cos θ, sin θ and φ of the directions of nonzero vectors ``v`` (..., 3).
+
+    Each vector is divided by its largest absolute component first, so the sums of squares
+    neither overflow (float32 beyond ~1e19, float64 beyond ~1e154) nor underflow to zero
+    (float32 below ~1e-23, float64 below ~1e-162); only an exactly zero vector is refused.
+    """
+    scale = xp.max(xp.abs(v), axis=-1, keepdims=True)
+    if v.size and bool((scale == 0).any()):
+        raise ValueError("vectors must be nonzero (a direction is needed)")
+    u = v / scale
+    r = xp.sqrt(xp.sum(u * u, axis=-1))
+    rho = xp.sqrt(u[..., 0] ** 2 + u[..., 1] ** 2)
+    return u[..., 2] / r, rho / r, xp.arctan2(u[..., 1], u[..., 0])
+
+
 def spherical_harmonics(
     lmax: int,
     vectors: Any = None,
@@ -202,13 +218,7 @@ def spherical_harmonics(
         v = as_float_array(vectors, "vectors", dtype=dtype)
         if v.ndim == 0 or v.shape[-1] != 3:
             raise ValueError(f"vectors must have shape (..., 3); got {tuple(v.shape)}")
-        r = xp.sqrt(xp.sum(v * v, axis=-1))
-        if v.size and bool((r == 0).any()):
-            raise ValueError("vectors must be nonzero (a direction is needed)")
-        rho = xp.sqrt(v[..., 0] ** 2 + v[..., 1] ** 2)
-        cos = v[..., 2] / r
-        sin = rho / r
-        ph = xp.arctan2(v[..., 1], v[..., 0])
+        cos, sin, ph = _direction_angles(v, xp)
     else:
         if theta is None or phi is None:
             raise ValueError("theta= and phi= must be given together")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
-from .._validation import as_float_array, check_integer, check_memory
+from .._validation import as_float_array, check_integer, check_memory, format_bytes, memory_limit
 from ..backend import array_namespace, implementation, register
 from ._coefficients import gaunt_table
 from ._fourier import (
@@ -76,9 +77,7 @@ def _pair(x, y, basis):
             f"{tuple(a.shape)} and y {tuple(b.shape)}"
         ) from exc
     dtype = xp.result_type(a.dtype, b.dtype)
-    a = xp.broadcast_to(a.astype(dtype, copy=False), batch + a.shape[-1:])
-    b = xp.broadcast_to(b.astype(dtype, copy=False), batch + b.shape[-1:])
-    return a, b, l1, l2, batch
+    return a, b, l1, l2, batch, dtype
 
 
 def _method(method):
@@ -119,17 +118,71 @@ def _output_lmax(lmax_out, default):
     return check_integer(lmax_out, "lmax_out", minimum=0, maximum=LMAX_LIMIT)
 
 
-def _pad_degrees(z, lmax_have, lmax_want, xp):
-    if lmax_want == lmax_have:
-        return z
-    if lmax_want < lmax_have:
-        return z[..., : (lmax_want + 1) ** 2]
-    extra = (lmax_want + 1) ** 2 - (lmax_have + 1) ** 2
-    return xp.concatenate([z, xp.zeros(z.shape[:-1] + (extra,), dtype=z.dtype)], axis=-1)
+def _gather_budget() -> float:
+    """Bytes the array code of the direct contraction may gather at a time."""
+    return min(_CHUNK_BYTES, memory_limit() / 8)
 
 
-def _rows(n_rows: int, bytes_per_row: float) -> int:
-    return max(1, min(n_rows, int(_CHUNK_BYTES // max(bytes_per_row, 1))))
+def _row_source(a, batch, dtype, xp):
+    """rows(s, e): rows s:e of ``a`` broadcast to ``batch + (n,)`` and seen as (rows, n).
+
+    Only the rows asked for are materialised (as ``dtype``): a broadcast input (a channel axis
+    of stride 0, a float32 factor beside a float64 one) is never expanded or cast as a whole.
+    """
+    n = a.shape[-1]
+    if tuple(a.shape[:-1]) == tuple(batch) and (a.ndim <= 2 or a.flags.c_contiguous):
+        flat = a.reshape((-1, n))
+
+        def rows(s, e):
+            return flat[s:e].astype(dtype, copy=False)
+
+        return rows
+    full = xp.broadcast_to(a, tuple(batch) + (n,))
+    if len(batch) == 1:
+        return lambda s, e: full[s:e].astype(dtype, copy=False)
+
+    def gather(s, e):
+        idx = np.unravel_index(np.arange(s, e), batch)
+        return full[tuple(xp.asarray(i) for i in idx)].astype(dtype, copy=False)
+
+    return gather
+
+
+def _run_rows(sources, rows, n_keep, n_total, dtype, per_row, compute, w_out, what, xp,
+              extra=0.0):
+    """Evaluate ``compute`` chunk by chunk into a preallocated (rows, n_total) output.
+
+    The output, the working memory of one chunk and ``extra`` (scratch of bounded size) are
+    checked against the memory limit up front (a chunk holds at most a quarter of the limit
+    left after the output and the scratch, and at most _CHUNK_BYTES); results are written in
+    place, never concatenated.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    out_bytes = float(rows) * n_total * itemsize
+    budget = min(_CHUNK_BYTES, max(memory_limit() - out_bytes - extra, 0) / 4)
+    step = max(1, min(rows, int(budget // max(per_row, 1))))
+    work = step * per_row + extra
+    check_memory(
+        out_bytes + work,
+        f"{what}: the output of {rows} rows x {n_total} coefficients "
+        f"({format_bytes(out_bytes)}) plus {format_bytes(work)} of working memory "
+        f"for {step} row(s) at a time",
+        hint="process the rows in smaller batches or lower lmax_out",
+    )
+    out = (xp.zeros if n_total > n_keep else xp.empty)((rows, n_total), dtype=dtype)
+    for s in range(0, rows, step):
+        e = min(rows, s + step)
+        z = compute([src(s, e) for src in sources])
+        if w_out is not None:
+            z = z * w_out(s, e)[:, :n_keep]
+        out[s:e, :n_keep] = z
+    return out
+
+
+def _weighted(src, wsrc):
+    if wsrc is None:
+        return src
+    return lambda s, e: src(s, e) * wsrc(s, e)
 
 
 # --------------------------------------------------------------------------- fourier method
@@ -170,8 +223,8 @@ def _from_grid_complex(h, degree, lmax_keep, xp, fft):
     return _half_to_complex(cpos, cneg, lmax_keep, xp)
 
 
-def _fourier_power(factors, lmaxes, powers, lmax_keep, basis, xp):
-    """Coefficients of prod_i f_i^{p_i} up to lmax_keep, by sampling on the torus.
+def _fourier_plan(lmaxes, powers, lmax_keep, basis, xp):
+    """(keep, bytes per row, chunk -> coefficients of prod_i f_i^{p_i} up to keep).
 
     Pointwise products on a torus grid fine enough for the total degree are exactly the
     zero-padded 2D convolutions of the Fourier coefficients (the convolution theorem); a power
@@ -181,24 +234,21 @@ def _fourier_power(factors, lmaxes, powers, lmax_keep, basis, xp):
     degree = sum(l * p for l, p in zip(lmaxes, powers, strict=True))
     keep = min(lmax_keep, degree)
     n_theta, n_phi = _torus_sizes(tuple(lmaxes), degree, keep)
-    rows = factors[0].shape[0]
     itemsize = 16 if basis == "complex" else 8
-    per_row = n_theta * n_phi * itemsize * (len(factors) + 3) + (2 * degree + 1) ** 2 * 16
-    check_memory(min(rows, 1) * per_row, "one row of the Fourier product grid")
-    step = _rows(rows, per_row)
+    per_row = (n_theta * n_phi * itemsize * (len(lmaxes) + 3) + (2 * degree + 1) ** 2 * 16
+               + (sum((l + 1) ** 2 for l in lmaxes) + (keep + 1) ** 2) * 16)
     to_grid = _to_grid_real if basis == "real" else _to_grid_complex
     from_grid = _from_grid_real if basis == "real" else _from_grid_complex
-    outs = []
-    for start in range(0, rows, step):
-        sl = slice(start, start + step)
+
+    def compute(chunks):
         h = None
-        for a, lm, p in zip(factors, lmaxes, powers, strict=True):
-            g = to_grid(a[sl], lm, n_theta, n_phi, xp, fft)
+        for a, lm, p in zip(chunks, lmaxes, powers, strict=True):
+            g = to_grid(a, lm, n_theta, n_phi, xp, fft)
             g = g**p if p != 1 else g
             h = g if h is None else h * g
-        outs.append(from_grid(h, degree, keep, xp, fft))
-    out = xp.concatenate(outs, axis=0) if len(outs) > 1 else outs[0]
-    return out, keep
+        return from_grid(h, degree, keep, xp, fft)
+
+    return keep, per_row, compute
 
 
 # --------------------------------------------------------------------------- direct method
@@ -225,7 +275,8 @@ def _direct_contract_array(x, y, i1, i2, starts, vals, n_out):
     g2 = xp.asarray(i2[pos])
     gv = xp.asarray(np.where(valid, vals[pos], 0.0)).astype(xp.real(x[:0]).dtype)
     out = xp.empty((rows, n_out), dtype=x.dtype)
-    step = _rows(rows, n_out * width * x.dtype.itemsize * 3)
+    gather_row = n_out * width * x.dtype.itemsize * 3
+    step = max(1, min(rows, int(_gather_budget() // gather_row)))
     for s in range(0, rows, step):
         xs, ys = x[s: s + step], y[s: s + step]
         out[s: s + step] = xp.sum(xs[:, g1] * ys[:, g2] * gv, axis=-1)
@@ -246,14 +297,44 @@ def _direct(a, b, l1, l2, lmax_keep, basis, xp):
     )
 
 
+def _direct_row_bytes(l1, l2, lmax_keep, basis):
+    """Bytes per row of one contraction: (contiguous copies and output, padded gathers).
+
+    The compiled kernels need only the first; the array code also gathers, in sub-chunks of
+    at most :func:`_gather_budget` bytes (counted once, as scratch).
+    """
+    table = gaunt_table(l1, lmax2=l2, lmax_out=lmax_keep, basis=basis)
+    n_out = (lmax_keep + 1) ** 2
+    width = int(np.diff(_segments(table, n_out)).max(initial=0))
+    return ((l1 + 1) ** 2 + (l2 + 1) ** 2 + n_out) * 16 * 2, n_out * width * 16 * 3
+
+
+def _gather_scratch(rows, gather_row):
+    return min(float(rows) * gather_row, max(gather_row, _gather_budget()))
+
+
+def _direct_power_stages(lmax, nu):
+    """The contractions (l_a, l_b, l_out) of the binary splitting of x^nu, in order."""
+    if nu == 1:
+        return [], lmax
+    stages, lh = _direct_power_stages(lmax, nu // 2)
+    stages = stages + [(lh, lh, 2 * lh)]
+    lz = 2 * lh
+    if nu % 2:
+        stages.append((lz, lmax, lz + lmax))
+        lz += lmax
+    return stages, lz
+
+
 # --------------------------------------------------------------------------- grid method
 
 
-def _grid(factors, lmaxes, powers, lmax_keep, basis, xp):
-    """Sample on a Gauss-Legendre x equispaced grid, multiply pointwise, project back."""
+def _grid_plan(lmaxes, powers, lmax_keep, basis, dtype, xp):
+    """(bytes per row, chunk -> coefficients): Gauss-Legendre x equispaced grid, multiply
+    pointwise, project back."""
     degree = sum(l * p for l, p in zip(lmaxes, powers, strict=True)) + lmax_keep
     theta, phi, w, _, _ = sphere_quadrature(degree)
-    rdtype = xp.float32 if factors[0].dtype in (xp.float32, xp.complex64) else xp.float64
+    rdtype = xp.float32 if dtype in (xp.float32, xp.complex64) else xp.float64
     th = xp.asarray(theta).astype(rdtype)
     ph = xp.asarray(phi).astype(rdtype)
     cos, sin = xp.cos(th), xp.sin(th)
@@ -263,17 +344,18 @@ def _grid(factors, lmaxes, powers, lmax_keep, basis, xp):
     out_y = _harmonics_first(lmax_keep, cos, sin, ph, basis, xp)
     proj = (xp.conj(out_y) if basis == "complex" else out_y) * xp.asarray(w).astype(rdtype)
     basis_vals = [_harmonics_first(lm, cos, sin, ph, basis, xp) for lm in lmaxes]
-    rows = factors[0].shape[0]
-    step = _rows(rows, theta.size * 16 * (len(factors) + 1))
-    outs = []
-    for s in range(0, rows, step):
+    per_row = (theta.size * 16 * (len(lmaxes) + 1)
+               + (sum((l + 1) ** 2 for l in lmaxes) + (lmax_keep + 1) ** 2) * 16)
+
+    def compute(chunks):
         h = None
-        for a, yv, p in zip(factors, basis_vals, powers, strict=True):
-            g = a[s: s + step] @ yv
+        for a, yv, p in zip(chunks, basis_vals, powers, strict=True):
+            g = a @ yv
             g = g**p if p != 1 else g
             h = g if h is None else h * g
-        outs.append(h @ proj.T)
-    return xp.concatenate(outs, axis=0) if len(outs) > 1 else outs[0]
+        return h @ proj.T
+
+    return per_row, compute
 
 
 # --------------------------------------------------------------------------- public API
@@ -354,36 +436,37 @@ def gaunt_tensor_product(
     basis = _check_basis(basis)
     method = _method(method)
     xp = array_namespace()
-    a, b, l1, l2, batch = _pair(x, y, basis)
+    a, b, l1, l2, batch, dtype = _pair(x, y, basis)
     lo = _output_lmax(lmax_out, l1 + l2)
     w1, w2, w3 = _unpack_weights(weights)
-    w1 = _degree_weights(w1, l1, "weights[0]", a.dtype, xp)
-    w2 = _degree_weights(w2, l2, "weights[1]", a.dtype, xp)
-    w3 = _degree_weights(w3, lo, "weights[2]", a.dtype, xp)
-    if w1 is not None:
-        a = a * w1
-    if w2 is not None:
-        b = b * w2
-    if w1 is not None or w2 is not None:
-        batch = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
-        a = xp.broadcast_to(a, batch + a.shape[-1:])
-        b = xp.broadcast_to(b, batch + b.shape[-1:])
-    a2 = a.reshape((-1, a.shape[-1]))
-    b2 = b.reshape((-1, b.shape[-1]))
+    w1 = _degree_weights(w1, l1, "weights[0]", dtype, xp)
+    w2 = _degree_weights(w2, l2, "weights[1]", dtype, xp)
+    w3 = _degree_weights(w3, lo, "weights[2]", dtype, xp)
+    # Weights broadcast with the leading axes: the output batch is the common shape of all.
+    batch = np.broadcast_shapes(batch, *(w.shape[:-1] for w in (w1, w2, w3) if w is not None))
     keep = min(lo, l1 + l2)
-    if a2.shape[0] == 0:
-        z = xp.zeros((0, (keep + 1) ** 2), dtype=a.dtype)
-    elif method == "fourier":
-        z, keep = _fourier_power([a2, b2], [l1, l2], [1, 1], keep, basis, xp)
+    rows = math.prod(batch)
+    src_a = _weighted(_row_source(a, batch, dtype, xp),
+                      None if w1 is None else _row_source(w1, batch, dtype, xp))
+    src_b = _weighted(_row_source(b, batch, dtype, xp),
+                      None if w2 is None else _row_source(w2, batch, dtype, xp))
+    w_out = None if w3 is None else _row_source(w3, batch, dtype, xp)
+    what = f"gaunt_tensor_product (method={method!r})"
+    extra = 0.0
+    if method == "fourier":
+        keep, per_row, compute = _fourier_plan([l1, l2], [1, 1], keep, basis, xp)
     elif method == "direct":
-        z = _direct(a2, b2, l1, l2, keep, basis, xp)
+        per_row, gather_row = _direct_row_bytes(l1, l2, keep, basis)
+        extra = _gather_scratch(rows, gather_row)
+
+        def compute(chunks):
+            return _direct(chunks[0], chunks[1], l1, l2, keep, basis, xp)
     else:
-        z = _grid([a2, b2], [l1, l2], [1, 1], keep, basis, xp)
-    z = _pad_degrees(z.astype(a.dtype, copy=False), keep, lo, xp)
-    z = z.reshape(batch + z.shape[-1:])
-    if w3 is not None:
-        z = z * w3
-    return z
+        per_row, compute = _grid_plan([l1, l2], [1, 1], keep, basis, dtype, xp)
+    per_row += ((l1 + 1) ** 2 + (l2 + 1) ** 2) * np.dtype(dtype).itemsize * 2
+    z = _run_rows([src_a, src_b], rows, (keep + 1) ** 2, (lo + 1) ** 2, dtype, per_row,
+                  compute, w_out, what, xp, extra)
+    return z.reshape(tuple(batch) + z.shape[-1:])
 
 
 def gaunt_convolution(
@@ -430,6 +513,20 @@ def gaunt_convolution(
     if a.ndim < 2:
         raise ValueError(f"x must have shape (..., C, (L+1)^2); got {tuple(a.shape)}")
     rdtype = np.float32 if a.dtype in (np.float32, np.complex64) else np.float64
+    # Refuse an oversized output before the edge harmonics are computed (the tensor product
+    # checks it again with its working memory).
+    lo = _output_lmax(lmax_out, lmax_from_size(a.shape[-1], "x") + lmax_edge)
+    n_edges = math.prod(a.shape[:-2])
+    out_bytes = float(math.prod(a.shape[:-1])) * (lo + 1) ** 2 * a.dtype.itemsize
+    # The edge harmonics and their temporaries (the estimate spherical_harmonics checks).
+    edge_bytes = float(n_edges) * (lmax_edge + 1) ** 2 * a.dtype.itemsize * 3
+    check_memory(
+        out_bytes + edge_bytes,
+        f"gaunt_convolution (method={method!r}): the output of {math.prod(a.shape[:-1])} "
+        f"rows x {(lo + 1) ** 2} coefficients ({format_bytes(out_bytes)}) plus the edge "
+        f"harmonics ({format_bytes(edge_bytes)})",
+        hint="process the edges in smaller batches or lower lmax_out",
+    )
     y = spherical_harmonics(lmax_edge, edge_vectors, basis=basis, dtype=rdtype)
     if tuple(y.shape[:-1]) != tuple(a.shape[:-2]):
         raise ValueError(
@@ -472,7 +569,7 @@ def gaunt_power(
     --------
     >>> import numpy as np
     >>> x = np.array([np.sqrt(4 * np.pi), 0, 0, 0])   # the constant function 1
-    >>> float(np.round(gaunt_power(x, 3)[0] / np.sqrt(4 * np.pi), 12))
+    >>> round(float(gaunt_power(x, 3)[0] / np.sqrt(4 * np.pi)), 12)
     1.0
     """
     basis = _check_basis(basis)
@@ -483,19 +580,31 @@ def gaunt_power(
     lo = _output_lmax(lmax_out, nu * lmax)
     if nu * lmax > LMAX_LIMIT:
         raise ValueError(f"nu * L = {nu * lmax} exceeds the degree limit {LMAX_LIMIT}")
-    batch = a.shape[:-1]
-    a2 = a.reshape((-1, a.shape[-1]))
+    batch = tuple(a.shape[:-1])
+    rows = math.prod(batch)
     keep = min(lo, nu * lmax)
-    if a2.shape[0] == 0:
-        z = xp.zeros((0, (keep + 1) ** 2), dtype=a.dtype)
-    elif method == "fourier":
-        z, keep = _fourier_power([a2], [lmax], [nu], keep, basis, xp)
+    src = _row_source(a, batch, a.dtype, xp)
+    what = f"gaunt_power (nu={nu}, method={method!r})"
+    extra = 0.0
+    if method == "fourier":
+        keep, per_row, compute = _fourier_plan([lmax], [nu], keep, basis, xp)
     elif method == "grid":
-        z = _grid([a2], [lmax], [nu], keep, basis, xp)
+        per_row, compute = _grid_plan([lmax], [nu], keep, basis, a.dtype, xp)
     else:
-        z, have = _direct_power(a2, lmax, nu, basis, xp)
-        z = _pad_degrees(z, have, keep, xp)
-    z = _pad_degrees(z.astype(a.dtype, copy=False), keep, lo, xp)
+        stages, have = _direct_power_stages(lmax, nu)
+        # Every intermediate power is held until the chunk is done (a conservative bound).
+        sizes = [_direct_row_bytes(*st, basis) for st in stages]
+        per_row = (max((b[0] for b in sizes), default=0)
+                   + sum((st[2] + 1) ** 2 for st in stages) * 16)
+        extra = _gather_scratch(rows, max((b[1] for b in sizes), default=0))
+        n_keep = (keep + 1) ** 2
+
+        def compute(chunks):
+            z, _ = _direct_power(chunks[0], lmax, nu, basis, xp)
+            return z[:, :n_keep]
+    per_row += (lmax + 1) ** 2 * a.dtype.itemsize * 2
+    z = _run_rows([src], rows, (keep + 1) ** 2, (lo + 1) ** 2, a.dtype, per_row, compute,
+                  None, what, xp, extra)
     return z.reshape(batch + z.shape[-1:])
 
 

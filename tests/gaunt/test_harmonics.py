@@ -238,3 +238,42 @@ def test_fourier_conversion_backends_agree(lmax, batch, float32, seed):
     assert a.shape == b.shape == (*batch, 2 * lmax + 1, 2 * lmax + 1)
     np.testing.assert_allclose(b, a, rtol=0, atol=(1e-5 if float32 else 1e-14) * max(
         1.0, float(np.abs(x).max())) * (lmax + 1))
+
+
+@pytest.mark.parametrize(
+    ("dtype", "scales", "rtol"),
+    # float32: squares of 1e±30 over/underflow (max ~3e38, min subnormal ~1e-45); the scaled
+    # path loses only a few ulps (eps32 ~ 1.2e-7). float64: 1e±200 likewise (eps64 ~ 2.2e-16).
+    [(np.float32, (1e30, 1e-30, 3e19, 1e-23), 1e-5), (np.float64, (1e200, 1e-200, 1e160), 1e-12)],
+)
+@pytest.mark.parametrize("basis", ["real", "complex"])
+def test_harmonics_of_huge_and_tiny_vectors(backend, to_numpy, dtype, scales, rtol, basis):
+    rng = np.random.default_rng(7)
+    unit = rng.standard_normal((5, 3))
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    # Axis-aligned and in-plane directions too (a zero component, a zero rho).
+    unit = np.vstack([unit, [[1.0, 0, 0], [0, 0, -1.0], [0.6, -0.8, 0]]])
+    ref = to_numpy(spherical_harmonics(6, unit.astype(dtype), basis=basis))
+    for s in scales:
+        v = (unit * s).astype(dtype)
+        assert np.all(np.isfinite(v)) and np.all(np.abs(v).max(axis=1) > 0)
+        got = to_numpy(spherical_harmonics(6, v, basis=basis))
+        assert got.dtype == ref.dtype
+        np.testing.assert_allclose(got, ref, rtol=rtol, atol=rtol, err_msg=f"scale {s:g}")
+
+
+def test_zero_vector_still_refused_among_tiny_ones(backend):
+    tiny = np.array([[1e-300, 0, 0], [0.0, 0.0, 0.0]])
+    with pytest.raises(ValueError, match="vectors must be nonzero"):
+        spherical_harmonics(1, tiny)
+
+
+def test_convolution_edges_at_extreme_scales(backend, to_numpy):
+    from sci.gaunt import gaunt_convolution
+
+    x = np.arange(1.0, 9.0).reshape(2, 1, 4)
+    edges = np.array([[0.3, -0.4, 1.2], [1.0, 2.0, -2.0]])
+    ref = to_numpy(gaunt_convolution(x, edges, lmax_edge=2))
+    for s in (1e200, 1e-200):
+        got = to_numpy(gaunt_convolution(x, edges * s, lmax_edge=2))
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)

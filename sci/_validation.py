@@ -97,9 +97,26 @@ def as_float_array(
             )
     xp = array_namespace()
     arr = xp.array(arr, dtype=target, copy=True) if copy else arr.astype(target, copy=False)
-    if not allow_nonfinite and arr.size and not bool(xp.isfinite(arr).all()):
+    if not allow_nonfinite and arr.size and not bool(xp.isfinite(_distinct_elements(arr)).all()):
         raise ValueError(f"{name} must be finite; it contains NaN or infinity")
     return arr
+
+
+def _distinct_elements(arr: Any) -> Any:
+    """A view of ``arr`` without its broadcast (stride-0) axes: the same values, each once.
+
+    Checking a ``broadcast_to`` view element by element would cost time and a temporary of the
+    full broadcast size for data that occupies a few bytes.
+    """
+    strides = getattr(arr, "strides", None)
+    if not strides:
+        return arr
+    return arr[
+        tuple(
+            slice(0, 1) if stride == 0 and size > 1 else slice(None)
+            for stride, size in zip(strides, arr.shape, strict=True)
+        )
+    ]
 
 
 def as_int_array(x: Any, name: str, *, minimum: int | None = None) -> np.ndarray:

@@ -104,3 +104,11 @@ def test_memory_refusal_states_the_figure(monkeypatch):
     with pytest.raises(ValueError, match="SCI_MEMORY_LIMIT"):
         memory_limit()
     assert format_bytes(1536) == "1.5 KiB"
+
+
+def test_finiteness_check_of_broadcast_views_is_cheap_and_correct():
+    huge = np.broadcast_to(np.array([1.0, 2.0]), (10**9, 2))  # 16 GB if materialised
+    assert as_float_array(huge, "x").shape == (10**9, 2)
+    bad = np.broadcast_to(np.array([1.0, np.nan]), (10**9, 2))
+    with pytest.raises(ValueError, match="x must be finite"):
+        as_float_array(bad, "x")

@@ -17,6 +17,7 @@ import numpy as np
 from .._validation import as_float_array, check_integer
 from ..backend import array_namespace, implementation, register
 from ._marchenko_pastur import _check_alpha
+from ._memory import broadcast_points, check_points, chunk_length
 
 __all__ = [
     "asymptotic_errors",
@@ -32,8 +33,17 @@ __all__ = [
 # panels [pi 2^-(k+1), pi 2^-k], k = 0..N_PANELS-2, and [0, pi 2^-(N_PANELS-1)].
 N_PANELS = 42
 NODES_PER_PANEL = 20
-# Elements (broadcast points x nodes) per chunk of the array implementation.
+# Elements (broadcast points x nodes) per chunk of the array implementation, at most; fewer
+# where a quarter of the memory limit cannot hold _BULK_TEMPORARIES arrays of that size.
 _CHUNK_ELEMENTS = 1 << 21
+# (points x nodes) work arrays alive at once in a chunk: lam, weight, x, decay, growth and the
+# products of one sum.
+_BULK_TEMPORARIES = 8
+# Arrays of the broadcast shape held at once (flat copies of the arguments, derived per-point
+# quantities, the three bulk sums, the result and its temporaries), an upper bound counted on
+# the code below.
+_TIME_CURVE_ARRAYS = 16
+_OPTIMAL_STOPPING_ARRAYS = 24
 
 
 @functools.cache
@@ -70,7 +80,7 @@ def _bulk_integrals_array(s, alpha, amplitude, noise, s2, c2, gw):
     xp = array_namespace()
     n = s.shape[0]
     out = [xp.empty(n, dtype=s.dtype) for _ in range(3)]
-    step = max(1, _CHUNK_ELEMENTS // s2.shape[0])
+    step = _bulk_chunk_points(n, s2.shape[0], s.dtype.itemsize)
     for start in range(0, n, step):
         sl = slice(start, start + step)
         a = alpha[sl][:, None]
@@ -93,6 +103,22 @@ def _bulk_integrals_array(s, alpha, amplitude, noise, s2, c2, gw):
 
 register("generalization.bulk_integrals", "array", _bulk_integrals_array)
 register("generalization.bulk_integrals", "numba", "sci.generalization._cpu:bulk_integrals")
+
+
+def _bulk_chunk_points(n, n_nodes, itemsize):
+    """Points per chunk of :func:`_bulk_integrals_array`: the (points x nodes) intermediates
+    stay bounded by _CHUNK_ELEMENTS and a quarter of the memory limit, whatever n is."""
+    return chunk_length(
+        n, n_nodes * itemsize * _BULK_TEMPORARIES, max(1, _CHUNK_ELEMENTS // n_nodes)
+    )
+
+
+def _bulk_work_bytes(n, itemsize):
+    """Bytes of the chunked intermediates of the bulk sums over n points (none in kernels)."""
+    if implementation("generalization.bulk_integrals") is not _bulk_integrals_array:
+        return 0.0  # the Numba kernel accumulates in registers
+    n_nodes = N_PANELS * NODES_PER_PANEL
+    return float(_bulk_chunk_points(n, n_nodes, itemsize)) * n_nodes * itemsize * _BULK_TEMPORARIES
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,22 +154,27 @@ def _scales(sigma_w, sigma_eps, sigma_w0, tau):
     )
 
 
-def _broadcast_flat(*arrays, n_data=2):
+def _broadcast_flat(*arrays, n_data=2, what, n_arrays):
     """Broadcast, cast to one float dtype, and flatten (contiguous copies the kernels can use).
 
     The dtype is that of the first ``n_data`` arrays (t and alpha): scale parameters given as
-    Python floats must not turn a float32 computation into float64.
+    Python floats must not turn a float32 computation into float64. Before any copy, the
+    memory of the call is checked: ``n_arrays`` arrays of the broadcast shape (what the caller
+    holds at once, these copies included) plus the chunked intermediates of the bulk sums.
     """
     xp = array_namespace()
     dtype = xp.result_type(*arrays[:n_data])
-    shape = np.broadcast_shapes(*(tuple(a.shape) for a in arrays))
+    shape = tuple(int(n) for n in np.broadcast_shapes(*(tuple(a.shape) for a in arrays)))
+    n_points = math.prod(shape)
+    check_points(what, shape, dtype.itemsize, n_arrays,
+                 _bulk_work_bytes(n_points, dtype.itemsize))
     flat = [xp.ascontiguousarray(xp.broadcast_to(a.astype(dtype, copy=False), shape)).ravel()
             for a in arrays]
     return shape, dtype, flat
 
 
-def _time_curve_arguments(t, alpha, sigma_w, sigma_eps, sigma_w0, tau):
-    """Checked, broadcast and flattened arguments of a curve in time.
+def _time_curve_arguments(t, alpha, sigma_w, sigma_eps, sigma_w0, tau, *, what):
+    """Checked, broadcast and flattened arguments of a curve in time (``what`` calls it).
 
     Returns the output shape and dtype, alpha, A = sigma_w^2 + sigma_w0^2, sigma_eps^2, the
     scaled time s = t/tau (0 where t is infinite) and the mask of infinite times.
@@ -153,7 +184,7 @@ def _time_curve_arguments(t, alpha, sigma_w, sigma_eps, sigma_w0, tau):
     sigma_w, sigma_eps, sigma_w0, tau = _scales(sigma_w, sigma_eps, sigma_w0, tau)
     xp = array_namespace()
     shape, dtype, (t, alpha, sigma_w, sigma_eps, sigma_w0, tau) = _broadcast_flat(
-        t, alpha, sigma_w, sigma_eps, sigma_w0, tau
+        t, alpha, sigma_w, sigma_eps, sigma_w0, tau, what=what, n_arrays=_TIME_CURVE_ARRAYS
     )
     infinite = xp.isinf(t)
     s = xp.where(infinite, 0.0, t / tau)
@@ -232,7 +263,9 @@ def generalization_error(
     ------
     ValueError
         If ``alpha <= 0``, a standard deviation is negative, ``tau <= 0``, ``t < 0``, or an
-        argument is NaN (or infinite, except ``t``).
+        argument is NaN (or infinite, except ``t``); ``MemoryLimitError``
+        (a ValueError) if the broadcast points would need more memory than ``SCI_MEMORY_LIMIT``
+        allows (about 16 arrays of the broadcast shape).
 
     Notes
     -----
@@ -261,7 +294,7 @@ def generalization_error(
     """
     xp = array_namespace()
     shape, dtype, alpha, amplitude, noise, s, infinite = _time_curve_arguments(
-        t, alpha, sigma_w, sigma_eps, sigma_w0, tau
+        t, alpha, sigma_w, sigma_eps, sigma_w0, tau, what="generalization_error"
     )
     bulk, _, _ = _bulk(s, alpha, amplitude, noise)
     finite = bulk + _positive_part(1.0 - alpha, xp) * amplitude + noise
@@ -325,7 +358,7 @@ def training_error(
     """
     xp = array_namespace()
     shape, dtype, alpha, amplitude, noise, s, infinite = _time_curve_arguments(
-        t, alpha, sigma_w, sigma_eps, sigma_w0, tau
+        t, alpha, sigma_w, sigma_eps, sigma_w0, tau, what="training_error"
     )
     _, bulk, _ = _bulk(s, alpha, amplitude, noise)
     # (alpha - 1)/alpha, not 1 - 1/alpha: alpha - 1 is exact near the peak, 1/alpha is not.
@@ -366,6 +399,8 @@ def frozen_subspace_error(alpha: Any, *, sigma_w: Any = 1.0, sigma_w0: Any = 0.0
     alpha = _check_alpha(alpha)
     sigma_w = _check_nonnegative(sigma_w, "sigma_w")
     sigma_w0 = _check_nonnegative(sigma_w0, "sigma_w0")
+    shape, _, itemsize = broadcast_points(alpha, sigma_w, sigma_w0)
+    check_points("frozen_subspace_error", shape, itemsize, 4)
     xp = array_namespace()
     return _positive_part(1.0 - alpha, xp) * (sigma_w * sigma_w + sigma_w0 * sigma_w0)
 
@@ -433,6 +468,9 @@ def asymptotic_errors(
     """
     alpha = _check_alpha(alpha)
     sigma_w, sigma_eps, sigma_w0, tau = _scales(sigma_w, sigma_eps, sigma_w0, tau)
+    # tau does not enter the limits, nor their shape.
+    shape, _, itemsize = broadcast_points(alpha, sigma_w, sigma_eps, sigma_w0)
+    check_points("asymptotic_errors", shape, itemsize, 14)
     xp = array_namespace()
     amplitude = sigma_w * sigma_w + sigma_w0 * sigma_w0
     noise = sigma_eps * sigma_eps
@@ -502,6 +540,8 @@ def mode_optimal_stopping(
     if lam.size and bool(xp.any(lam < 0)):
         raise ValueError(f"lam (eigenvalues) must be >= 0; got a minimum of {float(xp.min(lam))}")
     sigma_w, sigma_eps, sigma_w0, tau = _scales(sigma_w, sigma_eps, sigma_w0, tau)
+    shape, _, itemsize = broadcast_points(lam, sigma_w, sigma_eps, sigma_w0, tau)
+    check_points("mode_optimal_stopping", shape, itemsize, 14)
     amplitude = sigma_w * sigma_w + sigma_w0 * sigma_w0
     noise = sigma_eps * sigma_eps
     quiet = noise == 0
@@ -567,6 +607,9 @@ def ridge_error(
     """
     alpha = _check_alpha(alpha)
     sigma_w, sigma_eps, sigma_w0, tau = _scales(sigma_w, sigma_eps, sigma_w0, tau)
+    # sigma_w0 and tau enter neither the error nor its shape.
+    shape, _, itemsize = broadcast_points(alpha, sigma_w, sigma_eps)
+    check_points("ridge_error", shape, itemsize, 12)
     xp = array_namespace()
     prior = sigma_w * sigma_w
     noise = sigma_eps * sigma_eps
@@ -634,7 +677,8 @@ def optimal_stopping(
     n_iterations = check_integer(n_iterations, "n_iterations", minimum=1, maximum=10_000)
     xp = array_namespace()
     shape, dtype, (alpha, sigma_w, sigma_eps, sigma_w0, tau) = _broadcast_flat(
-        alpha, sigma_w, sigma_eps, sigma_w0, tau, n_data=1
+        alpha, sigma_w, sigma_eps, sigma_w0, tau, n_data=1, what="optimal_stopping",
+        n_arrays=_OPTIMAL_STOPPING_ARRAYS,
     )
     amplitude = sigma_w * sigma_w + sigma_w0 * sigma_w0
     noise = sigma_eps * sigma_eps

@@ -21,6 +21,7 @@ from .._validation import (
     resolve_rng,
 )
 from ..backend import array_namespace, implementation, register
+from ._memory import chunk_length
 
 __all__ = ["draw_linear_problem", "simulate_linear"]
 
@@ -142,7 +143,7 @@ def _linear_errors_array(lam, z0, drive, fit0, frozen, noise_out, s, learning_ra
     n_trials, n_modes = lam.shape
     weights = xp.empty((n_trials, s.shape[0]), dtype=lam.dtype)
     residual = xp.empty_like(weights)
-    step = max(1, (1 << 22) // max(1, n_trials * n_modes))
+    step = _linear_chunk_times(s.shape[0], n_trials, n_modes, lam.dtype.itemsize)
     for start in range(0, s.shape[0], step):
         times = s[start:start + step][None, :, None]
         decay, gain = _mode_factors(lam[:, None, :], times, learning_rate, xp)
@@ -156,6 +157,40 @@ def _linear_errors_array(lam, z0, drive, fit0, frozen, noise_out, s, learning_ra
 
 register("generalization.linear_errors", "array", _linear_errors_array)
 register("generalization.linear_errors", "numba", "sci.generalization._cpu:linear_errors")
+
+# (trials x times x modes) work arrays alive at once in a chunk of _linear_errors_array:
+# the exponents, decay, gain, z and the products of the two sums.
+_LINEAR_TEMPORARIES = 8
+_LINEAR_CHUNK_ELEMENTS = 1 << 22
+
+
+def _linear_chunk_times(n_times, n_trials, n_modes, itemsize):
+    """Times per chunk of :func:`_linear_errors_array`: its intermediates stay bounded by
+    _LINEAR_CHUNK_ELEMENTS and a quarter of the memory limit, whatever the number of times."""
+    per_time = max(1, n_trials * n_modes)
+    return chunk_length(n_times, per_time * itemsize * _LINEAR_TEMPORARIES,
+                        max(1, _LINEAR_CHUNK_ELEMENTS // per_time))
+
+
+def _check_linear_memory(n_inputs, n_examples, n_times, n_trials, itemsize):
+    """Refuse up front a simulation that would need more than the memory limit."""
+    modes = min(n_inputs, n_examples)
+    per_trial_data = n_inputs * n_examples + 2 * n_inputs + n_examples
+    nbytes = n_trials * (
+        8.0 * per_trial_data  # the float64 draws
+        + itemsize * per_trial_data  # their copy in the working dtype
+        + itemsize * 4.0 * modes * modes  # Gram matrix, eigenvectors, eigh workspace
+        + itemsize * 12.0 * (n_inputs + n_examples)  # per-mode and per-example vectors
+        + itemsize * 4.0 * n_times  # weights, residual and the two returned curves
+    )
+    if implementation("generalization.linear_errors") is _linear_errors_array:
+        step = _linear_chunk_times(n_times, n_trials, modes, itemsize)
+        nbytes += float(step) * n_trials * modes * itemsize * _LINEAR_TEMPORARIES
+    check_memory(
+        nbytes,
+        f"{n_trials} linear trials with N={n_inputs}, P={n_examples} at {n_times:,} times",
+        hint="use fewer trials or times per call",
+    )
 
 
 def simulate_linear(
@@ -212,7 +247,9 @@ def simulate_linear(
     ------
     ValueError
         For non-positive sizes, negative times or scales, a non-positive ``tau`` or
-        ``learning_rate``, or a problem too large for memory.
+        ``learning_rate``; ``MemoryLimitError`` (a ValueError) for a problem too large for
+        ``SCI_MEMORY_LIMIT`` (the data, the Gram matrix and its eigenvectors, and the
+        ``(n_trials, len(t))`` curves are counted up front).
 
     Notes
     -----
@@ -248,6 +285,13 @@ def simulate_linear(
     if learning_rate is not None:
         learning_rate = check_real(learning_rate, "learning_rate", low=0.0, low_inclusive=False)
     dtype = resolve_dtype(dtype)
+    _check_linear_memory(
+        check_integer(n_inputs, "n_inputs", minimum=1),
+        check_integer(n_examples, "n_examples", minimum=1),
+        int(t.shape[0]),
+        check_integer(n_trials, "n_trials", minimum=1),
+        dtype.itemsize,
+    )
     problem = draw_linear_problem(
         n_inputs, n_examples, sigma_w=sigma_w, sigma_eps=sigma_eps, sigma_w0=sigma_w0,
         n_trials=n_trials, rng=rng,

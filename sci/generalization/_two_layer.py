@@ -30,6 +30,15 @@ def _relu(x, xp):
     return xp.maximum(x, 0.0)
 
 
+def _draw_per_trial(n_hidden, n_inputs, n_teacher_hidden, n_examples, n_test):
+    """Floats drawn or computed per trial by :func:`draw_two_layer_problem`, at its peak."""
+    return (
+        n_inputs * (n_examples + n_test + n_teacher_hidden + n_hidden)  # inputs and weights
+        + 2 * n_teacher_hidden * max(n_examples, n_test)  # the teacher's hidden layer
+        + 4 * (n_examples + n_test) + n_hidden + n_teacher_hidden  # labels, noise, outputs
+    )
+
+
 def draw_two_layer_problem(
     n_hidden: int,
     *,
@@ -67,6 +76,13 @@ def draw_two_layer_problem(
     n_trials = check_integer(n_trials, "n_trials", minimum=1)
     snr = check_real(snr, "snr", low=0.0, low_inclusive=False)
     sigma_w0 = check_real(sigma_w0, "sigma_w0", low=0.0)
+    check_memory(
+        8.0 * n_trials * _draw_per_trial(n_hidden, n_inputs, n_teacher_hidden, n_examples,
+                                         n_test),
+        f"drawing {n_trials} two-layer problems with N_i={n_inputs}, M={n_teacher_hidden}, "
+        f"H={n_hidden}, P={n_examples}, {n_test} test points",
+        hint="use fewer trials or test points per call",
+    )
     rng = resolve_rng(rng)
     shape = (n_trials,)
     train_inputs = rng.standard_normal(shape + (n_inputs, n_examples)) / math.sqrt(n_inputs)
@@ -243,7 +259,9 @@ def simulate_two_layer(
     ------
     ValueError
         For bad sizes, unsorted or negative epochs, a non-positive ``snr`` or
-        ``learning_rate``, a learning rate at which descent diverges, or too much memory.
+        ``learning_rate``, a learning rate at which descent diverges; ``MemoryLimitError`` (a
+        ValueError) if the data, the feature kernel and the ``(epochs x examples)`` work arrays
+        would need more memory than ``SCI_MEMORY_LIMIT`` allows.
 
     Notes
     -----
@@ -277,11 +295,26 @@ def simulate_two_layer(
     n_test = check_integer(n_test, "n_test", minimum=2)
     n_examples = check_integer(n_examples, "n_examples", minimum=1)
     n_hidden = check_integer(n_hidden, "n_hidden", minimum=1)
+    n_inputs = check_integer(n_inputs, "n_inputs", minimum=1)
+    n_teacher_hidden = check_integer(n_teacher_hidden, "n_teacher_hidden", minimum=1)
+    n_epochs = int(epochs.size)
+    h, p, t = n_hidden, n_examples, n_test
+    if train_hidden:
+        # Pre-activations, activations, mask and back-propagated errors (H x P), the test
+        # layer (H x T), the weights and the recorded errors.
+        work = 5 * h * p + 2 * h * t + 2 * h * n_inputs + 2 * n_epochs
+    else:
+        # Features (H x P, H x T), the P x P kernel with its eigenvectors and eigh workspace,
+        # the P x T cross products, the (epochs x P) decay factors and (epochs x T) predictions.
+        work = (2 * h * (p + t) + 4 * p * p + 2 * p * t + 8 * n_epochs * p
+                + 3 * n_epochs * t)
+    copied = n_inputs * (p + t + h) + 3 * (p + t) + h  # the data in the working dtype
     check_memory(
-        8.0 * n_trials * (n_hidden * (n_examples + n_test) + n_examples * (n_examples + n_test)
-                          + len(epochs) * (n_examples + n_test)),
-        f"{n_trials} two-layer trials with H={n_hidden}, P={n_examples}, {n_test} test points",
-        hint="use fewer trials or test points per call",
+        n_trials * (8.0 * _draw_per_trial(h, n_inputs, n_teacher_hidden, p, t)
+                    + dtype.itemsize * float(copied + work)),
+        f"{n_trials} two-layer trials with H={h}, P={p}, {t} test points and {n_epochs:,} "
+        f"recorded epochs",
+        hint="use fewer trials, test points or recorded epochs per call",
     )
     data = draw_two_layer_problem(
         n_hidden, n_inputs=n_inputs, n_teacher_hidden=n_teacher_hidden, n_examples=n_examples,

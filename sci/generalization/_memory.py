@@ -1,0 +1,48 @@
+"""Memory estimates and chunk sizes shared by the curves and the simulations.
+
+Every public function of :mod:`sci.generalization` estimates what it will allocate and calls
+:func:`sci._validation.check_memory` before allocating it. The chunked work arrays (points x
+quadrature nodes, trials x times x modes) are sized here so that they take at most a quarter of
+the memory limit: they stay bounded whatever the number of points, and only the outputs and the
+flat per-point copies grow with the request.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._validation import check_memory, memory_limit
+
+# The chunked work arrays may take at most 1/_CHUNK_SHARE of the memory limit.
+_CHUNK_SHARE = 4
+
+
+def chunk_length(n_items: int, bytes_per_item: float, max_items: int) -> int:
+    """Items per chunk: at most ``max_items`` and ``n_items``, within a quarter of the limit.
+
+    At least 1: a single item that alone exceeds the budget is left to the caller's
+    :func:`check_memory`, which counts the chunk.
+    """
+    budget = int(memory_limit() // (_CHUNK_SHARE * max(bytes_per_item, 1.0)))
+    return max(1, min(n_items, max_items, budget))
+
+
+def broadcast_points(*arrays) -> tuple[tuple[int, ...], int, int]:
+    """Broadcast shape, number of points and the widest float itemsize of ``arrays``."""
+    shape = tuple(int(n) for n in np.broadcast_shapes(*(tuple(a.shape) for a in arrays)))
+    itemsize = max(np.dtype(a.dtype).itemsize for a in arrays)
+    return shape, math.prod(shape), itemsize
+
+
+def check_points(what: str, shape: tuple[int, ...], itemsize: int, n_arrays: float,
+                 extra_bytes: float = 0.0) -> None:
+    """Refuse up front a call holding about ``n_arrays`` arrays of ``shape`` (plus extra)."""
+    n = math.prod(shape)
+    check_memory(
+        float(n) * itemsize * n_arrays + extra_bytes,
+        f"{what} on {n:,} points (broadcast shape {shape}, about {n_arrays} arrays of "
+        f"{itemsize}-byte floats)",
+        hint="evaluate fewer points per call",
+    )

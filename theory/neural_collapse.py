@@ -143,7 +143,17 @@ def _mse_root(b_over_n, M: int):
     if phi(peak) <= 0:
         return mpmath.mpf(0)
     high = 2 * max(peak, (M / beta_) ** (mpmath.mpf(1) / (M + 1)))
-    root = mpmath.findroot(phi, (peak, high), solver="anderson")
+    # phi decreases on [peak, high] and changes sign there: bisection in log t converges
+    # unconditionally to the working precision. (A secant-type solver tests |phi| against an
+    # absolute tolerance, which fails when phi's scale is tiny, e.g. small lambda, deep M.)
+    low_log, high_log = mpmath.log(peak), mpmath.log(high)
+    while high_log - low_log > mpmath.eps * 4 * max(1, abs(high_log)):
+        middle = (low_log + high_log) / 2
+        if phi(mpmath.exp(middle)) > 0:
+            low_log = middle
+        else:
+            high_log = middle
+    root = mpmath.exp((low_log + high_log) / 2)
     if 1 / (1 + root**M) + beta_ * root >= 1:
         return mpmath.mpf(0)
     return root

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ _DATA = Path(os.environ.get("SCI_SHARED_DATA",
 def compute(*, sizes, degrees, tol, samples, progress=None):
     import scipy.io
 
-    from sci.chebyshev_tucker import ChebTucker
+    from sci.chebyshev_tucker import ChebTucker, IllConditionedFitWarning
 
     rng = np.random.default_rng(0)
     out = {"sizes": list(sizes), "degrees": list(degrees), "tol": tol, "ranks": [],
@@ -40,8 +41,12 @@ def compute(*, sizes, degrees, tol, samples, progress=None):
                 ranks.append(None)
                 errors.append(None)
                 continue
-            ct = ChebTucker.from_cp(np.ones(r_long), [f, f, f], domain=(-1, 1), degree=degree,
-                                    tol=tol, grid=(g, g, g))
+            # The paper's data are grid samples: errors are measured on the grid, where the
+            # fit is accurate; off the grid several of these fits are not (the warning).
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", IllConditionedFitWarning)
+                ct = ChebTucker.from_cp(np.ones(r_long), [f, f, f], domain=(-1, 1),
+                                        degree=degree, tol=tol, grid=(g, g, g))
             ranks.append(max(ct.ranks))
             errors.append(float(np.max(np.abs(ct(g[idx]) - ref)) / np.max(np.abs(ref))))
         out["ranks"].append(ranks)

@@ -45,7 +45,7 @@ from ._chebyshev import (
     values_to_coefficients,
 )
 from ._direct import direct_potential
-from ._format import ChebTucker
+from ._format import ChebTucker, IllConditionedFitWarning
 from ._io import read_pqr, read_xyz
 from ._newton import (
     COULOMB_CONSTANT,
@@ -59,6 +59,7 @@ from ._tucker import TuckerTensor, hooi, hosvd, reduced_hosvd
 __all__ = [
     "COULOMB_CONSTANT",
     "ChebTucker",
+    "IllConditionedFitWarning",
     "ExponentialSum",
     "RangeSeparatedPotential",
     "TuckerTensor",

@@ -196,7 +196,9 @@ class ChebTucker:
         grid : three array_like, optional
             Coordinates of samples given on a grid (e.g. a cell-centred grid from a
             grid-based code). Coefficients are then a least-squares fit of the given degree
-            (needs ``n_k >= degree + 1``).
+            (needs ``n_k >= degree + 1``). On equispaced grids such a fit is reliable between
+            the grid points only with about ``degree**2`` points; otherwise it matches the grid
+            but can be far off in between, and :class:`IllConditionedFitWarning` says so.
 
         Returns
         -------
@@ -243,7 +245,7 @@ class ChebTucker:
                 coefficient_factors.append(values_to_coefficients(samples, axes=0))
             else:
                 coefficient_factors.append(
-                    _least_squares_coefficients(fac, grid, k, box[k], degree, qr_cache)
+                    _least_squares_coefficients(fac, grid, k, box[k], degree, qr_cache, tol)
                 )
         tucker = reduced_hosvd(weights, coefficient_factors, tol=tol, chunk=chunk)
         return cls._from_tucker(tucker, box)
@@ -409,7 +411,7 @@ class ChebTucker:
 
 def _least_squares_coefficients(samples: Any, grid: Sequence[Any], mode: int,
                                 interval: tuple[float, float], degree: int | None,
-                                qr_cache: dict | None = None):
+                                qr_cache: dict | None = None, tol: float = 0.0):
     xp = array_namespace()
     if len(grid) != 3:
         raise ValueError(f"grid must be three coordinate vectors; got {len(grid)}")
@@ -439,4 +441,48 @@ def _least_squares_coefficients(samples: Any, grid: Sequence[Any], mode: int,
         q, r = xp.linalg.qr(vander)
         if qr_cache is not None:
             qr_cache[key] = (q, r)
+        _warn_if_unstable_off_grid(to_numpy(q), to_numpy(r), to_numpy(to_reference(x, a, b)),
+                                   degree, mode, tol)
     return xp.linalg.solve(r, q.T @ values)
+
+
+class IllConditionedFitWarning(UserWarning):
+    """A least-squares Chebyshev fit to grid samples is unreliable between the grid points."""
+
+
+def _warn_if_unstable_off_grid(q: np.ndarray, r: np.ndarray, t: np.ndarray, degree: int,
+                               mode: int, tol: float) -> None:
+    """Warn when the discrete least-squares projection amplifies values between grid points.
+
+    The fit maps grid values y to the polynomial V(s) R^-1 Qᵀ y; its Lebesgue constant
+    max_s ||V(s) R^-1 Qᵀ||_1 bounds how much more than the best approximation error the fit
+    can be off at a point s. On equispaced grids it grows exponentially unless the number of
+    points is of order degree² (Platte, Trefethen & Kuijlaars 2011), while the residual on the
+    grid stays small, so a good on-grid error says nothing about the points in between. It
+    multiplies the best approximation error and the rounding of the samples: once rounding
+    alone, amplification x eps, exceeds ``tol``, no choice of data can make the fit meet
+    ``tol`` off the grid, and the user is told. The instability lives near the ends of the
+    interval: midpoints there, plus a sparse sample of the interior and the box ends, are
+    checked.
+    """
+    grid = np.unique(t)
+    mids = (grid[:-1] + grid[1:]) / 2
+    edge = max(1, mids.size // 10)
+    points = np.concatenate([[-1.0, 1.0], mids[:edge], mids[-edge:], mids[edge:-edge:8]])
+    operator = np.linalg.solve(r, q.T)  # (degree + 1, n)
+    values = np.polynomial.chebyshev.chebvander(points, degree) @ operator
+    amplification = float(np.abs(values).sum(axis=1).max())
+    rounding_off_grid = amplification * np.finfo(np.float64).eps
+    if rounding_off_grid > tol:
+        import warnings
+
+        warnings.warn(
+            f"the least-squares fit of degree {degree} to {t.size} grid points in mode {mode} "
+            f"amplifies errors between the grid points up to {amplification:.1e} times, so "
+            f"rounding alone can reach {rounding_off_grid:.1e} there, above tol = {tol:g} "
+            "(equispaced least squares is stable only with about degree² points): values off "
+            "the grid are unreliable; evaluate on the grid, lower the degree, or sample the "
+            "factors at Chebyshev points (factors as callables)",
+            IllConditionedFitWarning,
+            stacklevel=4,
+        )

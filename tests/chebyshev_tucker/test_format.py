@@ -161,3 +161,45 @@ def test_bad_input():
     with pytest.raises(ValueError, match="least-squares fit of degree 10 needs"):
         ChebTucker.from_cp([1.0], [np.ones((5, 1))] * 3, domain=(-1, 1), degree=10, tol=1e-6,
                            grid=[np.linspace(-1, 1, 5)] * 3)
+
+
+def _gaussian_fit_on_grid(n, degree, tol=1e-12):
+    g = -1 + (np.arange(n) + 0.5) * 2 / n
+    f = np.exp(-30 * g**2)[:, None]
+    ct = ChebTucker.from_cp(np.ones(1), [f, f, f], domain=(-1, 1), degree=degree, tol=tol,
+                            grid=(g, g, g))
+    between = (g[:-1] + g[1:]) / 2
+    points = np.stack([between, np.zeros_like(between), np.zeros_like(between)], axis=1)
+    exact = np.exp(-30 * between**2)
+    on_grid = np.stack([g, np.zeros_like(g), np.zeros_like(g)], axis=1)
+    return (np.max(np.abs(ct(on_grid) - np.exp(-30 * g**2))),
+            np.max(np.abs(ct(points) - exact)))
+
+
+def test_unstable_grid_fit_is_reported():
+    """Degree 128 on 256 equispaced points fits the grid but not the points in between."""
+    from sci.chebyshev_tucker import IllConditionedFitWarning
+
+    with pytest.warns(IllConditionedFitWarning, match=r"rounding alone can reach .* above tol"):
+        on_grid, between = _gaussian_fit_on_grid(256, 128)
+    # The fit reproduces the grid to rounding (seen 9e-16) but misses tol = 1e-12 between its
+    # points by orders of magnitude (seen 8e-6): the warning is warranted.
+    assert on_grid < 1e-13
+    assert between > 1e-8
+
+
+def test_stable_grid_fit_is_silent_and_accurate_between_points():
+    import warnings
+
+    from sci.chebyshev_tucker import IllConditionedFitWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IllConditionedFitWarning)
+        # 2000 points for degree 60: a degree-60 Chebyshev fit of exp(-30 x^2) is accurate
+        # to ~2e-12 everywhere (seen 1.7e-12 on and between the grid points).
+        on_grid, between = _gaussian_fit_on_grid(2000, 60)
+        assert on_grid < 1e-11 and between < 1e-11
+        # 512 points for degree 128 amplify 1.8e7 times, but rounding x 1.8e7 ~ 4e-9 is
+        # below tol = 1e-7, and the resolved Gaussian stays accurate between points.
+        on_grid, between = _gaussian_fit_on_grid(512, 128, tol=1e-7)
+        assert on_grid < 1e-10 and between < 1e-10

@@ -9,6 +9,13 @@ from sci.chebyshev_tucker import ChebTucker
 
 scipy_io = pytest.importorskip("scipy.io")
 
+# The paper's data are grid samples and its errors are measured on the grid; several of these
+# fits (e.g. degree 128 on 256 points) are unreliable between grid points, which from_cp
+# reports with IllConditionedFitWarning (tested in test_format.py). Here it is expected.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::sci.chebyshev_tucker.IllConditionedFitWarning"
+)
+
 # Tucker ranks reported for the long-range Newton kernel at m = 129, tol 1e-7 (spec).
 PAPER_NEWTON_RANKS = {256: 9, 512: 11, 1024: 12, 2048: 13}
 

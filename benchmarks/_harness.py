@@ -89,6 +89,37 @@ def time_callable(
     }
 
 
+def single_threaded() -> dict[str, Any]:
+    """Pin BLAS, Numba and torch (where installed) to one thread; return what was set.
+
+    Per-core comparisons (sci against e3nn, say) need every library on the same footing; the
+    returned dict is recorded beside the timings. A library that is absent maps to ``None``.
+    """
+    threads: dict[str, Any] = {}
+    try:
+        import threadpoolctl
+
+        threadpoolctl.threadpool_limits(1)
+        threads["blas"] = 1
+    except ImportError:
+        threads["blas"] = "default"
+    try:
+        import numba
+
+        numba.set_num_threads(1)
+        threads["numba"] = numba.get_num_threads()
+    except ImportError:
+        threads["numba"] = None
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+        threads["torch"] = torch.get_num_threads()
+    except ImportError:
+        threads["torch"] = None
+    return threads
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

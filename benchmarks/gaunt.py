@@ -20,36 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._harness import Benchmark, Case, fitted_exponent
+from ._harness import Benchmark, Case, fitted_exponent, single_threaded
 
 BATCH = 1024
 E3NN_LMAX = 12
-
-
-def _limit_threads() -> dict:
-    threads: dict = {}
-    try:
-        import threadpoolctl
-
-        threadpoolctl.threadpool_limits(1)
-        threads["blas"] = 1
-    except ImportError:
-        threads["blas"] = "default"
-    try:
-        import numba
-
-        numba.set_num_threads(1)
-        threads["numba"] = numba.get_num_threads()
-    except ImportError:
-        pass
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-        threads["torch"] = torch.get_num_threads()
-    except ImportError:
-        pass
-    return threads
 
 
 def _inputs(lmax: int, batch: int, dtype, seed: int = 0):
@@ -158,7 +132,7 @@ _THREADS: dict = {}
 
 
 def cases(quick: bool):
-    _THREADS.update(_limit_threads())
+    _THREADS.update(single_threaded())
     batch = 128 if quick else BATCH
     lmaxes = (1, 2, 4) if quick else tuple(range(1, E3NN_LMAX + 1))
     for lmax in lmaxes:

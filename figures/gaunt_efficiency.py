@@ -24,26 +24,6 @@ def _best_time(fn, repeats: int) -> float:
     return float(best)
 
 
-def _one_thread() -> dict:
-    """One thread for BLAS, Numba and torch: the comparison is per core (recorded)."""
-    threads = {}
-    try:
-        import threadpoolctl
-
-        threadpoolctl.threadpool_limits(1)
-        threads["blas"] = 1
-    except ImportError:
-        threads["blas"] = "default"
-    try:
-        import numba
-
-        numba.set_num_threads(1)
-        threads["numba"] = numba.get_num_threads()
-    except ImportError:
-        threads["numba"] = None
-    return threads
-
-
 def _e3nn_product(lmax):
     try:
         import torch
@@ -62,10 +42,12 @@ def _e3nn_product(lmax):
 
 
 def compute(*, lmaxes, lmax_direct, lmax_e3nn, lmax_equivariance, batch, repeats, progress=None):
+    from benchmarks._harness import single_threaded
     from sci._progress import progress_bar
     from sci.gaunt import gaunt_tensor_product, random_rotation, rotate
 
-    threads = _one_thread()
+    # One thread for BLAS, Numba and torch: the comparison is per core (recorded).
+    threads = single_threaded()
     rng = np.random.default_rng(0)
     times: dict[str, list] = {"fourier": [], "direct": [], "grid": [], "e3nn": []}
     timed_l: dict[str, list] = {k: [] for k in times}

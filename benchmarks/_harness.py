@@ -89,35 +89,50 @@ def time_callable(
     }
 
 
-def single_threaded() -> dict[str, Any]:
-    """Pin BLAS, Numba and torch (where installed) to one thread; return what was set.
+class single_threaded:  # noqa: N801 - used like a function: ``with single_threaded() as t:``
+    """Pin BLAS, Numba and torch (where installed) to one thread while the block runs.
 
-    Per-core comparisons (sci against e3nn, say) need every library on the same footing; the
-    returned dict is recorded beside the timings. A library that is absent maps to ``None``.
+    Per-core comparisons (sci against e3nn, say) need every library on the same footing. The
+    value bound by ``with`` maps each library to the threads it was given (``None`` where the
+    library is absent), to be recorded beside the timings. The previous thread counts are
+    restored on exit, so later work in the same process (the next benchmark of ``python -m
+    benchmarks``, the next figure of a docs build) is not left on one core.
     """
-    threads: dict[str, Any] = {}
-    try:
-        import threadpoolctl
 
-        threadpoolctl.threadpool_limits(1)
-        threads["blas"] = 1
-    except ImportError:
-        threads["blas"] = "default"
-    try:
-        import numba
+    def __enter__(self) -> dict[str, Any]:
+        self._restore: list[Callable[[], Any]] = []
+        threads: dict[str, Any] = {}
+        try:
+            import threadpoolctl
 
-        numba.set_num_threads(1)
-        threads["numba"] = numba.get_num_threads()
-    except ImportError:
-        threads["numba"] = None
-    try:
-        import torch
+            limits = threadpoolctl.threadpool_limits(1)
+            self._restore.append(limits.restore_original_limits)
+            threads["blas"] = 1
+        except ImportError:
+            threads["blas"] = "default"
+        try:
+            import numba
 
-        torch.set_num_threads(1)
-        threads["torch"] = torch.get_num_threads()
-    except ImportError:
-        threads["torch"] = None
-    return threads
+            before = numba.get_num_threads()
+            numba.set_num_threads(1)
+            self._restore.append(lambda: numba.set_num_threads(before))
+            threads["numba"] = numba.get_num_threads()
+        except ImportError:
+            threads["numba"] = None
+        try:
+            import torch
+
+            before_torch = torch.get_num_threads()
+            torch.set_num_threads(1)
+            self._restore.append(lambda: torch.set_num_threads(before_torch))
+            threads["torch"] = torch.get_num_threads()
+        except ImportError:
+            threads["torch"] = None
+        return threads
+
+    def __exit__(self, *exc: object) -> None:
+        for restore in reversed(self._restore):
+            restore()
 
 
 def _cpu_model() -> str:

@@ -46,25 +46,26 @@ def compute(*, lmaxes, lmax_direct, lmax_e3nn, lmax_equivariance, batch, repeats
     from sci._progress import progress_bar
     from sci.gaunt import gaunt_tensor_product, random_rotation, rotate
 
-    # One thread for BLAS, Numba and torch: the comparison is per core (recorded).
-    threads = single_threaded()
+    # One thread for BLAS, Numba and torch while timing: the comparison is per core
+    # (recorded); the previous thread counts come back afterwards.
     rng = np.random.default_rng(0)
-    times: dict[str, list] = {"fourier": [], "direct": [], "grid": [], "e3nn": []}
-    timed_l: dict[str, list] = {k: [] for k in times}
-    for lmax in progress_bar(lmaxes, progress=progress, desc="gaunt timing"):
-        n = (lmax + 1) ** 2
-        x = rng.standard_normal((batch, n)).astype(np.float32)
-        y = rng.standard_normal((batch, n)).astype(np.float32)
-        methods = ["fourier", "grid"] + (["direct"] if lmax <= lmax_direct else [])
-        for method in methods:
-            times[method].append(_best_time(
-                lambda m=method, a=x, b=y: gaunt_tensor_product(a, b, method=m), repeats))
-            timed_l[method].append(lmax)
-        if lmax <= lmax_e3nn:
-            run = _e3nn_product(lmax)
-            if run is not None:
-                times["e3nn"].append(_best_time(lambda r=run, a=x, b=y: r(a, b), repeats))
-                timed_l["e3nn"].append(lmax)
+    with single_threaded() as threads:
+        times: dict[str, list] = {"fourier": [], "direct": [], "grid": [], "e3nn": []}
+        timed_l: dict[str, list] = {k: [] for k in times}
+        for lmax in progress_bar(lmaxes, progress=progress, desc="gaunt timing"):
+            n = (lmax + 1) ** 2
+            x = rng.standard_normal((batch, n)).astype(np.float32)
+            y = rng.standard_normal((batch, n)).astype(np.float32)
+            methods = ["fourier", "grid"] + (["direct"] if lmax <= lmax_direct else [])
+            for method in methods:
+                times[method].append(_best_time(
+                    lambda m=method, a=x, b=y: gaunt_tensor_product(a, b, method=m), repeats))
+                timed_l[method].append(lmax)
+            if lmax <= lmax_e3nn:
+                run = _e3nn_product(lmax)
+                if run is not None:
+                    times["e3nn"].append(_best_time(lambda r=run, a=x, b=y: r(a, b), repeats))
+                    timed_l["e3nn"].append(lmax)
     errors = []
     eq_l = list(range(1, lmax_equivariance + 1))
     for lmax in eq_l:

@@ -138,6 +138,21 @@ def test_benchmark_harness_times_and_records(tmp_path):
     assert fitted_exponent([1, 2, 4, 8], [1, 8, 64, 512]) == pytest.approx(3.0)
 
 
+def test_single_threaded_restores_thread_counts():
+    # Per-core timings pin every library to one thread; the next benchmark (or figure) in the
+    # same process must get its threads back, even when the timed block raises.
+    numba = pytest.importorskip("numba")
+    from benchmarks._harness import single_threaded
+
+    before = numba.get_num_threads()
+    with single_threaded() as threads:
+        assert threads["numba"] == numba.get_num_threads() == 1
+    assert numba.get_num_threads() == before
+    with pytest.raises(RuntimeError), single_threaded():
+        raise RuntimeError("timed block failed")
+    assert numba.get_num_threads() == before
+
+
 def test_benchmarks_cli_lists():
     listing = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--list"], cwd=ROOT, capture_output=True,

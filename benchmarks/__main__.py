@@ -18,7 +18,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(RESULTS), help="results folder (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per case")
     parser.add_argument("--backend", choices=sci.backend.BACKENDS, default=None)
+    parser.add_argument("--report", metavar="PATH", default=None,
+                        help="write the performance page (reStructuredText) from the recorded "
+                             "results to PATH ('-': print it) and exit")
     args = parser.parse_args(argv)
+    if args.report:
+        from ._report import render, write
+
+        if args.report == "-":
+            print(render(args.out), end="")
+        else:
+            print(f"-> {write(args.report, args.out)}")
+        return 0
     registry = discover()
     if args.list:
         for name, bench in registry.items():

@@ -2,7 +2,8 @@
 
 Before the build, every figure of ``figures/`` is computed in its quick mode into
 ``docs/_generated/figures`` (cached in ``docs/_generated/cache``), and the gallery page is
-written from the figure registry, so the docs always show what the code computes now.
+written from the figure registry, so the docs always show what the code computes now. The
+performance page is written from the benchmark records in ``benchmarks/results/``.
 Set ``SCI_DOCS_FULL_FIGURES=1`` to draw the full-size figures instead.
 """
 
@@ -87,4 +88,12 @@ def _generate_figures() -> None:
     (generated / "gallery.rst").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def _generate_performance_page() -> None:
+    """The performance page, from the benchmark records (benchmarks/_report.py)."""
+    from benchmarks._report import write
+
+    write(DOCS / "_generated" / "performance.rst")
+
+
 _generate_figures()
+_generate_performance_page()

@@ -153,6 +153,48 @@ def test_single_threaded_restores_thread_counts():
     assert numba.get_num_threads() == before
 
 
+def _record(name, rows, cores=2):
+    return {"benchmark": name, "description": f"{name} test", "quick": False,
+            "machine": {"cpu": "test cpu", "cores": cores, "usable_cores": cores,
+                        "date": "2026-01-01", "python": "3.11"},
+            "rows": rows}
+
+
+def test_performance_page_divides_by_measured_ceilings(tmp_path):
+    from benchmarks._report import render
+
+    machine = _record("machine", [
+        {"case": "dgemm", "params": {"kind": "flops", "flops": 4e9, "dtype": "float64"},
+         "ours_name": "matmul", "ours_median_s": 1.0, "ours_min_s": 1.0, "repeats": 1},
+        {"case": "exp", "params": {"kind": "exp", "exps": 1e6, "threads": 1},
+         "ours_name": "numpy.exp", "ours_median_s": 1.0, "ours_min_s": 1.0, "repeats": 1},
+    ])
+    # n = 10: 1000 logits (one exp each) in 1 ms on 2 cores = 1e6 exp/s = half of 2 x 1e6.
+    attention = _record("tensor_attention", [
+        {"case": "exact n=10", "params": {"series": "exact", "n": 10, "d": 4},
+         "ours_name": "numba kernel", "ours_median_s": 2e-3, "ours_min_s": 1e-3, "repeats": 3,
+         "peer_name": "blocked NumPy", "peer_median_s": 4e-3, "peer_min_s": 4e-3, "ratio": 2.0,
+         "discrepancy": 1e-17},
+    ])
+    for rec in (machine, attention):
+        (tmp_path / f"{rec['benchmark']}.json").write_text(json.dumps(rec))
+    (tmp_path / "ignored.quick.json").write_text("{not json: quick runs are not reported")
+    page = render(tmp_path)
+    assert "50% of exp rate" in page  # the Numba row
+    assert "12% of exp rate" in page  # the peer: 1000 exps in 4 ms against 2e6 exp/s
+    assert "python -m benchmarks tensor_attention" in page and "2x" in page
+    assert "4 GFLOP/s" in page  # the float64 ceiling as measured
+
+
+def test_performance_page_renders_the_recorded_results():
+    from benchmarks._report import RESULTS, load_records, render
+
+    page = render()
+    for name in load_records(RESULTS):
+        assert f"python -m benchmarks {name}" in page
+    assert "Hot kernels against the machine's limits" in page
+
+
 def test_benchmarks_cli_lists():
     listing = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--list"], cwd=ROOT, capture_output=True,

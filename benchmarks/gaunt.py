@@ -181,7 +181,6 @@ def summarize(rows):
         n = coeff[0]["params"]["count"]
         out["gaunt_per_coefficient_s"] = coeff[0]["ours_median_s"] / n
         out["sympy_per_coefficient_s"] = coeff[0]["peer_median_s"] / n
-    out["note"] = "timed on a shared 2-core machine under load from other jobs"
     return out
 
 

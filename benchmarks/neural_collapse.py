@@ -178,7 +178,6 @@ def _summarize(rows):
             p = row["params"]
             rate = p["N"] / row["ours_median_s"]
             out[f"nc_metrics samples/s [{p['backend']}]"] = f"{rate:.3g}"
-    out["note"] = "timed on a shared 2-core machine under load from other jobs"
     return out
 
 

@@ -35,7 +35,11 @@ def is_dask_array(x: Any) -> bool:
     >>> is_dask_array(np.zeros(3))
     False
     """
-    return type(x).__module__.split(".")[0] == "dask" and hasattr(x, "__dask_graph__")
+    # a Delayed or a Dask DataFrame is a Dask collection too, but has no chunks
+    # (looked up on the type: a Delayed answers any attribute on the instance)
+    cls = type(x)
+    return (cls.__module__.split(".")[0] == "dask" and hasattr(cls, "__dask_graph__")
+            and hasattr(cls, "chunks"))
 
 
 def any_dask(*xs: Any) -> bool:

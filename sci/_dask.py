@@ -22,7 +22,9 @@ import numpy as np
 
 from .backend import get_backend, is_cupy_array, use_backend
 
-__all__ = ["any_dask", "dask_array_module", "in_backend", "is_dask_array", "task_backend"]
+__all__ = [
+    "any_dask", "dask_array_module", "in_backend", "is_dask_array", "map_rows", "task_backend",
+]
 
 
 def is_dask_array(x: Any) -> bool:
@@ -116,3 +118,17 @@ def largest_block(chunks: tuple[tuple[int, ...], ...]) -> int:
     for sizes in chunks:
         size *= max(sizes) if sizes else 0
     return size
+
+
+def map_rows(func: Any, points: Any, name: str, dtype: Any = np.float64, **kwargs: Any) -> Any:
+    """``func(block, **kwargs)`` on each block of rows of Dask ``points`` (M, 3): a Dask
+    result (M,) chunked like the rows, one task per block, run under the active backend."""
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"{name} must have shape (M, 3); got {tuple(points.shape)}")
+    if points.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be an array of real numbers; got dtype {points.dtype}")
+    check_known_chunks(points, name)
+    backend = task_backend(points)
+    points = points.rechunk({1: -1})  # whole rows per block: memory O(rows per block)
+    return points.map_blocks(in_backend(func, backend), drop_axis=1, dtype=dtype,
+                             meta=meta_array(backend, 1, dtype), **kwargs)

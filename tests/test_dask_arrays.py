@@ -22,6 +22,7 @@ from sci._dask import in_backend, is_dask_array, task_backend
 from sci._validation import MemoryLimitError
 from sci.chebyshev_tucker import (
     ChebTucker,
+    RangeSeparatedPotential,
     direct_potential,
     long_range_potential,
     newton_exponential_sum,
@@ -274,6 +275,18 @@ def test_long_range_chebtucker_on_dask_targets_matches_direct(particles):
     values, reference = dask.compute(lazy, direct)
     # tol of the format, relative to the potential's size (as tests/chebyshev_tucker do)
     assert np.abs(values - reference).max() <= 1e-5 * np.abs(reference).max()
+
+
+def test_range_separated_potential_on_dask_targets(particles):
+    pos, q, _ = particles
+    potential = RangeSeparatedPotential(pos, q, tol=1e-6, degree=40)
+    tgt = np.random.default_rng(4).uniform(-1, 1, (300, 3))
+    lazy = potential(da.from_array(tgt, chunks=(128, 3)))
+    assert lazy.chunks == ((128, 128, 44),)
+    # the same evaluation per block: rounding of the potential's size
+    expected = potential(tgt)
+    np.testing.assert_allclose(lazy.compute(), expected, rtol=0,
+                               atol=1e-13 * np.abs(expected).max())
 
 
 # -- nc_metrics -------------------------------------------------------------------------------

@@ -368,16 +368,8 @@ class ChebTucker:
     def _call_dask(self, points: Any, extrapolate: bool, chunk: int):
         from .. import _dask
 
-        if points.ndim != 2 or points.shape[1] != 3:
-            raise ValueError(f"points must have shape (M, 3); got {tuple(points.shape)}")
-        _dask.check_known_chunks(points, "points")
-        backend = _dask.task_backend(points)
-        points = points.rechunk({1: -1})  # whole rows per block: O(rows per block) each
-        return points.map_blocks(
-            _dask.in_backend(_evaluate_block, backend), ct=self, extrapolate=extrapolate,
-            chunk=chunk, drop_axis=1, dtype=self.core.dtype,
-            meta=_dask.meta_array(backend, 1, self.core.dtype),
-        )
+        return _dask.map_rows(_evaluate_block, points, "points", self.core.dtype, ct=self,
+                              extrapolate=extrapolate, chunk=chunk)
 
     def _dask_coordinates(self, coords: Sequence[Any], chunks: Any):
         """The coordinates as Dask vectors (``chunks`` applied), or None when none is lazy and

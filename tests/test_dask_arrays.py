@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import pickle
 import subprocess
 import sys
 
@@ -161,6 +162,17 @@ def test_on_grid_chunks_keyword_and_laziness(ct):
     ok = ct.on_grid(g, g, g, chunks=4)
     assert ok.chunks == ((4, 4, 4),) * 3
     np.testing.assert_allclose(ok.compute(), ct.on_grid(g, g, g), rtol=0, atol=1e-14 * 3)
+
+
+def test_on_grid_auto_chunks_and_pickling(ct):
+    g = np.linspace(-1, 1, 40)
+    with dask.config.set({"array.chunk-size": "64KiB"}):
+        lazy = ct.on_grid(g, g, g, chunks="auto")
+    assert 8 * _largest_block(lazy) <= 64 * 1024 and lazy.numblocks != (1, 1, 1)
+    # distributed workers receive the graph pickled: every task function must survive it
+    cloudpickle = pytest.importorskip("cloudpickle")
+    again = pickle.loads(cloudpickle.dumps(lazy))
+    np.testing.assert_allclose(again.compute(), ct.on_grid(g, g, g), rtol=0, atol=1e-14 * 3)
 
 
 def test_on_grid_memory_checked_per_block(ct, monkeypatch):
@@ -373,5 +385,7 @@ def test_nc_metrics_dask_bad_input(rng):
     missing = np.where(labels == 2, 1, labels)
     with pytest.raises(ValueError, match=r"classes \[2\] have none"):
         nc_metrics(features, missing)
+    with pytest.raises(ValueError, match="labels are required"):
+        nc_metrics(features)
     with pytest.raises(TypeError, match="labels must be integers"):
         nc_metrics(features, da.from_array(labels + 0.5, chunks=200))

@@ -372,33 +372,34 @@ class ChebTucker:
                               extrapolate=extrapolate, chunk=chunk)
 
     def _dask_coordinates(self, coords: Sequence[Any], chunks: Any):
-        """The coordinates as Dask vectors (``chunks`` applied), or None when none is lazy and
-        no ``chunks`` is given (the eager path)."""
+        """The coordinates as Dask vectors, or None when none is lazy and no ``chunks`` is
+        given (the eager path). ``chunks`` are those of the n1 x n2 x n3 grid (Dask's
+        ``normalize_chunks``: an int, three of them, ``"auto"`` for blocks of about
+        ``array.chunk-size``); without it, Dask coordinates keep their chunks and NumPy ones
+        are one block."""
         from .. import _dask
 
         if chunks is None and not _dask.any_dask(*coords):
             return None
-        if chunks is None:
-            per_axis = [None] * 3
-        elif isinstance(chunks, list | tuple) and len(chunks) == 3:
-            per_axis = list(chunks)
-        else:
-            per_axis = [chunks] * 3
         out = []
-        for k, (c, axis_chunks) in enumerate(zip(coords, per_axis, strict=True)):
+        for k, c in enumerate(coords):
             name = "xyz"[k]
             if _dask.is_dask_array(c):
                 if c.ndim != 1:
                     raise ValueError(f"{name} must have 1 dimension(s); got shape {c.shape}")
+                if c.dtype.kind not in "biuf":
+                    raise TypeError(
+                        f"{name} must be an array of real numbers; got dtype {c.dtype}"
+                    )
                 _dask.check_known_chunks(c, name)
-                if axis_chunks is not None:
-                    c = c.rechunk(axis_chunks)
             else:
-                c = as_float_array(c, name, ndim=1)
-                c = _dask.as_dask(c, chunks=-1 if axis_chunks is None else axis_chunks)
-            if c.dtype.kind not in "biuf":
-                raise TypeError(f"{name} must be an array of real numbers; got dtype {c.dtype}")
+                c = _dask.as_dask(as_float_array(c, name, ndim=1), chunks=-1)
             out.append(c)
+        if chunks is not None:
+            da = _dask.dask_array_module()
+            shape = tuple(c.shape[0] for c in out)
+            grid_chunks = da.core.normalize_chunks(chunks, shape, dtype=self.core.dtype)
+            out = [c.rechunk((grid_chunks[k],)) for k, c in enumerate(out)]
         return out
 
     def grid_factors(self, x: Any, y: Any, z: Any, *, extrapolate: bool = False,
@@ -437,9 +438,10 @@ class ChebTucker:
             Coordinates along each axis, inside the box.
         extrapolate : bool
             Allow coordinates outside the box (see :meth:`__call__`).
-        chunks : int, str or three of them, optional
-            Return a Dask array with these chunks (NumPy coordinates are wrapped with
-            :func:`dask.array.from_array`; Dask coordinates are rechunked).
+        chunks : int, tuple or "auto", optional
+            Return a Dask array with these chunks (as :func:`dask.array.from_array` takes
+            them for the n1 x n2 x n3 grid: ``"auto"`` gives blocks of about Dask's
+            ``array.chunk-size``); Dask coordinates are rechunked to them.
 
         Returns
         -------

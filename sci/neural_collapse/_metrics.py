@@ -637,6 +637,8 @@ def nc_metrics(
 
     from .. import _dask
 
+    if labels is None and _dask.is_dask_array(H):
+        raise ValueError("labels are required with Dask features H (a Dask or NumPy array)")
     if labels is not None and _dask.any_dask(H, labels):
         summary, K, d, nc4 = _dask_statistics(H, labels, num_classes, W, b)
         return _metrics(summary, K, d, W, b, nc4)

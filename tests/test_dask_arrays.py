@@ -57,11 +57,11 @@ class LargestResult(Callback):
             return  # compute()'s own gathering of the requested result
         self.tasks += 1
         for value in _arrays_in(result):
-            self.largest = max(self.largest, int(np.size(value)))
+            self.largest = max(self.largest, int(math.prod(value.shape)))
 
 
 def _arrays_in(result):
-    if isinstance(result, np.ndarray):
+    if hasattr(result, "shape") and hasattr(result, "dtype"):  # NumPy or CuPy
         yield result
     elif isinstance(result, dict):
         for value in result.values():
@@ -130,6 +130,42 @@ def test_cupy_blocks_under_a_cpu_backend_are_refused():
 
     with sci.use_backend("numpy"), pytest.raises(TypeError, match="CuPy blocks"):
         task_backend(FakeDask())
+
+
+def test_each_backend_blocks_and_values(backend, xp, to_numpy):
+    # NumPy blocks under any backend: tasks run under it (CuPy: blocks moved to the device,
+    # results CuPy blocks, as the meta says); values as the eager path of the same backend
+    ct = ChebTucker.from_function(lambda x, y, z: np.sin(x + 2 * y) * np.cos(z), domain=(-1, 1),
+                                  degree=12, tol=1e-12)
+    g = np.linspace(-1, 1, 10)
+    lazy = ct.on_grid(g, g, g, chunks=4)
+    assert type(lazy._meta).__module__.split(".")[0] == xp.__name__
+    expected = to_numpy(ct.on_grid(xp.asarray(g), xp.asarray(g), xp.asarray(g)))
+    np.testing.assert_allclose(to_numpy(lazy.compute()), expected, rtol=0, atol=1e-14 * 3)
+    rng = np.random.default_rng(5)
+    pos, q, tgt = rng.uniform(-1, 1, (50, 3)), rng.standard_normal(50), rng.uniform(-1, 1, (90, 3))
+    potential = direct_potential(da.from_array(pos, chunks=(20, 3)), q,
+                                 da.from_array(tgt, chunks=(40, 3)))
+    np.testing.assert_allclose(to_numpy(potential.compute()),
+                               to_numpy(direct_potential(pos, q, tgt)), rtol=1e-12)
+    H, labels = _features(rng, K=3, d=4, N=500)
+    got = nc_metrics(da.from_array(H, chunks=(128, 4)), labels)
+    assert got.nc1 == pytest.approx(nc_metrics(H, labels).nc1, rel=1e-10)
+
+
+@pytest.mark.gpu
+def test_cupy_blocks_under_cupy():
+    import cupy
+
+    with sci.use_backend("cupy"):
+        ct = ChebTucker.from_function(lambda x, y, z: x * y + z, domain=(0, 1), degree=4,
+                                      tol=1e-12)
+        g = cupy.linspace(0, 1, 9)
+        lazy = ct.on_grid(da.from_array(g, chunks=4), g, g)
+        assert isinstance(lazy._meta, cupy.ndarray)
+        values = lazy.compute()
+        assert isinstance(values, cupy.ndarray)
+        cupy.testing.assert_allclose(values, ct.on_grid(g, g, g), rtol=0, atol=1e-14 * 3)
 
 
 # -- Chebyshev-Tucker grid export -------------------------------------------------------------

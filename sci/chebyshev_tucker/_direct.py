@@ -59,12 +59,20 @@ def direct_potential(positions: Any, charges: Any, targets: Any, *, kernel: str 
     Returns
     -------
     array, shape (M,)
-        Charges in e and distances in the positions' unit give e/unit.
+        Charges in e and distances in the positions' unit give e/unit. A Dask array when any
+        input is one (see Notes).
 
     Notes
     -----
     Implementations: vectorised NumPy blocks (``numpy``), a parallel Numba loop over targets
     (``numba``), a CUDA kernel with one thread per target (``cupy``).
+
+    Dask arrays (:doc:`/dask`): Dask ``targets`` chunked along M give a result chunked the
+    same way, one task per block running the kernel above against the sources. Dask
+    ``positions``/``charges`` chunked along N give, for each block of targets, the per-chunk
+    partial potentials summed by a tree reduction; nothing gathers all targets or all
+    sources in one task. Non-finite values raise :class:`ValueError` when the graph is
+    computed.
 
     Examples
     --------
@@ -74,29 +82,95 @@ def direct_potential(positions: Any, charges: Any, targets: Any, *, kernel: str 
     """
     if kernel not in _KERNELS:
         raise ValueError(f"kernel must be one of {_KERNELS}; got {kernel!r}")
+    from .. import _dask
+
+    if _dask.any_dask(positions, charges, targets):
+        return _direct_dask(positions, charges, targets, kernel, exponential_sum, cutoff, chunk)
     pos, q = _check_particles(positions, charges)
     tgt = _check_targets(targets)
     chunk = check_integer(chunk, "chunk", minimum=1)
     xp = array_namespace()
-    if kernel == "newton":
-        weights = exponents = xp.zeros(0)
-        rc = 0.0
-    else:
-        if exponential_sum is None:
-            raise ValueError(f"kernel={kernel!r} needs exponential_sum= (its long-range terms)")
-        weights = xp.asarray(exponential_sum.weights, dtype=xp.float64)
-        exponents = xp.asarray(exponential_sum.exponents, dtype=xp.float64) ** 2
-        rc = 0.0
-        if kernel == "short_range":
-            if cutoff is None or not float(cutoff) > 0:
-                raise ValueError(f"kernel='short_range' needs a cutoff > 0; got {cutoff!r}")
-            rc = float(cutoff)
+    weights, exponents, rc = _kernel_parameters(kernel, exponential_sum, cutoff)
     if pos.shape[0] == 0 or tgt.shape[0] == 0:
         return xp.zeros(tgt.shape[0], dtype=xp.float64)
     code = _KERNELS.index(kernel)
     return implementation("chebyshev_tucker.direct")(
         pos, q, tgt, code, weights, exponents, rc, chunk
     )
+
+
+def _kernel_parameters(kernel: str, exponential_sum: Any, cutoff: Any):
+    """(weights, squared exponents, cutoff) of the kernel's smooth part, checked."""
+    xp = array_namespace()
+    if kernel == "newton":
+        return xp.zeros(0), xp.zeros(0), 0.0
+    if exponential_sum is None:
+        raise ValueError(f"kernel={kernel!r} needs exponential_sum= (its long-range terms)")
+    weights = xp.asarray(exponential_sum.weights, dtype=xp.float64)
+    exponents = xp.asarray(exponential_sum.exponents, dtype=xp.float64) ** 2
+    rc = 0.0
+    if kernel == "short_range":
+        if cutoff is None or not float(cutoff) > 0:
+            raise ValueError(f"kernel='short_range' needs a cutoff > 0; got {cutoff!r}")
+        rc = float(cutoff)
+    return weights, exponents, rc
+
+
+def _dask_points(x: Any, name: str, ndim: int):
+    """A Dask array argument checked for shape (known from the graph), whole rows per block;
+    a NumPy/CuPy one checked and wrapped as a single block."""
+    from .. import _dask
+
+    if not _dask.is_dask_array(x):
+        if ndim == 2:
+            x = _check_targets(x) if name == "targets" else as_float_array(x, name, ndim=2)
+        else:
+            x = as_float_array(x, name, ndim=1, dtype=np.float64)
+        return _dask.as_dask(x, chunks=-1)
+    if x.ndim != ndim or (ndim == 2 and x.shape[1] != 3):
+        shape = "(M, 3)" if name == "targets" else "(N, 3)" if ndim == 2 else "(N,)"
+        raise ValueError(f"{name} must have shape {shape}; got {tuple(x.shape)}")
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be an array of real numbers; got dtype {x.dtype}")
+    _dask.check_known_chunks(x, name)
+    return x.rechunk({1: -1}) if ndim == 2 else x
+
+
+def _direct_dask(positions, charges, targets, kernel, exponential_sum, cutoff, chunk):
+    """direct_potential on Dask arrays: blocks of targets x blocks of sources, summed over
+    the source blocks by a tree reduction."""
+    from .. import _dask
+
+    da = _dask.dask_array_module()
+    chunk = check_integer(chunk, "chunk", minimum=1)
+    _kernel_parameters(kernel, exponential_sum, cutoff)  # refuse bad parameters up front
+    tgt = _dask_points(targets, "targets", 2)
+    pos = _dask_points(positions, "positions", 2)
+    q = _dask_points(charges, "charges", 1)
+    if q.shape[0] != pos.shape[0]:
+        raise ValueError(
+            f"charges has {q.shape[0]} entries but positions has {pos.shape[0]} particles"
+        )
+    q = q.rechunk((pos.chunks[0],))
+    backend = _dask.task_backend(tgt, pos, q)
+    task = _dask.in_backend(_direct_block, backend)
+    options = dict(kernel=kernel, exponential_sum=exponential_sum, cutoff=cutoff, chunk=chunk)
+    if pos.numblocks[0] == 1:
+        return da.blockwise(task, "t", tgt, "td", pos, "sd", q, "s", dtype=np.float64,
+                            meta=_dask.meta_array(backend, 1), concatenate=True, partial=False,
+                            **options)
+    partials = da.blockwise(task, "ts", tgt, "td", pos, "sd", q, "s", dtype=np.float64,
+                            adjust_chunks={"s": 1}, meta=_dask.meta_array(backend, 2),
+                            partial=True, concatenate=True, **options)
+    return partials.sum(axis=1)
+
+
+def _direct_block(tgt, pos, q, *, kernel, exponential_sum, cutoff, chunk, partial):
+    """One block of targets against one block of sources (a column of partials if
+    ``partial``)."""
+    out = direct_potential(pos, q, tgt, kernel=kernel, exponential_sum=exponential_sum,
+                           cutoff=cutoff, chunk=chunk)
+    return out[:, None] if partial else out
 
 
 def _direct_xp(pos, q, tgt, code, weights, exponents, cutoff, chunk):

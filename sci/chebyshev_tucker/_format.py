@@ -335,12 +335,18 @@ class ChebTucker:
         Returns
         -------
         array, shape (M,)
+            A Dask array chunked like the rows of ``points`` when ``points`` is one (each
+            block evaluated by one task; see :doc:`/dask`).
 
         Notes
         -----
         Per point :math:`O(3mr + r^3)`: the Chebyshev polynomials of each coordinate times the
         factor, then the core contracted with the three resulting vectors.
         """
+        from .. import _dask
+
+        if _dask.is_dask_array(points):
+            return self._call_dask(points, extrapolate, chunk)
         pts = as_float_array(points, "points", ndim=2)
         if pts.shape[1] != 3:
             raise ValueError(f"points must have shape (M, 3); got {tuple(pts.shape)}")
@@ -357,16 +363,95 @@ class ChebTucker:
             out[start:start + chunk] = xp.einsum("pjk,pj,pk->p", tmp, fy, fz)
         return out
 
-    def grid_factors(self, x: Any, y: Any, z: Any, *, extrapolate: bool = False):
-        """The sampled factors ``u_i(x)``, ``v_j(y)``, ``w_k(z)`` (shapes (n_k, r_k))."""
+    # -- Dask arrays: one task per block, the small core and factors broadcast to each ------
+
+    def _call_dask(self, points: Any, extrapolate: bool, chunk: int):
+        from .. import _dask
+
+        return _dask.map_rows(_evaluate_block, points, "points", self.core.dtype, ct=self,
+                              extrapolate=extrapolate, chunk=chunk)
+
+    def _dask_coordinates(self, coords: Sequence[Any], chunks: Any):
+        """The coordinates as Dask vectors, or None when none is lazy and no ``chunks`` is
+        given (the eager path). ``chunks`` are those of the n1 x n2 x n3 grid (Dask's
+        ``normalize_chunks``: an int, three of them, ``"auto"`` for blocks of about
+        ``array.chunk-size``); without it, Dask coordinates keep their chunks and NumPy ones
+        are one block."""
+        from .. import _dask
+
+        if chunks is None and not _dask.any_dask(*coords):
+            return None
+        out = []
+        for k, c in enumerate(coords):
+            name = "xyz"[k]
+            if _dask.is_dask_array(c):
+                if c.ndim != 1:
+                    raise ValueError(f"{name} must have 1 dimension(s); got shape {c.shape}")
+                if c.dtype.kind not in "biuf":
+                    raise TypeError(
+                        f"{name} must be an array of real numbers; got dtype {c.dtype}"
+                    )
+                _dask.check_known_chunks(c, name)
+            else:
+                c = _dask.as_dask(as_float_array(c, name, ndim=1), chunks=-1)
+            out.append(c)
+        if chunks is not None:
+            da = _dask.dask_array_module()
+            shape = tuple(c.shape[0] for c in out)
+            grid_chunks = da.core.normalize_chunks(chunks, shape, dtype=self.core.dtype)
+            out = [c.rechunk((grid_chunks[k],)) for k, c in enumerate(out)]
+        return out
+
+    def grid_factors(self, x: Any, y: Any, z: Any, *, extrapolate: bool = False,
+                     chunks: Any = None):
+        """The sampled factors ``u_i(x)``, ``v_j(y)``, ``w_k(z)`` (shapes (n_k, r_k)).
+
+        With Dask coordinates (or ``chunks=``) the factors are Dask arrays chunked like the
+        coordinates along ``n_k``, one block along ``r_k``.
+        """
+        lazy = self._dask_coordinates((x, y, z), chunks)
+        if lazy is not None:
+            from .. import _dask
+
+            backend = _dask.task_backend(*lazy)
+            return [
+                c.map_blocks(
+                    _dask.in_backend(_factor_block, backend), ct=self, mode=k,
+                    extrapolate=extrapolate, chunks=(c.chunks[0], (self.ranks[k],)),
+                    new_axis=1, dtype=self.core.dtype,
+                    meta=_dask.meta_array(backend, 2, self.core.dtype),
+                )
+                for k, c in enumerate(lazy)
+            ]
         coords = [as_float_array(c, name, ndim=1) for c, name in zip((x, y, z), "xyz",
                                                                       strict=True)]
         return [self._mode_matrix(c, k, "xyz"[k], extrapolate) for k, c in enumerate(coords)]
 
-    def on_grid(self, x: Any, y: Any, z: Any, *, extrapolate: bool = False):
+    def on_grid(self, x: Any, y: Any, z: Any, *, extrapolate: bool = False, chunks: Any = None):
         r"""Values on the tensor grid ``x x y x z`` (a full array, memory checked).
 
         Cost :math:`O(n m r)` for the factors plus :math:`O(n^3 r)` for the mode products.
+
+        Parameters
+        ----------
+        x, y, z : array_like or Dask arrays, shape (n_k,)
+            Coordinates along each axis, inside the box.
+        extrapolate : bool
+            Allow coordinates outside the box (see :meth:`__call__`).
+        chunks : int, tuple or "auto", optional
+            Return a Dask array with these chunks (as :func:`dask.array.from_array` takes
+            them for the n1 x n2 x n3 grid: ``"auto"`` gives blocks of about Dask's
+            ``array.chunk-size``); Dask coordinates are rechunked to them.
+
+        Returns
+        -------
+        array, shape (n_1, n_2, n_3)
+            A Dask array when a coordinate is one or ``chunks`` is given: block ``(a, b, c)``
+            is :math:`G\times_1 U(x_a)\times_2 V(y_b)\times_3 W(z_c)` computed by one task from
+            the coordinate chunks ``x_a, y_b, z_c`` and the small core and factors, so the
+            :math:`n^3` values are never gathered (the memory limit applies to the largest
+            block, not the whole grid); chunks follow the coordinates', and blocks are CuPy
+            arrays under the ``"cupy"`` backend. See :doc:`/dask`.
 
         Examples
         --------
@@ -379,17 +464,51 @@ class ChebTucker:
         ...                  + g[None, None, :]))
         True
         """
+        lazy = self._dask_coordinates((x, y, z), chunks)
+        if lazy is not None:
+            return self._on_grid_dask(lazy, extrapolate)
         factors = self.grid_factors(x, y, z, extrapolate=extrapolate)
         n = [f.shape[0] for f in factors]
         check_memory(8.0 * n[0] * n[1] * n[2], f"the {n[0]}x{n[1]}x{n[2]} grid of values",
-                     hint="use to_tucker() for the compressed grid tensor")
+                     hint="use to_tucker() for the compressed grid tensor, or pass chunks= "
+                     "for a Dask array built block by block")
         return multi_mode_product(self.core, factors)
 
-    def to_tucker(self, x: Any, y: Any, z: Any, *, extrapolate: bool = False) -> TuckerTensor:
+    def _on_grid_dask(self, coords: list, extrapolate: bool):
+        import warnings
+
+        from .. import _dask
+
+        da = _dask.dask_array_module()
+        backend = _dask.task_backend(*coords)
+        chunks = tuple(c.chunks[0] for c in coords)
+        block = _dask.largest_block(chunks)
+        check_memory(
+            float(self.core.dtype.itemsize) * block,
+            f"the largest block ({' x '.join(str(max(c, default=0)) for c in chunks)}) of the "
+            "grid of values", hint="pass smaller chunks",
+        )
+        with warnings.catch_warnings():
+            # An outer product has (blocks of x) (blocks of y) (blocks of z) blocks: intended.
+            warnings.filterwarnings("ignore", message="Increasing number of chunks")
+            return da.blockwise(
+                _dask.in_backend(_grid_block, backend), "ijk",
+                coords[0], "i", coords[1], "j", coords[2], "k",
+                dtype=self.core.dtype, meta=_dask.meta_array(backend, 3, self.core.dtype),
+                ct=self, extrapolate=extrapolate,
+            )
+
+    def to_tucker(self, x: Any, y: Any, z: Any, *, extrapolate: bool = False,
+                  chunks: Any = None) -> TuckerTensor:
         r"""The algebraic Tucker tensor of the values on the grid ``x x y x z``, with
         orthonormal factors (QR of each sampled factor, R absorbed in the core).
 
         Cost :math:`O(n m r + n r^2 + r^4)`, never :math:`n^3`.
+
+        With Dask coordinates (or ``chunks=``, as :meth:`on_grid`) the factors are Dask
+        arrays chunked like the coordinates, orthonormalised by a tall-skinny QR
+        (:func:`dask.array.linalg.tsqr`, a tree over the blocks), and the core is a lazy
+        (r1, r2, r3) Dask array. See :doc:`/dask`.
 
         Examples
         --------
@@ -402,11 +521,42 @@ class ChebTucker:
         >>> t.ranks, bool(np.allclose(t.factors[0].T @ t.factors[0], np.eye(2)))
         ((2, 2, 2), True)
         """
+        factors = self.grid_factors(x, y, z, extrapolate=extrapolate, chunks=chunks)
+        from .. import _dask
+
+        if _dask.any_dask(*factors):
+            da = _dask.dask_array_module()
+            from dask import delayed  # dask is installed: the factors are Dask arrays
+            backend = _dask.task_backend(*factors)
+            qs, rs = zip(*(da.linalg.tsqr(f) for f in factors), strict=True)
+            core = da.from_delayed(
+                delayed(_dask.in_backend(multi_mode_product, backend))(self.core, list(rs)),
+                shape=self.core.shape, dtype=self.core.dtype,
+                meta=_dask.meta_array(backend, 3, self.core.dtype),
+            )
+            return TuckerTensor(core=core, factors=list(qs), error=self.truncation_error)
         xp = array_namespace()
-        factors = self.grid_factors(x, y, z, extrapolate=extrapolate)
         qs, rs = zip(*(xp.linalg.qr(f) for f in factors), strict=True)
         core = multi_mode_product(self.core, list(rs))
         return TuckerTensor(core=core, factors=list(qs), error=self.truncation_error)
+
+
+def _evaluate_block(points: Any, *, ct: ChebTucker, extrapolate: bool, chunk: int):
+    """One block of rows of a Dask ``points`` array, evaluated eagerly."""
+    return ct(points, extrapolate=extrapolate, chunk=chunk)
+
+
+def _factor_block(c: Any, *, ct: ChebTucker, mode: int, extrapolate: bool):
+    """The sampled factor of ``mode`` at one chunk of coordinates."""
+    name = "xyz"[mode]
+    return ct._mode_matrix(as_float_array(c, name, ndim=1), mode, name, extrapolate)
+
+
+def _grid_block(x: Any, y: Any, z: Any, *, ct: ChebTucker, extrapolate: bool):
+    """Block (a, b, c) of the grid: the core times the factors sampled at its coordinates."""
+    factors = [_factor_block(c, ct=ct, mode=k, extrapolate=extrapolate)
+               for k, c in enumerate((x, y, z))]
+    return multi_mode_product(ct.core, factors)
 
 
 def _least_squares_coefficients(samples: Any, grid: Sequence[Any], mode: int,

@@ -472,7 +472,17 @@ class RangeSeparatedPotential:
         )
 
     def __call__(self, targets: Any, *, extrapolate: bool = False):
-        """The total potential at ``targets`` (M, 3), in ``units``."""
+        """The total potential at ``targets`` (M, 3), in ``units``.
+
+        Dask ``targets`` give a Dask result chunked like their rows, one task per block
+        (each builds the neighbour search over the particles for its block); see
+        :doc:`/dask`.
+        """
+        from .. import _dask
+
+        if _dask.is_dask_array(targets):
+            return _dask.map_rows(_evaluate_block, targets, "targets", potential=self,
+                                  extrapolate=extrapolate)
         tgt = _check_targets(targets)
         total = self.long_range(tgt, extrapolate=extrapolate) + self.short_range(tgt)
         return total * self.scale if self.scale != 1.0 else total
@@ -486,6 +496,11 @@ class RangeSeparatedPotential:
         mesh = xp.stack(xp.meshgrid(gx, gy, gz, indexing="ij"), axis=-1).reshape(-1, 3)
         total = long_part + self.short_range(mesh).reshape(long_part.shape)
         return total * self.scale if self.scale != 1.0 else total
+
+
+def _evaluate_block(targets: Any, *, potential: RangeSeparatedPotential, extrapolate: bool):
+    """One block of rows of Dask targets, evaluated eagerly."""
+    return potential(targets, extrapolate=extrapolate)
 
 
 def _short_range_tree(pos, q, tgt, long_sum: ExponentialSum, cutoff: float):

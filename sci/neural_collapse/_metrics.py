@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -180,6 +181,156 @@ class _FeatureStatistics:
 
 
 # ----------------------------------------------------------------------------------------
+# Dask arrays: per-chunk statistics merged by a tree reduction (never two chunks in a task).
+# ----------------------------------------------------------------------------------------
+
+
+def _chunk_statistics(H: Any, labels: Any, num_classes: int | None) -> dict[str, Any]:
+    """Counts, shifts, mean offsets and within-class scatter of one chunk (see ``_merge``)."""
+    stats = _FeatureStatistics(num_classes)
+    stats.update(H, labels)
+    xp = stats.xp
+    counts = stats.counts
+    offsets = stats.sums / asarray(np.maximum(counts, 1).astype(np.float64))[:, None]
+    gram = _symmetrised_gram(stats.gram, xp, stats.gram_upper_only)
+    scatter = gram - (offsets * asarray(counts.astype(np.float64))[:, None]).T @ offsets
+    return {"counts": counts, "shift": stats.shift, "offsets": offsets, "scatter": scatter}
+
+
+def _padded(part: dict[str, Any], K: int) -> dict[str, Any]:
+    """``part`` with zero rows for the classes ``part["counts"].size .. K - 1``."""
+    extra = K - part["counts"].size
+    if extra == 0:
+        return part
+    xp = array_namespace()
+    d = part["scatter"].shape[0]
+    pad = xp.zeros((extra, d))
+    return {
+        "counts": np.concatenate([part["counts"], np.zeros(extra, dtype=np.int64)]),
+        "shift": xp.concatenate([part["shift"], pad]),
+        "offsets": xp.concatenate([part["offsets"], pad]),
+        "scatter": part["scatter"],
+    }
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Statistics of two disjoint sets of samples from those of each.
+
+    Class c of each side has the mean ``shift + offset``; the merged one keeps side a's shift
+    (a sample of the class) and the within-class scatter gains ``n_a n_b / n delta delta^T``
+    with ``delta = (shift_b - shift_a) + (offset_b - offset_a)``: differences of samples and
+    of offsets, both of the size of the within-class spread, so nothing cancels when the
+    features have collapsed (the argument of ``_FeatureStatistics``).
+    """
+    xp = array_namespace()
+    K = max(a["counts"].size, b["counts"].size)
+    a, b = _padded(a, K), _padded(b, K)
+    n_a, n_b = a["counts"], b["counts"]
+    n = n_a + n_b
+    both = (n_a > 0) & (n_b > 0)
+    weight = np.where(both, n_a * n_b / np.maximum(n, 1), 0.0)  # n_a n_b / n; 0 if one is empty
+    fraction = np.where(both, n_b / np.maximum(n, 1), 0.0)  # n_b / n: the mean's update
+    has_a = asarray(n_a > 0)[:, None]
+    delta = (b["shift"] - a["shift"]) + (b["offsets"] - a["offsets"])
+    delta = xp.where(asarray(both)[:, None], delta, 0.0)
+    scatter = a["scatter"] + b["scatter"] + (delta * asarray(weight)[:, None]).T @ delta
+    return {
+        "counts": n,
+        "shift": xp.where(has_a, a["shift"], b["shift"]),
+        "offsets": xp.where(has_a, a["offsets"] + asarray(fraction)[:, None] * delta,
+                            b["offsets"]),
+        "scatter": scatter,
+    }
+
+
+def _summary_of(part: dict[str, Any], num_classes: int | None) -> dict[str, Any]:
+    """The merged statistics in the accumulator's form, finalised (with its checks)."""
+    if num_classes is not None:
+        part = _padded(part, num_classes)
+    stats = _FeatureStatistics(num_classes)
+    stats.K = part["counts"].size
+    stats.d = int(part["scatter"].shape[0])
+    stats.counts = part["counts"]
+    counts = asarray(part["counts"].astype(np.float64))[:, None]
+    stats.shift = part["shift"]
+    stats.sums = part["offsets"] * counts
+    # finalise subtracts sum_c n_c m_c m_c^T again: the offsets m_c are of the size of the
+    # within-class spread, so the round trip costs rounding of that size only.
+    stats.gram = part["scatter"] + (part["offsets"] * counts).T @ part["offsets"]
+    stats.gram_upper_only = False
+    return stats.finalise()
+
+
+def _tree(items: list, combine: Callable[[Any, Any], Any]) -> Any:
+    """Pairwise reduction of ``items`` (Delayed objects), in order: depth log2(len)."""
+    while len(items) > 1:
+        items = [combine(items[i], items[i + 1]) if i + 1 < len(items) else items[i]
+                 for i in range(0, len(items), 2)]
+    return items[0]
+
+
+def _dask_inputs(H: Any, labels: Any):
+    """H (N, d) with whole rows per chunk and labels chunked alike, checked from the graph."""
+    from .. import _dask
+
+    if not _dask.is_dask_array(H):
+        H = as_float_array(H, "H", ndim=2)
+        label_chunks = labels.chunks[0] if _dask.is_dask_array(labels) else -1
+        if labels.ndim != 1 or labels.shape[0] != H.shape[0]:
+            label_chunks = -1  # the length check below says what is wrong
+        H = _dask.as_dask(H, chunks=(label_chunks, -1))
+    if H.ndim != 2:
+        raise ValueError(f"H must have shape (N, d), one row per sample; got {tuple(H.shape)}")
+    if H.dtype.kind not in "biuf":
+        raise TypeError(f"H must be an array of real numbers; got dtype {H.dtype}")
+    _dask.check_known_chunks(H, "H")
+    if not _dask.is_dask_array(labels):
+        labels = as_int_array(labels, "labels")
+    if labels.ndim != 1 or labels.shape[0] != H.shape[0]:
+        raise ValueError(
+            f"features and labels must have the same length: H has {H.shape[0]} rows, labels "
+            f"has shape {tuple(labels.shape)}"
+        )
+    if labels.dtype.kind not in "iuf":
+        raise TypeError(f"labels must be integers; got dtype {labels.dtype}")
+    H = H.rechunk({1: -1})
+    if _dask.is_dask_array(labels):
+        _dask.check_known_chunks(labels, "labels")
+        labels = labels.rechunk((H.chunks[0],))
+    else:
+        labels = _dask.as_dask(labels, chunks=(H.chunks[0],))
+    return H, labels
+
+
+def _dask_statistics(H: Any, labels: Any, num_classes: int | None, W: Any, b: Any):
+    """(summary, K, d, nc4) of Dask features: per-chunk statistics and a tree of merges,
+    computed now; ``nc4(means)``: a second pass, one task per chunk."""
+    from dask import compute, delayed
+
+    from .. import _dask
+
+    H, labels = _dask_inputs(H, labels)
+    backend = _dask.task_backend(H, labels)
+    run = functools.partial(_dask.in_backend, backend=backend)
+    H_blocks = H.to_delayed().ravel().tolist()
+    label_blocks = labels.to_delayed().ravel().tolist()
+    parts = [delayed(run(_chunk_statistics))(h, y, num_classes)
+             for h, y in zip(H_blocks, label_blocks, strict=True)]
+    merged = _tree(parts, lambda x, y: delayed(run(_merge))(x, y))
+    (summary,) = compute(delayed(run(_summary_of))(merged, num_classes))
+
+    def nc4(means: Any) -> float:
+        tasks = [delayed(run(_nc4_counts))([(h, y)], W, b, means)
+                 for h, y in zip(H_blocks, label_blocks, strict=True)]
+        (pairs,) = compute(tasks)
+        mismatches = sum(m for m, _ in pairs)
+        total = sum(t for _, t in pairs)
+        return mismatches / total
+
+    return summary, int(summary["counts"].size), int(H.shape[1]), nc4
+
+
+# ----------------------------------------------------------------------------------------
 # Input handling: an array (streamed in row chunks) or an iterable of (H, labels) chunks.
 # ----------------------------------------------------------------------------------------
 
@@ -343,6 +494,12 @@ def _nc1(within: Any, centred: Any, counts: np.ndarray, scale: float) -> float:
 
 
 def _nc4(chunks: Iterator, W: Any, b: Any, means: Any) -> float:
+    mismatches, total = _nc4_counts(chunks, W, b, means)
+    return mismatches / total
+
+
+def _nc4_counts(chunks: Iterator, W: Any, b: Any, means: Any) -> tuple[int, int]:
+    """(samples where the classifier and the nearest mean disagree, samples)."""
     xp = array_namespace()
     K = W.shape[0]
     mean_sq = xp.sum(means * means, axis=1)
@@ -356,7 +513,7 @@ def _nc4(chunks: Iterator, W: Any, b: Any, means: Any) -> float:
         nearest = xp.argmin(mean_sq[None, :] - 2.0 * products[:, K:], axis=1)
         mismatches += int(xp.sum(xp.argmax(logits, axis=1) != nearest))
         total += H.shape[0]
-    return mismatches / total
+    return mismatches, total
 
 
 def nc_metrics(
@@ -388,7 +545,8 @@ def nc_metrics(
     num_classes : int, optional
         K. Default: ``W.shape[0]`` if ``W`` is given, else ``max(labels) + 1``.
     chunk_size : int, optional
-        Rows per chunk when ``H`` is an array (default: about 64 MiB of float64).
+        Rows per chunk when ``H`` is an array (default: about 64 MiB of float64). Dask
+        arrays keep their own chunks.
 
     Returns
     -------
@@ -431,6 +589,16 @@ def nc_metrics(
     the features have collapsed. NC4 needs the final means, so it reads the data a second
     time. Everything is accumulated in float64.
 
+    Dask arrays (:doc:`/dask`): ``H`` (N, d) chunked along the samples and ``labels`` (Dask,
+    rechunked like ``H``'s rows, or NumPy) give one task per chunk computing that chunk's
+    counts, class means and within-class scatter (each shifted by a sample of its class, as
+    above), merged pairwise by a tree reduction with the parallel-variance update of Chan,
+    Golub and LeVeque (1979), :math:`S = S_a + S_b + \\sum_c\\frac{n^a_cn^b_c}{n^a_c+n^b_c}
+    \\delta_c\\delta_c^\\top`, :math:`\\delta_c = \\mu^b_c - \\mu^a_c`; NC4 is a second pass
+    of one task per chunk. No task holds more than one chunk of ``H``; the result equals the
+    in-memory one to rounding. Errors in a chunk (non-finite values, labels out of range)
+    are raised when the graph is computed, i.e. by this call.
+
     References
     ----------
     Papyan, Han, Donoho, PNAS 117 (2020) :cite:p:`nc_papyan2020`; Zhu et al., NeurIPS 2021
@@ -467,6 +635,13 @@ def nc_metrics(
     if chunk_size is not None:
         chunk_size = check_integer(chunk_size, "chunk_size", minimum=1)
 
+    from .. import _dask
+
+    if labels is None and _dask.is_dask_array(H):
+        raise ValueError("labels are required with Dask features H (a Dask or NumPy array)")
+    if labels is not None and _dask.any_dask(H, labels):
+        summary, K, d, nc4 = _dask_statistics(H, labels, num_classes, W, b)
+        return _metrics(summary, K, d, W, b, nc4)
     if labels is not None:
         factory, rereadable = _chunks_of_arrays(H, labels, chunk_size), True
     else:
@@ -482,10 +657,16 @@ def nc_metrics(
     for H_chunk, labels_chunk in _pairs(factory()):
         stats.update(H_chunk, labels_chunk)
     summary = stats.finalise()
-    K = stats.K
+    return _metrics(summary, stats.K, stats.d, W, b,
+                    lambda means: _nc4(factory(), W, b, means))
+
+
+def _metrics(summary: dict, K: int, d: int, W: Any, b: Any,
+             nc4: Callable[[Any], float]) -> NCMetrics:
+    """NC1-NC4 from the accumulated statistics (``nc4(means)`` reads the data again)."""
     means, global_mean = summary["means"], summary["global_mean"]
-    if W is not None and W.shape[1] != stats.d:
-        raise ValueError(f"W must have shape (K, d) = ({K}, {stats.d}); got {tuple(W.shape)}")
+    if W is not None and W.shape[1] != d:
+        raise ValueError(f"W must have shape (K, d) = ({K}, {d}); got {tuple(W.shape)}")
     xp = array_namespace()
     centred = means - global_mean[None, :]
     cos_means = _cosine_pairs(centred)
@@ -515,7 +696,7 @@ def nc_metrics(
             nc2_maxangle_classifiers=float(np.mean(np.abs(cos_w + 1.0 / (K - 1)))),
             nc2_etf_error=etf_w, nc2_of_error=of_w, nc2_gof_error=gof_w,
             nc3=nc3(centred), nc3_uncentred=nc3(means),
-            nc4=_nc4(factory(), W, b, means),
+            nc4=nc4(means),
         )
     else:
         values.update(

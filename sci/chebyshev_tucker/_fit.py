@@ -112,6 +112,9 @@ def select_blending_degree(nodes: np.ndarray, values: np.ndarray, points: np.nda
         # Ties within a factor 2 go to the lower degree (smaller Lebesgue constant).
         if estimate < best[1] / 2 or (estimate < best[1] and d == best[0] + 1):
             best = (d, estimate)
+        elif d >= best[0] + 4 and estimate > 16 * best[1]:
+            # Past the optimum the amplified rounding grows like 2**d: no later d wins.
+            break
         previous = current
     return best
 

@@ -17,7 +17,6 @@ from ._chebyshev import (
     to_reference,
     values_to_coefficients,
 )
-from . import _fit
 from ._tucker import TuckerTensor, hooi, hosvd, multi_mode_product, reduced_hosvd
 
 __all__ = ["ChebTucker"]
@@ -317,6 +316,7 @@ class ChebTucker:
     def _from_cp_floater_hormann(cls, weights, factors, grid, box, degree, tol,
                                  blending_degree, chunk) -> ChebTucker:
         """``from_cp`` for grid samples: Floater-Hormann values at the Lobatto points."""
+        from . import _fit  # imported here: the module's import block is shared with others
         if any(callable(fac) for fac in factors):
             raise TypeError("with grid=, factors must be arrays of samples, not callables")
         if len(grid) != 3:
@@ -360,7 +360,7 @@ class ChebTucker:
         tucker = reduced_hosvd(weights, coefficient_factors, tol=tol, chunk=chunk)
         ct = cls._from_tucker(tucker, box)
         ct.blending_degrees = tuple(chosen)
-        ct.fit_error_estimate = estimate
+        ct.fit_error_estimate = estimate if blending_degree is None else float("nan")
         return ct
 
     # -- properties -------------------------------------------------------------------------

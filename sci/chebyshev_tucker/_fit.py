@@ -62,8 +62,8 @@ def _cauchy(nodes: np.ndarray, points: np.ndarray):
 def _interpolate(cauchy: np.ndarray, hit: np.ndarray, w: np.ndarray, values: np.ndarray):
     """The barycentric formula (second form) ``sum_i w_i v_i/(t - x_i) / sum_i w_i/(t - x_i)``
     at every point, exact at points that are nodes."""
-    den = cauchy @ w
-    out = (cauchy @ (w[:, None] * values)) / den[:, None]
+    weighted = cauchy * w  # (points x nodes): cheaper to scale than the samples
+    out = (weighted @ values) / weighted.sum(axis=1)[:, None]
     rows, cols = np.nonzero(hit)
     out[rows] = values[cols]
     return out
@@ -100,6 +100,7 @@ def select_blending_degree(nodes: np.ndarray, values: np.ndarray, points: np.nda
     if top < 0:  # two nodes: the linear interpolant, nothing to compare with
         return min(1, n - 1), float("nan")
     cauchy, hit = _cauchy(nodes, points)
+    values = np.ascontiguousarray(values)
     norm = float(np.sum(column_scale * np.max(np.abs(values), axis=0)))
     if norm == 0.0:
         return min(3, n - 1), 0.0

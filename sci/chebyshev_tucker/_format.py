@@ -195,7 +195,8 @@ class ChebTucker:
         factors : three array_like or three callables
             Samples of the factor functions: shape (m, R) at the Lobatto points of each mode
             (``grid=None``), or shape (n_k, R) at the coordinates ``grid[k]``. A callable
-            ``g(x)`` returns the (len(x), R) samples at the points ``x`` it is given.
+            ``g(x)`` returns the (len(x), R) samples at the points ``x`` it is given; it is
+            sampled at the Lobatto points, with ``grid=`` too (its ``grid[k]`` is unused).
         domain : (a, b) or three pairs
         tol : float
             Relative accuracy of the Tucker compression (see :func:`reduced_hosvd`).
@@ -317,11 +318,14 @@ class ChebTucker:
                                  blending_degree, chunk) -> ChebTucker:
         """``from_cp`` for grid samples: Floater-Hormann values at the Lobatto points."""
         from . import _fit  # imported here: the module's import block is shared with others
-        if any(callable(fac) for fac in factors):
-            raise TypeError("with grid=, factors must be arrays of samples, not callables")
         if len(grid) != 3:
             raise ValueError(f"grid must be three coordinate vectors; got {len(grid)}")
-        samples = [as_float_array(fac, f"factors[{k}]", ndim=2) for k, fac in enumerate(factors)]
+        lobatto = [chebyshev_points(degree + 1, domain=box[k]) for k in range(3)]
+        nodes = [to_numpy(p).astype(np.float64) for p in lobatto]
+        # A callable factor is sampled at the Lobatto points (exact, as without grid=).
+        samples = [as_float_array(fac(lobatto[k]), f"factors[{k}](x)", ndim=2)
+                   if callable(fac) else as_float_array(fac, f"factors[{k}]", ndim=2)
+                   for k, fac in enumerate(factors)]
         w = np.abs(to_numpy(as_float_array(weights, "weights", ndim=1)))
         if any(s.shape[1] != w.shape[0] for s in samples):
             raise ValueError(
@@ -335,11 +339,14 @@ class ChebTucker:
         estimate = 0.0
         chosen = []
         for k in range(3):
+            if callable(factors[k]):
+                coefficient_factors.append(values_to_coefficients(samples[k], axes=0))
+                chosen.append(None)
+                continue
             x = _fit.check_grid(grid, k, box[k], samples[k].shape[0], _BOX_SLACK)
             scale = w * sizes[(k + 1) % 3] * sizes[(k + 2) % 3]
-            nodes = to_numpy(chebyshev_points(degree + 1, domain=box[k])).astype(np.float64)
             values, d, err = _fit.floater_hormann_coefficients(
-                samples[k], x, nodes, blending_degree, scale, k)
+                samples[k], x, nodes[k], blending_degree, scale, k)
             coefficient_factors.append(values_to_coefficients(values, axes=0))
             chosen.append(d)
             if err == err:  # not NaN
@@ -560,7 +567,9 @@ def _least_squares_coefficients(samples: Any, grid: Sequence[Any], mode: int,
 
 
 class IllConditionedFitWarning(UserWarning):
-    """A least-squares Chebyshev fit to grid samples is unreliable between the grid points."""
+    """A Chebyshev fit to grid samples is unreliable between the grid points to ``tol``: the
+    samples are too coarse (Floater-Hormann fit), or a least-squares fit amplifies rounding
+    above ``tol``."""
 
 
 def _warn_if_unstable_off_grid(q: np.ndarray, r: np.ndarray, t: np.ndarray, degree: int,
@@ -594,8 +603,8 @@ def _warn_if_unstable_off_grid(q: np.ndarray, r: np.ndarray, t: np.ndarray, degr
             f"amplifies errors between the grid points up to {amplification:.1e} times, so "
             f"rounding alone can reach {rounding_off_grid:.1e} there, above tol = {tol:g} "
             "(equispaced least squares is stable only with about degree² points): values off "
-            "the grid are unreliable; evaluate on the grid, lower the degree, or sample the "
-            "factors at Chebyshev points (factors as callables)",
+            "the grid are unreliable; use the default fit='floater-hormann', evaluate on the "
+            "grid, lower the degree, or sample the factors at Chebyshev points (callables)",
             IllConditionedFitWarning,
             stacklevel=4,
         )

@@ -139,6 +139,17 @@ def test_fixed_blending_degree_and_least_squares_option(rng):
     assert _offgrid_error(ls, f, np.ones(1), (-1, 1), rng) < 1e-9
 
 
+def test_callable_factors_mix_with_grid_samples(rng):
+    """A callable factor is sampled at the Lobatto points, the others interpolated."""
+    x = _cell_centred(150)
+    f = _gaussians(2.5, np.array([-0.2, 0.4]))
+    weights = np.array([1.0, 0.5])
+    ct = ChebTucker.from_cp(weights, [f, f(x), f(x)], domain=(-1, 1), degree=50, tol=1e-10,
+                            grid=(None, x, x))
+    assert ct.blending_degrees[0] is None and ct.blending_degrees[1] is not None
+    assert _offgrid_error(ct, f, weights, (-1, 1), rng) < 1e-10
+
+
 def test_grid_fit_agrees_across_backends(backend, to_numpy, rng):
     x = _cell_centred(90, 0.0, 2.0)
     f = _gaussians(3.0, np.array([0.8, 1.2]))
@@ -181,8 +192,6 @@ def test_bad_grid_input():
         build(fit="spline")
     with pytest.raises(ValueError, match="degree is required"):
         build(degree=None)
-    with pytest.raises(TypeError, match="not callables"):
-        build(factors=(lambda t: t[:, None], cols, cols))
     with pytest.raises(ValueError, match="weights has 2 entries"):
         ChebTucker.from_cp([1.0, 2.0], [cols] * 3, domain=(-1, 1), degree=20, tol=1e-8,
                            grid=(x, x, x))

@@ -22,6 +22,9 @@ reduced_hosvd             -- RHOSVD of a CP tensor, recompressed to epsilon-rank
 The format
 ----------
 ChebTucker                -- from_function, from_cp, evaluation, on_grid, to_tucker
+                             (from_cp fits samples on equispaced grids by Floater-Hormann
+                             rational interpolation)
+IllConditionedFitWarning  -- grid samples too coarse for tol, or an unstable least-squares fit
 
 Range-separated electrostatics
 ------------------------------

@@ -9,6 +9,7 @@ import numpy as np
 
 from .._validation import as_float_array, check_integer, check_memory, check_real
 from ..backend import array_namespace, to_numpy
+from . import _fit
 from ._chebyshev import (
     MAX_DEGREE,
     _vandermonde,
@@ -283,6 +284,9 @@ class ChebTucker:
             degree = _check_degree(degree)
         if fit not in _FITS:
             raise ValueError(f"fit must be one of {_FITS}; got {fit!r}")
+        if blending_degree is not None and (grid is None or fit != "floater-hormann"):
+            raise ValueError("blending_degree applies to grid samples with "
+                             "fit='floater-hormann' only")
         if grid is not None:
             if degree is None:
                 raise ValueError("degree is required with grid=")
@@ -317,7 +321,6 @@ class ChebTucker:
     def _from_cp_floater_hormann(cls, weights, factors, grid, box, degree, tol,
                                  blending_degree, chunk) -> ChebTucker:
         """``from_cp`` for grid samples: Floater-Hormann values at the Lobatto points."""
-        from . import _fit  # imported here: the module's import block is shared with others
         if len(grid) != 3:
             raise ValueError(f"grid must be three coordinate vectors; got {len(grid)}")
         lobatto = [chebyshev_points(degree + 1, domain=box[k]) for k in range(3)]

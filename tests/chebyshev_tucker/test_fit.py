@@ -188,6 +188,8 @@ def test_bad_grid_input():
         build(blending_degree=50)
     with pytest.raises(ValueError, match="blending_degree must be >= 0"):
         build(blending_degree=-1)
+    with pytest.raises(ValueError, match="blending_degree applies to grid samples"):
+        build(blending_degree=3, fit="least-squares")
     with pytest.raises(ValueError, match="fit must be one of"):
         build(fit="spline")
     with pytest.raises(ValueError, match="degree is required"):

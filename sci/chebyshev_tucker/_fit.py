@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_float_array, check_integer
+from .._validation import as_float_array, check_integer, check_memory
 from ..backend import asarray, to_numpy
 
 __all__ = ["floater_hormann_weights", "select_blending_degree"]
@@ -159,8 +159,12 @@ def floater_hormann_coefficients(samples: Any, x: np.ndarray, points: np.ndarray
     ``points``, the blending degree used and the estimated relative error (NaN when a
     fixed degree is given)."""
     values = as_float_array(samples, f"factors[{mode}]", ndim=2)
-    vn = to_numpy(values).astype(np.float64)
     n = x.shape[0]
+    # The (points x nodes) Cauchy matrix, its weighted copy and the differences held at once.
+    check_memory(8.0 * points.shape[0] * (3 * n + 3 * values.shape[1]),
+                 f"the Floater-Hormann evaluation of {n} grid points at {points.shape[0]} "
+                 f"Lobatto points (mode {mode})", hint="lower the degree or coarsen the grid")
+    vn = to_numpy(values).astype(np.float64)
     if blending_degree is None:
         d, estimate = select_blending_degree(x, vn, points, column_scale)
     else:

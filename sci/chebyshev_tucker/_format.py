@@ -246,10 +246,12 @@ class ChebTucker:
         the Lobatto points :math:`s`, columns weighted by :math:`c_r = |\lambda_r|` times the
         sizes of the other modes' columns: the difference is the error of :math:`r_d` while
         truncation dominates and the amplified rounding once it does not. The largest
-        :math:`E(d)` over the modes is kept as :attr:`fit_error_estimate` (seen within a factor
-        3 of the actual error between grid points, ``tests/chebyshev_tucker/test_fit.py``);
-        :class:`IllConditionedFitWarning` says when it exceeds ``tol``: the samples do not
-        resolve the factors to ``tol``. Cost :math:`O(20\,m\,n\,R)` per mode.
+        :math:`E(d)` over the modes is kept as :attr:`fit_error_estimate` (on equispaced grids
+        seen within a factor 3 of the actual error between grid points,
+        ``tests/chebyshev_tucker/test_fit.py``); :class:`IllConditionedFitWarning` says when
+        it exceeds ``tol``: the samples do not resolve the factors to ``tol``. Cost
+        :math:`O(20\,m\,n\,R)` per mode. On grids clustered like Chebyshev points a
+        polynomial fit is well conditioned and more accurate: use ``fit="least-squares"``.
 
         References
         ----------

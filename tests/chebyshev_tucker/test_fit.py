@@ -209,9 +209,9 @@ def test_bad_grid_input():
 def test_memory_is_checked_before_the_evaluation_matrix(monkeypatch):
     from sci._validation import MemoryLimitError
 
-    monkeypatch.setenv("SCI_MEMORY_LIMIT", "1MiB")
-    x = _cell_centred(2000)
+    monkeypatch.setenv("SCI_MEMORY_LIMIT", "2MiB")  # the 21^3 coefficient tensor fits
+    x = _cell_centred(20000)
     cols = np.exp(-(x**2))[:, None]
-    with pytest.raises(MemoryLimitError, match="Floater-Hormann evaluation of 2000 grid"):
-        ChebTucker.from_cp([1.0], [cols] * 3, domain=(-1, 1), degree=100, tol=1e-8,
+    with pytest.raises(MemoryLimitError, match="Floater-Hormann evaluation of 20000 grid"):
+        ChebTucker.from_cp([1.0], [cols] * 3, domain=(-1, 1), degree=20, tol=1e-8,
                            grid=(x, x, x))

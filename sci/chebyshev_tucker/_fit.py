@@ -105,19 +105,20 @@ def select_blending_degree(nodes: np.ndarray, values: np.ndarray, points: np.nda
     if norm == 0.0:
         return min(3, n - 1), 0.0
     previous = _interpolate(cauchy, hit, floater_hormann_weights(nodes, 0), values)
-    best = (0, np.inf)
+    estimates = []
     for d in range(top + 1):
         current = _interpolate(cauchy, hit, floater_hormann_weights(nodes, d + 1), values)
         estimate = float(np.sum(column_scale * np.max(np.abs(current - previous), axis=0)))
-        estimate /= norm
-        # Ties within a factor 2 go to the lower degree (smaller Lebesgue constant).
-        if estimate < best[1] / 2 or (estimate < best[1] and d == best[0] + 1):
-            best = (d, estimate)
-        elif d >= best[0] + 4 and estimate > 16 * best[1]:
+        estimates.append(estimate / norm)
+        best = int(np.argmin(estimates))
+        if d >= best + 4 and estimates[-1] > 16 * estimates[best]:
             # Past the optimum the amplified rounding grows like 2**d: no later d wins.
             break
         previous = current
-    return best
+    # Of the degrees within a factor 2 of the least estimate, the lowest (the smallest
+    # Lebesgue constant).
+    d = int(np.nonzero(np.asarray(estimates) <= 2 * min(estimates))[0][0])
+    return d, estimates[d]
 
 
 def check_grid(grid: Sequence[Any], mode: int, interval: tuple[float, float], n_rows: int,

@@ -19,7 +19,13 @@ import numpy as np
 from .._validation import as_float_array, check_integer, check_memory
 from ..backend import asarray, to_numpy
 
-__all__ = ["floater_hormann_weights", "select_blending_degree"]
+__all__ = [
+    "check_grid",
+    "fh_matrix",
+    "floater_hormann_coefficients",
+    "floater_hormann_weights",
+    "select_blending_degree",
+]
 
 MAX_BLENDING_DEGREE = 20
 """Largest blending degree tried by the automatic choice: beyond it the Lebesgue constant

@@ -3,7 +3,8 @@
 A function on a box is interpolated at Chebyshev (Lobatto) points, its coefficient tensor
 compressed to Tucker form with epsilon-ranks; sums of separable terms (the multi-particle
 long-range Coulomb potential) go through the reduced HOSVD without forming the full tensor
-(Benner, Khoromskij, Khoromskaia, Sun, arXiv:2503.01696).
+(Benner, Khoromskij, Khoromskaia, Sun, arXiv:2503.01696). Factor samples on equispaced grids
+are fitted by Floater-Hormann rational interpolation (stable between the grid points).
 
 Chebyshev interpolation
 -----------------------
@@ -22,6 +23,7 @@ reduced_hosvd             -- RHOSVD of a CP tensor, recompressed to epsilon-rank
 The format
 ----------
 ChebTucker                -- from_function, from_cp, evaluation, on_grid, to_tucker
+IllConditionedFitWarning  -- grid samples too coarse for tol, or an unstable least-squares fit
 
 Range-separated electrostatics
 ------------------------------

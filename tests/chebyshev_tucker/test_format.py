@@ -81,7 +81,7 @@ def test_from_cp_agrees_with_from_function(rng):
     assert all(abs(i - j) <= 1 for i, j in zip(a.ranks, b.ranks, strict=True))
 
 
-def test_from_cp_on_a_grid_least_squares(rng):
+def test_from_cp_on_a_grid(rng):
     x = -1 + (np.arange(100) + 0.5) / 50
     cols = np.exp(-np.subtract.outer(x, [0.0, 0.3]) ** 2 * 4)
     ct = ChebTucker.from_cp([1.0, -0.5], [cols, cols, cols], domain=(-1, 1), degree=30,
@@ -160,14 +160,15 @@ def test_bad_input():
         ct.on_grid(g, g, g)
     with pytest.raises(ValueError, match="least-squares fit of degree 10 needs"):
         ChebTucker.from_cp([1.0], [np.ones((5, 1))] * 3, domain=(-1, 1), degree=10, tol=1e-6,
-                           grid=[np.linspace(-1, 1, 5)] * 3)
+                           grid=[np.linspace(-1, 1, 5)] * 3, fit="least-squares")
 
 
 def _gaussian_fit_on_grid(n, degree, tol=1e-12):
     g = -1 + (np.arange(n) + 0.5) * 2 / n
     f = np.exp(-30 * g**2)[:, None]
+    # The least-squares option (the default Floater-Hormann fit: test_fit.py).
     ct = ChebTucker.from_cp(np.ones(1), [f, f, f], domain=(-1, 1), degree=degree, tol=tol,
-                            grid=(g, g, g))
+                            grid=(g, g, g), fit="least-squares")
     between = (g[:-1] + g[1:]) / 2
     points = np.stack([between, np.zeros_like(between), np.zeros_like(between)], axis=1)
     exact = np.exp(-30 * between**2)
@@ -177,7 +178,8 @@ def _gaussian_fit_on_grid(n, degree, tol=1e-12):
 
 
 def test_unstable_grid_fit_is_reported():
-    """Degree 128 on 256 equispaced points fits the grid but not the points in between."""
+    """Least squares of degree 128 on 256 equispaced points fits the grid but not the points
+    in between."""
     from sci.chebyshev_tucker import IllConditionedFitWarning
 
     with pytest.warns(IllConditionedFitWarning, match=r"rounding alone can reach .* above tol"):

@@ -1,17 +1,21 @@
-"""Numba kernels: exact order-t attention, parallel over queries, one fused pass per key tuple.
+"""Numba kernel: exact order-t attention, parallel over queries, one fused pass per key tuple.
 
 Per query ``i`` and tuple ``(j_1, ..., j_{t-2})`` of the first keys, one loop over the last key
-``k`` forms the logit, its exponential and the contributions to the sum and to ``d`` numerators,
-all in registers (no buffer) and vectorised by LLVM. The shift that keeps the exponentials in
-range is an upper bound of the logits known before the loop (no separate max pass):
-``b = sum_l max(c_l hi_l, c_l lo_l)`` with ``c = s q_i * K1[j_1] * ...`` and ``hi``/``lo`` the
-column maxima/minima of the last keys. Should ``b`` overshoot the true maximum by so much that
-every weight is below 2^-500, that tuple is done again with the exact maximum.
+``k`` forms the logit, its exponential and its contributions to the sum and to the numerators,
+all in registers (no buffer), vectorised by LLVM (8 float64 lanes with AVX-512). Per logit that
+is d multiply-adds for the logit, 11 for the exponential (a polynomial; the rest of it is
+additions and integer operations) and d for the numerators: with d = 4, 19 vector multiply-adds
+per 8 logits.
+
+The shift that keeps the exponentials in range is fixed per query before any of them is formed
+(no max pass, no rescaling): the largest over the tuples of the bound
+``sum_l max(c_l hi_l, c_l lo_l) >= c . K_last[k]``, with ``c = s q_i * K1[j_1] * ...`` and
+``hi``/``lo`` the column maxima/minima of the last keys. Should it overshoot the largest logit
+so much that the weights fall out of the normal range (huge logits), the query is summed again
+with the largest logit itself as the shift.
 """
 
 from __future__ import annotations
-
-import math
 
 import numba
 import numpy as np
@@ -22,7 +26,7 @@ from numba.extending import intrinsic
 _PARALLEL_WORK = 1 << 22  # multiply-adds below which the kernel runs on one thread
 # "reassoc" lets LLVM vectorise the sums; the steps of exp whose rounding matters are written
 # with the strict operations below, which no fast-math flag can rewrite.
-# No "ninf": the running shift starts at -inf and must compare as such.
+# No "ninf": the shift starts at -inf and must compare as such.
 _FLAGS = {"nnan", "nsz", "contract", "reassoc", "arcp"}
 _LANES = 4  # the feature dimension is padded to a multiple of 4 (zero columns)
 
@@ -39,6 +43,17 @@ def _mul_add(typingctx, a, b, c):
     def codegen(context, builder, signature, args):
         product = builder.fmul(args[0], args[1], flags=("contract",))
         return builder.fadd(product, args[2], flags=("contract",))
+
+    return sig, codegen
+
+
+@intrinsic
+def _strict_add(typingctx, a, b):
+    """a + b, never reassociated."""
+    sig = types.float64(types.float64, types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.fadd(args[0], args[1], flags=("contract",))
 
     return sig, codegen
 
@@ -76,71 +91,70 @@ def _from_bits(typingctx, n):
     return sig, codegen
 
 
-# e^x = 2^k e^r with k = round(x / ln 2) and r = x - k ln 2 (Cody-Waite: ln 2 = hi + lo, hi with
-# trailing zeros so that k hi is exact), |r| <= ln(2)/2. Adding 1.5 * 2^52 + 54 rounds x / ln 2 to
-# an integer held in the low mantissa bits, so k + 54 sits in the bits of the sum and shifting it
-# by 52 puts it in the exponent field. e^r is a polynomial of degree 11 (near-minimax for the
-# relative error on |r| <= ln(2)/2, coefficients in _EXP_POLY; its error is below 1e-17, the
-# evaluation's rounding gives the result's ~1 ulp). The result carries a factor 2^54: it stays
-# normal down to x = -745.2 (below which e^x rounds to 0 in float64), and the factor cancels in
-# numerator / denominator.
-_LOG2E = 1.4426950408889634
-_LN2_HI = 0.6931471803691238
-_LN2_LO = 1.9082149292705877e-10
+# The kernel works in base 2: the logits are formed from s log2(e) q_i (no extra operation) and
+# the weights are 2^y, y = (logit - shift) log2(e) <= 0. Then k = round(y) and f = y - k take
+# three additions and no multiplication (f is exact): adding 1.5 * 2^52 + 54 rounds y to an
+# integer held in the low mantissa bits, so that k + 54 sits in the bits of the sum and a shift
+# by 52 puts it in the exponent field. 2^f, |f| <= 1/2, is a polynomial of degree 11 (minimax for
+# the relative error, error 4e-17 with its coefficients rounded to float64; the evaluation's
+# rounding makes the result's ~1 ulp). The result carries a factor 2^54 so that it stays normal
+# down to y = -1075 (below which 2^y rounds to 0 in float64); the factor cancels in
+# numerator / denominator. Against e^x formed directly (Cody-Waite), this saves three of the
+# 22 multiply-adds per logit: the rounding of the product by log2(e) is one more rounding of
+# the same size as those of forming the logit itself.
 _EXP_BIAS = 54
 _MAGIC = 6755399441055744.0 + _EXP_BIAS  # 1.5 * 2^52 + 54
-_X_MIN = -745.2
-# minimax-like coefficients c_j of e^r ~ sum_j c_j r^j, j = 0..11 (c_0 = c_1 = 1 exactly)
-_EXP_POLY = (
+_Y_MIN = -1075.0
+LOG2E = 1.4426950408889634
+# c_j of 2^f ~ sum_j c_j f^j, j = 0..11, Remez on |f| <= 1/2 with c_0 = 1
+_EXP2_POLY = (
     1.0,
-    1.0000000000000007,
-    0.5000000000000006,
-    0.16666666666657262,
-    0.04166666666657326,
-    0.008333333337729513,
-    0.0013888888932471666,
-    0.000198412614728892,
-    2.4801504344965644e-05,
-    2.7564263364509983e-06,
-    2.762636569581406e-07,
-    2.29808880326243e-08,
+    0.6931471805599457,
+    0.24022650695910097,
+    0.05550410866479034,
+    0.009618129107606968,
+    0.0013333558153449773,
+    0.00015403530441630424,
+    1.52527273787136e-05,
+    1.3215442639820798e-06,
+    1.0180649227640521e-07,
+    7.0725775116845995e-09,
+    4.077995024654674e-10,
 )
 
 
 @numba.njit(inline="always", fastmath=_FLAGS)
-def _scaled_exp(x):  # pragma: no cover - compiled
-    """2^54 e^x for x <= 0 (within a few ulp; x below -745.2 is taken as -745.2)."""
-    x = max(x, _X_MIN)
-    kk = _mul_add(x, _LOG2E, _MAGIC)
-    k = _strict_sub(kk, _MAGIC)
-    r = _mul_add(k, -_LN2_HI, x)
-    r = _mul_add(k, -_LN2_LO, r)
-    p = _mul_add(_EXP_POLY[11], r, _EXP_POLY[10])
-    p = _mul_add(p, r, _EXP_POLY[9])
-    p = _mul_add(p, r, _EXP_POLY[8])
-    p = _mul_add(p, r, _EXP_POLY[7])
-    p = _mul_add(p, r, _EXP_POLY[6])
-    p = _mul_add(p, r, _EXP_POLY[5])
-    p = _mul_add(p, r, _EXP_POLY[4])
-    p = _mul_add(p, r, _EXP_POLY[3])
-    p = _mul_add(p, r, _EXP_POLY[2])
-    p = _mul_add(p, r, _EXP_POLY[1])
-    p = _mul_add(p, r, 1.0)
+def _scaled_exp2(y):  # pragma: no cover - compiled
+    """2^54 2^y for y <= 0 (within ~1 ulp; y below -1075 is taken as -1075)."""
+    y = max(y, _Y_MIN)
+    kk = _strict_add(y, _MAGIC)
+    f = _strict_sub(y, _strict_sub(kk, _MAGIC))
+    p = _mul_add(_EXP2_POLY[11], f, _EXP2_POLY[10])
+    p = _mul_add(p, f, _EXP2_POLY[9])
+    p = _mul_add(p, f, _EXP2_POLY[8])
+    p = _mul_add(p, f, _EXP2_POLY[7])
+    p = _mul_add(p, f, _EXP2_POLY[6])
+    p = _mul_add(p, f, _EXP2_POLY[5])
+    p = _mul_add(p, f, _EXP2_POLY[4])
+    p = _mul_add(p, f, _EXP2_POLY[3])
+    p = _mul_add(p, f, _EXP2_POLY[2])
+    p = _mul_add(p, f, _EXP2_POLY[1])
+    p = _mul_add(p, f, 1.0)
     return _from_bits(_bits(p) + (_bits(kk) << 52))
 
 
 @numba.njit(cache=True, fastmath=_FLAGS)
-def scaled_exp(x):  # pragma: no cover - compiled
-    """2^54 e^x elementwise for an array of x <= 0 (the kernel's exponential, for tests)."""
-    out = np.empty_like(x)
-    for k in range(x.size):
-        out[k] = _scaled_exp(x[k])
+def scaled_exp2(y):  # pragma: no cover - compiled
+    """2^54 2^y elementwise for an array of y <= 0 (the kernel's exponential, for tests)."""
+    out = np.empty_like(y)
+    for k in range(y.size):
+        out[k] = _scaled_exp2(y[k])
     return out
 
 
 @numba.njit(inline="always", fastmath=_FLAGS)
 def _tuple_sums(c, KT, VT, partial, use_partial, shift, limit, acc):  # pragma: no cover
-    """Sum over k < limit of w_k = 2^54 e^(logit_k - shift), and of w_k VT[0:4, k] into acc.
+    """Sum over k < limit of w_k = 2^54 2^(logit_k - shift), and of w_k VT[0:4, k] into acc.
 
     ``logit_k = partial[k] + sum_{l < 4} c_l KT[l, k]`` (``partial`` holds the columns beyond the
     first four, when there are any). The weights are written to ``partial`` for the numerators
@@ -155,7 +169,7 @@ def _tuple_sums(c, KT, VT, partial, use_partial, shift, limit, acc):  # pragma: 
     if use_partial:
         for k in range(limit):
             x = partial[k] - shift + c0 * KT[0, k] + c1 * KT[1, k] + c2 * KT[2, k]
-            w = _scaled_exp(x + c3 * KT[3, k])
+            w = _scaled_exp2(x + c3 * KT[3, k])
             partial[k] = w
             total += w
             a0 += w * VT[0, k]
@@ -165,7 +179,7 @@ def _tuple_sums(c, KT, VT, partial, use_partial, shift, limit, acc):  # pragma: 
     else:
         for k in range(limit):
             x = c0 * KT[0, k] - shift + c1 * KT[1, k] + c2 * KT[2, k]
-            w = _scaled_exp(x + c3 * KT[3, k])
+            w = _scaled_exp2(x + c3 * KT[3, k])
             total += w
             a0 += w * VT[0, k]
             a1 += w * VT[1, k]
@@ -178,13 +192,37 @@ def _tuple_sums(c, KT, VT, partial, use_partial, shift, limit, acc):  # pragma: 
     return total
 
 
+@numba.njit(inline="always", fastmath=_FLAGS)
+def _tuple_factors(o, i, Q, K, V, scale2, causal, c, vprod):  # pragma: no cover - compiled
+    """Form c = s log2(e) q_i * K1[j_1] * ... and V1[j_1] * ... for the tuple number ``o``.
+
+    ``o`` runs over ``(j_1, ..., j_{t-2})`` in mixed radix (``j_1`` fastest, as in the array
+    code). Returns False, leaving c and vprod incomplete, for a tuple in the causal future.
+    """
+    d = Q.shape[1]
+    n_k = K.shape[1]
+    for l in range(d):
+        c[l] = scale2 * Q[i, l]
+        vprod[l] = 1.0
+    rest = o
+    for m in range(K.shape[0] - 1):
+        j = rest % n_k
+        rest //= n_k
+        if causal and j > i:
+            return False
+        for l in range(d):
+            c[l] *= K[m, j, l]
+            vprod[l] *= V[m, j, l]
+    return True
+
+
 @numba.njit(cache=True, parallel=True, fastmath=_FLAGS)
 def _exact_kernel(Q, K, V, KT, VT, scale, causal):  # pragma: no cover - compiled
     n_q, d = Q.shape
     n_pairs, n_k, _ = K.shape
     dp = KT.shape[0]  # d rounded up to a multiple of 4; KT, VT zero beyond row d
-    last = n_pairs - 1
-    n_outer = n_k**last
+    n_outer = n_k ** (n_pairs - 1)
+    scale2 = scale * LOG2E  # logits in base 2
     out = np.empty((n_q, d), dtype=Q.dtype)
     for i in numba.prange(n_q):
         c = np.zeros(dp, dtype=np.float64)
@@ -193,9 +231,7 @@ def _exact_kernel(Q, K, V, KT, VT, scale, causal):  # pragma: no cover - compile
         lo = np.empty(dp, dtype=np.float64)
         acc = np.empty(dp, dtype=np.float64)
         partial = np.empty(n_k if dp > _LANES else 1, dtype=np.float64)
-        numerator = np.zeros(d, dtype=np.float64)
-        denominator = 0.0
-        run_shift = -np.inf
+        numerator = np.empty(d, dtype=np.float64)
         limit = i + 1 if causal else n_k
         for l in range(dp):
             h = KT[l, 0]
@@ -205,31 +241,24 @@ def _exact_kernel(Q, K, V, KT, VT, scale, causal):  # pragma: no cover - compile
                 m = min(m, KT[l, k])
             hi[l] = h
             lo[l] = m
+        # One shift for the whole query, known before any exponential: the largest over the
+        # tuples of the bound sum_l max(c_l hi_l, c_l lo_l) of c . K_last[k]. Every weight is
+        # then 2^(<= 0) and no partial sum is ever rescaled.
+        shift = -np.inf
         for o in range(n_outer):
-            # Decode o into (j_1, ..., j_{t-2}) (j_1 fastest, as in the array code) and form
-            # s q_i * K1[j_1] * ... and V1[j_1] * ... once per tuple, not once per last key.
-            for l in range(d):
-                c[l] = scale * Q[i, l]
-                vprod[l] = 1.0
-            rest = o
-            future = False
-            for m in range(last):
-                j = rest % n_k
-                rest //= n_k
-                if causal and j > i:
-                    future = True
-                    break
+            if _tuple_factors(o, i, Q, K, V, scale2, causal, c, vprod):
+                bound = 0.0
                 for l in range(d):
-                    c[l] *= K[m, j, l]
-                    vprod[l] *= V[m, j, l]
-            if future:
-                continue
-            # An upper bound of c . K_last[k] over k < limit: every weight is e^(<= 0) <= 1.
-            shift = 0.0
+                    bound += max(c[l] * hi[l], c[l] * lo[l])
+                shift = max(shift, bound)
+        for attempt in range(2):
+            denominator = 0.0
             for l in range(d):
-                shift += max(c[l] * hi[l], c[l] * lo[l])
-            for attempt in range(2):
-                if dp > _LANES:
+                numerator[l] = 0.0
+            for o in range(n_outer):
+                if not _tuple_factors(o, i, Q, K, V, scale2, causal, c, vprod):
+                    continue
+                if dp > _LANES:  # the columns beyond the first four, 4 at a time
                     for k in range(limit):
                         partial[k] = 0.0
                     for l in range(_LANES, dp, _LANES):
@@ -237,32 +266,29 @@ def _exact_kernel(Q, K, V, KT, VT, scale, causal):  # pragma: no cover - compile
                             partial[k] += (c[l] * KT[l, k] + c[l + 1] * KT[l + 1, k]) + (
                                 c[l + 2] * KT[l + 2, k] + c[l + 3] * KT[l + 3, k])
                 total = _tuple_sums(c, KT, VT, partial, dp > _LANES, shift, limit, acc)
-                if total >= 2.0 ** (_EXP_BIAS - 500) or attempt == 1:
-                    break
-                # The bound overshot the maximum by > 300: shift by the maximum itself.
-                best = -np.inf
-                for k in range(limit):
-                    x = 0.0
-                    for l in range(dp):
-                        x += c[l] * KT[l, k]
-                    best = max(best, x)
-                shift = best
-            for l in range(_LANES, dp, _LANES):
-                for q in range(_LANES):
-                    a = 0.0
+                for l in range(_LANES, dp, _LANES):
+                    for q in range(_LANES):
+                        a = 0.0
+                        for k in range(limit):
+                            a += partial[k] * VT[l + q, k]
+                        acc[l + q] = a
+                denominator += total
+                for l in range(d):
+                    numerator[l] += vprod[l] * acc[l]
+            # The sum is at most n^(t-1) times the largest weight: above 2^(54 - 600) the
+            # largest is above 2^-670, and every weight within 2^-60 of it is a normal number.
+            if denominator >= 2.0 ** (_EXP_BIAS - 600) or attempt == 1:
+                break
+            # The bound overshot the largest logit by more than ~600 (huge logits): shift by
+            # the largest logit itself and sum again.
+            shift = -np.inf
+            for o in range(n_outer):
+                if _tuple_factors(o, i, Q, K, V, scale2, causal, c, vprod):
                     for k in range(limit):
-                        a += partial[k] * VT[l + q, k]
-                    acc[l + q] = a
-            if shift > run_shift:
-                factor = math.exp(run_shift - shift) if run_shift > -np.inf else 0.0
-                run_shift = shift
-                gain = 1.0
-            else:
-                factor = 1.0
-                gain = math.exp(shift - run_shift)
-            denominator = denominator * factor + gain * total
-            for l in range(d):
-                numerator[l] = numerator[l] * factor + gain * vprod[l] * acc[l]
+                        x = 0.0
+                        for l in range(dp):
+                            x += c[l] * KT[l, k]
+                        shift = max(shift, x)
         for l in range(d):
             out[i, l] = numerator[l] / denominator
     return out

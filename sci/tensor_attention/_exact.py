@@ -109,9 +109,9 @@ def _check_logit_range(Q, keys, scale):
 
 
 # Multiply-adds per second of the exact kernels, for the time quoted when work is refused:
-# benchmarks/results/tensor_attention.json measures the Numba kernel at n = 512, d = 4
-# (5.4e8 multiply-adds) in 0.65 s on 2 loaded cores, about 8e8/s; the blocked NumPy path is
-# about 3x slower. Only an order of magnitude is claimed.
+# benchmarks/results/tensor_attention.json measures, at n = 512, d = 4 (5.4e8 multiply-adds),
+# the Numba kernel at about 0.12 CPU seconds (4e9/s per core) and the blocked NumPy path at
+# about 0.4 (1.4e9/s). A conservative round figure: only an order of magnitude is claimed.
 _RATE = 1e9
 DEFAULT_MAX_WORK = 1e12
 _POLY_NAMES = {1: "poly_attention", 2: "poly_tensor_attention"}
@@ -198,7 +198,8 @@ def higher_order_attention(
         Attend only to tuples with every index :math:`j_m \le i` (needs ``m == n``).
     max_work : float or None
         Largest work accepted, in multiply-adds :math:`n\, m^{t-1} d` (default ``1e12``, about
-        15 minutes at the roughly :math:`10^9` per second of the Numba kernel on two cores).
+        15 minutes at a conservative :math:`10^9` per second; the Numba kernel does a few
+        times more).
         Above it a ValueError gives the figure and points to the polynomial method
         (:func:`poly_higher_order_attention`); ``None`` disables the check.
 

@@ -312,7 +312,14 @@ def exact_attention(Q, keys, values, scale, causal):
     args = (np.ascontiguousarray(Q), K, V, KT, VT, float(scale), bool(causal))
     work = Q.shape[0] * K.shape[1] ** K.shape[0] * Q.shape[1]
     if work >= _PARALLEL_WORK:
-        return _exact_kernel(*args)
+        # Queries handed out one at a time, not in one block per thread: causal queries cost in
+        # proportion to (i + 1)^(t-1), and on a shared machine a thread may be held up.
+        chunk = numba.get_parallel_chunksize()
+        numba.set_parallel_chunksize(1)
+        try:
+            return _exact_kernel(*args)
+        finally:
+            numba.set_parallel_chunksize(chunk)
     # Small problems: waking the thread team costs more than the work (about 10 ms per call on
     # a loaded machine, against 0.15 ms serial at n = 32), so run on this thread alone.
     threads = numba.get_num_threads()

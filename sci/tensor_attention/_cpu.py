@@ -33,8 +33,9 @@ _LANES = 4  # the feature dimension is padded to a multiple of 4 (zero columns)
 
 # Numba adds the fast-math flags to every floating-point operation that has none. The steps of
 # exp whose rounding matters get the flag "contract" alone: LLVM may fuse a * b + c into one FMA
-# (more accurate) but not reassociate, so Cody-Waite's two-part reduction and the magic-number
-# rounding are kept exactly as written.
+# (more accurate) but not reassociate, so the magic-number rounding ((y + C) - C) and the exact
+# reduction f = y - k are kept as written (no operand of theirs may be a negation, which
+# would carry the flags).
 @intrinsic
 def _mul_add(typingctx, a, b, c):
     """a * b + c, fused into one FMA where the CPU has it, never reassociated."""

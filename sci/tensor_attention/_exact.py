@@ -111,7 +111,7 @@ def _check_logit_range(Q, keys, scale):
 # Multiply-adds per second of the exact kernels, for the time quoted when work is refused:
 # benchmarks/results/tensor_attention.json measures, at n = 512, d = 4 (5.4e8 multiply-adds),
 # the Numba kernel at about 0.12 CPU seconds (4e9/s per core) and the blocked NumPy path at
-# about 0.4 (1.4e9/s). A conservative round figure: only an order of magnitude is claimed.
+# about 0.4 (1.3e9/s). A conservative round figure: only an order of magnitude is claimed.
 _RATE = 1e9
 DEFAULT_MAX_WORK = 1e12
 _POLY_NAMES = {1: "poly_attention", 2: "poly_tensor_attention"}

@@ -5,7 +5,9 @@ Four series, d = 4, entries uniform in [-1, 1] (±1 for the accuracy table):
 * ``accuracy``: errors of Taylor and Chebyshev at degrees 4, 6, 8 against exact, and at
   degree 6 for n = 64, 256, 1024 (recorded in the case parameters);
 * ``exact n=...``: the exact Numba kernel against the blocked NumPy array code (the ``numpy``
-  backend of the same function), O(n^3 d) each, and once with the kernel on one thread;
+  backend of the same function), O(n^3 d) each, and once with both on one thread (Numba and
+  BLAS pinned); at the largest n also the CPU time of one call of each (``process_time``,
+  minimum of 5: less sensitive than wall time to other jobs on a shared machine);
 * ``poly n=...``: the polynomial method (Taylor, degree 6, rank C(10, 6) = 210) against the
   exact Numba kernel while that fits the time budget (n <= 1024; 512 in quick mode), alone
   beyond, up to n = 262 144 (16 384 in quick mode);
@@ -17,6 +19,8 @@ largest n (labelled as an extrapolation: it is not measured).
 
 from __future__ import annotations
 
+import math
+import time
 import tracemalloc
 
 import numpy as np
@@ -67,17 +71,32 @@ def _max_abs_difference(a, b) -> float:
 
 
 def _single_thread(fn):
+    """``fn`` with Numba and BLAS on one thread (restored afterwards)."""
+
     def run():
         import numba
+        from threadpoolctl import threadpool_limits
 
         threads = numba.get_num_threads()
         numba.set_num_threads(1)
         try:
-            return fn()
+            with threadpool_limits(1):
+                return fn()
         finally:
             numba.set_num_threads(threads)
 
     return run
+
+
+def _cpu_seconds(fn, repeats: int = 5) -> float:
+    """Minimum over ``repeats`` calls (after one warm-up) of the process CPU time of one call."""
+    fn()
+    best = math.inf
+    for _ in range(repeats):
+        start = time.process_time()
+        fn()
+        best = min(best, time.process_time() - start)
+    return best
 
 
 def _accuracy(n: int) -> dict:
@@ -111,28 +130,36 @@ def _cases(quick: bool):
     for n in exact_sizes:
         inputs = _inputs(n)
         numpy_peak = _peak_bytes(_exact(inputs, "numpy"))
+        params = {"series": "exact", "n": n, "d": D, "numpy_peak_bytes": numpy_peak,
+                  "input_bytes": int(inputs.nbytes)}
+        if n == exact_sizes[-1]:
+            params["cpu_s"] = {
+                "numba kernel": _cpu_seconds(_exact(inputs, "numba")),
+                "numba kernel, one thread": _cpu_seconds(_single_thread(_exact(inputs, "numba"))),
+                "blocked NumPy": _cpu_seconds(_exact(inputs, "numpy")),
+                "blocked NumPy, one thread": _cpu_seconds(_single_thread(_exact(inputs, "numpy"))),
+            }
         yield Case(
             label=f"exact n={n}",
             ours=_exact(inputs, "numba"),
             peer=_exact(inputs, "numpy"),
             ours_name="numba kernel",
             peer_name="blocked NumPy",
-            params={"series": "exact", "n": n, "d": D, "numpy_peak_bytes": numpy_peak,
-                    "input_bytes": int(inputs.nbytes)},
+            params=params,
             check=_max_abs_difference,
-            repeats=3,
+            repeats=7,
         )
     n = exact_sizes[-1]
     inputs = _inputs(n)
     yield Case(
         label=f"exact n={n}, 1 thread",
         ours=_single_thread(_exact(inputs, "numba")),
-        peer=_exact(inputs, "numpy"),
+        peer=_single_thread(_exact(inputs, "numpy")),
         ours_name="numba kernel, one thread",
-        peer_name="blocked NumPy",
+        peer_name="blocked NumPy, one thread",
         params={"series": "exact-1-thread", "n": n, "d": D},
         check=_max_abs_difference,
-        repeats=3,
+        repeats=7,
     )
     poly_sizes = (64, 256, 1024, 4096, 16384) if quick else (
         64, 256, 1024, 4096, 16384, 65536, 262144)
@@ -166,13 +193,29 @@ def _summarize(rows):
         "speedup_one_numba_thread_over_blocked_numpy": {
             r["params"]["n"]: round(r["ratio"], 2) for r in single
         },
+        "speedup_min_times_numba_over_blocked_numpy": {
+            r["params"]["n"]: round(r["peer_min_s"] / r["ours_min_s"], 2) for r in exact_rows
+        },
+        "speedup_min_times_one_thread_each": {
+            r["params"]["n"]: round(r["peer_min_s"] / r["ours_min_s"], 2) for r in single
+        },
         "accuracy_max_abs_error_entries_pm1": accuracy[0]["params"]["max_abs_error"],
         "exact_max_abs_difference_numba_vs_numpy": max(r["discrepancy"] for r in exact_rows),
     }
+    largest = exact_rows[-1]
+    cpu = largest["params"]["cpu_s"]
+    n_cubed = largest["params"]["n"] ** 3
+    summary["cpu_seconds_at_largest_exact_n"] = {key: round(t, 4) for key, t in cpu.items()}
+    summary["cpu_time_ratio_blocked_numpy_over_numba_one_thread_each"] = round(
+        cpu["blocked NumPy, one thread"] / cpu["numba kernel, one thread"], 2)
+    summary["numba_ns_per_logit_one_thread_cpu"] = round(
+        cpu["numba kernel, one thread"] / n_cubed * 1e9, 3)
     # exact (Numba) timings: the exact series and the peers of the poly series
     exact_times = {r["params"]["n"]: r["ours_median_s"] for r in exact_rows}
     exact_times.update({r["params"]["n"]: r["peer_median_s"] for r in poly_rows if "ratio" in r})
-    exact_n = sorted(n for n in exact_times if n >= 128)
+    # n >= 256: below, a call lasts milliseconds and waking the second thread on a busy
+    # machine (not the O(n^3) work) sets its time
+    exact_n = sorted(n for n in exact_times if n >= 256)
     slope_exact = fitted_exponent(exact_n, [exact_times[n] for n in exact_n])
     summary["exact_fitted_exponent"] = round(slope_exact, 3)
     poly_n = [r["params"]["n"] for r in poly_rows]
@@ -203,10 +246,12 @@ def _summarize(rows):
         for r in poly_rows
     }
     summary["note"] = (
-        "shared 2-core machine under load from other jobs: ratios are indicative; exact times "
+        "shared 2-core machine under load from other jobs (see machine.load_average): wall "
+        "ratios are indicative, 'speedup_*' are ratios of medians, 'speedup_min_times_*' of "
+        "minima, the CPU times (process_time, minimum of 5) the least load-sensitive; exact times "
         f"beyond n={largest_exact} are extrapolated with the fitted exponent, not measured; "
-        "peaks are tracemalloc (Python heap, NumPy paths; the Numba kernel allocates 3 n "
-        "doubles per thread outside its view)"
+        "peaks are tracemalloc (Python heap, NumPy paths; the Numba kernel allocates O(d) "
+        "doubles per query, and n per query when d > 4, outside its view)"
     )
     return summary
 

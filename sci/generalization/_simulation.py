@@ -179,8 +179,12 @@ def _check_linear_memory(n_inputs, n_examples, n_times, n_trials, itemsize, tria
     ``trials`` trials (default all) at its peak, and the curves of all ``n_trials``."""
     modes = min(n_inputs, n_examples)
     per_trial_data = n_inputs * n_examples + 2 * n_inputs + n_examples
-    outputs = itemsize * 2.0 * n_times * (n_trials - (n_trials if trials is None else trials))
-    n_trials = n_trials if trials is None else trials
+    trials = n_trials if trials is None else trials
+    outputs = itemsize * 2.0 * n_times * (n_trials - trials)
+    what = f"{n_trials} linear trials with N={n_inputs}, P={n_examples} at {n_times:,} times"
+    if trials < n_trials:
+        what += f" ({trials} per task)"
+    n_trials = trials
     nbytes = outputs + n_trials * (
         8.0 * per_trial_data  # the float64 draws
         + itemsize * per_trial_data  # their copy in the working dtype
@@ -193,8 +197,8 @@ def _check_linear_memory(n_inputs, n_examples, n_times, n_trials, itemsize, tria
         nbytes += float(step) * n_trials * modes * itemsize * _LINEAR_TEMPORARIES
     check_memory(
         nbytes,
-        f"{n_trials} linear trials with N={n_inputs}, P={n_examples} at {n_times:,} times",
-        hint="use fewer trials or times per call",
+        what,
+        hint="use fewer trials (per task) or times per call",
     )
 
 

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from ._progress import progress_bar
+from ._progress import progress_bar, progress_enabled
 from .backend import get_backend, use_backend
 
 __all__ = [
@@ -255,6 +255,7 @@ class ProcessExecutor(Executor):
             raise
 
     def close(self) -> None:
+        _forget(self)
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
@@ -325,15 +326,17 @@ class DaskExecutor(Executor):
         distributed = _import_distributed()
         futures = self.client.map(_run_task, tasks, fn=fn, backend=backend, pure=False)
         try:
-            for _ in progress_bar(distributed.as_completed(futures), progress=progress,
-                                  desc=desc, total=len(futures)):
-                pass
+            if progress_enabled(progress) is not False:
+                done = distributed.as_completed(futures, loop=self.client.loop)
+                for _ in progress_bar(done, progress=progress, desc=desc, total=len(futures)):
+                    pass
             return self.client.gather(futures)
         except BaseException:
             self.client.cancel(futures)
             raise
 
     def close(self) -> None:
+        _forget(self)
         if self._owned:
             self.client.close()
 
@@ -444,6 +447,14 @@ def get_executor(
                 _dask_executors[key] = DaskExecutor(name, timeout=timeout)
             return _dask_executors[key]
     return DaskExecutor(scheduler, timeout=timeout)
+
+
+def _forget(executor: Executor) -> None:
+    """Drop a closed executor from the cache of :func:`get_executor`."""
+    with _cache_lock:
+        for cache in (_process_executors, _dask_executors):
+            for key in [k for k, v in cache.items() if v is executor]:
+                del cache[key]
 
 
 @atexit.register

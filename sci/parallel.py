@@ -6,6 +6,7 @@ Choosing where the work runs
 get_executor       -- an executor: serial, local processes (default) or a Dask scheduler
 use_executor       -- context manager: library functions called inside it use that executor
 current_executor   -- the executor library functions use now
+configured_executor -- the executor chosen by use_executor or the environment, if any
 parallel_map       -- ``fn`` over tasks on the current (or a given) executor, in task order
 
 Reproducible random numbers
@@ -51,6 +52,7 @@ __all__ = [
     "Executor",
     "ProcessExecutor",
     "SerialExecutor",
+    "configured_executor",
     "current_executor",
     "get_executor",
     "parallel_map",
@@ -310,7 +312,8 @@ class DaskExecutor(Executor):
                 raise ConnectionError(
                     f"could not reach the Dask scheduler at {address!r} within {timeout:g} s "
                     f"({exc}); check the address (tcp://HOST:8786) and that the scheduler is "
-                    f"running, or unset {SCHEDULER_VARIABLE} to run on local processes"
+                    f"running; without a scheduler (none given, {SCHEDULER_VARIABLE} unset) "
+                    "the work runs on local processes"
                 ) from exc
             self._owned = True
         elif isinstance(client, distributed.Client):
@@ -489,6 +492,28 @@ def current_executor() -> Executor:
     """
     executor = _current.get()
     return executor if executor is not None else get_executor()
+
+
+def configured_executor() -> Executor | None:
+    """The executor chosen by :func:`use_executor`, ``SCI_DASK_SCHEDULER`` or ``SCI_WORKERS``;
+    ``None`` when nothing was chosen (library functions then use local processes).
+
+    Lets a caller pick its own default where the work is known to be small (the figures'
+    quick mode runs in-process unless an executor was chosen).
+
+    Examples
+    --------
+    >>> from sci.parallel import configured_executor, use_executor
+    >>> with use_executor("serial"):
+    ...     configured_executor()
+    SerialExecutor()
+    """
+    executor = _current.get()
+    if executor is not None:
+        return executor
+    if os.environ.get(SCHEDULER_VARIABLE, "").strip() or os.environ.get(WORKERS_VARIABLE, ""):
+        return get_executor()
+    return None
 
 
 @contextlib.contextmanager

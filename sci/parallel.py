@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures
+import concurrent.futures.process
 import contextlib
 import contextvars
 import multiprocessing
@@ -270,6 +271,12 @@ class ProcessExecutor(Executor):
 def _result(future: concurrent.futures.Future) -> Any:
     try:
         return future.result()
+    except concurrent.futures.process.BrokenProcessPool as exc:
+        raise RuntimeError(
+            f"a worker process died ({exc}). Workers are started with 'spawn', which imports "
+            "the main script again: protect its entry point with `if __name__ == \"__main__\":`"
+            f". Out of memory? Use fewer workers ({WORKERS_VARIABLE}=1 runs in-process)"
+        ) from exc
     except (pickle.PicklingError, AttributeError) as exc:
         if "pickle" not in str(exc).lower():
             raise

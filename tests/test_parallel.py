@@ -242,3 +242,71 @@ def test_unpicklable_task_is_a_clear_type_error(processes):
 def test_task_errors_reach_the_caller(executor):
     with pytest.raises(ValueError, match="factorial"):
         executor.map(math.factorial, [3, -1, 2])
+
+
+def _train(executor, **kwargs):
+    from sci.neural_collapse import train_ufm
+
+    return train_ufm([4, 3, 2], depth=2, lambda_W=1e-2, lambda_H=1e-2, steps=30, lr=0.1,
+                     num_seeds=3, seeds_per_task=1, rng=4, executor=executor, **kwargs)
+
+
+def test_train_ufm_seed_batches_equal_on_every_executor(processes, cluster):
+    from sci.neural_collapse import train_ufm
+
+    reference = _train("serial")
+    for executor in (processes, cluster):
+        run = _train(executor)
+        np.testing.assert_array_equal(run.loss, reference.loss)
+        for name, values in reference.metrics.items():
+            np.testing.assert_array_equal(run.metrics[name], values)
+        np.testing.assert_array_equal(run.singular_values, reference.singular_values)
+        for a, b in zip(run.weights, reference.weights, strict=True):
+            np.testing.assert_array_equal(a, b)
+    # seed batch k is the run of one seed drawn from child k of rng
+    for k, child in enumerate(task_seeds(4, 3)):
+        alone = train_ufm([4, 3, 2], depth=2, lambda_W=1e-2, lambda_H=1e-2, steps=30, lr=0.1,
+                          rng=np.random.default_rng(child))
+        np.testing.assert_array_equal(alone.loss[0], reference.loss[k])
+        np.testing.assert_array_equal(alone.features[0], reference.features[k])
+
+
+def test_figure_identical_on_every_executor_and_cached_once(tmp_path, processes, cluster):
+    from figures._registry import discover
+    from figures._runner import run_figure
+    from sci._json import to_jsonable
+
+    figure = discover()["tensor_attention_transition"]  # eight seeded tasks per order
+    params = figure.parameters(quick=True)
+    with use_executor("serial"):
+        reference = to_jsonable(figure.compute(**params, progress=False))
+    for executor in (processes, cluster):
+        with use_executor(executor):
+            assert to_jsonable(figure.compute(**params, progress=False)) == reference
+    # The cache key ignores the executor: what a cluster computed is reused in-process.
+    first = run_figure(figure, quick=True, out=tmp_path, cache_dir=tmp_path / "cache",
+                       progress=False, executor=cluster)
+    again = run_figure(figure, quick=True, out=tmp_path, cache_dir=tmp_path / "cache",
+                       progress=False, executor="serial")
+    assert not first["from_cache"] and again["from_cache"]
+    assert first["data"] == again["data"] == reference
+
+
+def test_figures_cli_runs_on_a_scheduler_and_refuses_bad_options(tmp_path, cluster, capsys):
+    from figures.__main__ import main
+
+    address = cluster.client.scheduler.address
+    args = ["tensor_attention_transition", "--quick", "--no-cache", "--no-progress",
+            "--out", str(tmp_path)]
+    try:
+        assert main([*args, "--scheduler", address]) == 0
+    finally:
+        get_executor(address).close()
+    assert (tmp_path / "tensor_attention_transition.png").stat().st_size > 0
+    assert main([*args, "--workers", "1"]) == 0
+    for bad, message in ((["--workers", "0"], "max_workers must be >= 1"),
+                         (["--scheduler", address, "--workers", "2"], "--workers applies")):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*args, *bad])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err

@@ -215,7 +215,8 @@ class ProcessExecutor(Executor):
     :meth:`close` (or the end of the interpreter). Workers are started with ``spawn`` (a clean
     interpreter: forking a process whose Numba or BLAS threads are running is unsafe), so a
     script that uses them needs the usual ``if __name__ == "__main__":`` guard. Each worker
-    gets ``cores // max_workers`` Numba and BLAS threads. A sweep of one task runs in-process.
+    gets ``cores // max_workers`` Numba threads (and BLAS threads, where ``threadpoolctl`` is
+    installed). A sweep of one task runs in-process.
 
     Parameters
     ----------

@@ -173,7 +173,8 @@ class Executor:
 
 class SerialExecutor(Executor):
     """Every task in this process, one after the other (no start-up cost, no pickling of
-    tasks): small sweeps, doctests, and the reference the other executors must match.
+    tasks): small sweeps, doctests, and the reference the other executors must match. Sweeps
+    nested in a task use the executor configured around the call (not forced serial).
 
     Examples
     --------
@@ -185,8 +186,9 @@ class SerialExecutor(Executor):
     kind = "serial"
 
     def _map(self, fn, tasks, backend, progress, desc):
-        return [_run_task(task, fn, backend)
-                for task in progress_bar(tasks, progress=progress, desc=desc)]
+        # In this process, under the caller's backend and executor: a sweep nested in a task
+        # may still use the pool configured around it.
+        return [fn(task) for task in progress_bar(tasks, progress=progress, desc=desc)]
 
     def __repr__(self) -> str:
         return "SerialExecutor()"

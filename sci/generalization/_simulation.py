@@ -247,7 +247,7 @@ def simulate_linear(
     dtype : {None, float32, float64}
         Precision of the computation (default float64).
     trials_per_task : int, optional
-        Trials per task of the executor (default: as many as make about :math:`2^{30}`
+        Trials per task of the executor (default: as many as make about :math:`2^{31}`
         operations, :math:`\min(N,P)^2\max(N,P)` per trial, from the sizes only). With a
         single task the trials are drawn from ``rng`` itself, exactly as
         :func:`draw_linear_problem` draws them; with several, task :math:`k` draws its trials
@@ -338,9 +338,10 @@ def simulate_linear(
     return generalization, training
 
 
-# Operations per task aimed at by the default split of simulate_linear: enough work (about a
-# second on one core) to hide the cost of sending a task to a worker.
-_OPERATIONS_PER_TASK = 2**30
+# Operations per task aimed at by the default split (a rough count, from the sizes): enough
+# work per task to hide the cost of sending it to a worker, and small problems stay one task
+# (drawn from rng itself, as before the executor existed).
+_OPERATIONS_PER_TASK = 2**31
 
 
 def _default_trials_per_task(n_inputs, n_examples):

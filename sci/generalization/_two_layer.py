@@ -253,7 +253,7 @@ def simulate_two_layer(
     rng : None, int or numpy.random.Generator
     dtype : {None, float32, float64}
     trials_per_task : int, optional
-        Trials per task of the executor (default: as many as make about :math:`2^{30}`
+        Trials per task of the executor (default: as many as make about :math:`2^{31}`
         operations, estimated from the sizes and the last epoch only). With a single task the
         trials are drawn from ``rng`` itself, as :func:`draw_two_layer_problem` draws them;
         with several, task :math:`k` draws from child :math:`k` of the seed
@@ -362,9 +362,10 @@ def simulate_two_layer(
     return tuple(xp.concatenate([xp.asarray(r[i]) for r in results], axis=0) for i in (0, 1))
 
 
-# Operations per task aimed at by the default split: about a second on one core, enough to
-# hide the cost of sending a task to a worker.
-_OPERATIONS_PER_TASK = 2**30
+# Operations per task aimed at by the default split (a rough count, from the sizes): enough
+# work per task to hide the cost of sending it to a worker, and small problems stay one task
+# (drawn from rng itself, as before the executor existed).
+_OPERATIONS_PER_TASK = 2**31
 
 
 def _two_layer_task(chunk, *, n_hidden, epochs, n_inputs, n_teacher_hidden, n_examples, snr,

@@ -80,8 +80,6 @@ def _available_cores() -> int:
 def _check_picklable(fn: Callable[..., Any], where: str) -> None:
     """Refuse up front a function that cannot travel to a worker (lambda, closure, method of a
     local class), with the reason, instead of a failure deep inside the pool."""
-    if not callable(fn):
-        raise TypeError(f"fn must be callable; got {type(fn).__name__}")
     try:
         pickle.dumps(fn)
     except Exception as exc:
@@ -132,9 +130,9 @@ class Executor:
         Parameters
         ----------
         fn : callable
-            Takes one task and returns a picklable result. It must pickle (a module-level
-            function or a :func:`functools.partial` of one), whichever executor runs it, so
-            that code tried serially also runs on a cluster.
+            Takes one task and returns a result. Where the tasks leave this process (worker
+            processes, a cluster) ``fn``, the tasks and the results must pickle: a
+            module-level function, or a :func:`functools.partial` of one.
         tasks : iterable
             Picklable task descriptions (parameter values, seeds, chunks of trials).
         progress : bool or None
@@ -150,10 +148,11 @@ class Executor:
         Raises
         ------
         TypeError
-            If ``fn`` is not callable or does not pickle.
+            If ``fn`` is not callable, or does not pickle where it has to leave the process.
         """
         tasks = list(tasks)
-        _check_picklable(fn, f"a {self.kind} executor")
+        if not callable(fn):
+            raise TypeError(f"fn must be callable; got {type(fn).__name__}")
         if not tasks:
             return []
         return self._map(fn, tasks, get_backend(), progress, desc)
@@ -248,6 +247,7 @@ class ProcessExecutor(Executor):
     def _map(self, fn, tasks, backend, progress, desc):
         if len(tasks) == 1 or self.max_workers == 1:
             return _SERIAL._map(fn, tasks, backend, progress, desc)
+        _check_picklable(fn, "worker processes")
         pool = self._get_pool()
         futures = [pool.submit(_run_task, task, fn, backend) for task in tasks]
         try:
@@ -337,6 +337,7 @@ class DaskExecutor(Executor):
 
     def _map(self, fn, tasks, backend, progress, desc):
         distributed = _import_distributed()
+        _check_picklable(fn, "a Dask cluster")
         futures = self.client.map(_run_task, tasks, fn=fn, backend=backend, pure=False)
         try:
             if progress_enabled(progress) is not False:

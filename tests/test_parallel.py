@@ -41,7 +41,7 @@ def cluster():
     # Worker processes (not threads), so tasks and results really travel pickled, as on a
     # remote cluster; one thread each so nothing shares a Numba or BLAS pool.
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as local, \
+                                  dashboard_address=":0") as local, \
             distributed.Client(local, set_as_default=False) as client:
         yield DaskExecutor(client)
 

@@ -35,6 +35,7 @@ import concurrent.futures
 import concurrent.futures.process
 import contextlib
 import contextvars
+import functools
 import multiprocessing
 import numbers
 import os
@@ -83,8 +84,10 @@ def _check_picklable(fn: Callable[..., Any], where: str) -> None:
     try:
         pickle.dumps(fn)
     except Exception as exc:
+        inner = fn.func if isinstance(fn, functools.partial) else fn
+        name = getattr(inner, "__qualname__", type(inner).__name__)
         raise TypeError(
-            f"fn={fn!r} cannot be sent to {where}: it does not pickle ({exc}). Use a function "
+            f"fn {name!r} cannot be sent to {where}: it does not pickle ({exc}). Use a function "
             "defined at module level (not a lambda or a nested function); fix arguments with "
             "functools.partial"
         ) from exc

@@ -121,6 +121,10 @@ def test_simulations_bitwise_equal_on_every_executor(backend, processes, cluster
         two_layer = simulate_two_layer(6, [0, 5, 50], n_inputs=4, n_teacher_hidden=5,
                                        n_examples=12, n_test=20, n_trials=5, trials_per_task=2,
                                        rng=3, executor="serial")
+        both = {"n_inputs": 4, "n_teacher_hidden": 5, "n_examples": 12, "n_test": 20,
+                "n_trials": 3, "trials_per_task": 1, "rng": 6, "train_hidden": True,
+                "learning_rate": 0.5}
+        both_layers = simulate_two_layer(5, [0, 20, 60], **both, executor="serial")
         for executor in (processes, cluster):
             for got, want in zip(simulate_linear(**LINEAR, executor=executor), reference,
                                  strict=True):
@@ -130,6 +134,9 @@ def test_simulations_bitwise_equal_on_every_executor(backend, processes, cluster
                                          n_examples=12, n_test=20, n_trials=5,
                                          trials_per_task=2, rng=3)
             for a, b in zip(got, two_layer, strict=True):
+                np.testing.assert_array_equal(a, b)
+            got = simulate_two_layer(5, [0, 20, 60], **both, executor=executor)
+            for a, b in zip(got, both_layers, strict=True):
                 np.testing.assert_array_equal(a, b)
     assert reference[0].shape == (7, 4)
 

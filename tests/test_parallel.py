@@ -141,6 +141,18 @@ def test_simulations_bitwise_equal_on_every_executor(backend, processes, cluster
     assert reference[0].shape == (7, 4)
 
 
+def test_int_seed_and_fresh_generator_give_the_same_tasks():
+    by_int = simulate_linear(**LINEAR, executor="serial")
+    by_generator = simulate_linear(**{**LINEAR, "rng": np.random.default_rng(5)},
+                                   executor="serial")
+    np.testing.assert_array_equal(by_int[0], by_generator[0])
+    # task k (trials 2k, 2k+1) is the one-task simulation seeded by child k
+    child = task_seeds(5, 4)[1]
+    alone = simulate_linear(**{**LINEAR, "n_trials": 2, "rng": np.random.default_rng(child)},
+                            executor="serial")
+    np.testing.assert_array_equal(alone[0], by_int[0][2:4])
+
+
 def test_one_task_draws_exactly_what_draw_linear_problem_draws():
     # With one task the seed is used as given: the documented link between the two functions.
     eg, _ = simulate_linear(20, 10, [1e9], sigma_eps=0.0, sigma_w0=1.0, n_trials=3, rng=9,

@@ -321,10 +321,10 @@ def simulate_linear(
     sigma_w = check_real(sigma_w, "sigma_w", low=0.0)
     sigma_eps = check_real(sigma_eps, "sigma_eps", low=0.0)
     sigma_w0 = check_real(sigma_w0, "sigma_w0", low=0.0)
-    if len(sizes) == 1:
-        seeds = [resolve_rng(rng)]  # the draws of draw_linear_problem(..., rng=rng)
-    else:
-        seeds = task_seeds(rng if rng is not None else resolve_rng(None), len(sizes))
+    generator = resolve_rng(rng)
+    # One task: the draws of draw_linear_problem(..., rng=rng); several: child k of the
+    # generator's seed for task k (an int seed gives the same children as task_seeds(seed)).
+    seeds = [generator] if len(sizes) == 1 else task_seeds(generator, len(sizes))
     task = functools.partial(
         _linear_task, n_inputs=n_inputs, n_examples=n_examples, t=to_numpy(t),
         sigma_w=sigma_w, sigma_eps=sigma_eps, sigma_w0=sigma_w0, tau=tau,

@@ -345,10 +345,10 @@ def simulate_two_layer(
     )
     snr = check_real(snr, "snr", low=0.0, low_inclusive=False)
     sigma_w0 = check_real(sigma_w0, "sigma_w0", low=0.0)
-    if len(sizes) == 1:
-        seeds = [resolve_rng(rng)]  # the draws of draw_two_layer_problem(..., rng=rng)
-    else:
-        seeds = task_seeds(rng if rng is not None else resolve_rng(None), len(sizes))
+    generator = resolve_rng(rng)
+    # One task: the draws of draw_two_layer_problem(..., rng=rng); several: child k of the
+    # generator's seed for task k (an int seed gives the same children as task_seeds(seed)).
+    seeds = [generator] if len(sizes) == 1 else task_seeds(generator, len(sizes))
     task = functools.partial(
         _two_layer_task, n_hidden=n_hidden, epochs=epochs, n_inputs=n_inputs,
         n_teacher_hidden=n_teacher_hidden, n_examples=n_examples, snr=snr,

@@ -166,10 +166,10 @@ def train_ufm(
         d=d, steps=steps, lr=lr, momentum=momentum, init_scale=init_scale, start=start,
         every=every, dtype=dtype, progress=progress if len(sizes) == 1 else False,
     )
-    if len(sizes) == 1:
-        seeds = [resolve_rng(rng)]  # one batch drawn from rng itself (a progress bar per step)
-    else:
-        seeds = task_seeds(rng if rng is not None else resolve_rng(None), len(sizes))
+    generator = resolve_rng(rng)
+    # One batch drawn from rng itself (with a progress bar per step), or child k of its seed
+    # for task k (an int seed gives the same children as task_seeds(seed)).
+    seeds = [generator] if len(sizes) == 1 else task_seeds(generator, len(sizes))
     parts = parallel_map(task, list(zip(sizes, seeds, strict=True)), executor=executor,
                          progress=progress if len(sizes) > 1 else False,
                          desc="train_ufm seed batches")

@@ -463,6 +463,11 @@ def get_executor(
             if key not in _dask_executors:
                 _dask_executors[key] = DaskExecutor(name, timeout=timeout)
             return _dask_executors[key]
+    if not callable(getattr(scheduler, "submit", None)):  # before importing Dask for it
+        raise TypeError(
+            "scheduler must be None, 'serial', 'processes', a Dask scheduler address, a "
+            f"distributed.Client or an Executor; got {type(scheduler).__name__}"
+        )
     return DaskExecutor(scheduler, timeout=timeout)
 
 

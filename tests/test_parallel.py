@@ -206,6 +206,8 @@ def test_get_executor_from_arguments_and_environment(monkeypatch):
         get_executor(max_workers=1.5)
     with pytest.raises(TypeError, match="distributed.Client or a scheduler address"):
         DaskExecutor(42)
+    with pytest.raises(TypeError, match="scheduler must be None, 'serial'.*got int"):
+        get_executor(42)
 
 
 def test_scheduler_from_environment(monkeypatch, cluster):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
 import sci
 from sci._progress import progress_bar
+from sci.parallel import SCHEDULER_VARIABLE, get_executor
 
 from ._registry import discover
 from ._runner import DEFAULT_CACHE, DEFAULT_OUT, run_figure
@@ -31,6 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="on-disk cache folder")
     parser.add_argument("--no-cache", action="store_true", help="recompute everything")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--scheduler", default=None, metavar="ADDRESS",
+        help=f"run the sweeps on this Dask scheduler, e.g. tcp://host:8786 (default: "
+             f"${SCHEDULER_VARIABLE} if set, else local processes); 'serial' runs in-process",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, metavar="N",
+        help="local worker processes (default: SCI_WORKERS or every core; 1: in-process)",
+    )
     args = parser.parse_args(argv)
 
     registry = discover()
@@ -46,6 +57,17 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.backend is not None:
         sci.set_backend(args.backend)  # fails early, with the reason, if it is unavailable
+    executor = None
+    scheduler = args.scheduler
+    if scheduler is None and args.workers is not None:
+        scheduler = "processes"  # --workers alone: local processes, whatever the environment
+    if scheduler is not None or os.environ.get(SCHEDULER_VARIABLE, "").strip():
+        if scheduler not in (None, "serial", "processes") and args.workers is not None:
+            parser.error("--workers applies to local processes; a Dask cluster sizes itself")
+        try:  # connect now: a wrong address fails here, not after the first figures
+            executor = get_executor(scheduler, max_workers=args.workers)
+        except (ConnectionError, ImportError, TypeError, ValueError) as exc:
+            parser.error(str(exc))
     names = args.names or list(registry)
     progress = False if args.no_progress else None
     for name in progress_bar(names, progress=progress, desc="figures", unit="fig"):
@@ -53,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         record = run_figure(
             registry[name], quick=args.quick, out=args.out, backend=args.backend,
             cache_dir=None if args.no_cache else args.cache_dir, progress=progress,
+            executor=executor,
         )
         origin = "cache" if record["from_cache"] else f"{time.perf_counter() - start:.1f} s"
         print(f"{name}: {args.out}/{name}.png ({origin}) -- {record['reproduces']}", flush=True)

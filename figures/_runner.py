@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -19,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import sci  # noqa: E402
 from sci._cache import DiskCache, atomic_replace, atomic_write_text, cache_key  # noqa: E402
 from sci._json import to_jsonable  # noqa: E402
+from sci.parallel import configured_executor, use_executor  # noqa: E402
 
 from ._registry import Figure  # noqa: E402
 
@@ -49,8 +51,16 @@ def run_figure(
     backend: str | None = None,
     cache_dir: str | os.PathLike | None = DEFAULT_CACHE,
     progress: bool | None = None,
+    executor: Any = None,
 ) -> dict[str, Any]:
-    """Compute (or load from cache) and draw one figure; returns its JSON record."""
+    """Compute (or load from cache) and draw one figure; returns its JSON record.
+
+    The parameter sweeps of ``compute`` run on ``executor`` (anything
+    :func:`sci.parallel.get_executor` accepts). By default: the executor chosen by the caller
+    (:func:`sci.parallel.use_executor`, ``SCI_DASK_SCHEDULER``, ``SCI_WORKERS``), else local
+    processes for the full figures and this process for the quick ones (too small to repay
+    starting workers). The numbers do not depend on it, so neither does the cache key.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     backend = backend or sci.get_backend()
@@ -61,7 +71,11 @@ def run_figure(
     cached = data is not None
     start = time.perf_counter()
     if data is None:
-        with sci.use_backend(backend):
+        if executor is None:
+            executor = configured_executor() or ("serial" if quick else None)
+        with sci.use_backend(backend), (
+            use_executor(executor) if executor is not None else contextlib.nullcontext()
+        ):
             data = to_jsonable(figure.compute(**params, progress=progress))
         if cache is not None:
             cache.put(key, data)

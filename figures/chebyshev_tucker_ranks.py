@@ -22,6 +22,11 @@ def _erf_kernel(sigma):
     return f
 
 
+# The two sweeps below time each step (the seconds are drawn): they stay serial and in this
+# process, not on sci.parallel, where workers would share the cores and distort the timings
+# (like gaunt_efficiency and tensor_attention_scaling).
+
+
 def compute_eps(*, sigma, degree, grid, eps, progress=None):
     from sci.chebyshev_tucker import ChebTucker, hosvd
 

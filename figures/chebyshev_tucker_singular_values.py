@@ -2,33 +2,43 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from figures._registry import Figure
+from sci.parallel import parallel_map
 
 
 def compute(*, sigmas, degree, grid, progress=None):
+    # One task of sci.parallel per sigma (deterministic: any executor gives the same numbers).
+    decays = parallel_map(functools.partial(_decays, degree=degree, grid=grid), list(sigmas),
+                          progress=progress, desc="sigma")
+    return {"sigmas": list(sigmas), "degree": degree, "grid": grid,
+            "coefficients": [c for c, _ in decays], "grid_values": [v for _, v in decays]}
+
+
+def _erf_over_r(a, b, c, *, sigma):
     from scipy.special import erf
 
+    r = np.sqrt(a * a + b * b + c * c)
+    safe = np.where(r == 0, 1.0, r)
+    return np.where(r == 0, 2 / (sigma * np.sqrt(np.pi)), erf(safe / sigma) / safe)
+
+
+def _decays(sigma, *, degree, grid):
+    """Normalised mode-1 singular values of the coefficients and of the grid values."""
     from sci.chebyshev_tucker import chebyshev_points, hosvd, values_to_coefficients
 
-    out = {"sigmas": list(sigmas), "degree": degree, "grid": grid,
-           "coefficients": [], "grid_values": []}
     x = chebyshev_points(degree + 1)
     g = -1 + (np.arange(grid) + 0.5) * 2 / grid
-    for sigma in sigmas:
-        def f(a, b, c, sigma=sigma):
-            r = np.sqrt(a * a + b * b + c * c)
-            safe = np.where(r == 0, 1.0, r)
-            return np.where(r == 0, 2 / (sigma * np.sqrt(np.pi)), erf(safe / sigma) / safe)
-
-        c = values_to_coefficients(f(x[:, None, None], x[None, :, None], x[None, None, :]))
-        s = hosvd(c, ranks=1).singular_values[0]
-        out["coefficients"].append((s / s[0]).tolist())
-        s = hosvd(f(g[:, None, None], g[None, :, None], g[None, None, :]),
-                  ranks=1).singular_values[0]
-        out["grid_values"].append((s[:degree + 1] / s[0]).tolist())
-    return out
+    c = values_to_coefficients(
+        _erf_over_r(x[:, None, None], x[None, :, None], x[None, None, :], sigma=sigma))
+    s = hosvd(c, ranks=1).singular_values[0]
+    coefficients = (s / s[0]).tolist()
+    s = hosvd(_erf_over_r(g[:, None, None], g[None, :, None], g[None, None, :], sigma=sigma),
+              ranks=1).singular_values[0]
+    return coefficients, (s[:degree + 1] / s[0]).tolist()
 
 
 def plot(data):

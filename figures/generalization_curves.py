@@ -7,9 +7,10 @@ initial weights, and early stopping against the ridge optimum.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from sci._progress import progress_bar
 from sci.backend import to_numpy
 from sci.generalization import (
     asymptotic_errors,
@@ -19,6 +20,7 @@ from sci.generalization import (
     simulate_linear,
     training_error,
 )
+from sci.parallel import parallel_map
 
 from ._registry import Figure
 
@@ -31,33 +33,43 @@ def _np(x):
 # 1. E_g(t) and E_train(t) for several alpha, theory lines and simulation points.
 
 
+# Every sweep below is a list of tasks for sci.parallel (one per parameter value, seeded by its
+# index as before), so a figure computes the same numbers in-process, on local processes or on a
+# Dask cluster; the task functions live at module level so that they pickle.
+
+
 def compute_training_curves(*, alphas, snr, n_inputs, n_trials, n_times, t_max, seed,
                             progress=None):
+    task = functools.partial(_training_curves_panel, snr=snr, n_inputs=n_inputs,
+                             n_trials=n_trials, n_times=n_times, t_max=t_max, seed=seed)
+    panels = parallel_map(task, list(enumerate(alphas)), progress=progress, desc="alpha")
+    return {"snr": snr, "n_inputs": n_inputs, "n_trials": n_trials, "panels": panels}
+
+
+def _training_curves_panel(indexed_alpha, *, snr, n_inputs, n_trials, n_times, t_max, seed):
+    index, alpha = indexed_alpha
     sigma_eps = float(np.sqrt(1.0 / snr))
     t_line = np.logspace(-2, np.log10(t_max), 300)
     t_sim = np.logspace(-2, np.log10(t_max), n_times)
-    panels = []
-    for index, alpha in enumerate(progress_bar(alphas, progress=progress, desc="alpha")):
-        n_examples = int(round(alpha * n_inputs))
-        eg, et = simulate_linear(n_inputs, n_examples, t_sim, sigma_eps=sigma_eps,
-                                 n_trials=n_trials, rng=seed + index)
-        eg, et = _np(eg), _np(et)
-        panels.append({
-            "alpha": alpha,
-            "n_examples": n_examples,
-            "t": t_line,
-            "generalization": _np(generalization_error(t_line, alpha=alpha,
-                                                       sigma_eps=sigma_eps)),
-            "training": _np(training_error(t_line, alpha=alpha, sigma_eps=sigma_eps)),
-            "t_simulated": t_sim,
-            "generalization_simulated": eg.mean(axis=0),
-            "generalization_sem": eg.std(axis=0, ddof=1) / np.sqrt(n_trials),
-            "training_simulated": et.mean(axis=0),
-            "training_sem": et.std(axis=0, ddof=1) / np.sqrt(n_trials),
-            "generalization_theory_at_simulated": _np(
-                generalization_error(t_sim, alpha=alpha, sigma_eps=sigma_eps)),
-        })
-    return {"snr": snr, "n_inputs": n_inputs, "n_trials": n_trials, "panels": panels}
+    n_examples = int(round(alpha * n_inputs))
+    eg, et = simulate_linear(n_inputs, n_examples, t_sim, sigma_eps=sigma_eps,
+                             n_trials=n_trials, rng=seed + index)
+    eg, et = _np(eg), _np(et)
+    return {
+        "alpha": alpha,
+        "n_examples": n_examples,
+        "t": t_line,
+        "generalization": _np(generalization_error(t_line, alpha=alpha,
+                                                   sigma_eps=sigma_eps)),
+        "training": _np(training_error(t_line, alpha=alpha, sigma_eps=sigma_eps)),
+        "t_simulated": t_sim,
+        "generalization_simulated": eg.mean(axis=0),
+        "generalization_sem": eg.std(axis=0, ddof=1) / np.sqrt(n_trials),
+        "training_simulated": et.mean(axis=0),
+        "training_sem": et.std(axis=0, ddof=1) / np.sqrt(n_trials),
+        "generalization_theory_at_simulated": _np(
+            generalization_error(t_sim, alpha=alpha, sigma_eps=sigma_eps)),
+    }
 
 
 def plot_training_curves(data):
@@ -91,21 +103,22 @@ def plot_training_curves(data):
 # 2. Asymptotic error against alpha: the overtraining peak.
 
 
+_ALPHA_SIMULATED = (0.25, 0.5, 0.75, 1.5, 2.0, 3.0, 4.0)
+
+
 def compute_asymptotic(*, snrs, n_inputs, n_trials, seed, progress=None):
     alpha = np.concatenate([np.linspace(0.05, 0.98, 60), np.linspace(1.02, 4.0, 60)])
-    alpha_sim = np.array([0.25, 0.5, 0.75, 1.5, 2.0, 3.0, 4.0])
+    alpha_sim = np.array(_ALPHA_SIMULATED)
+    # One task per (SNR, alpha) simulation: the seeds are those of the nested loops before.
+    tasks = [(snr, a, seed + 100 * index + j) for index, snr in enumerate(snrs)
+             for j, a in enumerate(_ALPHA_SIMULATED)]
+    task = functools.partial(_asymptotic_point, n_inputs=n_inputs, n_trials=n_trials)
+    points = iter(parallel_map(task, tasks, progress=progress, desc="SNR x alpha"))
     curves = []
-    for index, snr in enumerate(progress_bar(snrs, progress=progress, desc="snr")):
+    for snr in snrs:
         sigma_eps = float(np.sqrt(1.0 / snr))
         eg, et = asymptotic_errors(alpha, sigma_eps=sigma_eps)
-        sim, sem = [], []
-        for j, a in enumerate(alpha_sim):
-            g, _ = simulate_linear(n_inputs, int(round(a * n_inputs)), [1e8],
-                                   sigma_eps=sigma_eps, n_trials=n_trials,
-                                   rng=seed + 100 * index + j)
-            g = _np(g)[:, 0]
-            sim.append(g.mean())
-            sem.append(g.std(ddof=1) / np.sqrt(n_trials))
+        sim, sem = zip(*(next(points) for _ in _ALPHA_SIMULATED), strict=True)
         finite, _ = asymptotic_errors(alpha_sim, sigma_eps=sigma_eps, n_inputs=n_inputs)
         curves.append({
             "snr": snr,
@@ -117,6 +130,15 @@ def compute_asymptotic(*, snrs, n_inputs, n_trials, seed, progress=None):
             "finite_size_theory": _np(finite),
         })
     return {"alpha": alpha, "n_inputs": n_inputs, "n_trials": n_trials, "curves": curves}
+
+
+def _asymptotic_point(task, *, n_inputs, n_trials):
+    """Mean and standard error of the simulated E_g(t = 1e8) at one (SNR, alpha)."""
+    snr, a, rng = task
+    g, _ = simulate_linear(n_inputs, int(round(a * n_inputs)), [1e8],
+                           sigma_eps=float(np.sqrt(1.0 / snr)), n_trials=n_trials, rng=rng)
+    g = _np(g)[:, 0]
+    return float(g.mean()), float(g.std(ddof=1) / np.sqrt(n_trials))
 
 
 def plot_asymptotic(data):
@@ -147,27 +169,35 @@ def plot_asymptotic(data):
 
 
 def compute_initial_weights(*, sigma_w0s, alpha, snr, n_inputs, n_trials, seed, progress=None):
+    t = np.logspace(-2, 3, 200)
+    t_sim = np.logspace(-2, 3, 9)
+    alphas = np.concatenate([np.linspace(0.05, 0.97, 50), np.linspace(1.03, 3.0, 40)])
+    task = functools.partial(_initial_weights_row, alpha=alpha, snr=snr, n_inputs=n_inputs,
+                             n_trials=n_trials, seed=seed)
+    rows = parallel_map(task, list(enumerate(sigma_w0s)), progress=progress, desc="w0")
+    return {"alpha": alpha, "snr": snr, "t": t, "t_simulated": t_sim, "alphas": alphas,
+            "n_inputs": n_inputs, "rows": rows}
+
+
+def _initial_weights_row(indexed, *, alpha, snr, n_inputs, n_trials, seed):
+    index, sigma_w0 = indexed
     sigma_eps = float(np.sqrt(1.0 / snr))
     t = np.logspace(-2, 3, 200)
     t_sim = np.logspace(-2, 3, 9)
     alphas = np.concatenate([np.linspace(0.05, 0.97, 50), np.linspace(1.03, 3.0, 40)])
-    rows = []
-    for index, sigma_w0 in enumerate(progress_bar(sigma_w0s, progress=progress, desc="w0")):
-        g, _ = simulate_linear(n_inputs, int(round(alpha * n_inputs)), t_sim,
-                               sigma_eps=sigma_eps, sigma_w0=sigma_w0, n_trials=n_trials,
-                               rng=seed + index)
-        g = _np(g)
-        asym, _ = asymptotic_errors(alphas, sigma_eps=sigma_eps, sigma_w0=sigma_w0)
-        rows.append({
-            "sigma_w0": sigma_w0,
-            "generalization": _np(generalization_error(t, alpha=alpha, sigma_eps=sigma_eps,
-                                                       sigma_w0=sigma_w0)),
-            "generalization_simulated": g.mean(axis=0),
-            "generalization_sem": g.std(axis=0, ddof=1) / np.sqrt(n_trials),
-            "asymptotic": _np(asym),
-        })
-    return {"alpha": alpha, "snr": snr, "t": t, "t_simulated": t_sim, "alphas": alphas,
-            "n_inputs": n_inputs, "rows": rows}
+    g, _ = simulate_linear(n_inputs, int(round(alpha * n_inputs)), t_sim,
+                           sigma_eps=sigma_eps, sigma_w0=sigma_w0, n_trials=n_trials,
+                           rng=seed + index)
+    g = _np(g)
+    asym, _ = asymptotic_errors(alphas, sigma_eps=sigma_eps, sigma_w0=sigma_w0)
+    return {
+        "sigma_w0": sigma_w0,
+        "generalization": _np(generalization_error(t, alpha=alpha, sigma_eps=sigma_eps,
+                                                   sigma_w0=sigma_w0)),
+        "generalization_simulated": g.mean(axis=0),
+        "generalization_sem": g.std(axis=0, ddof=1) / np.sqrt(n_trials),
+        "asymptotic": _np(asym),
+    }
 
 
 def plot_initial_weights(data):
@@ -204,21 +234,24 @@ def compute_early_stopping(*, snrs, n_alpha, progress=None):
     alpha = np.concatenate([np.geomspace(0.05, 0.99, n_alpha // 2),
                             np.geomspace(1.01, 5.0, n_alpha - n_alpha // 2)])
     alpha = np.sort(np.append(alpha, 1.0))
-    curves = []
-    for snr in progress_bar(snrs, progress=progress, desc="snr"):
-        sigma_eps = float(np.sqrt(1.0 / snr))
-        t_opt, e_opt = optimal_stopping(alpha, sigma_eps=sigma_eps)
-        ridge = ridge_error(alpha, sigma_eps=sigma_eps)
-        asym, _ = asymptotic_errors(alpha, sigma_eps=sigma_eps)
-        curves.append({
-            "snr": snr,
-            "t_opt": _np(t_opt),
-            "early_stopping": _np(e_opt),
-            "ridge": _np(ridge),
-            "asymptotic": _np(asym),
-            "max_excess": float(np.max(_np(e_opt) / _np(ridge) - 1.0)),
-        })
+    curves = parallel_map(functools.partial(_early_stopping_curve, alpha=alpha), list(snrs),
+                          progress=progress, desc="snr")
     return {"alpha": alpha, "curves": curves}
+
+
+def _early_stopping_curve(snr, *, alpha):
+    sigma_eps = float(np.sqrt(1.0 / snr))
+    t_opt, e_opt = optimal_stopping(alpha, sigma_eps=sigma_eps)
+    ridge = ridge_error(alpha, sigma_eps=sigma_eps)
+    asym, _ = asymptotic_errors(alpha, sigma_eps=sigma_eps)
+    return {
+        "snr": snr,
+        "t_opt": _np(t_opt),
+        "early_stopping": _np(e_opt),
+        "ridge": _np(ridge),
+        "asymptotic": _np(asym),
+        "max_excess": float(np.max(_np(e_opt) / _np(ridge) - 1.0)),
+    }
 
 
 def plot_early_stopping(data):

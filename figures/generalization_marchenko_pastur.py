@@ -2,63 +2,71 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from sci._progress import progress_bar
-from sci._validation import resolve_rng
 from sci.backend import array_namespace, to_numpy
 from sci.generalization import (
     marchenko_pastur_pdf,
     marchenko_pastur_quadrature,
     marchenko_pastur_support,
 )
+from sci.parallel import parallel_map, task_seeds
 
 from ._registry import Figure
 
 
 def compute(*, n_inputs, alphas, trials, bins, seed, progress=None):
-    """Sample ``trials`` matrices X (N x P, entries N(0, 1/N)) per alpha; histogram their bulk."""
-    rng = resolve_rng(seed)
-    xp = array_namespace()
-    panels = []
-    for alpha in progress_bar(alphas, progress=progress, desc="alpha", leave=False):
-        n_examples = int(round(alpha * n_inputs))
-        eigenvalues = []
-        for _ in range(trials):
-            # Sampled on the host with one seeded generator, so every backend draws the same X.
-            x = xp.asarray(rng.standard_normal((n_inputs, n_examples)) / np.sqrt(n_inputs))
-            eigenvalues.append(to_numpy(xp.linalg.eigvalsh(x @ x.T)))
-        eigenvalues = np.concatenate(eigenvalues)
-        # The N - P zero eigenvalues (alpha < 1) are the atom; the histogram shows the bulk.
-        n_zero = trials * max(n_inputs - n_examples, 0)
-        bulk = np.sort(eigenvalues)[n_zero:]
-        lower, upper = (float(v) for v in marchenko_pastur_support(alpha))
-        edges = np.linspace(0.0, upper * 1.05, bins + 1)
-        counts, _ = np.histogram(bulk, bins=edges)
-        # Normalised by all N eigenvalues per matrix, so the bars integrate to min(1, alpha)
-        # like the density they are drawn against.
-        density = counts / (trials * n_inputs * np.diff(edges))
-        grid = np.linspace(0.0, upper * 1.05, 600)
-        nodes, weights = marchenko_pastur_quadrature(alpha, 200)
-        panels.append(
-            {
-                "alpha": alpha,
-                "n_examples": n_examples,
-                "support": [lower, upper],
-                "bin_edges": edges,
-                "histogram": density,
-                "grid": grid,
-                "pdf": to_numpy(marchenko_pastur_pdf(grid, alpha)),
-                "bulk_mass_sampled": bulk.size / (trials * n_inputs),
-                "bulk_mass_theory": min(1.0, alpha),
-                "mean_sampled": float(eigenvalues.mean()),
-                "mean_theory": alpha,
-                "second_moment_sampled": float(np.mean(eigenvalues**2)),
-                "second_moment_theory": float(to_numpy(weights @ nodes**2)),
-                "max_sampled_eigenvalue": float(bulk.max()),
-            }
-        )
+    """Sample ``trials`` matrices X (N x P, entries N(0, 1/N)) per alpha; histogram their bulk.
+
+    One task of :mod:`sci.parallel` per alpha, drawing from its own child of ``seed``: the same
+    samples on every executor and backend.
+    """
+    task = functools.partial(_panel, n_inputs=n_inputs, trials=trials, bins=bins)
+    panels = parallel_map(task, list(zip(alphas, task_seeds(seed, len(alphas)), strict=True)),
+                          progress=progress, desc="alpha")
     return {"n_inputs": n_inputs, "trials": trials, "panels": panels}
+
+
+def _panel(task, *, n_inputs, trials, bins):
+    alpha, seed = task
+    rng = np.random.default_rng(seed)
+    xp = array_namespace()
+    n_examples = int(round(alpha * n_inputs))
+    eigenvalues = []
+    for _ in range(trials):
+        # Sampled on the host with one seeded generator, so every backend draws the same X.
+        x = xp.asarray(rng.standard_normal((n_inputs, n_examples)) / np.sqrt(n_inputs))
+        eigenvalues.append(to_numpy(xp.linalg.eigvalsh(x @ x.T)))
+    eigenvalues = np.concatenate(eigenvalues)
+    # The N - P zero eigenvalues (alpha < 1) are the atom; the histogram shows the bulk.
+    n_zero = trials * max(n_inputs - n_examples, 0)
+    bulk = np.sort(eigenvalues)[n_zero:]
+    lower, upper = (float(v) for v in marchenko_pastur_support(alpha))
+    edges = np.linspace(0.0, upper * 1.05, bins + 1)
+    counts, _ = np.histogram(bulk, bins=edges)
+    # Normalised by all N eigenvalues per matrix, so the bars integrate to min(1, alpha)
+    # like the density they are drawn against.
+    density = counts / (trials * n_inputs * np.diff(edges))
+    grid = np.linspace(0.0, upper * 1.05, 600)
+    nodes, weights = marchenko_pastur_quadrature(alpha, 200)
+    return {
+        "alpha": alpha,
+        "n_examples": n_examples,
+        "support": [lower, upper],
+        "bin_edges": edges,
+        "histogram": density,
+        "grid": grid,
+        "pdf": to_numpy(marchenko_pastur_pdf(grid, alpha)),
+        "bulk_mass_sampled": bulk.size / (trials * n_inputs),
+        "bulk_mass_theory": min(1.0, alpha),
+        "mean_sampled": float(eigenvalues.mean()),
+        "mean_theory": alpha,
+        "second_moment_sampled": float(np.mean(eigenvalues**2)),
+        "second_moment_theory": float(to_numpy(weights @ nodes**2)),
+        "max_sampled_eigenvalue": float(bulk.max()),
+    }
 
 
 def plot(data):

@@ -8,17 +8,27 @@ the number of trained parameters H equals P; a third figure trains both layers.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from sci._progress import progress_bar
 from sci.backend import to_numpy
 from sci.generalization import simulate_two_layer
+from sci.parallel import parallel_map
 
 from ._registry import Figure
 
 
 def _epochs(last, n):
     return np.unique(np.concatenate([[0], np.round(np.geomspace(1, last, n)).astype(int)]))
+
+
+def _simulate(task, *, epochs, n_examples, n_trials, n_test, **kwargs):
+    """One task: the summary of ``n_trials`` students of ``task = (H, SNR, seed)``."""
+    n_hidden, snr, seed = task
+    eg, et = simulate_two_layer(n_hidden, epochs, n_examples=n_examples, snr=snr,
+                                n_trials=n_trials, n_test=n_test, rng=seed, **kwargs)
+    return _summary(eg, et, n_trials)
 
 
 def _summary(eg, et, n_trials):
@@ -41,11 +51,13 @@ def _summary(eg, et, n_trials):
 def compute_dynamics(*, hidden_sizes, snr, n_examples, last_epoch, n_epochs, n_trials,
                      n_test, seed, progress=None):
     epochs = _epochs(last_epoch, n_epochs)
-    rows = []
-    for index, n_hidden in enumerate(progress_bar(hidden_sizes, progress=progress, desc="H")):
-        eg, et = simulate_two_layer(n_hidden, epochs, n_examples=n_examples, snr=snr,
-                                    n_trials=n_trials, n_test=n_test, rng=seed + index)
-        rows.append({"n_hidden": n_hidden, **_summary(eg, et, n_trials)})
+    # One task per student size (or per (SNR, size) pair below), seeded by its index as
+    # before: the same numbers on any executor of sci.parallel.
+    task = functools.partial(_simulate, epochs=epochs, n_examples=n_examples, n_trials=n_trials,
+                             n_test=n_test)
+    summaries = parallel_map(task, [(h, snr, seed + index) for index, h in enumerate(hidden_sizes)],
+                             progress=progress, desc="H")
+    rows = [{"n_hidden": h, **row} for h, row in zip(hidden_sizes, summaries, strict=True)]
     return {"epochs": epochs, "snr": snr, "n_examples": n_examples, "n_trials": n_trials,
             "rows": rows}
 
@@ -85,12 +97,11 @@ def compute_size(*, hidden_sizes, snrs, n_examples, last_epoch, n_epochs, n_tria
     epochs = _epochs(last_epoch, n_epochs)
     curves = []
     jobs = [(s, h) for s in snrs for h in hidden_sizes]
-    results = {}
-    for index, (snr, n_hidden) in enumerate(progress_bar(jobs, progress=progress,
-                                                         desc="SNR x H")):
-        eg, et = simulate_two_layer(n_hidden, epochs, n_examples=n_examples, snr=snr,
-                                    n_trials=n_trials, n_test=n_test, rng=seed + index)
-        results[(snr, n_hidden)] = _summary(eg, et, n_trials)
+    task = functools.partial(_simulate, epochs=epochs, n_examples=n_examples, n_trials=n_trials,
+                             n_test=n_test)
+    summaries = parallel_map(task, [(h, snr, seed + index) for index, (snr, h) in enumerate(jobs)],
+                             progress=progress, desc="SNR x H")
+    results = dict(zip(jobs, summaries, strict=True))
     for snr in snrs:
         rows = [results[(snr, h)] for h in hidden_sizes]
         curve = {"snr": snr}
@@ -133,13 +144,12 @@ def plot_size(data):
 def compute_both_layers(*, hidden_sizes, snr, n_examples, last_epoch, n_epochs, learning_rate,
                         n_trials, n_test, seed, progress=None):
     epochs = _epochs(last_epoch, n_epochs)
-    rows = []
-    for index, n_hidden in enumerate(progress_bar(hidden_sizes, progress=progress, desc="H")):
-        eg, et = simulate_two_layer(n_hidden, epochs, n_examples=n_examples, snr=snr,
-                                    train_hidden=True, learning_rate=learning_rate,
-                                    n_trials=n_trials, n_test=n_test, rng=seed + index)
-        rows.append({"n_hidden": n_hidden, "parameters": n_hidden * (15 + 1),
-                     **_summary(eg, et, n_trials)})
+    task = functools.partial(_simulate, epochs=epochs, n_examples=n_examples, n_trials=n_trials,
+                             n_test=n_test, train_hidden=True, learning_rate=learning_rate)
+    summaries = parallel_map(task, [(h, snr, seed + index) for index, h in enumerate(hidden_sizes)],
+                             progress=progress, desc="H")
+    rows = [{"n_hidden": h, "parameters": h * (15 + 1), **row}
+            for h, row in zip(hidden_sizes, summaries, strict=True)]
     return {"epochs": epochs, "snr": snr, "n_examples": n_examples, "n_trials": n_trials,
             "rows": rows}
 

@@ -2,44 +2,53 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from figures._registry import Figure
+from sci.parallel import parallel_map
 
 
 def compute(*, counts, depths, lam, steps, lr, width, seeds, curve_points, progress=None):
+    counts = list(counts)
+    out = {"n_per_class": counts, "depths": list(depths), "lambda": lam}
+    # One task of sci.parallel per depth (seeded by the depth): same numbers on any executor.
+    task = functools.partial(_run, counts=counts, lam=lam, steps=steps, lr=lr, width=width,
+                             seeds=seeds, curve_points=curve_points)
+    out["runs"] = parallel_map(task, list(depths), progress=progress, desc="depth")
+    return out
+
+
+def _run(depth, *, counts, lam, steps, lr, width, seeds, curve_points):
     from sci.neural_collapse import train_ufm, ufm_minimizer
 
-    counts = list(counts)
-    out = {"n_per_class": counts, "depths": list(depths), "lambda": lam, "runs": []}
     N = sum(counts)
-    for depth in depths:
-        case = dict(depth=depth, lambda_W=lam, lambda_H=lam)
-        exact = ufm_minimizer(counts, **case, width=width)
-        run = train_ufm(counts, **case, width=width, steps=steps, lr=lr, momentum=0.9,
-                        num_seeds=seeds, rng=depth, record_every=steps, progress=progress)
-        # For M >= 2 zero is a local minimum of every class direction, so from a random start
-        # small classes can stay trapped there: keep the seed with the lowest loss.
-        best = int(np.argmin(run.loss[:, -1]))
-        # The closed form as a function of one class size with the total N kept fixed: the
-        # curve the markers should lie on (a class of size n among N samples).
-        n_curve = np.linspace(1, max(counts), curve_points)
-        curve_h, curve_w = [], []
-        for n in n_curve:
-            pair = ufm_minimizer([max(1, N - int(round(n))), int(round(n))], **case)
-            curve_h.append(pair.feature_norms[1])
-            curve_w.append(pair.classifier_norms[1])
-        out["runs"].append({
-            "depth": depth,
-            "theory_feature_norms": exact.feature_norms,
-            "theory_classifier_norms": exact.classifier_norms,
-            "learned_feature_norms": run.feature_norms[best],
-            "learned_classifier_norms": run.classifier_norms[best],
-            "final_loss": float(run.loss[best, -1]), "theory_objective": exact.objective,
-            "curve_n": np.round(n_curve), "curve_feature_norms": curve_h,
-            "curve_classifier_norms": curve_w,
-        })
-    return out
+    case = dict(depth=depth, lambda_W=lam, lambda_H=lam)
+    exact = ufm_minimizer(counts, **case, width=width)
+    run = train_ufm(counts, **case, width=width, steps=steps, lr=lr, momentum=0.9,
+                    num_seeds=seeds, rng=depth, record_every=steps, progress=False)
+    # For M >= 2 zero is a local minimum of every class direction, so from a random start
+    # small classes can stay trapped there: keep the seed with the lowest loss.
+    best = int(np.argmin(run.loss[:, -1]))
+    # The closed form as a function of one class size with the total N kept fixed: the
+    # curve the markers should lie on (a class of size n among N samples).
+    n_curve = np.linspace(1, max(counts), curve_points)
+    curve_h, curve_w = [], []
+    for n in n_curve:
+        pair = ufm_minimizer([max(1, N - int(round(n))), int(round(n))], **case)
+        curve_h.append(pair.feature_norms[1])
+        curve_w.append(pair.classifier_norms[1])
+    return {
+        "depth": depth,
+        "theory_feature_norms": exact.feature_norms,
+        "theory_classifier_norms": exact.classifier_norms,
+        "learned_feature_norms": run.feature_norms[best],
+        "learned_classifier_norms": run.classifier_norms[best],
+        "final_loss": float(run.loss[best, -1]), "theory_objective": exact.objective,
+        "curve_n": np.round(n_curve), "curve_feature_norms": curve_h,
+        "curve_classifier_norms": curve_w,
+    }
 
 
 def plot(data):

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from figures._registry import Figure
+from sci.parallel import parallel_map
 
 
 def compute(*, N, depths, lambdas, sizes, progress=None):
-    from sci.neural_collapse import collapse_threshold, ufm_minimizer
+    from sci.neural_collapse import collapse_threshold
 
     lam = np.geomspace(*lambdas)
     n = np.unique(np.round(np.geomspace(*sizes)).astype(int))
     out = {"N": N, "lambda": lam, "n": n, "depths": list(depths), "panels": []}
+    # One task of sci.parallel per (depth, lambda): a column of the diagram (deterministic).
+    columns = iter(parallel_map(functools.partial(_column, N=N, n=n),
+                                [(M, float(lj)) for M in depths for lj in lam],
+                                progress=progress, desc="depth x lambda"))
     for M in depths:
-        sigma = np.zeros((n.size, lam.size))
-        for j, lj in enumerate(lam):
-            for i, ni in enumerate(n):
-                r = ufm_minimizer([N - ni, ni], depth=M, lambda_W=lj, lambda_H=lj)
-                sigma[i, j] = r.singular_values[1]
+        sigma = np.stack([next(columns) for _ in lam], axis=1)
         b = M * N * (N * lam ** (M + 1)) ** (1.0 / M)
         tau = collapse_threshold(M)
         # Above n = b / tau the class survives; for M >= 2, between b / peak and b / tau the
@@ -61,6 +64,15 @@ def plot(data):
         ax.legend(fontsize=7, loc="lower right")
     fig.suptitle(f"Minority collapse, bias-free MSE, N = {data['N']}")
     return fig
+
+
+def _column(task, *, N, n):
+    """sigma_k of the minimiser for every minority size n at one (depth, lambda)."""
+    from sci.neural_collapse import ufm_minimizer
+
+    M, lj = task
+    return np.array([ufm_minimizer([N - ni, ni], depth=M, lambda_W=lj, lambda_H=lj)
+                     .singular_values[1] for ni in n])
 
 
 FIGURE = Figure(

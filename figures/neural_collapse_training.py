@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from figures._registry import Figure
+from sci.parallel import parallel_map
 
 # (label, loss, bias, balanced, NC2 metric, NC3 metric): the frame each setting converges to.
 SETTINGS = [
@@ -15,34 +18,43 @@ SETTINGS = [
 
 
 def compute(*, K, n, imbalance, depths, steps, lr, lam, width, seeds, progress=None):
+    out = {"depths": list(depths), "settings": [s[0] for s in SETTINGS]}
+    # One task of sci.parallel per (setting, depth), seeded by the depth: the same numbers on
+    # any executor.
+    task = functools.partial(_run, K=K, n=n, imbalance=imbalance, steps=steps, lr=lr, lam=lam,
+                             width=width, seeds=seeds)
+    tasks = [(index, depth) for index in range(len(SETTINGS)) for depth in depths]
+    out["runs"] = parallel_map(task, tasks, progress=progress, desc="setting x depth")
+    return out
+
+
+def _run(task, *, K, n, imbalance, steps, lr, lam, width, seeds):
     from sci.backend import to_numpy
     from sci.neural_collapse import nc_metrics, train_ufm, ufm_minimizer
 
-    out = {"depths": list(depths), "settings": [s[0] for s in SETTINGS], "runs": []}
-    for label, loss, bias, balanced, nc2, nc3 in SETTINGS:
-        counts = [n] * K if balanced else [max(1, int(round(n * imbalance**-k))) for k in range(K)]
-        for depth in depths:
-            case = dict(depth=depth, lambda_W=lam, lambda_H=lam, loss=loss, bias=bias)
-            run = train_ufm(counts, **case, width=width, steps=steps, lr=lr, momentum=0.9,
-                            num_seeds=seeds, rng=depth, progress=progress,
-                            record_every=max(1, steps // 40))
-            exact = ufm_minimizer(counts, **case, width=width)
-            best = int(np.argmin(run.loss[:, -1]))
-            # The metrics at the closed-form point: NC2/NC3 need not vanish there (with
-            # imbalance w_k = (sigma_k^2 + N lambda_H) h_k scales each class differently).
-            W = to_numpy(exact.weights[0])
-            for layer in exact.weights[1:]:
-                W = to_numpy(layer) @ W
-            at_theory = nc_metrics(exact.features, exact.labels, W=W)
-            out["runs"].append({
-                "setting": label, "depth": depth, "n_per_class": counts,
-                "steps": run.steps, "loss": run.loss[best],
-                "theory_objective": exact.objective, "proven_global": exact.proven_global,
-                "nc1": run.metrics["nc1"][best], "nc2": run.metrics[nc2][best],
-                "nc3": run.metrics[nc3][best], "nc2_name": nc2, "nc3_name": nc3,
-                "theory_nc2": getattr(at_theory, nc2), "theory_nc3": getattr(at_theory, nc3),
-            })
-    return out
+    index, depth = task
+    label, loss, bias, balanced, nc2, nc3 = SETTINGS[index]
+    counts = [n] * K if balanced else [max(1, int(round(n * imbalance**-k))) for k in range(K)]
+    case = dict(depth=depth, lambda_W=lam, lambda_H=lam, loss=loss, bias=bias)
+    run = train_ufm(counts, **case, width=width, steps=steps, lr=lr, momentum=0.9,
+                    num_seeds=seeds, rng=depth, progress=False,
+                    record_every=max(1, steps // 40))
+    exact = ufm_minimizer(counts, **case, width=width)
+    best = int(np.argmin(run.loss[:, -1]))
+    # The metrics at the closed-form point: NC2/NC3 need not vanish there (with
+    # imbalance w_k = (sigma_k^2 + N lambda_H) h_k scales each class differently).
+    W = to_numpy(exact.weights[0])
+    for layer in exact.weights[1:]:
+        W = to_numpy(layer) @ W
+    at_theory = nc_metrics(exact.features, exact.labels, W=W)
+    return {
+        "setting": label, "depth": depth, "n_per_class": counts,
+        "steps": run.steps, "loss": run.loss[best],
+        "theory_objective": exact.objective, "proven_global": exact.proven_global,
+        "nc1": run.metrics["nc1"][best], "nc2": run.metrics[nc2][best],
+        "nc3": run.metrics[nc3][best], "nc2_name": nc2, "nc3_name": nc3,
+        "theory_nc2": getattr(at_theory, nc2), "theory_nc3": getattr(at_theory, nc3),
+    }
 
 
 def plot(data):

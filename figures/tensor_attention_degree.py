@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
+from sci.parallel import parallel_map, task_seeds
 from sci.tensor_attention import (
     feature_rank,
     higher_order_attention,
@@ -16,38 +19,55 @@ from ._registry import Figure
 
 def compute(*, d, tolerances, orders, methods, entry_bounds, check_n, check_bounds, seed,
             progress=None):
-    """Degrees from the worst-case logit bound R = B^t; a run at each checked B confirms tol."""
+    """Degrees from the worst-case logit bound R = B^t; a run at each checked B confirms tol.
+
+    Both sweeps are tasks of :mod:`sci.parallel`; each check draws from its own child of
+    ``seed`` (:func:`sci.parallel.task_seeds`), so any executor gives the same numbers.
+    """
+    rows = parallel_map(
+        functools.partial(_degree_row, d=d, entry_bounds=list(entry_bounds)),
+        [(order, method, tol) for order in orders for method in methods for tol in tolerances],
+        progress=progress, desc="degrees")
+    cases = [(order, B) for order in orders for B in check_bounds]
+    checks = parallel_map(
+        functools.partial(_check, d=d, check_n=check_n, tolerances=list(tolerances)),
+        [(*case, s) for case, s in zip(cases, task_seeds(seed, len(cases)), strict=True)],
+        progress=progress, desc="checks")
+    return {"d": d, "entry_bounds": list(entry_bounds), "rows": rows,
+            "checks": [c for per_case in checks for c in per_case]}
+
+
+def _degree_row(task, *, d, entry_bounds):
+    order, method, tol = task
+    degrees, ranks = [], []
+    for B in entry_bounds:
+        try:
+            g = select_degree(tol, B**order, method=method)
+        except ValueError:  # beyond degree 200: the polynomial regime is left
+            g = None
+        degrees.append(g)
+        ranks.append(None if g is None else feature_rank(d, g))
+    return {"order": order, "method": method, "tol": tol, "degree": degrees, "rank": ranks}
+
+
+def _check(task, *, d, check_n, tolerances):
+    """A run at entry bound B for every tolerance: the degree chosen and the error reached."""
+    order, B, seed = task
     rng = np.random.default_rng(seed)
-    rows = []
-    for order in orders:
-        for method in methods:
-            for tol in tolerances:
-                degrees, ranks = [], []
-                for B in entry_bounds:
-                    try:
-                        g = select_degree(tol, B**order, method=method)
-                    except ValueError:  # beyond degree 200: the polynomial regime is left
-                        g = None
-                    degrees.append(g)
-                    ranks.append(None if g is None else feature_rank(d, g))
-                rows.append({"order": order, "method": method, "tol": tol,
-                             "degree": degrees, "rank": ranks})
+    Q = B * rng.choice([-1.0, 1.0], (check_n, d))
+    keys = [B * rng.choice([-1.0, 1.0], (check_n, d)) for _ in range(order - 1)]
+    values = [rng.uniform(-1, 1, (check_n, d)) for _ in range(order - 1)]
+    exact = np.asarray(higher_order_attention(Q, keys, values))
     checks = []
-    for order in orders:
-        for B in check_bounds:
-            Q = B * rng.choice([-1.0, 1.0], (check_n, d))
-            keys = [B * rng.choice([-1.0, 1.0], (check_n, d)) for _ in range(order - 1)]
-            values = [rng.uniform(-1, 1, (check_n, d)) for _ in range(order - 1)]
-            exact = np.asarray(higher_order_attention(Q, keys, values))
-            for tol in tolerances:
-                approx, info = poly_higher_order_attention(Q, keys, values, tol=tol,
-                                                           bound="entry", return_info=True)
-                checks.append({
-                    "order": order, "B": B, "tol": tol, "degree": info.degree,
-                    "error": float(np.abs(np.asarray(approx) - exact).max()),
-                    "value_bound": info.value_bound,
-                })
-    return {"d": d, "entry_bounds": list(entry_bounds), "rows": rows, "checks": checks}
+    for tol in tolerances:
+        approx, info = poly_higher_order_attention(Q, keys, values, tol=tol,
+                                                   bound="entry", return_info=True)
+        checks.append({
+            "order": order, "B": B, "tol": tol, "degree": info.degree,
+            "error": float(np.abs(np.asarray(approx) - exact).max()),
+            "value_bound": info.value_bound,
+        })
+    return checks
 
 
 def plot(data):

@@ -2,37 +2,52 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
-from sci._progress import progress_bar
+from sci.parallel import parallel_map, task_seeds
 from sci.tensor_attention import higher_order_attention, poly_higher_order_attention
 
 from ._registry import Figure
 
 
 def compute(*, n, d, degree, entry_bounds, orders, seed, progress=None):
-    """Entries ±B (random signs, so the logit bound R = B^t is attained); Taylor degree g."""
-    rng = np.random.default_rng(seed)
+    """Entries ±B (random signs, so the logit bound R = B^t is attained); Taylor degree g.
+
+    One task of :mod:`sci.parallel` per (order, B), drawing from its own child of ``seed``: the
+    same numbers on any executor.
+    """
+    cases = [(order, B) for order in orders for B in entry_bounds]
+    points = iter(parallel_map(
+        functools.partial(_point, n=n, d=d, degree=degree),
+        [(*case, s) for case, s in zip(cases, task_seeds(seed, len(cases)), strict=True)],
+        progress=progress, desc="order x B"))
     curves = []
     for order in orders:
-        errors, predicted = [], []
-        for B in progress_bar(entry_bounds, progress=progress, desc=f"t={order}", leave=False):
-            Q = B * rng.choice([-1.0, 1.0], (n, d))
-            keys = [B * rng.choice([-1.0, 1.0], (n, d)) for _ in range(order - 1)]
-            values = [B * rng.choice([-1.0, 1.0], (n, d)) for _ in range(order - 1)]
-            exact = np.asarray(higher_order_attention(Q, keys, values))
-            approx, info = poly_higher_order_attention(Q, keys, values, degree=degree,
-                                                       return_info=True)
-            errors.append(float(np.abs(np.asarray(approx) - exact).max()) / info.value_bound)
-            predicted.append(None if info.predicted_error is None
-                             else info.predicted_error / info.value_bound)
-        curves.append({"order": order, "relative_error": errors, "predicted": predicted})
+        errors, predicted = zip(*(next(points) for _ in entry_bounds), strict=True)
+        curves.append({"order": order, "relative_error": list(errors),
+                       "predicted": list(predicted)})
     return {
         "n": n, "d": d, "degree": degree, "entry_bounds": list(entry_bounds), "curves": curves,
         "thresholds": {str(t): math.log(n) ** (1.0 / t) for t in orders},
     }
+
+
+def _point(task, *, n, d, degree):
+    """Relative error of the degree-g approximation at one (order, B), and its prediction."""
+    order, B, seed = task
+    rng = np.random.default_rng(seed)
+    Q = B * rng.choice([-1.0, 1.0], (n, d))
+    keys = [B * rng.choice([-1.0, 1.0], (n, d)) for _ in range(order - 1)]
+    values = [B * rng.choice([-1.0, 1.0], (n, d)) for _ in range(order - 1)]
+    exact = np.asarray(higher_order_attention(Q, keys, values))
+    approx, info = poly_higher_order_attention(Q, keys, values, degree=degree, return_info=True)
+    error = float(np.abs(np.asarray(approx) - exact).max()) / info.value_bound
+    predicted = (None if info.predicted_error is None
+                 else info.predicted_error / info.value_bound)
+    return error, predicted
 
 
 def plot(data):

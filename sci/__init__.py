@@ -11,6 +11,10 @@ sci.tensor_attention     exact and polynomial-method tensor attention (Alman, So
 The backend switch
 ------------------
 set_backend, use_backend, get_backend, available_backends (see :mod:`sci.backend`).
+
+Sweeps and Monte-Carlo simulations
+----------------------------------
+sci.parallel             one executor: in-process, local processes or a Dask cluster
 """
 
 from .backend import (

@@ -7,6 +7,7 @@ closed form in the eigenbasis (no time stepping, no accumulated rounding).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -20,7 +21,8 @@ from .._validation import (
     resolve_dtype,
     resolve_rng,
 )
-from ..backend import array_namespace, implementation, register
+from ..backend import array_namespace, implementation, register, to_numpy
+from ..parallel import parallel_map, split_trials, task_seeds
 from ._memory import chunk_length
 
 __all__ = ["draw_linear_problem", "simulate_linear"]
@@ -172,11 +174,18 @@ def _linear_chunk_times(n_times, n_trials, n_modes, itemsize):
                         max(1, _LINEAR_CHUNK_ELEMENTS // per_time))
 
 
-def _check_linear_memory(n_inputs, n_examples, n_times, n_trials, itemsize):
-    """Refuse up front a simulation that would need more than the memory limit."""
+def _check_linear_memory(n_inputs, n_examples, n_times, n_trials, itemsize, trials=None):
+    """Refuse up front a simulation that would need more than the memory limit: one task of
+    ``trials`` trials (default all) at its peak, and the curves of all ``n_trials``."""
     modes = min(n_inputs, n_examples)
     per_trial_data = n_inputs * n_examples + 2 * n_inputs + n_examples
-    nbytes = n_trials * (
+    trials = n_trials if trials is None else trials
+    outputs = itemsize * 2.0 * n_times * (n_trials - trials)
+    what = f"{n_trials} linear trials with N={n_inputs}, P={n_examples} at {n_times:,} times"
+    if trials < n_trials:
+        what += f" ({trials} per task)"
+    n_trials = trials
+    nbytes = outputs + n_trials * (
         8.0 * per_trial_data  # the float64 draws
         + itemsize * per_trial_data  # their copy in the working dtype
         + itemsize * 4.0 * modes * modes  # Gram matrix, eigenvectors, eigh workspace
@@ -188,8 +197,8 @@ def _check_linear_memory(n_inputs, n_examples, n_times, n_trials, itemsize):
         nbytes += float(step) * n_trials * modes * itemsize * _LINEAR_TEMPORARIES
     check_memory(
         nbytes,
-        f"{n_trials} linear trials with N={n_inputs}, P={n_examples} at {n_times:,} times",
-        hint="use fewer trials or times per call",
+        what,
+        hint="use fewer trials (per task) or times per call",
     )
 
 
@@ -206,6 +215,8 @@ def simulate_linear(
     n_trials: int = 20,
     rng: Any = None,
     dtype: Any = None,
+    trials_per_task: int | None = None,
+    executor: Any = None,
 ) -> tuple[Any, Any]:
     r"""Generalization and training error of simulated linear students, trial by trial.
 
@@ -230,11 +241,20 @@ def simulate_linear(
         rounded to whole steps :math:`k = \mathrm{round}(t/(\eta\tau))`; descent diverges when
         :math:`\eta\lambda_{max} > 2` (:math:`\lambda_{max} \approx (1+\sqrt\alpha)^2`).
     n_trials : int
-        Independent trials, solved in one batched computation.
+        Independent trials, solved in batched computations of ``trials_per_task`` trials.
     rng : None, int or numpy.random.Generator
-        Seed; the draws do not depend on the backend.
+        Seed; the draws do not depend on the backend nor on the executor.
     dtype : {None, float32, float64}
         Precision of the computation (default float64).
+    trials_per_task : int, optional
+        Trials per task of the executor (default: as many as make about :math:`2^{31}`
+        operations, :math:`\min(N,P)^2\max(N,P)` per trial, from the sizes only). With a
+        single task the trials are drawn from ``rng`` itself, exactly as
+        :func:`draw_linear_problem` draws them; with several, task :math:`k` draws its trials
+        from child :math:`k` of the seed (:func:`sci.parallel.task_seeds`).
+    executor : optional
+        Where the tasks run (anything :func:`sci.parallel.get_executor` accepts); default
+        :func:`sci.parallel.current_executor`. The results do not depend on it.
 
     Returns
     -------
@@ -262,7 +282,9 @@ def simulate_linear(
     uses the smaller of :math:`XX^\top` and :math:`X^\top X`; when :math:`N > P` the
     :math:`N-P` frozen
     directions keep their initial error. The Numba kernel evaluates trials × times in
-    parallel; on CuPy the batched ``eigh`` and the array code run on the GPU.
+    parallel; on CuPy the batched ``eigh`` and the array code run on the GPU. The tasks
+    (chunks of trials) run on the executor (:mod:`sci.parallel`): the numbers depend on the
+    seed and on ``trials_per_task``, not on where the tasks ran.
 
     References
     ----------
@@ -285,13 +307,57 @@ def simulate_linear(
     if learning_rate is not None:
         learning_rate = check_real(learning_rate, "learning_rate", low=0.0, low_inclusive=False)
     dtype = resolve_dtype(dtype)
-    _check_linear_memory(
-        check_integer(n_inputs, "n_inputs", minimum=1),
-        check_integer(n_examples, "n_examples", minimum=1),
-        int(t.shape[0]),
-        check_integer(n_trials, "n_trials", minimum=1),
-        dtype.itemsize,
+    n_inputs = check_integer(n_inputs, "n_inputs", minimum=1)
+    n_examples = check_integer(n_examples, "n_examples", minimum=1)
+    n_trials = check_integer(n_trials, "n_trials", minimum=1)
+    if trials_per_task is None:
+        trials_per_task = _default_trials_per_task(n_inputs, n_examples)
+    trials_per_task = check_integer(trials_per_task, "trials_per_task", minimum=1)
+    sizes = split_trials(n_trials, min(trials_per_task, n_trials))
+    # Each task holds its own trials only (the others may be on other machines); the returned
+    # curves of all of them are counted by the first check.
+    _check_linear_memory(n_inputs, n_examples, int(t.shape[0]), n_trials,
+                         dtype.itemsize, trials=max(sizes))
+    sigma_w = check_real(sigma_w, "sigma_w", low=0.0)
+    sigma_eps = check_real(sigma_eps, "sigma_eps", low=0.0)
+    sigma_w0 = check_real(sigma_w0, "sigma_w0", low=0.0)
+    generator = resolve_rng(rng)
+    # One task: the draws of draw_linear_problem(..., rng=rng); several: child k of the
+    # generator's seed for task k (an int seed gives the same children as task_seeds(seed)).
+    seeds = [generator] if len(sizes) == 1 else task_seeds(generator, len(sizes))
+    task = functools.partial(
+        _linear_task, n_inputs=n_inputs, n_examples=n_examples, t=to_numpy(t),
+        sigma_w=sigma_w, sigma_eps=sigma_eps, sigma_w0=sigma_w0, tau=tau,
+        learning_rate=learning_rate, dtype=dtype,
     )
+    results = parallel_map(task, list(zip(sizes, seeds, strict=True)), executor=executor)
+    if len(results) == 1:
+        return results[0]
+    generalization = xp.concatenate([xp.asarray(g) for g, _ in results], axis=0)
+    training = xp.concatenate([xp.asarray(e) for _, e in results], axis=0)
+    return generalization, training
+
+
+# Operations per task aimed at by the default split (a rough count, from the sizes): enough
+# work per task to hide the cost of sending it to a worker, and small problems stay one task
+# (drawn from rng itself, as before the executor existed).
+_OPERATIONS_PER_TASK = 2**31
+
+
+def _default_trials_per_task(n_inputs, n_examples):
+    """Trials per task from the sizes only (never from the machine or the number of workers,
+    so that the random streams, hence the results, are the same wherever the tasks run)."""
+    modes = min(n_inputs, n_examples)
+    per_trial = float(modes) * modes * max(n_inputs, n_examples)
+    return max(1, int(_OPERATIONS_PER_TASK // max(per_trial, 1.0)))
+
+
+def _linear_task(chunk, *, n_inputs, n_examples, t, sigma_w, sigma_eps, sigma_w0, tau,
+                 learning_rate, dtype):
+    """One task of :func:`simulate_linear`: ``chunk = (n_trials, seed)``."""
+    n_trials, seed = chunk
+    xp = array_namespace()
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     problem = draw_linear_problem(
         n_inputs, n_examples, sigma_w=sigma_w, sigma_eps=sigma_eps, sigma_w0=sigma_w0,
         n_trials=n_trials, rng=rng,
@@ -300,7 +366,7 @@ def simulate_linear(
     lam, z0, drive, fit0, frozen, noise_out = _eigenmodes(
         arrays["inputs"], arrays["teacher"], arrays["initial"], arrays["noise"]
     )
-    s = (t / tau).astype(dtype)
+    s = (xp.asarray(t) / tau).astype(dtype)
     weights, residual = implementation("generalization.linear_errors")(
         lam, z0, drive, fit0, frozen, noise_out, s, learning_rate
     )

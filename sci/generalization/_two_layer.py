@@ -8,6 +8,7 @@ known in closed form) or on both layers (explicit steps, a Numba kernel on the C
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -22,6 +23,7 @@ from .._validation import (
     resolve_rng,
 )
 from ..backend import array_namespace, implementation, register
+from ..parallel import parallel_map, split_trials, task_seeds
 
 __all__ = ["draw_two_layer_problem", "simulate_two_layer"]
 
@@ -213,6 +215,8 @@ def simulate_two_layer(
     n_test: int = 1000,
     rng: Any = None,
     dtype: Any = None,
+    trials_per_task: int | None = None,
+    executor: Any = None,
 ) -> tuple[Any, Any]:
     r"""Errors of two-layer ReLU students trained by full-batch gradient descent on a teacher.
 
@@ -242,11 +246,21 @@ def simulate_two_layer(
     sigma_w0 : float
         Standard deviation of the initial output weights (first layer: :math:`\mathcal N(0,1)`).
     n_trials : int
-        Independent seeds (teacher, data, student), run together.
+        Independent seeds (teacher, data, student), run together in tasks of
+        ``trials_per_task``.
     n_test : int
         Fresh examples on which the generalization error is measured.
     rng : None, int or numpy.random.Generator
     dtype : {None, float32, float64}
+    trials_per_task : int, optional
+        Trials per task of the executor (default: as many as make about :math:`2^{31}`
+        operations, estimated from the sizes and the last epoch only). With a single task the
+        trials are drawn from ``rng`` itself, as :func:`draw_two_layer_problem` draws them;
+        with several, task :math:`k` draws from child :math:`k` of the seed
+        (:func:`sci.parallel.task_seeds`).
+    executor : optional
+        Where the tasks run (anything :func:`sci.parallel.get_executor` accepts); default
+        :func:`sci.parallel.current_executor`. The results do not depend on it.
 
     Returns
     -------
@@ -268,7 +282,9 @@ def simulate_two_layer(
     With the first layer frozen the student is linear in :math:`H` random ReLU features and its
     training dynamics are those of the linear model with the feature kernel's spectrum in
     place of the Marchenko–Pastur law: the spectrum reaches zero when :math:`H \approx P`, which
-    is where overtraining peaks (Advani et al., Fig. 7D).
+    is where overtraining peaks (Advani et al., Fig. 7D). The tasks run on the executor of
+    :mod:`sci.parallel`: the numbers depend on the seed and ``trials_per_task``, not on where
+    they ran.
 
     References
     ----------
@@ -309,13 +325,54 @@ def simulate_two_layer(
         work = (2 * h * (p + t) + 4 * p * p + 2 * p * t + 8 * n_epochs * p
                 + 3 * n_epochs * t)
     copied = n_inputs * (p + t + h) + 3 * (p + t) + h  # the data in the working dtype
+    if trials_per_task is None:
+        if train_hidden:
+            per_trial = 6.0 * int(epochs[-1]) * h * (p * n_inputs + t / max(n_epochs, 1))
+        else:
+            per_trial = (h * n_inputs * (p + t) + h * p * p + p**3 + p * p * t
+                         + n_epochs * p * (p + t))
+        trials_per_task = max(1, int(_OPERATIONS_PER_TASK // max(per_trial, 1.0)))
+    trials_per_task = check_integer(trials_per_task, "trials_per_task", minimum=1)
+    sizes = split_trials(n_trials, min(trials_per_task, n_trials))
+    # One task holds its own trials (the others may be elsewhere) and the curves of all.
     check_memory(
-        n_trials * (8.0 * _draw_per_trial(h, n_inputs, n_teacher_hidden, p, t)
-                    + dtype.itemsize * float(copied + work)),
-        f"{n_trials} two-layer trials with H={h}, P={p}, {t} test points and {n_epochs:,} "
-        f"recorded epochs",
-        hint="use fewer trials, test points or recorded epochs per call",
+        max(sizes) * (8.0 * _draw_per_trial(h, n_inputs, n_teacher_hidden, p, t)
+                      + dtype.itemsize * float(copied + work))
+        + (n_trials - max(sizes)) * 2.0 * dtype.itemsize * n_epochs,
+        f"{n_trials} two-layer trials with H={h}, P={p}, {t} test points and "
+        f"{n_epochs:,} recorded epochs" + (f" ({max(sizes)} per task)" if len(sizes) > 1 else ""),
+        hint="use fewer trials per task, test points or recorded epochs per call",
     )
+    snr = check_real(snr, "snr", low=0.0, low_inclusive=False)
+    sigma_w0 = check_real(sigma_w0, "sigma_w0", low=0.0)
+    generator = resolve_rng(rng)
+    # One task: the draws of draw_two_layer_problem(..., rng=rng); several: child k of the
+    # generator's seed for task k (an int seed gives the same children as task_seeds(seed)).
+    seeds = [generator] if len(sizes) == 1 else task_seeds(generator, len(sizes))
+    task = functools.partial(
+        _two_layer_task, n_hidden=n_hidden, epochs=epochs, n_inputs=n_inputs,
+        n_teacher_hidden=n_teacher_hidden, n_examples=n_examples, snr=snr,
+        learning_rate=learning_rate, train_hidden=train_hidden, sigma_w0=sigma_w0,
+        n_test=n_test, dtype=dtype,
+    )
+    results = parallel_map(task, list(zip(sizes, seeds, strict=True)), executor=executor)
+    if len(results) == 1:
+        return results[0]
+    xp = array_namespace()
+    return tuple(xp.concatenate([xp.asarray(r[i]) for r in results], axis=0) for i in (0, 1))
+
+
+# Operations per task aimed at by the default split (a rough count, from the sizes): enough
+# work per task to hide the cost of sending it to a worker, and small problems stay one task
+# (drawn from rng itself, as before the executor existed).
+_OPERATIONS_PER_TASK = 2**31
+
+
+def _two_layer_task(chunk, *, n_hidden, epochs, n_inputs, n_teacher_hidden, n_examples, snr,
+                    learning_rate, train_hidden, sigma_w0, n_test, dtype):
+    """One task of :func:`simulate_two_layer`: ``chunk = (n_trials, seed)``."""
+    n_trials, seed = chunk
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     data = draw_two_layer_problem(
         n_hidden, n_inputs=n_inputs, n_teacher_hidden=n_teacher_hidden, n_examples=n_examples,
         n_test=n_test, snr=snr, sigma_w0=sigma_w0, n_trials=n_trials, rng=rng,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +12,7 @@ import numpy as np
 from .._progress import progress_bar
 from .._validation import check_integer, check_real, resolve_dtype, resolve_rng
 from ..backend import array_namespace, asarray, to_numpy
+from ..parallel import parallel_map, split_trials, task_seeds
 from ._metrics import nc_metrics
 from ._ufm import _check_counts, _check_lambdas, _check_loss, _loss_and_gradients
 
@@ -66,6 +68,8 @@ def train_ufm(
     rng: Any = None,
     dtype: Any = None,
     progress: bool | None = None,
+    seeds_per_task: int | None = None,
+    executor: Any = None,
 ) -> UFMTraining:
     """Train the deep linear unconstrained-feature model by full-batch gradient descent.
 
@@ -100,6 +104,15 @@ def train_ufm(
     dtype : {None, float32, float64}
     progress : bool or None
         Progress bar (None: on a terminal only).
+    seeds_per_task : int, optional
+        Split the seeds into tasks of at most this many, run on the executor (default: one
+        task, every seed in one batch, drawn from ``rng`` itself). With several tasks, task
+        :math:`k` draws its seeds from child :math:`k` of ``rng``
+        (:func:`sci.parallel.task_seeds`): the result depends on the split, never on where the
+        tasks ran.
+    executor : optional
+        Where the tasks run (anything :func:`sci.parallel.get_executor` accepts); default
+        :func:`sci.parallel.current_executor`.
 
     Returns
     -------
@@ -132,7 +145,7 @@ def train_ufm(
     M = check_integer(depth, "depth", minimum=1)
     lambdas, lam_H = _check_lambdas(lambda_W, lambda_H, M)
     loss = _check_loss(loss)
-    K, N = counts.size, int(counts.sum())
+    K = counts.size
     d = K if width is None else check_integer(width, "width", minimum=1)
     steps = check_integer(steps, "steps", minimum=0)
     lr = check_real(lr, "lr", low=0.0, low_inclusive=False)
@@ -142,7 +155,57 @@ def train_ufm(
     every = max(1, steps // 100) if record_every is None else check_integer(
         record_every, "record_every", minimum=1)
     dtype = resolve_dtype(dtype)
-    gen = resolve_rng(rng)
+    if seeds_per_task is None:
+        seeds_per_task = S
+    seeds_per_task = check_integer(seeds_per_task, "seeds_per_task", minimum=1)
+    sizes = split_trials(S, min(seeds_per_task, S))
+    if bias and start is not None and start.bias is None:
+        raise ValueError("start has no bias but bias=True")
+    task = functools.partial(
+        _train_seeds, counts=counts, M=M, lambdas=lambdas, lam_H=lam_H, loss=loss, bias=bias,
+        d=d, steps=steps, lr=lr, momentum=momentum, init_scale=init_scale, start=start,
+        every=every, dtype=dtype, progress=progress if len(sizes) == 1 else False,
+    )
+    generator = resolve_rng(rng)
+    # One batch drawn from rng itself (with a progress bar per step), or child k of its seed
+    # for task k (an int seed gives the same children as task_seeds(seed)).
+    seeds = [generator] if len(sizes) == 1 else task_seeds(generator, len(sizes))
+    parts = parallel_map(task, list(zip(sizes, seeds, strict=True)), executor=executor,
+                         progress=progress if len(sizes) > 1 else False,
+                         desc="train_ufm seed batches")
+    return parts[0] if len(parts) == 1 else _concatenate(parts)
+
+
+def _concatenate(parts: list[UFMTraining]) -> UFMTraining:
+    """The runs of several tasks as one result, seeds in task order."""
+    xp = array_namespace()
+
+    def join(arrays):
+        return xp.concatenate([xp.asarray(a) for a in arrays], axis=0)
+
+    first = parts[0]
+    return UFMTraining(
+        steps=first.steps,
+        loss=np.concatenate([p.loss for p in parts], axis=0),
+        metrics={name: np.concatenate([p.metrics[name] for p in parts], axis=0)
+                 for name in first.metrics},
+        singular_values=np.concatenate([p.singular_values for p in parts], axis=0),
+        classifier_norms=np.concatenate([p.classifier_norms for p in parts], axis=0),
+        feature_norms=np.concatenate([p.feature_norms for p in parts], axis=0),
+        weights=tuple(join([p.weights[i] for p in parts]) for i in range(len(first.weights))),
+        features=join([p.features for p in parts]),
+        bias=None if first.bias is None else join([p.bias for p in parts]),
+        labels=first.labels,
+    )
+
+
+def _train_seeds(chunk, *, counts, M, lambdas, lam_H, loss, bias, d, steps, lr, momentum,
+                 init_scale, start, every, dtype, progress=False) -> UFMTraining:
+    """One task of :func:`train_ufm`: ``chunk = (number of seeds, seed)``, trained as one
+    batch."""
+    S, seed = chunk
+    gen = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    K, N = counts.size, int(counts.sum())
     xp = array_namespace()
 
     labels = np.repeat(np.arange(K), counts)

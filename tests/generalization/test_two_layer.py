@@ -112,6 +112,8 @@ def test_noise_level_follows_snr():
         ((3, [1]), {"learning_rate": -1.0}, ValueError, "learning_rate must be >"),
         ((3, [1]), {"learning_rate": 100.0}, ValueError, "diverge"),
         ((3, [1]), {"n_trials": 0}, ValueError, "n_trials must be >= 1"),
+        ((3, [1]), {"trials_per_task": 0}, ValueError, "trials_per_task must be >= 1"),
+        ((3, [1]), {"n_trials": 3, "trials_per_task": 1, "rng": "x"}, TypeError, "rng must be"),
     ],
 )
 def test_bad_arguments(args, kwargs, error, match):

@@ -97,6 +97,7 @@ def test_backends_and_dtypes_agree(backend):
         (dict(lr=-1.0), "lr must be >"),
         (dict(momentum=1.0), "momentum must be <"),
         (dict(num_seeds=0), "num_seeds must be >="),
+        (dict(num_seeds=2, seeds_per_task=0), "seeds_per_task must be >="),
         (dict(lambda_H=0.0), "lambda_H must be >"),
         (dict(init_scale=0.0), "init_scale must be >"),
         (dict(loss="l1"), "loss must be"),

@@ -42,8 +42,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.backend:
         sci.set_backend(args.backend)
+    from sci.parallel import use_executor
+
     for name in args.names or list(registry):
-        record = run_benchmark(registry[name], quick=args.quick, out=args.out, repeats=args.repeats)
+        # Time the kernels in this process, not a process pool (sweeps split into tasks would
+        # otherwise go to sci.parallel's default executor).
+        with use_executor("serial"):
+            record = run_benchmark(registry[name], quick=args.quick, out=args.out,
+                                   repeats=args.repeats)
         print(f"-> {record['path']}\n", flush=True)
     return 0
 

@@ -41,6 +41,8 @@ def _e3nn_product(lmax):
     return run
 
 
+# This figure times code: it runs serially in this process, never through sci.parallel
+# (a process pool or a cluster would time the scheduling, not the kernels).
 def compute(*, lmaxes, lmax_direct, lmax_e3nn, lmax_equivariance, batch, repeats, progress=None):
     from benchmarks._harness import single_threaded
     from sci._progress import progress_bar

@@ -30,6 +30,8 @@ def _slope(n, t, minimum):
     return float(np.polyfit(x, y, 1)[0])
 
 
+# This figure times code: it runs serially in this process, never through sci.parallel
+# (a process pool or a cluster would time the scheduling, not the kernels).
 def compute(*, d, degree, exact_sizes, poly_sizes, repeats, seed, progress=None):
     """Best-of-``repeats`` wall time of each method on entries uniform in [-1, 1]."""
     rng = np.random.default_rng(seed)

@@ -157,7 +157,11 @@ def _number(x: Any) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("*", "\\*") or " "
+    # Escape what reStructuredText would read as markup: a trailing underscore (a reference),
+    # stars (emphasis), bars (substitutions), backquotes (roles).
+    for char in "\\|*_`":
+        text = text.replace(char, "\\" + char)
+    return text or " "
 
 
 def _list_table(header: list[str], rows: list[list[str]], widths: str | None = None) -> list[str]:

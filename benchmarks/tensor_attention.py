@@ -246,8 +246,8 @@ def _summarize(rows):
         for r in poly_rows
     }
     summary["note"] = (
-        "shared 2-core machine under load from other jobs (see machine.load_average): wall "
-        "ratios are indicative, 'speedup_*' are ratios of medians, 'speedup_min_times_*' of "
+        "wall ratios depend on the machine's load (see machine.load_average): "
+        "'speedup_*' are ratios of medians, 'speedup_min_times_*' of "
         "minima, the CPU times (process_time, minimum of 5) the least load-sensitive; exact times "
         f"beyond n={largest_exact} are extrapolated with the fitted exponent, not measured; "
         "peaks are tracemalloc (Python heap, NumPy paths; the Numba kernel allocates O(d) "

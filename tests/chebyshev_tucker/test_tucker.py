@@ -150,3 +150,30 @@ def test_bad_input(rng):
     assert zero.ranks == (1, 1, 1) and np.all(zero.to_full() == 0)
     with pytest.raises(ValueError, match="columns but weights"):
         reduced_hosvd([1.0, 2.0], [np.ones((3, 1))] * 3, tol=0.1)
+
+
+@given(st.tuples(*[st.integers(1, 6)] * 3), st.tuples(*[st.integers(1, 7)] * 3),
+       st.integers(0, 2**32 - 1), st.sampled_from([np.float32, np.float64]))
+def test_multi_mode_product_against_einsum(ranks, sizes, seed, dtype):
+    from sci.chebyshev_tucker._tucker import multi_mode_product
+
+    rng = np.random.default_rng(seed)
+    core = rng.standard_normal(ranks).astype(dtype)
+    factors = [rng.standard_normal((n, r)).astype(dtype)
+               for n, r in zip(sizes, ranks, strict=True)]
+    wide = [f.astype(np.float64) for f in factors]
+    absf = [np.abs(f) for f in wide]
+    eps = np.finfo(dtype).eps
+    out = multi_mode_product(core, factors)
+    ref = np.einsum("abc,ia,jb,kc->ijk", core.astype(np.float64), *wide)
+    # Rounding bound of a sum of products: a few eps times the same sum of absolute values
+    # per entry (3 products of at most 7 terms each: gamma_21 < 32 eps).
+    bound = 32 * eps * np.einsum("abc,ia,jb,kc->ijk", np.abs(core.astype(np.float64)), *absf)
+    assert out.shape == tuple(sizes) and out.dtype == dtype and out.flags.c_contiguous
+    assert np.all(np.abs(out - ref) <= bound + np.finfo(dtype).tiny)
+    # The transposed products project a full tensor onto the factors (HOSVD's core).
+    back = multi_mode_product(out, factors, transpose=True)
+    ref_back = np.einsum("ijk,ia,jb,kc->abc", out.astype(np.float64), *wide)
+    bound = 32 * eps * np.einsum("ijk,ia,jb,kc->abc", np.abs(out.astype(np.float64)), *absf)
+    assert back.shape == tuple(ranks) and back.flags.c_contiguous
+    assert np.all(np.abs(back - ref_back) <= bound + np.finfo(dtype).tiny)

@@ -118,6 +118,27 @@ def test_pdf_zero_outside_support_and_broadcasts(backend, xp):
     assert np.all(host[2] > 0.0)
 
 
+@pytest.mark.parametrize("alpha", [0.25, 1.0, 4.0])
+def test_pdf_kernel_is_bitwise_the_plain_formula_at_the_edges(alpha):
+    # The Numba kernel is branch-free (clamps and selects, so that it vectorises); it must
+    # give exactly sqrt((u - x)(x - l)) / (2 pi x) inside the support and 0 outside, also at
+    # the edges, at 0, at subnormal x and for negative x.
+    if "numba" not in sci.available_backends():
+        pytest.skip("the numba backend is not available")
+    lower, upper = (float(e) for e in marchenko_pastur_support(alpha))
+    x = np.concatenate([
+        [-1.0, -5e-324, 0.0, 5e-324, 1e-310, 1e-300, lower, upper],
+        np.nextafter(lower, [-np.inf, np.inf]), np.nextafter(upper, [-np.inf, np.inf]),
+        np.linspace(-1.0, upper + 1.0, 1001),
+    ])
+    with sci.use_backend("numba"):
+        out = to_numpy(marchenko_pastur_pdf(x, alpha))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plain = np.where((lower < x) & (x < upper),
+                         np.sqrt((upper - x) * (x - lower)) / (2.0 * np.pi * x), 0.0)
+    np.testing.assert_array_equal(out, plain)
+
+
 def test_pdf_float32(backend):
     out = marchenko_pastur_pdf(np.float32([1.0, 2.0]), np.float32(2.0))
     assert out.dtype == np.float32

@@ -154,7 +154,7 @@ def _protein_cases(quick):
     yield Case(f"ADK long-range on {n}^3 grid", ours=ours_grid, peer=direct_sub,
                params={"grid_points": n**3, "peer_points": sub, "max_rel_error": err,
                        "note": "peer timed on peer_points grid points; extrapolated in summary"},
-               peer_name="numba direct long-range sum (subsample)", repeats=1)
+               peer_name="numba direct long-range sum (subsample)", repeats=3)
 
     targets = rng.uniform([b[0] for b in v.domain], [b[1] for b in v.domain],
                           (5000 if quick else 50000, 3))

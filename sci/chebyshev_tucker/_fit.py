@@ -102,9 +102,12 @@ def select_blending_degree(nodes: np.ndarray, values: np.ndarray, points: np.nda
     error estimate. Returns ``(d, E(d))``.
     """
     n = nodes.shape[0]
-    top = min(max_degree, n - 2)
-    if top < 0:  # two nodes: the linear interpolant, nothing to compare with
-        return min(1, n - 1), float("nan")
+    # The last pair compared is (n - 3, n - 2): on equispaced nodes the weights of degrees
+    # n - 2 and n - 1 are proportional (Pascal's rule), so those two interpolants coincide and
+    # their difference (0) would pass the polynomial interpolant off as exact.
+    top = min(max_degree, n - 3)
+    if top < 0:  # two nodes: only the linear interpolant, no second one to estimate with
+        return min(1, n - 1), float("inf")
     cauchy, hit = _cauchy(nodes, points)
     values = np.ascontiguousarray(values)
     norm = float(np.sum(column_scale * np.max(np.abs(values), axis=0)))

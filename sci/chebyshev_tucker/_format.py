@@ -342,6 +342,7 @@ class ChebTucker:
         sizes = [np.max(np.abs(to_numpy(s)), axis=0) for s in samples]
         coefficient_factors = []
         estimate = 0.0
+        estimated = False  # all factors callables: nothing was fitted, nothing estimated
         chosen = []
         for k in range(3):
             if callable(factors[k]):
@@ -358,21 +359,28 @@ class ChebTucker:
                 # The largest over the modes: measured within a factor ~3 of the actual error
                 # at random points (their sum overestimates it ~10x, see tests/test_fit.py).
                 estimate = max(estimate, err)
+                estimated = True
         if estimate > tol:
             import warnings
 
+            difference = (
+                f"differ from the next blending degree by {estimate:.1e} relative"
+                if estimate < float("inf") else
+                "cannot be checked against a second interpolant (two grid points)"
+            )
             warnings.warn(
                 f"the Floater-Hormann interpolants of the grid samples (blending degrees "
-                f"{tuple(chosen)}) differ from the next blending degree by {estimate:.1e} "
-                f"relative, above tol = {tol:g}: the samples do not resolve the factors to "
-                "tol between the grid points; refine the grid or raise tol",
+                f"{tuple(chosen)}) {difference}, above tol = {tol:g}: the samples do not "
+                "resolve the factors to tol between the grid points; refine the grid or raise "
+                "tol",
                 IllConditionedFitWarning,
                 stacklevel=3,
             )
         tucker = reduced_hosvd(weights, coefficient_factors, tol=tol, chunk=chunk)
         ct = cls._from_tucker(tucker, box)
         ct.blending_degrees = tuple(chosen)
-        ct.fit_error_estimate = estimate if blending_degree is None else float("nan")
+        ct.fit_error_estimate = (estimate if blending_degree is None and estimated
+                                 else float("nan"))
         return ct
 
     # -- properties -------------------------------------------------------------------------

@@ -121,6 +121,43 @@ def test_coarse_samples_warn_and_the_estimate_is_close(n, tol, seen, rng):
     assert err / 3 <= ct.fit_error_estimate <= 3 * err
 
 
+@pytest.mark.parametrize("n,seen", [(3, 0.44), (5, 0.17), (8, 1.6e-3), (12, 5.6e-5)])
+def test_few_grid_points_are_not_passed_off_as_exact(n, seen, rng):
+    """On equispaced grids the interpolants of blending degrees n - 2 and n - 1 coincide
+    (proportional weights); comparing them estimated 0 error for n <= 22 and hid errors of
+    up to 0.8. exp and cos(3x) on n points: the warning fires, and the estimate is at least a
+    fifth of the measured error and at most ten times it (it compares interpolants at the
+    Lobatto points only; seen 0.51 vs 0.44, 0.047 vs 0.17, 5.5e-3 vs 0.85e-3 .. 1.6e-3,
+    1.5e-5 vs 5.6e-5)."""
+    x = _cell_centred(n)
+
+    def f(t):
+        return np.stack([np.exp(t), np.cos(3 * t)], axis=-1)
+
+    weights = np.array([1.0, -2.0])
+    with pytest.warns(IllConditionedFitWarning, match="do not resolve the factors"):
+        ct = ChebTucker.from_cp(weights, [f(x)] * 3, domain=(-1, 1), degree=20, tol=1e-6,
+                                grid=(x, x, x))
+    err = _offgrid_error(ct, f, weights, (-1, 1), rng, samples=2000)
+    assert seen / 3 < err < 3 * seen
+    assert err / 5 <= ct.fit_error_estimate <= 10 * err
+
+
+def test_two_grid_points_cannot_be_checked():
+    x = _cell_centred(2)
+    with pytest.warns(IllConditionedFitWarning, match="cannot be checked"):
+        ct = ChebTucker.from_cp([1.0], [np.exp(x)[:, None]] * 3, domain=(-1, 1), degree=4,
+                                tol=1e-6, grid=(x, x, x))
+    assert ct.fit_error_estimate == np.inf
+
+
+def test_callable_factors_only_estimate_nothing():
+    f = _gaussians(1.0, np.array([0.0]))
+    ct = ChebTucker.from_cp([1.0], [f] * 3, domain=(-1, 1), degree=20, tol=1e-10,
+                            grid=(None, None, None))
+    assert np.isnan(ct.fit_error_estimate)
+
+
 def test_fixed_blending_degree_and_least_squares_option(rng):
     x = _cell_centred(120)
     f = _gaussians(2.0, np.array([0.1]))

@@ -590,6 +590,30 @@ def parallel_map(
     return runner.map(fn, tasks, progress=progress, desc=desc)
 
 
+def map_trials(
+    task: Callable[[Any], Any],
+    sizes: list[int],
+    generator: np.random.Generator,
+    *,
+    executor: Any = None,
+    progress: bool | None = False,
+    desc: str | None = None,
+) -> list[Any]:
+    """``task((size, seed))`` for the trial counts ``sizes`` of a Monte-Carlo simulation.
+
+    One task runs in this process with ``generator`` itself as its seed, so that it draws
+    exactly what the serial code would and the caller's generator advances as after any
+    draw (sent to a worker, the generator would be a copy: the caller's would stay put and the
+    next call repeat the same draws). Several tasks get the children of ``generator``'s seed
+    (:func:`task_seeds`), task ``k`` child ``k`` on any executor.
+    """
+    if len(sizes) == 1:
+        return [task((sizes[0], generator))]
+    seeds = task_seeds(generator, len(sizes))
+    return parallel_map(task, list(zip(sizes, seeds, strict=True)), executor=executor,
+                        progress=progress, desc=desc)
+
+
 def task_seeds(seed: Any, n_tasks: int) -> list[np.random.SeedSequence]:
     """One independent seed per task: task ``i`` gets the same stream on any executor.
 

@@ -153,6 +153,34 @@ def test_int_seed_and_fresh_generator_give_the_same_tasks():
     np.testing.assert_array_equal(alone[0], by_int[0][2:4])
 
 
+@pytest.mark.parametrize("kind", ["simulate_linear", "simulate_two_layer", "train_ufm"])
+def test_a_generator_advances_alike_on_every_executor(kind, executor):
+    # One task draws from the caller's generator itself: it must run where that generator
+    # lives (a worker would draw from a copy, leave the caller's put, and repeat the same
+    # trials on the next call).
+    from sci.generalization import simulate_two_layer
+    from sci.neural_collapse import train_ufm
+
+    calls = {
+        "simulate_linear": lambda rng, ex: simulate_linear(
+            12, 20, [1.0], sigma_eps=0.1, n_trials=2, rng=rng, executor=ex)[0],
+        "simulate_two_layer": lambda rng, ex: simulate_two_layer(
+            3, [0, 20], n_inputs=4, n_examples=10, n_trials=2, n_test=50, rng=rng,
+            executor=ex)[0],
+        "train_ufm": lambda rng, ex: train_ufm(
+            [3, 3], depth=1, lambda_W=1e-3, lambda_H=1e-3, steps=5, num_seeds=2, rng=rng,
+            executor=ex).loss,
+    }
+    run = calls[kind]
+    ref_rng, rng = np.random.default_rng(3), np.random.default_rng(3)
+    first_ref, second_ref = run(ref_rng, "serial"), run(ref_rng, "serial")
+    first, second = run(rng, executor), run(rng, executor)
+    np.testing.assert_array_equal(np.asarray(first), np.asarray(first_ref))
+    np.testing.assert_array_equal(np.asarray(second), np.asarray(second_ref))
+    assert not np.array_equal(np.asarray(first), np.asarray(second))
+    assert rng.random() == ref_rng.random()
+
+
 def test_one_task_draws_exactly_what_draw_linear_problem_draws():
     # With one task the seed is used as given: the documented link between the two functions.
     eg, _ = simulate_linear(20, 10, [1e9], sigma_eps=0.0, sigma_w0=1.0, n_trials=3, rng=9,

@@ -22,7 +22,7 @@ from .._validation import (
     resolve_rng,
 )
 from ..backend import array_namespace, implementation, register, to_numpy
-from ..parallel import parallel_map, split_trials, task_seeds
+from ..parallel import map_trials, split_trials
 from ._memory import chunk_length
 
 __all__ = ["draw_linear_problem", "simulate_linear"]
@@ -324,13 +324,12 @@ def simulate_linear(
     generator = resolve_rng(rng)
     # One task: the draws of draw_linear_problem(..., rng=rng); several: child k of the
     # generator's seed for task k (an int seed gives the same children as task_seeds(seed)).
-    seeds = [generator] if len(sizes) == 1 else task_seeds(generator, len(sizes))
     task = functools.partial(
         _linear_task, n_inputs=n_inputs, n_examples=n_examples, t=to_numpy(t),
         sigma_w=sigma_w, sigma_eps=sigma_eps, sigma_w0=sigma_w0, tau=tau,
         learning_rate=learning_rate, dtype=dtype,
     )
-    results = parallel_map(task, list(zip(sizes, seeds, strict=True)), executor=executor)
+    results = map_trials(task, sizes, generator, executor=executor)
     if len(results) == 1:
         return results[0]
     generalization = xp.concatenate([xp.asarray(g) for g, _ in results], axis=0)

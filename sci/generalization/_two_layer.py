@@ -23,7 +23,8 @@ from .._validation import (
     resolve_rng,
 )
 from ..backend import array_namespace, implementation, register
-from ..parallel import parallel_map, split_trials, task_seeds
+from ..parallel import map_trials, split_trials
+from ._simulation import _OPERATIONS_PER_TASK
 
 __all__ = ["draw_two_layer_problem", "simulate_two_layer"]
 
@@ -348,24 +349,17 @@ def simulate_two_layer(
     generator = resolve_rng(rng)
     # One task: the draws of draw_two_layer_problem(..., rng=rng); several: child k of the
     # generator's seed for task k (an int seed gives the same children as task_seeds(seed)).
-    seeds = [generator] if len(sizes) == 1 else task_seeds(generator, len(sizes))
     task = functools.partial(
         _two_layer_task, n_hidden=n_hidden, epochs=epochs, n_inputs=n_inputs,
         n_teacher_hidden=n_teacher_hidden, n_examples=n_examples, snr=snr,
         learning_rate=learning_rate, train_hidden=train_hidden, sigma_w0=sigma_w0,
         n_test=n_test, dtype=dtype,
     )
-    results = parallel_map(task, list(zip(sizes, seeds, strict=True)), executor=executor)
+    results = map_trials(task, sizes, generator, executor=executor)
     if len(results) == 1:
         return results[0]
     xp = array_namespace()
     return tuple(xp.concatenate([xp.asarray(r[i]) for r in results], axis=0) for i in (0, 1))
-
-
-# Operations per task aimed at by the default split (a rough count, from the sizes): enough
-# work per task to hide the cost of sending it to a worker, and small problems stay one task
-# (drawn from rng itself, as before the executor existed).
-_OPERATIONS_PER_TASK = 2**31
 
 
 def _two_layer_task(chunk, *, n_hidden, epochs, n_inputs, n_teacher_hidden, n_examples, snr,

@@ -12,7 +12,7 @@ import numpy as np
 from .._progress import progress_bar
 from .._validation import check_integer, check_real, resolve_dtype, resolve_rng
 from ..backend import array_namespace, asarray, to_numpy
-from ..parallel import parallel_map, split_trials, task_seeds
+from ..parallel import map_trials, split_trials
 from ._metrics import nc_metrics
 from ._ufm import _check_counts, _check_lambdas, _check_loss, _loss_and_gradients
 
@@ -169,10 +169,9 @@ def train_ufm(
     generator = resolve_rng(rng)
     # One batch drawn from rng itself (with a progress bar per step), or child k of its seed
     # for task k (an int seed gives the same children as task_seeds(seed)).
-    seeds = [generator] if len(sizes) == 1 else task_seeds(generator, len(sizes))
-    parts = parallel_map(task, list(zip(sizes, seeds, strict=True)), executor=executor,
-                         progress=progress if len(sizes) > 1 else False,
-                         desc="train_ufm seed batches")
+    parts = map_trials(task, sizes, generator, executor=executor,
+                       progress=progress if len(sizes) > 1 else False,
+                       desc="train_ufm seed batches")
     return parts[0] if len(parts) == 1 else _concatenate(parts)
 
 

@@ -252,16 +252,30 @@ class ProcessExecutor(Executor):
             return _SERIAL._map(fn, tasks, backend, progress, desc)
         _check_picklable(fn, "worker processes")
         pool = self._get_pool()
-        futures = [pool.submit(_run_task, task, fn, backend) for task in tasks]
+        futures: list[concurrent.futures.Future] = []
         try:
+            futures += [pool.submit(_run_task, task, fn, backend) for task in tasks]
             for _ in progress_bar(concurrent.futures.as_completed(futures), progress=progress,
                                   desc=desc, total=len(futures)):
                 pass
             return [_result(future) for future in futures]
-        except BaseException:
+        except BaseException as exc:
             for future in futures:
                 future.cancel()
+            broken = concurrent.futures.process.BrokenProcessPool
+            if isinstance(exc, broken) or isinstance(exc.__cause__, broken):
+                # A dead worker breaks the whole pool for good: drop it, so that the next map
+                # (this executor is cached by get_executor) starts a fresh one.
+                self._discard(pool)
+                if isinstance(exc, broken):
+                    raise _worker_died(exc) from exc
             raise
+
+    def _discard(self, pool: concurrent.futures.ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+        pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         _forget(self)
@@ -274,15 +288,20 @@ class ProcessExecutor(Executor):
         return f"ProcessExecutor(max_workers={self.max_workers})"
 
 
+def _worker_died(exc: BaseException) -> RuntimeError:
+    return RuntimeError(
+        f"a worker process died ({exc}). Workers are started with 'spawn', which imports "
+        "the main script again: protect its entry point with `if __name__ == \"__main__\":`"
+        f". Out of memory? Use fewer workers ({WORKERS_VARIABLE}=1 runs in-process). The "
+        "executor starts a new pool on its next use."
+    )
+
+
 def _result(future: concurrent.futures.Future) -> Any:
     try:
         return future.result()
     except concurrent.futures.process.BrokenProcessPool as exc:
-        raise RuntimeError(
-            f"a worker process died ({exc}). Workers are started with 'spawn', which imports "
-            "the main script again: protect its entry point with `if __name__ == \"__main__\":`"
-            f". Out of memory? Use fewer workers ({WORKERS_VARIABLE}=1 runs in-process)"
-        ) from exc
+        raise _worker_died(exc) from exc
     except (pickle.PicklingError, AttributeError) as exc:
         if "pickle" not in str(exc).lower():
             raise

@@ -294,6 +294,17 @@ def test_unpicklable_task_is_a_clear_type_error(processes):
         processes.map(describe, [lambda: 1, 2])
 
 
+def test_a_dead_worker_does_not_break_the_executor_for_good():
+    # A worker killed (out of memory, os._exit) breaks a ProcessPoolExecutor for good; the
+    # executor (cached by get_executor for every later sweep) must start a new pool.
+    import os
+
+    with ProcessExecutor(max_workers=2) as executor:
+        with pytest.raises(RuntimeError, match="worker process died"):
+            executor.map(os._exit, [3, 3, 3])
+        assert executor.map(math.factorial, [3, 4, 5]) == [6, 24, 120]
+
+
 def test_task_errors_reach_the_caller(executor):
     with pytest.raises(ValueError, match="factorial"):
         executor.map(math.factorial, [3, -1, 2])

@@ -549,7 +549,8 @@ def configured_executor() -> Executor | None:
     executor = _current.get()
     if executor is not None:
         return executor
-    if os.environ.get(SCHEDULER_VARIABLE, "").strip() or os.environ.get(WORKERS_VARIABLE, ""):
+    if (os.environ.get(SCHEDULER_VARIABLE, "").strip()
+            or os.environ.get(WORKERS_VARIABLE, "").strip()):
         return get_executor()
     return None
 

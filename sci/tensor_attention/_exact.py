@@ -1,4 +1,4 @@
-"""Exact matrix, tensor (2-simplicial) and order-t attention, with an online max shift."""
+"""Exact matrix, tensor (2-simplicial) and order-t attention, with overflow-safe shifts."""
 
 from __future__ import annotations
 
@@ -231,8 +231,11 @@ def higher_order_attention(
     i.e. :math:`D^{-1} A (V_1 \oslash \cdots \oslash V_{t-1})` with the column-wise Kronecker
     (Khatri–Rao) product :math:`\oslash`. It costs :math:`O(n m^{t-1} d)` time. Memory beyond
     the inputs is :math:`O(n d)` plus a fixed-size block: no :math:`n \times m^{t-1}` matrix is
-    formed. Each query keeps a running maximum of its logits and rescales its partial sums when
-    the maximum grows (the online softmax), so logits of any size are safe.
+    formed. The weights are shifted so that none overflows: the NumPy code keeps a running
+    maximum of each query's logits and rescales its partial sums when it grows (the online
+    softmax); the Numba kernel shifts each query by a bound on its logits and sums again with
+    the exact maximum when the bound was so loose that the sums could underflow. Logits of
+    any size are safe.
 
     References
     ----------

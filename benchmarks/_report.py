@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ._harness import RESULTS
+from ._harness import _format_seconds as _seconds
 
 # --------------------------------------------------------------------------------------------
 # Work models: (record) -> kernel rows. Each row: kernel, case, code (whose time), seconds, and
@@ -131,15 +132,6 @@ def load_records(results: str | Path = RESULTS) -> dict[str, dict]:
         record = json.loads(path.read_text(encoding="utf-8"))
         records[record["benchmark"]] = record
     return records
-
-
-def _seconds(s: float | None) -> str:
-    if s is None:
-        return ""
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
-        if s >= scale:
-            return f"{s / scale:.3g} {unit}"
-    return f"{s / 1e-9:.3g} ns"
 
 
 def _number(x: Any) -> str:

@@ -30,6 +30,7 @@ of workers.
 
 from __future__ import annotations
 
+import abc
 import atexit
 import concurrent.futures
 import concurrent.futures.process
@@ -111,7 +112,7 @@ def _describe(task: Any) -> dict[str, Any]:
             "pid": os.getpid()}
 
 
-class Executor:
+class Executor(abc.ABC):
     """Runs a function over a list of independent tasks; see :func:`get_executor`.
 
     Subclasses implement :meth:`_map`; :meth:`map` adds the checks shared by all of them.
@@ -160,10 +161,11 @@ class Executor:
             return []
         return self._map(fn, tasks, get_backend(), progress, desc)
 
-    def _map(self, fn, tasks, backend, progress, desc) -> list[Any]:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _map(self, fn, tasks, backend, progress, desc) -> list[Any]:
+        """Run ``fn`` over the (non-empty) ``tasks`` under ``backend``: each executor's own."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a no-op by default, not abstract
         """Release the workers (a no-op where there are none)."""
 
     def __enter__(self) -> Executor:

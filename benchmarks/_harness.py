@@ -261,10 +261,13 @@ def run_benchmark(
 
 
 def fitted_exponent(sizes: Iterable[float], times: Iterable[float]) -> float:
-    """Least-squares slope of log(time) against log(size)."""
+    """Least-squares slope of log(time) against log(size); NaN with fewer than two distinct
+    sizes (a smoke run's short series), where no slope is defined."""
     import numpy as np
 
     x, y = np.log(np.asarray(list(sizes), float)), np.log(np.asarray(list(times), float))
+    if np.unique(x).size < 2:
+        return float("nan")
     return float(np.polyfit(x, y, 1)[0])
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -136,6 +137,7 @@ def test_benchmark_harness_times_and_records(tmp_path):
     assert {"cpu", "cores", "python", "numpy"} <= set(saved["machine"])
     assert record["path"].endswith("toy.quick.json")
     assert fitted_exponent([1, 2, 4, 8], [1, 8, 64, 512]) == pytest.approx(3.0)
+    assert math.isnan(fitted_exponent([256], [1.0]))
 
 
 def test_single_threaded_restores_thread_counts():
@@ -193,6 +195,27 @@ def test_performance_page_renders_the_recorded_results():
     for name in load_records(RESULTS):
         assert f"python -m benchmarks {name}" in page
     assert "Hot kernels against the machine's limits" in page
+
+
+def _benchmark_names():
+    from benchmarks._harness import discover
+
+    return sorted(discover())
+
+
+@pytest.mark.parametrize("name", _benchmark_names())
+def test_every_benchmark_runs_in_quick_mode(name, tmp_path):
+    # The benchmarks are not timed here (they live in benchmarks/); this only keeps every one
+    # of them runnable as the code under it changes: cases build, run and record, and each
+    # discrepancy against its peer is a finite number.
+    from benchmarks._harness import discover, run_benchmark
+
+    record = run_benchmark(discover()[name], quick=True, out=tmp_path, repeats=1, echo=False)
+    assert record["rows"] and (tmp_path / f"{name}.quick.json").exists()
+    for row in record["rows"]:
+        assert row["ours_min_s"] > 0
+        if "discrepancy" in row:
+            assert math.isfinite(row["discrepancy"])
 
 
 def test_benchmarks_cli_lists():

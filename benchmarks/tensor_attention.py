@@ -28,7 +28,7 @@ import numpy as np
 import sci
 from sci.tensor_attention import poly_tensor_attention, tensor_attention
 
-from ._harness import Benchmark, Case, fitted_exponent
+from ._harness import Benchmark, Case, fitted_exponent, single_threaded
 
 D = 4
 DEGREE = 6
@@ -74,16 +74,9 @@ def _single_thread(fn):
     """``fn`` with Numba and BLAS on one thread (restored afterwards)."""
 
     def run():
-        import numba
-        from threadpoolctl import threadpool_limits
-
-        threads = numba.get_num_threads()
-        numba.set_num_threads(1)
-        try:
-            with threadpool_limits(1):
-                return fn()
-        finally:
-            numba.set_num_threads(threads)
+        # Numba, BLAS (where threadpoolctl is installed) and torch on one thread, restored after.
+        with single_threaded():
+            return fn()
 
     return run
 

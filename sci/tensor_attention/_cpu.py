@@ -217,81 +217,94 @@ def _tuple_factors(o, i, Q, K, V, scale2, causal, c, vprod):  # pragma: no cover
     return True
 
 
-@numba.njit(cache=True, parallel=True, fastmath=_FLAGS)
-def _exact_kernel(Q, K, V, KT, VT, scale, causal):  # pragma: no cover - compiled
-    n_q, d = Q.shape
+@numba.njit(fastmath=_FLAGS)
+def _attend_query(i, Q, K, V, KT, VT, scale2, causal, out):  # pragma: no cover - compiled
+    """Row ``i`` of the output: the per-query body of :func:`_exact_kernel`.
+
+    A function of its own, not the body of the ``prange`` loop: Numba's parfor pass looks for
+    reductions in a loop body, and on Python 3.12+ bytecode it fails on the nested loops that
+    carry ``shift`` and ``denominator`` ("unexpected cycle in lookup()"). Called from the loop,
+    the body is opaque to that pass; the call costs nothing next to a query's n^(t-1) logits.
+    """
+    d = Q.shape[1]
     n_pairs, n_k, _ = K.shape
     dp = KT.shape[0]  # d rounded up to a multiple of 4; KT, VT zero beyond row d
     n_outer = n_k ** (n_pairs - 1)
-    scale2 = scale * LOG2E  # logits in base 2
-    out = np.empty((n_q, d), dtype=Q.dtype)
-    for i in numba.prange(n_q):
-        c = np.zeros(dp, dtype=np.float64)
-        vprod = np.empty(d, dtype=np.float64)
-        hi = np.empty(dp, dtype=np.float64)
-        lo = np.empty(dp, dtype=np.float64)
-        acc = np.empty(dp, dtype=np.float64)
-        partial = np.empty(n_k if dp > _LANES else 1, dtype=np.float64)
-        numerator = np.empty(d, dtype=np.float64)
-        limit = i + 1 if causal else n_k
-        for l in range(dp):
-            h = KT[l, 0]
-            m = KT[l, 0]
-            for k in range(1, limit):
-                h = max(h, KT[l, k])
-                m = min(m, KT[l, k])
-            hi[l] = h
-            lo[l] = m
-        # One shift for the whole query, known before any exponential: the largest over the
-        # tuples of the bound sum_l max(c_l hi_l, c_l lo_l) of c . K_last[k]. Every weight is
-        # then 2^(<= 0) and no partial sum is ever rescaled.
+    c = np.zeros(dp, dtype=np.float64)
+    vprod = np.empty(d, dtype=np.float64)
+    hi = np.empty(dp, dtype=np.float64)
+    lo = np.empty(dp, dtype=np.float64)
+    acc = np.empty(dp, dtype=np.float64)
+    partial = np.empty(n_k if dp > _LANES else 1, dtype=np.float64)
+    numerator = np.empty(d, dtype=np.float64)
+    limit = i + 1 if causal else n_k
+    for l in range(dp):
+        h = KT[l, 0]
+        m = KT[l, 0]
+        for k in range(1, limit):
+            h = max(h, KT[l, k])
+            m = min(m, KT[l, k])
+        hi[l] = h
+        lo[l] = m
+    # One shift for the whole query, known before any exponential: the largest over the
+    # tuples of the bound sum_l max(c_l hi_l, c_l lo_l) of c . K_last[k]. Every weight is
+    # then 2^(<= 0) and no partial sum is ever rescaled.
+    shift = -np.inf
+    for o in range(n_outer):
+        if _tuple_factors(o, i, Q, K, V, scale2, causal, c, vprod):
+            bound = 0.0
+            for l in range(d):
+                bound += max(c[l] * hi[l], c[l] * lo[l])
+            shift = max(shift, bound)
+    denominator = 0.0
+    for attempt in range(2):
+        denominator = 0.0
+        for l in range(d):
+            numerator[l] = 0.0
+        for o in range(n_outer):
+            if not _tuple_factors(o, i, Q, K, V, scale2, causal, c, vprod):
+                continue
+            if dp > _LANES:  # the columns beyond the first four, 4 at a time
+                for k in range(limit):
+                    partial[k] = 0.0
+                for l in range(_LANES, dp, _LANES):
+                    for k in range(limit):
+                        partial[k] += (c[l] * KT[l, k] + c[l + 1] * KT[l + 1, k]) + (
+                            c[l + 2] * KT[l + 2, k] + c[l + 3] * KT[l + 3, k])
+            total = _tuple_sums(c, KT, VT, partial, dp > _LANES, shift, limit, acc)
+            for l in range(_LANES, dp, _LANES):
+                for q in range(_LANES):
+                    a = 0.0
+                    for k in range(limit):
+                        a += partial[k] * VT[l + q, k]
+                    acc[l + q] = a
+            denominator += total
+            for l in range(d):
+                numerator[l] += vprod[l] * acc[l]
+        # The sum is at most n^(t-1) times the largest weight: above 2^(54 - 600) the
+        # largest is above 2^-670, and every weight within 2^-60 of it is a normal number.
+        if denominator >= 2.0 ** (_EXP_BIAS - 600) or attempt == 1:
+            break
+        # The bound overshot the largest logit by more than ~600 (huge logits): shift by
+        # the largest logit itself and sum again.
         shift = -np.inf
         for o in range(n_outer):
             if _tuple_factors(o, i, Q, K, V, scale2, causal, c, vprod):
-                bound = 0.0
-                for l in range(d):
-                    bound += max(c[l] * hi[l], c[l] * lo[l])
-                shift = max(shift, bound)
-        for attempt in range(2):
-            denominator = 0.0
-            for l in range(d):
-                numerator[l] = 0.0
-            for o in range(n_outer):
-                if not _tuple_factors(o, i, Q, K, V, scale2, causal, c, vprod):
-                    continue
-                if dp > _LANES:  # the columns beyond the first four, 4 at a time
-                    for k in range(limit):
-                        partial[k] = 0.0
-                    for l in range(_LANES, dp, _LANES):
-                        for k in range(limit):
-                            partial[k] += (c[l] * KT[l, k] + c[l + 1] * KT[l + 1, k]) + (
-                                c[l + 2] * KT[l + 2, k] + c[l + 3] * KT[l + 3, k])
-                total = _tuple_sums(c, KT, VT, partial, dp > _LANES, shift, limit, acc)
-                for l in range(_LANES, dp, _LANES):
-                    for q in range(_LANES):
-                        a = 0.0
-                        for k in range(limit):
-                            a += partial[k] * VT[l + q, k]
-                        acc[l + q] = a
-                denominator += total
-                for l in range(d):
-                    numerator[l] += vprod[l] * acc[l]
-            # The sum is at most n^(t-1) times the largest weight: above 2^(54 - 600) the
-            # largest is above 2^-670, and every weight within 2^-60 of it is a normal number.
-            if denominator >= 2.0 ** (_EXP_BIAS - 600) or attempt == 1:
-                break
-            # The bound overshot the largest logit by more than ~600 (huge logits): shift by
-            # the largest logit itself and sum again.
-            shift = -np.inf
-            for o in range(n_outer):
-                if _tuple_factors(o, i, Q, K, V, scale2, causal, c, vprod):
-                    for k in range(limit):
-                        x = 0.0
-                        for l in range(dp):
-                            x += c[l] * KT[l, k]
-                        shift = max(shift, x)
-        for l in range(d):
-            out[i, l] = numerator[l] / denominator
+                for k in range(limit):
+                    x = 0.0
+                    for l in range(dp):
+                        x += c[l] * KT[l, k]
+                    shift = max(shift, x)
+    for l in range(d):
+        out[i, l] = numerator[l] / denominator
+
+
+@numba.njit(cache=True, parallel=True, fastmath=_FLAGS)
+def _exact_kernel(Q, K, V, KT, VT, scale, causal):  # pragma: no cover - compiled
+    scale2 = scale * LOG2E  # logits in base 2
+    out = np.empty(Q.shape, dtype=Q.dtype)
+    for i in numba.prange(Q.shape[0]):
+        _attend_query(i, Q, K, V, KT, VT, scale2, causal, out)
     return out
 
 

@@ -305,7 +305,11 @@ def _result(future: concurrent.futures.Future) -> Any:
     except concurrent.futures.process.BrokenProcessPool as exc:
         raise _worker_died(exc) from exc
     except (pickle.PicklingError, AttributeError) as exc:
-        if "pickle" not in str(exc).lower():
+        # The error's cause is the traceback where it was raised: in the task itself (through
+        # _run_task), or while pickling a task or its result, which is what this is about.
+        # Python 3.13 reports a local function as AttributeError("Can't get local object
+        # ...") with no word of pickling, so the message alone cannot tell.
+        if _run_task.__name__ in str(exc.__cause__ or ""):
             raise
         raise TypeError(
             f"a task or its result cannot be sent between processes: {exc}. Tasks and results "

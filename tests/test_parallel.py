@@ -294,6 +294,21 @@ def test_unpicklable_task_is_a_clear_type_error(processes):
         processes.map(describe, [lambda: 1, 2])
 
 
+def test_unpicklable_local_function_task_is_a_clear_type_error(processes):
+    # Python 3.13 reports a nested function as AttributeError("Can't get local object ...").
+    def local():
+        return 1
+
+    with pytest.raises(TypeError, match="cannot be sent between processes"):
+        processes.map(describe, [local, 2])
+
+
+def test_a_tasks_own_attribute_error_is_not_called_a_pickling_error(processes):
+    # The same exception type raised by the task in the worker reaches the caller unchanged.
+    with pytest.raises(AttributeError, match="no_such_attribute"):
+        processes.map(functools.partial(getattr, 1.5), ["real", "no_such_attribute"])
+
+
 def test_a_dead_worker_does_not_break_the_executor_for_good():
     # A worker killed (out of memory, os._exit) breaks a ProcessPoolExecutor for good; the
     # executor (cached by get_executor for every later sweep) must start a new pool.

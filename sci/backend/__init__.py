@@ -15,10 +15,11 @@ asarray              -- an input as an array of the active backend (refuses sile
 to_numpy             -- explicit copy to the host
 register             -- register an implementation for (operation, backend)
 implementation       -- look up what runs an operation on the active backend
+NumbaFallbackWarning -- a Numba kernel did not compile here; its NumPy implementation ran
 """
 
 from ._arrays import array_namespace, asarray, is_cupy_array, to_numpy
-from ._dispatch import implementation, register, registered_operations
+from ._dispatch import NumbaFallbackWarning, implementation, register, registered_operations
 from ._switch import (
     BACKENDS,
     BackendNotAvailableError,
@@ -31,6 +32,7 @@ from ._switch import (
 __all__ = [
     "BACKENDS",
     "BackendNotAvailableError",
+    "NumbaFallbackWarning",
     "array_namespace",
     "asarray",
     "available_backends",

@@ -79,3 +79,86 @@ def test_every_backend_gives_the_same_density(lam, alpha, dtype):
             result = sci.backend.to_numpy(marchenko_pastur_pdf(lam, dtype(alpha)))
         assert result.dtype == dtype
         np.testing.assert_allclose(result, reference, rtol=rtol, atol=0)
+
+
+# A Numba kernel that does not compile on some future Python or Numba (as the exact-attention
+# kernel did not on Python 3.12: an AssertionError inside Numba's parfor pass) must not show the
+# user Numba's internals: one warning per operation, then the NumPy implementation.
+
+
+@pytest.fixture
+def no_broken_kernels(monkeypatch):
+    from sci.backend import _dispatch
+
+    monkeypatch.setattr(_dispatch, "_broken", {})
+    return _dispatch
+
+
+def _uncompilable():
+    import numba
+
+    @numba.njit
+    def kernel(x):
+        return x.no_such_method()  # a typing error, raised when Numba compiles the kernel
+
+    return kernel
+
+
+def test_a_kernel_that_does_not_compile_warns_once_and_runs_numpy(no_broken_kernels):
+    register("test.uncompilable", "numpy", lambda x: 2 * x)
+    register("test.uncompilable", "numba", _uncompilable())
+    run = implementation("test.uncompilable", "numba")
+    with pytest.warns(sci.backend.NumbaFallbackWarning) as record:
+        assert run(np.ones(3)).tolist() == [2.0, 2.0, 2.0]
+        assert run(np.ones(2)).tolist() == [2.0, 2.0]
+        assert implementation("test.uncompilable", "numba")(np.ones(1)).tolist() == [2.0]
+    assert len(record) == 1
+    message = str(record[0].message)
+    for fragment in ("'test.uncompilable'", "Python 3.", "Numba 0.", "NumPy ", "TypingError",
+                     "SCI_BACKEND=numpy", "NumbaFallbackWarning", "report"):
+        assert fragment in message, fragment
+
+
+def test_errors_the_compiled_code_raises_are_not_swallowed(no_broken_kernels):
+    import numba
+
+    @numba.njit
+    def kernel(x):
+        if x[0] < 0:
+            raise ValueError("x must be non-negative")
+        return x
+
+    register("test.raising", "numpy", lambda x: x)
+    register("test.raising", "numba", kernel)
+    with pytest.raises(ValueError, match="non-negative"):
+        implementation("test.raising", "numba")(np.array([-1.0]))
+    assert "test.raising" not in no_broken_kernels._broken
+
+
+def test_an_internal_numba_failure_in_a_real_kernel_falls_back(no_broken_kernels, monkeypatch):
+    # The failure mode seen on Python 3.12 (an AssertionError from one of Numba's passes),
+    # forced on the exact-attention kernel: the user gets the NumPy result and one warning.
+    import numba
+
+    from sci.tensor_attention import _cpu, tensor_attention
+
+    @numba.njit
+    def broken(Q, K, V, KT, VT, scale, causal):
+        return Q.no_such_method()
+
+    monkeypatch.setattr(_cpu, "_exact_kernel", broken)
+    rng = np.random.default_rng(0)
+    Q, K1, K2, V1, V2 = (rng.standard_normal((6, 3)) for _ in range(5))
+    with sci.use_backend("numpy"):
+        expected = tensor_attention(Q, K1, K2, V1, V2)
+    with sci.use_backend("numba"), pytest.warns(sci.backend.NumbaFallbackWarning,
+                                                 match="'tensor_attention.exact'"):
+        got = tensor_attention(Q, K1, K2, V1, V2)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_a_kernel_module_that_does_not_import_falls_back(no_broken_kernels):
+    register("test.unimportable", "numpy", lambda: "numpy")
+    register("test.unimportable", "numba", "sci._no_such_kernel_module:kernel")
+    with pytest.warns(sci.backend.NumbaFallbackWarning, match="importing sci._no_such_kernel"):
+        assert implementation("test.unimportable", "numba")() == "numpy"

@@ -64,6 +64,7 @@ def _generate_figures() -> None:
         "Beside each PNG the runner writes a JSON file with the numbers drawn.",
         "",
     ]
+    skipped: dict[str, str] = {}
     by_subpackage: dict[str, list] = {}
     for fig in registry.values():
         by_subpackage.setdefault(fig.subpackage or "other", []).append(fig)
@@ -71,7 +72,7 @@ def _generate_figures() -> None:
         lines += [subpackage, "-" * len(subpackage), ""]
         for fig in figs:
             cache = os.environ.get("SCI_FIGURES_CACHE") or generated / "cache"
-            run_figure(fig, quick=quick, out=out, cache_dir=cache, progress=False)
+            record = run_figure(fig, quick=quick, out=out, cache_dir=cache, progress=False)
             lines += [
                 f".. _figure-{fig.name}:",
                 "",
@@ -80,12 +81,37 @@ def _generate_figures() -> None:
                 "",
                 f"*Reproduces:* {fig.reproduces}. Command: ``python -m figures {fig.name}``.",
                 "",
+            ]
+            if "skipped" in record:
+                # The pages that embed it still build: they show a panel that says why.
+                skipped[fig.name] = record["skipped"]
+                _placeholder(out / f"{fig.name}.png", fig.title, record["skipped"])
+                lines += [f".. note:: Not drawn in this build: {record['skipped']}.", ""]
+            lines += [
                 f".. image:: /_generated/figures/{fig.name}.png",
                 f"   :alt: {fig.title}",
                 "   :width: 90%",
                 "",
             ]
     (generated / "gallery.rst").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if skipped:
+        print(f"docs: {len(skipped)} figure(s) not drawn (their data cannot be had):")
+        for name, reason in skipped.items():
+            print(f"  {name}: {reason}")
+
+
+def _placeholder(path: Path, title: str, reason: str) -> None:
+    """A PNG that says the figure was not drawn, and why."""
+    import textwrap
+
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(8, 2))
+    fig.text(0.5, 0.5, f"{title}\n\nnot drawn in this build:\n" + textwrap.fill(reason, 90),
+             ha="center", va="center", fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _generate_performance_page() -> None:

@@ -10,7 +10,9 @@ Set ``SCI_DOCS_FULL_FIGURES=1`` to draw the full-size figures instead.
 from __future__ import annotations
 
 import os
+import re
 import sys
+import tomllib
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
@@ -18,6 +20,11 @@ ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT))
 
 import sci  # noqa: E402
+
+# The repository's address, from the one place it is written: pyproject.toml's [project.urls].
+SOURCE_URL = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+    "urls"
+]["Source"]
 
 project = "sci"
 author = "the sci developers"
@@ -28,9 +35,13 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
+    # MathJax 3 from a pip package, copied into _static/mathjax: no CDN, so the formulas
+    # render with no network (.ci/docs_math_check.py checks it in a browser).
+    "sphinx-mathjax-offline",
     "numpydoc",
     "sphinxcontrib.bibtex",
 ]
+mathjax_path = "mathjax/tex-chtml.js"
 autosummary_generate = True
 autodoc_default_options = {"members": True}
 numpydoc_show_class_members = False
@@ -43,7 +54,50 @@ templates_path = ["_templates"]
 html_theme = "pydata_sphinx_theme"
 html_title = f"sci {release}"
 html_static_path = ["_static"]
-html_theme_options = {"navigation_depth": 2, "show_toc_level": 2}
+html_theme_options = {
+    "navigation_depth": 2,
+    "show_toc_level": 2,
+    "icon_links": [
+        {"name": "Source repository", "url": SOURCE_URL, "icon": "fa-brands fa-github"},
+    ],
+}
+rst_epilog = f"\n.. _source repository: {SOURCE_URL}\n"
+
+# A subpackage's docstring opens with an overview: lines "name   -- summary" under headings,
+# read as plain text in a terminal. Sphinx would join each group into one paragraph; these
+# lines become a bullet list with links to each name's page.
+_OVERVIEW_ENTRY = re.compile(r"^(?P<names>[A-Za-z_][\w.]*(?:, [A-Za-z_][\w.]*)*)\s{2,}"
+                             r"(?:--\s+)?(?P<summary>\S.*)$")
+
+
+def _overview_lists(app, what, name, obj, options, lines):
+    if what != "module":
+        return
+    out: list[str] = []
+    in_list = False
+    for line in lines:
+        match = _OVERVIEW_ENTRY.match(line)
+        if match:
+            if not in_list and out and out[-1].strip():
+                out.append("")
+            names = ", ".join(
+                f":obj:`~{name}.{n}`" if hasattr(obj, n) else f"``{n}``"
+                for n in match["names"].split(", ")
+            )
+            out.append(f"* {names} -- {match['summary']}")
+            in_list = True
+        elif in_list and line.startswith("  ") and line.strip():
+            out[-1] += " " + line.strip()  # a summary continued on the next line
+        else:
+            if in_list and line.strip():
+                out.append("")
+            out.append(line)
+            in_list = False
+    lines[:] = out
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", _overview_lists, priority=600)
 
 
 def _generate_figures() -> None:

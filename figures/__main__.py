@@ -12,7 +12,13 @@ from sci._progress import progress_bar
 from sci.parallel import SCHEDULER_VARIABLE, get_executor
 
 from ._registry import discover
-from ._runner import DEFAULT_CACHE, DEFAULT_OUT, run_figure
+
+try:
+    from ._runner import DEFAULT_CACHE, DEFAULT_OUT, run_figure
+except ModuleNotFoundError as exc:  # `pip install -e .` alone: say which extra, not a traceback
+    if exc.name != "matplotlib":
+        raise
+    sys.exit('the figures need matplotlib: pip install -e ".[figures]"')
 
 
 def main(argv: list[str] | None = None) -> int:

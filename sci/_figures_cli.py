@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 
-def main(argv: list[str] | None = None) -> int:
-    root = Path(__file__).resolve().parents[1]
+def main(argv: list[str] | None = None, *, root: Path | None = None) -> int:
+    """Run ``python -m figures`` with ``argv``; ``root``: the checkout (default: beside sci)."""
+    root = Path(__file__).resolve().parents[1] if root is None else Path(root)
     if not (root / "figures" / "_registry.py").is_file():
         print(
             "sci-figures: the figure scripts live in the source repository (figures/), which "

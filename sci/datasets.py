@@ -328,10 +328,20 @@ def adk_open(
 
 
 def download_all(*, data_dir: str | os.PathLike | None = None) -> dict[str, Path]:
-    """Fetch every registry file (from a local copy where there is one); name -> path."""
+    """Fetch every registry file (from a local copy where there is one); name -> path.
+
+    Run it once with a network to work offline afterwards (the files stay in the cache).
+
+    Examples
+    --------
+    >>> from sci.datasets import download_all
+    >>> paths = download_all()  # doctest: +SKIP
+    >>> sorted(paths)[0]  # doctest: +SKIP
+    'chebtuck-paper/Lattice_n960_ParticlesNumber_2304_Rank_50.mat'
+    """
     return {name: fetch(name, data_dir=data_dir, download=True) for name in REGISTRY}
 
 
 def clear_cache() -> None:
-    """Delete the download cache (never a local copy)."""
+    """Delete the download cache (``SCI_DATA_CACHE`` or pooch's); never a local copy."""
     shutil.rmtree(_cache_dir(), ignore_errors=True)

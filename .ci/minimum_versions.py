@@ -13,9 +13,24 @@ import tomllib
 from pathlib import Path
 
 pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
-requirements = list(pyproject["dependencies"])
-for extra in sys.argv[1:]:
-    requirements += pyproject["optional-dependencies"][extra]
+
+
+def expand(requirements: list[str]) -> list[str]:
+    """The requirements, with the project's own extras (``name[a,b]``) replaced by theirs."""
+    out = []
+    for requirement in requirements:
+        own = re.fullmatch(rf"{re.escape(pyproject['name'])}\[([^\]]+)\]", requirement.strip())
+        if own:
+            for extra in own[1].split(","):
+                out += expand(pyproject["optional-dependencies"][extra.strip()])
+        else:
+            out.append(requirement)
+    return out
+
+
+requirements = expand(list(pyproject["dependencies"]) + [
+    f"{pyproject['name']}[{extra}]" for extra in sys.argv[1:]
+])
 
 pins = {}
 for requirement in requirements:

@@ -21,15 +21,11 @@ are the result.
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 
 from benchmarks._harness import Benchmark, Case, fitted_exponent
 
-_DATA = Path(os.environ.get("SCI_SHARED_DATA",
-                            Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 SIGMA = 0.15
 
 
@@ -105,13 +101,13 @@ def _build_cases(quick):
 
 
 def _protein():
-    from sci.chebyshev_tucker import read_pqr
+    from sci.datasets import DataUnavailableError, adk_open
 
-    path = _DATA / "proteins" / "adk_open.pqr"
-    if not path.exists():
-        print(f"  ({path} not found: protein cases skipped)")
+    try:
+        return adk_open()
+    except DataUnavailableError as exc:
+        print(f"  (protein cases skipped: {exc})")
         return None
-    return read_pqr(path)
 
 
 def _protein_cases(quick):

@@ -12,12 +12,19 @@ from sci._progress import progress_bar
 from sci.parallel import SCHEDULER_VARIABLE, get_executor
 
 from ._registry import discover
-from ._runner import DEFAULT_CACHE, DEFAULT_OUT, run_figure
+
+try:
+    from ._runner import DEFAULT_CACHE, DEFAULT_OUT, run_figure
+except ModuleNotFoundError as exc:  # `pip install -e .` alone: say which extra, not a traceback
+    if exc.name != "matplotlib":
+        raise
+    sys.exit('the figures need matplotlib: pip install -e ".[figures]"')
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m figures",
+        prog="sci-figures" if os.path.basename(sys.argv[0]) == "sci-figures"
+        else "python -m figures",
         description="Reproduce the figures of the five papers (PNG, PDF and the numbers as JSON).",
     )
     parser.add_argument("names", nargs="*", help="figures to run (default: all)")
@@ -70,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(exc))
     names = args.names or list(registry)
     progress = False if args.no_progress else None
+    skipped = {}
     for name in progress_bar(names, progress=progress, desc="figures", unit="fig"):
         start = time.perf_counter()
         record = run_figure(
@@ -77,8 +85,16 @@ def main(argv: list[str] | None = None) -> int:
             cache_dir=None if args.no_cache else args.cache_dir, progress=progress,
             executor=executor,
         )
+        if "skipped" in record:  # its data cannot be had (sci.datasets): the others still run
+            skipped[name] = record["skipped"]
+            print(f"{name}: skipped -- {record['skipped']}", flush=True)
+            continue
         origin = "cache" if record["from_cache"] else f"{time.perf_counter() - start:.1f} s"
         print(f"{name}: {args.out}/{name}.png ({origin}) -- {record['reproduces']}", flush=True)
+    print(f"{len(names) - len(skipped)} of {len(names)} figures drawn into {args.out}"
+          + (f"; {len(skipped)} skipped:" if skipped else ""), flush=True)
+    for name, reason in skipped.items():
+        print(f"  {name}: {reason}", flush=True)
     return 0
 
 

@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import sci  # noqa: E402
 from sci._cache import DiskCache, atomic_replace, atomic_write_text, cache_key  # noqa: E402
 from sci._json import to_jsonable  # noqa: E402
+from sci.datasets import DataUnavailableError  # noqa: E402
 from sci.parallel import configured_executor, use_executor  # noqa: E402
 
 from ._registry import Figure  # noqa: E402
@@ -43,6 +44,13 @@ def _atomic_savefig(fig: Any, path: Path) -> None:
         raise
 
 
+def skip_reason(exc: DataUnavailableError) -> str:
+    """One line: which data file is missing and how to supply it."""
+    what = f"data file {exc.dataset!r}" if exc.dataset else "its data"
+    return (f"{what} not found and not downloadable (set SCI_DATA_DIR to a local copy; "
+            "see sci.datasets)")
+
+
 def run_figure(
     figure: Figure,
     *,
@@ -54,6 +62,9 @@ def run_figure(
     executor: Any = None,
 ) -> dict[str, Any]:
     """Compute (or load from cache) and draw one figure; returns its JSON record.
+
+    A figure whose data (:mod:`sci.datasets`) cannot be had is not drawn: the record then has
+    ``"skipped"``, a one-line reason, and no ``"data"``; nothing is written.
 
     The parameter sweeps of ``compute`` run on ``executor`` (anything
     :func:`sci.parallel.get_executor` accepts). By default: the executor chosen by the caller
@@ -73,10 +84,17 @@ def run_figure(
     if data is None:
         if executor is None:
             executor = configured_executor() or ("serial" if quick else None)
-        with sci.use_backend(backend), (
-            use_executor(executor) if executor is not None else contextlib.nullcontext()
-        ):
-            data = to_jsonable(figure.compute(**params, progress=progress))
+        try:
+            with sci.use_backend(backend), (
+                use_executor(executor) if executor is not None else contextlib.nullcontext()
+            ):
+                data = to_jsonable(figure.compute(**params, progress=progress))
+        except DataUnavailableError as exc:
+            return {
+                "figure": figure.name, "title": figure.title, "reproduces": figure.reproduces,
+                "subpackage": figure.subpackage, "quick": quick, "backend": backend,
+                "skipped": skip_reason(exc), "detail": str(exc),
+            }
         if cache is not None:
             cache.put(key, data)
     elapsed = time.perf_counter() - start

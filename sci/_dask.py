@@ -3,9 +3,10 @@ functions that accept them (:meth:`ChebTucker.on_grid <sci.chebyshev_tucker.Cheb
 and ``to_tucker``, :func:`~sci.chebyshev_tucker.direct_potential`,
 :func:`~sci.neural_collapse.nc_metrics`).
 
-Dask is an optional extra (``pip install 'sci[dask]'``): ``import sci`` and every call on
-NumPy or CuPy arrays never import it. A function given a Dask array builds a graph of one task
-per block (or a tree reduction over blocks); no task ever holds more than a few blocks.
+Dask is an optional extra (``pip install 'sci-theory-results[dask]'``): ``import sci`` and
+every call on NumPy or CuPy arrays never import it. A function given a Dask array builds a graph
+of one task per block (or a tree reduction over blocks); no task ever holds more than a few
+blocks.
 
 The active backend is a :mod:`contextvars` value, which Dask's worker threads (and
 ``distributed`` workers) do not inherit: it is read once when the graph is built and every
@@ -55,7 +56,8 @@ def dask_array_module():
         return importlib.import_module("dask.array")
     except ImportError as exc:  # pragma: no cover - dask is in the test extra
         raise ImportError(
-            "Dask arrays need dask: pip install 'sci[dask]' (dask[array,distributed])"
+            "Dask arrays need dask: pip install 'sci-theory-results[dask]' "
+            "(dask[array,distributed])"
         ) from exc
 
 

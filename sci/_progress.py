@@ -25,8 +25,12 @@ def progress_bar(
     ----------
     progress : bool or None
         ``False`` silences it; ``True`` forces it; ``None`` (default) shows it on a terminal.
+        Without tqdm (an optional dependency, in the ``figures`` extra) there is no bar.
     """
-    from tqdm.auto import tqdm
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional: the same iteration, silently
+        return iter(iterable)
 
     enabled = progress_enabled(progress)
     # tqdm's disable=None means "disable when not attached to a TTY".

@@ -19,7 +19,7 @@ Executors
 Executor           -- the interface: ``map(fn, tasks)`` returns ``[fn(t) for t in tasks]``
 SerialExecutor     -- in this process, one task after another
 ProcessExecutor    -- a pool of local worker processes (``concurrent.futures``, spawn)
-DaskExecutor       -- a ``dask.distributed`` cluster (optional extra ``sci[dask]``)
+DaskExecutor       -- a ``dask.distributed`` cluster (extra ``sci-theory-results[dask]``)
 
 Results do not depend on the executor: every task receives everything it needs (its seed
 included, from :func:`task_seeds`) and runs with the array backend that was active where
@@ -69,7 +69,10 @@ SCHEDULER_VARIABLE = "SCI_DASK_SCHEDULER"
 WORKERS_VARIABLE = "SCI_WORKERS"
 """Environment variable: the number of local worker processes (1: run in-process)."""
 
-_DASK_HINT = 'install the optional extra with `pip install "sci[dask]"` (dask[array,distributed])'
+_DASK_HINT = (
+    'install the optional extra with `pip install "sci-theory-results[dask]"` '
+    "(dask[array,distributed])"
+)
 
 
 def _available_cores() -> int:
@@ -453,7 +456,7 @@ def get_executor(
     ------
     ImportError
         For a Dask scheduler when ``dask.distributed`` is not installed (``pip install
-        "sci[dask]"``).
+        "sci-theory-results[dask]"``).
     ConnectionError
         When the scheduler does not answer within ``timeout`` seconds.
 

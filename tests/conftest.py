@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import sci
+from sci.datasets import DataUnavailableError, fetch
 
 # `ci`: derandomised and without deadlines (shared 2-core machines, JIT warm-up) so a run is
 # reproducible; `dev`: random exploration with more examples.
@@ -20,8 +22,6 @@ settings.register_profile(
 settings.register_profile("dev", deadline=None, max_examples=60)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("SCI_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 CPU_BACKENDS = [b for b in ("numpy", "numba") if b in sci.available_backends()]
 
@@ -60,11 +60,18 @@ def to_numpy():
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """``../shared/data`` beside the checkout (or ``SCI_SHARED_DATA``); skips where absent."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared test data not found at {SHARED_DATA} (set SCI_SHARED_DATA)")
-    return SHARED_DATA
+def dataset() -> Callable[[str], Path]:
+    """``dataset(name)``: the path of a :mod:`sci.datasets` registry file (a local copy,
+    ``SCI_DATA_DIR`` or ``../shared/data`` beside the checkout, else the download cache or a
+    download); skips the calling test, with the reason, where the file cannot be had."""
+
+    def get(name: str) -> Path:
+        try:
+            return fetch(name)
+        except DataUnavailableError as exc:
+            pytest.skip(f"data unavailable: {exc}")
+
+    return get
 
 
 @pytest.fixture(scope="session")

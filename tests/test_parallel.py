@@ -265,7 +265,7 @@ def test_missing_dask_names_the_extra(monkeypatch):
 
     monkeypatch.delitem(sys.modules, "distributed")
     monkeypatch.setattr(builtins, "__import__", no_distributed)
-    with pytest.raises(ImportError, match=r'pip install "sci\[dask\]"'):
+    with pytest.raises(ImportError, match=r'pip install "sci-theory-results\[dask\]"'):
         get_executor("tcp://127.0.0.1:8786")
 
 

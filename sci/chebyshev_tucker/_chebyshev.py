@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .._typing import Array
 from .._validation import as_float_array, check_integer, check_real
 from ..backend import array_namespace, implementation, register
 
@@ -26,7 +27,7 @@ MAX_DEGREE = 1 << 16
 """A degree beyond which every use here would be a mistake (65537 points per mode)."""
 
 
-def chebyshev_points(m: int, *, domain: Sequence[float] = (-1.0, 1.0), dtype: Any = None):
+def chebyshev_points(m: int, *, domain: Sequence[float] = (-1.0, 1.0), dtype: Any = None) -> Array:
     r"""The ``m`` Chebyshev points of the second kind (Lobatto points), ascending.
 
     Parameters
@@ -64,7 +65,7 @@ def chebyshev_points(m: int, *, domain: Sequence[float] = (-1.0, 1.0), dtype: An
     return xp.asarray(mapped, dtype=dtype)
 
 
-def chebyshev_vandermonde(x: Any, degree: int, *, domain: Sequence[float] = (-1.0, 1.0)):
+def chebyshev_vandermonde(x: Any, degree: int, *, domain: Sequence[float] = (-1.0, 1.0)) -> Array:
     r"""The matrix :math:`V_{ip} = T_p(\hat x_i)` of Chebyshev polynomials at points ``x``.
 
     Parameters
@@ -192,7 +193,7 @@ def _edge_scale(xp, n: int, dtype, axis: int, ndim: int, first: float, rest: flo
     return scale.reshape(shape)
 
 
-def values_to_coefficients(values: Any, *, axes: Any = None):
+def values_to_coefficients(values: Any, *, axes: Any = None) -> Array:
     r"""Chebyshev coefficients of the interpolant of ``values`` at the Lobatto points.
 
     Parameters
@@ -235,7 +236,7 @@ def values_to_coefficients(values: Any, *, axes: Any = None):
     return arr
 
 
-def coefficients_to_values(coefficients: Any, *, axes: Any = None):
+def coefficients_to_values(coefficients: Any, *, axes: Any = None) -> Array:
     r"""Values at the Lobatto points (ascending) of a Chebyshev series; inverse of
     :func:`values_to_coefficients`.
 

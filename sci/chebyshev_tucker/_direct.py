@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .._typing import Array
 from .._validation import as_float_array, check_integer
 from ..backend import array_namespace, implementation, register
 
@@ -35,7 +36,7 @@ def _check_targets(targets: Any):
 
 def direct_potential(positions: Any, charges: Any, targets: Any, *, kernel: str = "newton",
                      exponential_sum: Any = None, cutoff: float | None = None,
-                     chunk: int = 2048):
+                     chunk: int = 2048) -> Array:
     r"""Potential of point charges at targets by direct summation, :math:`O(NM)`.
 
     Parameters

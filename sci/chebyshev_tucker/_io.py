@@ -16,7 +16,7 @@ def _finite(arr: np.ndarray, what: str, path: Any) -> np.ndarray:
     return arr
 
 
-def read_pqr(path: str | os.PathLike):
+def read_pqr(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Read a PQR file (PDB2PQR): positions in Å, charges in e, radii in Å.
 
     Parameters
@@ -73,7 +73,7 @@ def read_pqr(path: str | os.PathLike):
     return data[:, :3].copy(), data[:, 3].copy(), data[:, 4].copy()
 
 
-def read_xyz(path: str | os.PathLike):
+def read_xyz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Read an XYZ file whose fifth column is the charge (``element x y z q``).
 
     The first line is the atom count, the second a comment (standard XYZ).

@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .._typing import Array
 from .._validation import as_int_array, check_integer, check_memory
 from ..backend import array_namespace, implementation, register
 from . import _recursion
@@ -49,7 +50,7 @@ def _index_arrays(names, values):
     return [np.ascontiguousarray(a.ravel()) for a in arrays], arrays[0].shape
 
 
-def wigner_3j(l1: Any, l2: Any, l3: Any, m1: Any, m2: Any, m3: Any) -> Any:
+def wigner_3j(l1: Any, l2: Any, l3: Any, m1: Any, m2: Any, m3: Any) -> Array:
     r"""Wigner 3j symbols :math:`\begin{pmatrix} l_1 & l_2 & l_3\\ m_1 & m_2 & m_3\end{pmatrix}`.
 
     Integer arguments broadcast together. Computed by the Schulten-Gordon three-term
@@ -79,7 +80,7 @@ def wigner_3j(l1: Any, l2: Any, l3: Any, m1: Any, m2: Any, m3: Any) -> Any:
     return array_namespace().asarray(out.reshape(shape))
 
 
-def gaunt(l1: Any, l2: Any, l3: Any, m1: Any, m2: Any, m3: Any) -> Any:
+def gaunt(l1: Any, l2: Any, l3: Any, m1: Any, m2: Any, m3: Any) -> Array:
     r"""Gaunt coefficients :math:`\int Y_{l_1}^{m_1} Y_{l_2}^{m_2} Y_{l_3}^{m_3}\,d\Omega`.
 
     The convention of ``sympy.physics.wigner.gaunt`` (complex harmonics, Condon-Shortley).
@@ -130,7 +131,7 @@ def gaunt(l1: Any, l2: Any, l3: Any, m1: Any, m2: Any, m3: Any) -> Any:
     return array_namespace().asarray(out.reshape(shape))
 
 
-def real_gaunt(l1: Any, l2: Any, l3: Any, m1: Any, m2: Any, m3: Any) -> Any:
+def real_gaunt(l1: Any, l2: Any, l3: Any, m1: Any, m2: Any, m3: Any) -> Array:
     r"""Real Gaunt coefficients :math:`\int Z_{l_1}^{m_1} Z_{l_2}^{m_2} Z_{l_3}^{m_3}\,d\Omega`.
 
     The convention of ``sympy.physics.wigner.real_gaunt``:

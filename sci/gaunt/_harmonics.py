@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .._typing import Array
 from .._validation import as_float_array, check_integer, check_memory
 from ..backend import array_namespace, asarray
 
@@ -25,7 +26,7 @@ LMAX_LIMIT = 4096
 """Degrees above this are refused outright (the tables grow as lmax^3)."""
 
 
-def coefficient_index(l: Any, m: Any) -> Any:
+def coefficient_index(l: Any, m: Any) -> int | Array:
     """Flat index ``l**2 + l + m`` of the coefficient of degree ``l`` and order ``m``.
 
     Examples
@@ -159,7 +160,7 @@ def spherical_harmonics(
     basis: str = "real",
     normalization: str = "orthonormal",
     dtype: Any = None,
-) -> Any:
+) -> Array:
     r"""Spherical harmonics of every degree up to ``lmax`` at points of the sphere.
 
     Parameters
@@ -254,7 +255,7 @@ def _basis_change(lmax: int) -> np.ndarray:
     return u
 
 
-def real_to_complex(x: Any) -> Any:
+def real_to_complex(x: Any) -> Array:
     r"""Complex-basis coefficients of the function with real-basis coefficients ``x``.
 
     :math:`f = \sum a_{lm} Z_l^m = \sum c_{lm} Y_l^m` with :math:`c = U^T a`.
@@ -286,7 +287,7 @@ def real_to_complex(x: Any) -> Any:
     return c
 
 
-def complex_to_real(c: Any) -> Any:
+def complex_to_real(c: Any) -> Array:
     r"""Real-basis coefficients of the real function with complex-basis coefficients ``c``.
 
     The inverse of :func:`real_to_complex` (``c`` must describe a real function,
@@ -324,7 +325,7 @@ def complex_to_real(c: Any) -> Any:
 _E3NN_ROTATION = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, 1.0], [-1.0, 0.0, 0.0]])
 
 
-def to_e3nn(x: Any, *, normalization: str = "integral") -> Any:
+def to_e3nn(x: Any, *, normalization: str = "integral") -> Array:
     r"""Coefficients in e3nn's real basis (``o3.spherical_harmonics``) of the same function.
 
     Parameters
@@ -355,7 +356,7 @@ def to_e3nn(x: Any, *, normalization: str = "integral") -> Any:
     return _e3nn_map(x, normalization, inverse=False)
 
 
-def from_e3nn(x: Any, *, normalization: str = "integral") -> Any:
+def from_e3nn(x: Any, *, normalization: str = "integral") -> Array:
     """Coefficients in this package's real basis of a function given in e3nn's basis.
 
     The inverse of :func:`to_e3nn` (same ``normalization`` meaning).

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .._typing import Array
 from .._validation import as_float_array, check_integer, check_memory, format_bytes, memory_limit
 from ..backend import array_namespace, implementation, register
 from ._coefficients import gaunt_table
@@ -369,7 +370,7 @@ def gaunt_tensor_product(
     method: str = "fourier",
     basis: str = "real",
     weights: Any = None,
-) -> Any:
+) -> Array:
     r"""The Gaunt tensor product: the harmonic coefficients of the pointwise product.
 
     Parameters
@@ -478,7 +479,7 @@ def gaunt_convolution(
     method: str = "fourier",
     basis: str = "real",
     weights: Any = None,
-) -> Any:
+) -> Array:
     r"""Equivariant convolution: features times spherical harmonics of edge directions.
 
     Parameters
@@ -545,7 +546,7 @@ def gaunt_power(
     lmax_out: int | None = None,
     method: str = "fourier",
     basis: str = "real",
-) -> Any:
+) -> Array:
     r"""Many-body features :math:`x^{\otimes\nu}`: the coefficients of :math:`f^\nu`.
 
     Parameters

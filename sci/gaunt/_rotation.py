@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .._typing import Array
 from .._validation import as_float_array, check_integer, resolve_rng
 from ..backend import array_namespace, asarray
 
@@ -41,7 +42,7 @@ def _check_rotation(rotation: Any):
     return r
 
 
-def wigner_D(l: int, rotation: Any, *, basis: str = "real") -> Any:
+def wigner_D(l: int, rotation: Any, *, basis: str = "real") -> Array:
     r"""The matrix of a rotation on the degree-``l`` spherical harmonics.
 
     Parameters
@@ -93,7 +94,7 @@ def wigner_D(l: int, rotation: Any, *, basis: str = "real") -> Any:
     return xp.swapaxes(yw, -1, -2) @ yr
 
 
-def rotate(x: Any, rotation: Any, *, basis: str = "real") -> Any:
+def rotate(x: Any, rotation: Any, *, basis: str = "real") -> Array:
     r"""Coefficients of the rotated function :math:`f(R^{-1} r)`.
 
     Parameters

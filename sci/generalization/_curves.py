@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .._typing import Array
 from .._validation import as_float_array, check_integer
 from ..backend import array_namespace, implementation, register
 from ._marchenko_pastur import _check_alpha
@@ -228,7 +229,7 @@ def generalization_error(
     sigma_eps: Any,
     sigma_w0: Any = 0.0,
     tau: Any = 1.0,
-) -> Any:
+) -> Array:
     r"""Generalization error :math:`E_g(t)` of gradient flow in the linear student–teacher model.
 
     .. math::
@@ -310,7 +311,7 @@ def training_error(
     sigma_eps: Any,
     sigma_w0: Any = 0.0,
     tau: Any = 1.0,
-) -> Any:
+) -> Array:
     r"""Training error :math:`E_{train}(t)` of gradient flow in the linear student–teacher model.
 
     .. math::
@@ -367,7 +368,7 @@ def training_error(
     return value.astype(dtype, copy=False).reshape(shape)
 
 
-def frozen_subspace_error(alpha: Any, *, sigma_w: Any = 1.0, sigma_w0: Any = 0.0) -> Any:
+def frozen_subspace_error(alpha: Any, *, sigma_w: Any = 1.0, sigma_w0: Any = 0.0) -> Array:
     r"""The frozen subspace's part :math:`(1-\alpha)_+(\sigma_{\bar w}^2 + \sigma_{w_0}^2)` of E_g.
 
     For :math:`\alpha < 1` a fraction :math:`1 - \alpha` of the input directions has
@@ -413,7 +414,7 @@ def asymptotic_errors(
     sigma_w0: Any = 0.0,
     tau: Any = 1.0,
     n_inputs: int | None = None,
-) -> tuple[Any, Any]:
+) -> tuple[Array, Array]:
     r"""The :math:`t\to\infty` limits of the generalization and training errors.
 
     .. math::
@@ -495,7 +496,7 @@ def asymptotic_errors(
 
 def mode_optimal_stopping(
     lam: Any, *, sigma_w: Any = 1.0, sigma_eps: Any, sigma_w0: Any = 0.0, tau: Any = 1.0
-) -> tuple[Any, Any]:
+) -> tuple[Array, Array]:
     r"""Optimal stopping time and error of each eigenmode on its own.
 
     .. math::
@@ -559,7 +560,7 @@ def mode_optimal_stopping(
 
 def ridge_error(
     alpha: Any, *, sigma_w: Any = 1.0, sigma_eps: Any, sigma_w0: Any = 0.0, tau: Any = 1.0
-) -> Any:
+) -> Array:
     r"""Generalization error of optimal ridge regression: the Bayes error of the linear model.
 
     .. math::
@@ -633,7 +634,7 @@ def optimal_stopping(
     sigma_w0: Any = 0.0,
     tau: Any = 1.0,
     n_iterations: int = 64,
-) -> tuple[Any, Any]:
+) -> tuple[Array, Array]:
     r"""Optimal global early-stopping time :math:`t_{opt} = \arg\min_t E_g(t)` and its error.
 
     Parameters

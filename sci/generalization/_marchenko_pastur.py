@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
+from .._typing import Array
 from .._validation import as_float_array, check_integer
 from ..backend import array_namespace, implementation, register
 
@@ -37,7 +38,7 @@ def _edges(alpha: Any, xp: Any) -> tuple[Any, Any]:
     return lower, upper
 
 
-def marchenko_pastur_support(alpha: Any) -> tuple[Any, Any]:
+def marchenko_pastur_support(alpha: Any) -> tuple[Array, Array]:
     r"""Edges :math:`\lambda_\pm = (1 \pm \sqrt{\alpha})^2` of the Marchenko–Pastur bulk.
 
     Parameters
@@ -95,7 +96,7 @@ def _pdf_array(lam: Any, alpha: Any) -> Any:
 register("generalization.marchenko_pastur_pdf", "numba", "sci.generalization._cpu:mp_pdf")
 
 
-def marchenko_pastur_pdf(lam: Any, alpha: Any) -> Any:
+def marchenko_pastur_pdf(lam: Any, alpha: Any) -> Array:
     r"""Density of the continuous part of the Marchenko–Pastur law.
 
     .. math::
@@ -202,7 +203,7 @@ _RULES = {"gauss": _gauss_rule, "substitution": _substitution_rule}
 
 def marchenko_pastur_quadrature(
     alpha: Any, n_nodes: int = 400, *, rule: str = "gauss"
-) -> tuple[Any, Any]:
+) -> tuple[Array, Array]:
     r"""Nodes and weights integrating against the Marchenko–Pastur bulk.
 
     Returns :math:`(\lambda_j, w_j)` with

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .._typing import Array
 from .._validation import (
     as_float_array,
     check_integer,
@@ -217,7 +218,7 @@ def simulate_linear(
     dtype: Any = None,
     trials_per_task: int | None = None,
     executor: Any = None,
-) -> tuple[Any, Any]:
+) -> tuple[Array, Array]:
     r"""Generalization and training error of simulated linear students, trial by trial.
 
     Each trial draws inputs :math:`X` (:math:`N \times P`, entries :math:`\mathcal N(0,1/N)`),

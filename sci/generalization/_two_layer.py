@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .._typing import Array
 from .._validation import (
     as_int_array,
     check_integer,
@@ -218,7 +219,7 @@ def simulate_two_layer(
     dtype: Any = None,
     trials_per_task: int | None = None,
     executor: Any = None,
-) -> tuple[Any, Any]:
+) -> tuple[Array, Array]:
     r"""Errors of two-layer ReLU students trained by full-batch gradient descent on a teacher.
 
     The student :math:`\hat y(x) = \sum_{j=1}^{H} a_j\,\mathrm{relu}(W_j\cdot x)/\sqrt H` learns

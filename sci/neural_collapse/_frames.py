@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .._typing import Array
 from .._validation import as_float_array, check_integer, check_real, resolve_rng
 from ..backend import array_namespace, asarray, to_numpy
 
@@ -41,7 +42,7 @@ def _embed(rows: np.ndarray, d: int, rng: Any) -> Any:
     return asarray(frame)
 
 
-def simplex_etf(K: int, d: int | None = None, *, rng: Any = None) -> Any:
+def simplex_etf(K: int, d: int | None = None, *, rng: Any = None) -> Array:
     """The K unit vectors of a simplex equiangular tight frame in dimension ``d``.
 
     Parameters
@@ -89,7 +90,7 @@ def simplex_etf(K: int, d: int | None = None, *, rng: Any = None) -> Any:
     return _embed(np.sqrt(K / (K - 1.0)) * _helmert_basis(K), d, rng)
 
 
-def orthogonal_frame(K: int, d: int | None = None, *, rng: Any = None) -> Any:
+def orthogonal_frame(K: int, d: int | None = None, *, rng: Any = None) -> Array:
     """K orthonormal vectors in dimension ``d >= K`` (the bias-free balanced geometry).
 
     Parameters

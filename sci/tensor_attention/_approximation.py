@@ -29,7 +29,9 @@ def _check_method(method: Any, allowed: Sequence[str] = METHODS, name: str = "me
     return method
 
 
-def exp_polynomial_coefficients(degree: int, *, method: str = "taylor", bound: float = 1.0):
+def exp_polynomial_coefficients(
+    degree: int, *, method: str = "taylor", bound: float = 1.0
+) -> np.ndarray:
     r"""Monomial coefficients :math:`c_0, \dots, c_g` of a polynomial :math:`p \approx e^x`.
 
     Parameters

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .._typing import Array
 from .._validation import check_real
 from ..backend import array_namespace, implementation, register
 from ._inputs import as_sequence, attention_inputs, pair_names, resolve_scale
@@ -182,7 +183,7 @@ def higher_order_attention(
     scale: float | None = None,
     causal: bool = False,
     max_work: float | None = DEFAULT_MAX_WORK,
-) -> Any:
+) -> Array:
     r"""Exact order-:math:`t` attention with :math:`t - 1` key/value pairs.
 
     Parameters
@@ -271,7 +272,7 @@ def softmax_attention(
     scale: float | None = None,
     causal: bool = False,
     max_work: float | None = DEFAULT_MAX_WORK,
-) -> Any:
+) -> Array:
     r"""Exact matrix (softmax) attention :math:`D^{-1} \exp(s Q K^\top) V`.
 
     Parameters
@@ -333,7 +334,7 @@ def tensor_attention(
     scale: float | None = None,
     causal: bool = False,
     max_work: float | None = DEFAULT_MAX_WORK,
-) -> Any:
+) -> Array:
     r"""Exact tensor (Kronecker, 2-simplicial) attention :math:`D^{-1} A (V_1 \oslash V_2)`.
 
     Parameters

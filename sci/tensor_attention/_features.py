@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .._typing import Array
 from .._validation import as_float_array, check_integer, check_memory, check_real
 from ..backend import array_namespace
 
@@ -85,7 +86,7 @@ def _monomials_xp(xp, X, degree: int):
 
 def polynomial_features(
     X: Any, degree: int, *, scale: float = 1.0, coefficients: Any = None
-) -> Any:
+) -> Array:
     r"""The factor matrix of all monomials :math:`\prod_l (\sigma X_{il})^{\alpha_l}` of degree ≤ g.
 
     Parameters

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .._typing import Array
 from .._validation import check_integer, check_memory, check_real, resolve_rng
 from ..backend import array_namespace
 from ._approximation import (
@@ -240,7 +241,7 @@ def poly_higher_order_attention(
     on_nonpositive: str = "raise",
     chunk_size: int | None = None,
     return_info: bool = False,
-) -> Any:
+) -> Array | tuple[Array, PolyAttentionInfo]:
     r"""Order-t attention by the polynomial method: :math:`n^{1+o(1)}` time for bounded entries.
 
     Parameters
@@ -480,7 +481,7 @@ def poly_attention(
     scale: float | None = None,
     return_info: bool = False,
     **options: Any,
-) -> Any:
+) -> Array | tuple[Array, PolyAttentionInfo]:
     r"""Matrix softmax attention by the polynomial method (order 2).
 
     Parameters
@@ -539,7 +540,7 @@ def poly_tensor_attention(
     scale: float | None = None,
     return_info: bool = False,
     **options: Any,
-) -> Any:
+) -> Array | tuple[Array, PolyAttentionInfo]:
     r"""Tensor (Kronecker) attention by the polynomial method (order 3).
 
     Parameters

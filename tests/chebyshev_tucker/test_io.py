@@ -12,8 +12,8 @@ from sci.chebyshev_tucker import (
 
 
 @pytest.fixture(scope="module")
-def adk(shared_data):
-    return read_pqr(shared_data / "proteins" / "adk_open.pqr")
+def adk(dataset):
+    return read_pqr(dataset("proteins/adk_open.pqr"))
 
 
 def test_read_adk(adk):

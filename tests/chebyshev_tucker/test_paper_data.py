@@ -1,4 +1,4 @@
-"""Reproduce the paper's own data (../shared/data/chebtuck-paper, see its README)."""
+"""Reproduce the paper's own data (sci.datasets: chebtuck-paper/*.mat, from bonans/ChebTuck)."""
 
 import math
 
@@ -24,10 +24,8 @@ PAPER_NEWTON_RANKS = {256: 9, 512: 11, 1024: 12, 2048: 13}
 NEWTON_RANKS = {256: 7, 512: 9, 1024: 10, 2048: 11}
 
 
-def _load(shared_data, name):
-    path = shared_data / "chebtuck-paper" / name
-    if not path.exists():
-        pytest.skip(f"{path} not found")
+def _load(dataset, name):
+    path = dataset(f"chebtuck-paper/{name}")  # skips the test where the file cannot be had
     return scipy_io.loadmat(path, squeeze_me=True, struct_as_record=False)
 
 
@@ -42,8 +40,8 @@ def _cp_error(ct, weights, factors, grids, rng, samples=20000):
     return np.max(np.abs(ct(pts) - ref)) / np.max(np.abs(ref))
 
 
-def _newton_long_range(shared_data, n, degree, rng):
-    d = _load(shared_data, f"Newt_canon_{n}.mat")
+def _newton_long_range(dataset, n, degree, rng):
+    d = _load(dataset, f"Newt_canon_{n}.mat")
     u = d["U1r"]
     r_long = math.ceil(u.shape[1] / 2) - 3
     f = u[:, :r_long] / (2 / n)  # divide by h to get values
@@ -53,7 +51,7 @@ def _newton_long_range(shared_data, n, degree, rng):
     return ct, _cp_error(ct, np.ones(r_long), [f, f, f], [g, g, g], rng)
 
 
-def _newton_exact_factor(shared_data, n):
+def _newton_exact_factor(dataset, n):
     """The functions behind the data: column k of U1r/h is the cell average
     (1/h) int_{x-h/2}^{x+h/2} a_k exp(-t_k^2 s^2) ds of a sinc-quadrature Gaussian (fitted
     here: a_k, t_k reproduce the columns to ~1e-13 relative, point samples of a Gaussian only
@@ -61,7 +59,7 @@ def _newton_exact_factor(shared_data, n):
     from scipy.optimize import least_squares
     from scipy.special import erf
 
-    u = _load(shared_data, f"Newt_canon_{n}.mat")["U1r"]
+    u = _load(dataset, f"Newt_canon_{n}.mat")["U1r"]
     h = 2 / n
     f = u[:, :math.ceil(u.shape[1] / 2) - 3] / h
     g = _cell_centred(n)
@@ -80,20 +78,20 @@ def _newton_exact_factor(shared_data, n):
 
 
 @pytest.mark.parametrize("n", [256, 512, 1024, 2048])
-def test_newton_long_range_ranks_and_errors(shared_data, n, rng):
-    ct, err = _newton_long_range(shared_data, n, 128, rng)
+def test_newton_long_range_ranks_and_errors(dataset, n, rng):
+    ct, err = _newton_long_range(dataset, n, 128, rng)
     assert err <= 1e-7  # on the grid (the paper's measure); seen 2.3e-8 .. 5.7e-9
     assert ct.ranks == (NEWTON_RANKS[n],) * 3
     assert NEWTON_RANKS[n] == PAPER_NEWTON_RANKS[n] - 2
 
 
 @pytest.mark.parametrize("n", [256, 1024])
-def test_newton_long_range_between_grid_points_and_rank_margin(shared_data, n, rng):
+def test_newton_long_range_between_grid_points_and_rank_margin(dataset, n, rng):
     """Off the grid the tensor follows the exact functions behind the data; its ranks are
     those built from the exact functions (sampled at the Lobatto points), and the HOSVD tail
     criterion is far from its threshold at both the rank and one below it (rounding of the
     data cannot flip it: the rank is the same on every LAPACK build)."""
-    f, exact = _newton_exact_factor(shared_data, n)
+    f, exact = _newton_exact_factor(dataset, n)
     r = f.shape[1]
     ct = ChebTucker.from_cp(np.ones(r), [f] * 3, domain=(-1, 1), degree=128, tol=1e-7,
                             grid=[_cell_centred(n)] * 3)
@@ -111,7 +109,7 @@ def test_newton_long_range_between_grid_points_and_rank_margin(shared_data, n, r
 
 
 @pytest.mark.parametrize("n", [256, 512, 1024, 2048])
-def test_paper_ranks_are_those_of_the_coefficient_factor(shared_data, n):
+def test_paper_ranks_are_those_of_the_coefficient_factor(dataset, n):
     """The paper's ranks 9, 11, 12, 13 are the epsilon-ranks sigma_{r+1} <= eps sigma_1 of
     the m x R_l Chebyshev coefficient matrix of the factor columns (m = 129, eps = 1e-7): the
     factor truncation of the RHOSVD, before the core is truncated again (our ranks). Far from
@@ -120,7 +118,7 @@ def test_paper_ranks_are_those_of_the_coefficient_factor(shared_data, n):
     from sci.chebyshev_tucker import chebyshev_points, values_to_coefficients
     from sci.chebyshev_tucker._fit import floater_hormann_coefficients
 
-    u = _load(shared_data, f"Newt_canon_{n}.mat")["U1r"]
+    u = _load(dataset, f"Newt_canon_{n}.mat")["U1r"]
     f = u[:, :math.ceil(u.shape[1] / 2) - 3] / (2 / n)
     values, _, _ = floater_hormann_coefficients(f, _cell_centred(n), chebyshev_points(129),
                                                 None, np.ones(f.shape[1]), 0)
@@ -131,16 +129,16 @@ def test_paper_ranks_are_those_of_the_coefficient_factor(shared_data, n):
     assert s[rank - 1] >= 4 * threshold and s[rank] <= 0.1 * threshold
 
 
-def test_newton_long_range_needs_more_points_at_4096(shared_data, rng):
+def test_newton_long_range_needs_more_points_at_4096(dataset, rng):
     # Spec: m = 129 is too few at n = 4096 (~1e-4), m = 257 gives ~7.5e-10.
-    _, err129 = _newton_long_range(shared_data, 4096, 128, rng)
-    _, err257 = _newton_long_range(shared_data, 4096, 256, rng)
+    _, err129 = _newton_long_range(dataset, 4096, 128, rng)
+    _, err257 = _newton_long_range(dataset, 4096, 256, rng)
     assert 1e-5 < err129 < 1e-3
     assert err257 < 1e-8
 
 
-def test_biomolecule_500_particles(shared_data, rng):
-    d = _load(shared_data, "n256_Pn500.mat")
+def test_biomolecule_500_particles(dataset, rng):
+    d = _load(dataset, "n256_Pn500.mat")
     led = d["LRed"]
     w = led.LAM1C / d["Hunif"] ** 3
     f = [led.CU1, led.CU2, led.CU3]
@@ -152,8 +150,8 @@ def test_biomolecule_500_particles(shared_data, rng):
     assert _cp_error(coarse, w, f, [g, g, g], rng) > 1e-5  # m = 65 does not resolve it
 
 
-def test_lattice_long_range(shared_data, rng):
-    d = _load(shared_data, "Lattice_n960_ParticlesNumber_2304_Rank_50.mat")
+def test_lattice_long_range(dataset, rng):
+    d = _load(dataset, "Lattice_n960_ParticlesNumber_2304_Rank_50.mat")
     keep = 25 - 11  # drop the 11 narrowest terms of each sign (README)
     pos, neg = d["ASC"], d["AvC"]
     f = [np.concatenate([getattr(pos, f"U{k}k")[:, :keep], getattr(neg, f"U{k}k")[:, :keep]],

@@ -1,0 +1,21 @@
+"""Type aliases of the public signatures.
+
+Functions return arrays of the active backend: NumPy arrays, or CuPy arrays on the ``cupy``
+backend. ``Array`` says so to type checkers; at run time it is :class:`numpy.ndarray` (CuPy is
+optional and never imported here).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypeAlias
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import cupy  # type: ignore[import-not-found, unused-ignore]
+
+    Array: TypeAlias = np.ndarray | cupy.ndarray
+else:
+    Array: TypeAlias = np.ndarray
+
+__all__ = ["Array"]

@@ -148,7 +148,7 @@ def plot_asymptotic(data):
     for k, curve in enumerate(data["curves"]):
         color = f"C{k}"
         ax.plot(data["alpha"], curve["generalization"], color=color,
-                label=rf"$E_g(\infty)$, SNR = {curve['snr']:g}")
+                label=rf"$E_g(t \to \infty)$, SNR = {curve['snr']:g}")
         ax.plot(data["alpha"], curve["training"], color=color, ls=":")
         ax.errorbar(curve["alpha_simulated"], curve["generalization_simulated"],
                     yerr=curve["generalization_sem"], fmt="o", ms=3, color=color)
@@ -156,7 +156,8 @@ def plot_asymptotic(data):
     ax.set_yscale("log")
     ax.set_ylim(1e-2, 1e2)
     ax.set_xlabel(r"$\alpha = P/N$")
-    ax.set_ylabel(r"error at $t \to \infty$")
+    # No infinity sign in a rotated label: turned 90 degrees it reads as an 8.
+    ax.set_ylabel("error after training to convergence")
     ax.set_title(f"Overtraining peak at α = 1 (dotted: $E_{{train}}$; points: N = "
                  f"{data['n_inputs']})", fontsize=9)
     ax.legend(fontsize=7, frameon=False)
@@ -230,7 +231,7 @@ def plot_initial_weights(data):
                      xycoords=("data", "axes fraction"), xytext=(4, 0),
                      textcoords="offset points", fontsize=8, va="top")
     axes[1].set_xlabel(r"$\alpha = P/N$")
-    axes[1].set_ylabel(r"$E_g(t \to \infty)$")
+    axes[1].set_ylabel(r"$E_g$ after training to convergence")
     axes[1].set_title("large initial weights hurt only for α < 1", fontsize=9)
     axes[0].legend(fontsize=7, frameon=False)
     fig.suptitle(f"Initial weight scale, SNR = {data['snr']:g}", fontsize=10)

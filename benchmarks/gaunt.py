@@ -15,7 +15,8 @@ Cases (one process, same inputs):
   product of two degree-L inputs kept to degree L (caches cleared before every call), at
   L = 64 and 128 (16 and 32 quick). One-liner::
 
-      python -c "from benchmarks.gaunt import build_tables; import time; t = time.perf_counter(); build_tables(128); print(time.perf_counter() - t)"
+      python -c "from benchmarks.gaunt import build_tables as b; import timeit; \\
+          print(timeit.timeit(lambda: b(128), number=1))"
 
 Threads: torch, Numba and BLAS are limited to one thread each (recorded), so the comparison is
 per core.

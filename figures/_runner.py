@@ -33,6 +33,8 @@ QUICK_LABEL = "quick mode: reduced sizes (python -m figures --quick), not the pa
 def default_out(quick: bool) -> Path:
     """Where ``python -m figures`` writes by default: quick figures apart from the full ones."""
     return DEFAULT_OUT / QUICK_SUBDIR if quick else DEFAULT_OUT
+
+
 # SCI_FIGURES_CACHE lets separate processes share computed figures (CI: the docs build reuses
 # what the tests computed in the same run; entries are keyed by parameters, backend, version).
 DEFAULT_CACHE = Path(

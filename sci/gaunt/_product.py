@@ -13,10 +13,10 @@ from ._coefficients import gaunt_table
 from ._fourier import (
     _full_spectrum_complex,
     _half_to_complex,
-    fourier_tables_bytes,
     _project,
     _torus_coefficients_real,
     _torus_grid_real,
+    fourier_tables_bytes,
 )
 from ._harmonics import (
     LMAX_LIMIT,

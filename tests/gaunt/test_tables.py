@@ -1,4 +1,4 @@
-"""The Fourier method's cached tables: equal to the dense definitions, refused up front when huge."""
+"""The Fourier method's cached tables: equal to the dense definitions, refused when huge."""
 
 from __future__ import annotations
 

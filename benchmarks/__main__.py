@@ -41,7 +41,11 @@ def main(argv: list[str] | None = None) -> int:
             f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(registry)}"
         )
     if args.backend:
-        sci.set_backend(args.backend)
+        try:  # an unavailable backend: one line with the reason, exit code 2 (no traceback)
+            sci.set_backend(args.backend)
+        except sci.BackendNotAvailableError as exc:
+            print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+            return 2
     from sci.parallel import use_executor
 
     for name in args.names or list(registry):

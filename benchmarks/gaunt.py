@@ -11,6 +11,12 @@ Cases (one process, same inputs):
 * ``fourier L=..``: the Fourier method alone up to L = 64 (smaller batch, recorded), for the
   fitted exponent of time in L.
 * ``gaunt coefficients``: ``gaunt`` on 200 index tuples (l <= 8) against sympy's ``gaunt``.
+* ``tables L=..``: the first-call cost of the Fourier method, building its cached tables for a
+  product of two degree-L inputs kept to degree L (caches cleared before every call), at
+  L = 64 and 128 (16 and 32 quick). One-liner::
+
+      python -c "from benchmarks.gaunt import build_tables as b; import timeit; \\
+          print(timeit.timeit(lambda: b(128), number=1))"
 
 Threads: torch, Numba and BLAS are limited to one thread each (recorded), so the comparison is
 per core.
@@ -93,6 +99,30 @@ def _fourier_case(lmax: int, batch: int):
     )
 
 
+def build_tables(lmax: int) -> None:
+    """Build, from an empty cache, every table of a degree-``lmax`` x degree-``lmax`` product."""
+    from sci.gaunt import _fourier
+    from sci.gaunt._product import _torus_sizes
+
+    for cached in (_fourier.legendre_fourier_coefficients, _fourier._torus_synthesis,
+                   _fourier._torus_analysis):
+        cached.cache_clear()
+    degree = 2 * lmax
+    n_theta, _ = _torus_sizes((lmax, lmax), degree, lmax)
+    _fourier._torus_synthesis(lmax, n_theta)
+    _fourier._torus_analysis(lmax, n_theta, degree)
+
+
+def _tables_case(lmax: int):
+    return Case(
+        label=f"tables L={lmax}",
+        ours=lambda: build_tables(lmax),
+        params={"L": lmax, "product_degree": 2 * lmax},
+        ours_name="sci fourier tables",
+        repeats=3,
+    )
+
+
 def _coefficient_case():
     from sci.gaunt import gaunt
 
@@ -151,6 +181,8 @@ def _all_cases(quick: bool):
     big_batch = 16 if quick else 64
     for lmax in ((8, 16) if quick else (8, 12, 16, 24, 32, 48, 64)):
         yield _fourier_case(lmax, big_batch)
+    for lmax in ((16, 32) if quick else (64, 128)):
+        yield _tables_case(lmax)
     yield _coefficient_case()
 
 
@@ -173,6 +205,9 @@ def summarize(rows):
         per_row = [r["ours_median_s"] / r["params"]["batch"] for r in alone]
         out["fourier_fitted_exponent_L8_64"] = fitted_exponent(sizes, per_row)
         out["fourier_seconds_per_row"] = dict(zip(sizes, per_row, strict=True))
+    tables = [r for r in rows if r["case"].startswith("tables L=")]
+    if tables:
+        out["table_build_seconds"] = {r["params"]["L"]: r["ours_median_s"] for r in tables}
     direct = [r for r in rows if r["case"].startswith("fourier vs direct")]
     if direct:
         out["max_discrepancy_vs_direct"] = max(r.get("discrepancy", 0.0) for r in direct)

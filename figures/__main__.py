@@ -8,13 +8,13 @@ import sys
 import time
 
 import sci
-from sci._progress import progress_bar
+from sci._progress import progress_bar, progress_write
 from sci.parallel import SCHEDULER_VARIABLE, get_executor
 
 from ._registry import discover
 
 try:
-    from ._runner import DEFAULT_CACHE, DEFAULT_OUT, run_figure
+    from ._runner import DEFAULT_CACHE, DEFAULT_OUT, QUICK_SUBDIR, default_out, run_figure
 except ModuleNotFoundError as exc:  # `pip install -e .` alone: say which extra, not a traceback
     if exc.name != "matplotlib":
         raise
@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the figures and exit")
     parser.add_argument("--quick", action="store_true", help="reduced sizes, same computation")
     parser.add_argument(
-        "--out", default=str(DEFAULT_OUT), help="output folder (default: %(default)s)"
+        "--out", default=None,
+        help=f"output folder (default: {DEFAULT_OUT}; with --quick {DEFAULT_OUT / QUICK_SUBDIR}, "
+             "so quick runs never overwrite the full figures)",
     )
     parser.add_argument(
         "--backend", choices=sci.backend.BACKENDS, default=None,
@@ -50,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         help="local worker processes (default: SCI_WORKERS or every core; 1: in-process)",
     )
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = str(default_out(args.quick))
 
     registry = discover()
     if args.list:
@@ -63,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
             f"unknown figure(s) {', '.join(unknown)}; choose from {', '.join(registry)}"
         )
     if args.backend is not None:
-        sci.set_backend(args.backend)  # fails early, with the reason, if it is unavailable
+        try:  # fails early, with the reason, if it is unavailable: one line, exit code 2
+            sci.set_backend(args.backend)
+        except sci.BackendNotAvailableError as exc:
+            print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+            return 2
     executor = None
     scheduler = args.scheduler
     if scheduler is None and args.workers is not None:
@@ -87,10 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         if "skipped" in record:  # its data cannot be had (sci.datasets): the others still run
             skipped[name] = record["skipped"]
-            print(f"{name}: skipped -- {record['skipped']}", flush=True)
+            progress_write(f"{name}: skipped -- {record['skipped']}")
             continue
         origin = "cache" if record["from_cache"] else f"{time.perf_counter() - start:.1f} s"
-        print(f"{name}: {args.out}/{name}.png ({origin}) -- {record['reproduces']}", flush=True)
+        progress_write(f"{name}: {args.out}/{name}.png ({origin}) -- {record['reproduces']}")
     print(f"{len(names) - len(skipped)} of {len(names)} figures drawn into {args.out}"
           + (f"; {len(skipped)} skipped:" if skipped else ""), flush=True)
     for name, reason in skipped.items():

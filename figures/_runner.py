@@ -26,6 +26,16 @@ from sci.parallel import configured_executor, use_executor  # noqa: E402
 from ._registry import Figure  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"
+QUICK_SUBDIR = "quick"
+"""``--quick`` figures go to ``figures/out/quick/``: never over the full ones."""
+QUICK_LABEL = "quick mode: reduced sizes (python -m figures --quick), not the paper's sizes"
+
+
+def default_out(quick: bool) -> Path:
+    """Where ``python -m figures`` writes by default: quick figures apart from the full ones."""
+    return DEFAULT_OUT / QUICK_SUBDIR if quick else DEFAULT_OUT
+
+
 # SCI_FIGURES_CACHE lets separate processes share computed figures (CI: the docs build reuses
 # what the tests computed in the same run; entries are keyed by parameters, backend, version).
 DEFAULT_CACHE = Path(
@@ -114,6 +124,9 @@ def run_figure(
     }
     atomic_write_text(out / f"{figure.name}.json", json.dumps(record, indent=1))
     fig = figure.plot(data)
+    if quick:  # labelled in the image itself: a quick figure is never mistaken for the full one
+        fig.text(0.5, 0.0, QUICK_LABEL, ha="center", va="top", fontsize=8, color="#b03030",
+                 style="italic")
     try:
         for suffix in (".png", ".pdf"):
             _atomic_savefig(fig, out / f"{figure.name}{suffix}")

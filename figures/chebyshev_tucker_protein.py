@@ -62,7 +62,7 @@ def plot(data):
     e = np.maximum(np.asarray(data["relative_error"]).T, 1e-16)
     im = b.imshow(e, origin="lower", extent=ext, cmap="viridis",
                   norm=LogNorm(vmin=max(e.max() * 1e-4, 1e-16), vmax=e.max()))
-    fig.colorbar(im, ax=b, label="|error| / max|V_l|")
+    fig.colorbar(im, ax=b, label=r"$|\mathrm{error}|\, /\, \max|V_l|$")
     b.set_title(f"error vs direct sum\nmax {data['max_relative_error']:.1e}, "
                 f"tol {data['tol']:g}")
     b.set_xlabel("x [Å]")

@@ -114,15 +114,17 @@ def plot_n(data):
                label="lattice, alternating charges")
     a.set_xlabel("number of particles N")
     a.set_ylabel("Tucker rank (max over modes)")
-    a.set_ylim(bottom=0)
-    a.set_title(f"long-range part, R_l = {data['n_long']}, m = {data['degree'] + 1}, "
+    # Headroom above the data for the legend: it must not cover a point.
+    top = max(np.max(data["random_ranks"]), np.max(data["lattice_ranks"]))
+    a.set_ylim(0, 1.45 * top)
+    a.set_title(f"long-range part, $R_l$ = {data['n_long']}, m = {data['degree'] + 1}, "
                 f"ε = {data['tol']:g}")
-    a.legend()
+    a.legend(loc="upper left", fontsize=8)
     b.loglog(data["sizes"], data["random_seconds"], "o-", label="random")
     b.loglog(data["lattice_n"], data["lattice_seconds"], "s-", label="lattice")
     b.set_xlabel("number of particles N")
     b.set_ylabel("build time [s] (shared machine)")
-    b.legend()
+    b.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return fig
 

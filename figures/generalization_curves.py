@@ -148,7 +148,7 @@ def plot_asymptotic(data):
     for k, curve in enumerate(data["curves"]):
         color = f"C{k}"
         ax.plot(data["alpha"], curve["generalization"], color=color,
-                label=rf"$E_g(\infty)$, SNR = {curve['snr']:g}")
+                label=rf"$E_g(t \to \infty)$, SNR = {curve['snr']:g}")
         ax.plot(data["alpha"], curve["training"], color=color, ls=":")
         ax.errorbar(curve["alpha_simulated"], curve["generalization_simulated"],
                     yerr=curve["generalization_sem"], fmt="o", ms=3, color=color)
@@ -156,7 +156,8 @@ def plot_asymptotic(data):
     ax.set_yscale("log")
     ax.set_ylim(1e-2, 1e2)
     ax.set_xlabel(r"$\alpha = P/N$")
-    ax.set_ylabel(r"error at $t \to \infty$")
+    # No infinity sign in a rotated label: turned 90 degrees it reads as an 8.
+    ax.set_ylabel("error after training to convergence")
     ax.set_title(f"Overtraining peak at α = 1 (dotted: $E_{{train}}$; points: N = "
                  f"{data['n_inputs']})", fontsize=9)
     ax.legend(fontsize=7, frameon=False)
@@ -171,7 +172,7 @@ def plot_asymptotic(data):
 def compute_initial_weights(*, sigma_w0s, alpha, snr, n_inputs, n_trials, seed, progress=None):
     t = np.logspace(-2, 3, 200)
     t_sim = np.logspace(-2, 3, 9)
-    alphas = np.concatenate([np.linspace(0.05, 0.97, 50), np.linspace(1.03, 3.0, 40)])
+    alphas = _alphas_around_one()
     task = functools.partial(_initial_weights_row, alpha=alpha, snr=snr, n_inputs=n_inputs,
                              n_trials=n_trials, seed=seed)
     rows = parallel_map(task, list(enumerate(sigma_w0s)), progress=progress, desc="w0")
@@ -179,12 +180,18 @@ def compute_initial_weights(*, sigma_w0s, alpha, snr, n_inputs, n_trials, seed, 
             "n_inputs": n_inputs, "rows": rows}
 
 
+def _alphas_around_one() -> np.ndarray:
+    """α on both sides of 1, dense near it (E_g(∞) diverges there), and α = 1 itself."""
+    gap = np.geomspace(1e-3, 0.95, 45)
+    return np.concatenate([1.0 - gap[::-1], [1.0], 1.0 + np.geomspace(1e-3, 2.0, 45)])
+
+
 def _initial_weights_row(indexed, *, alpha, snr, n_inputs, n_trials, seed):
     index, sigma_w0 = indexed
     sigma_eps = float(np.sqrt(1.0 / snr))
     t = np.logspace(-2, 3, 200)
     t_sim = np.logspace(-2, 3, 9)
-    alphas = np.concatenate([np.linspace(0.05, 0.97, 50), np.linspace(1.03, 3.0, 40)])
+    alphas = _alphas_around_one()
     g, _ = simulate_linear(n_inputs, int(round(alpha * n_inputs)), t_sim,
                            sigma_eps=sigma_eps, sigma_w0=sigma_w0, n_trials=n_trials,
                            rng=seed + index)
@@ -210,15 +217,21 @@ def plot_initial_weights(data):
         axes[0].plot(data["t"], row["generalization"], color=color, label=label)
         axes[0].errorbar(data["t_simulated"], row["generalization_simulated"],
                          yerr=row["generalization_sem"], fmt="o", ms=3, color=color)
-        axes[1].plot(data["alphas"], row["asymptotic"], color=color, label=label)
+        # E_g(inf) is infinite at alpha = 1 (null in the JSON): a gap there, marked below.
+        axes[1].plot(data["alphas"], np.asarray(row["asymptotic"], dtype=float), color=color,
+                     label=label)
     axes[0].set_xscale("log")
     axes[0].set_xlabel(r"training time $t/\tau$")
     axes[0].set_ylabel(r"$E_g(t)$")
     axes[0].set_title(rf"$\alpha = {data['alpha']:g}$ (points: N = {data['n_inputs']})",
                       fontsize=9)
     axes[1].set_yscale("log")
-    axes[1].set_xlabel(r"$\alpha$")
-    axes[1].set_ylabel(r"$E_g(\infty)$")
+    axes[1].axvline(1.0, color="0.5", ls="--", lw=0.8)
+    axes[1].annotate(r"$\alpha = 1$: $E_g(\infty) = \infty$", (1.0, 0.97),
+                     xycoords=("data", "axes fraction"), xytext=(4, 0),
+                     textcoords="offset points", fontsize=8, va="top")
+    axes[1].set_xlabel(r"$\alpha = P/N$")
+    axes[1].set_ylabel(r"$E_g$ after training to convergence")
     axes[1].set_title("large initial weights hurt only for α < 1", fontsize=9)
     axes[0].legend(fontsize=7, frameon=False)
     fig.suptitle(f"Initial weight scale, SNR = {data['snr']:g}", fontsize=10)
@@ -256,30 +269,45 @@ def _early_stopping_curve(snr, *, alpha):
 
 def plot_early_stopping(data):
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.4))
+    fig, axes = plt.subplots(1, 2, figsize=(10.0, 3.9))
     alpha = np.asarray(data["alpha"])
     finite = alpha != 1.0
+    # The ridge optimum lies within a few % of early stopping, so a dashed line would hide
+    # under the solid one: open circles on a subset of the alphas, drawn on top.
+    marks = np.unique([int(np.argmin(np.abs(alpha - a)))
+                       for a in np.linspace(alpha.min(), alpha.max(), 16)])
     for k, curve in enumerate(data["curves"]):
         color = f"C{k}"
-        axes[0].plot(alpha, curve["early_stopping"], color=color,
-                     label=rf"$E_g(t_{{opt}})$, SNR = {curve['snr']:g}")
-        axes[0].plot(alpha, curve["ridge"], color=color, ls="--", lw=1)
+        axes[0].plot(alpha, curve["early_stopping"], color=color, lw=1.5,
+                     label=f"SNR = {curve['snr']:g}")
+        ridge = np.asarray(curve["ridge"], dtype=float)
+        axes[0].plot(alpha[marks], ridge[marks], "o", mfc="none", mec=color, ms=6, mew=1.2,
+                     zorder=3)
         # inf (alpha = 1) comes back from JSON as null: read as float, so it becomes nan.
         asymptotic = np.asarray(curve["asymptotic"], dtype=float)
-        axes[0].plot(alpha[finite], asymptotic[finite], color=color, ls=":", lw=1)
-        axes[1].plot(alpha, np.asarray(curve["early_stopping"]) / np.asarray(curve["ridge"]),
+        axes[0].plot(alpha[finite], asymptotic[finite], color=color, ls=":", lw=1.2)
+        axes[1].plot(alpha, np.asarray(curve["early_stopping"]) / ridge,
                      color=color, label=f"SNR = {curve['snr']:g}")
     axes[0].set_yscale("log")
     axes[0].set_ylim(1e-2, 1e2)
-    axes[0].set_xlabel(r"$\alpha$")
-    axes[0].set_title("optimal early stopping (solid), ridge optimum (dashed), "
-                      r"$t\to\infty$ (dotted)", fontsize=8)
-    axes[0].legend(fontsize=7, frameon=False)
-    axes[1].set_xlabel(r"$\alpha$")
-    axes[1].set_ylabel(r"$E_g(t_{opt}) / E^*_{ridge}$")
-    axes[1].set_title("early stopping is within a few % of Bayes-optimal", fontsize=9)
-    axes[1].legend(fontsize=7, frameon=False)
+    axes[0].set_xlabel(r"$\alpha = P/N$")
+    axes[0].set_ylabel(r"generalization error $E_g$")
+    axes[0].set_title("optimal early stopping against the ridge (Bayes) optimum", fontsize=10)
+    colours = axes[0].legend(fontsize=8, frameon=False, loc="upper right")
+    axes[0].add_artist(colours)
+    styles = [
+        Line2D([], [], color="k", lw=1.5, label=r"early stopping, $E_g(t_{opt})$"),
+        Line2D([], [], color="k", ls="none", marker="o", mfc="none", ms=6,
+               label=r"ridge optimum, $E^*_{ridge}$"),
+        Line2D([], [], color="k", ls=":", lw=1.2, label=r"no stopping, $E_g(t \to \infty)$"),
+    ]
+    axes[0].legend(handles=styles, fontsize=8, frameon=False, loc="lower left")
+    axes[1].set_xlabel(r"$\alpha = P/N$")
+    axes[1].set_ylabel(r"$E_g(t_{opt}) \,/\, E^*_{ridge}$")
+    axes[1].set_title("early stopping is within a few % of Bayes-optimal", fontsize=10)
+    axes[1].legend(fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
 

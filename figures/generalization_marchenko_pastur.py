@@ -73,8 +73,14 @@ def plot(data):
     import matplotlib.pyplot as plt
 
     panels = data["panels"]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.0), sharey=False)
-    for ax, panel in zip(np.atleast_1d(axes), panels, strict=True):
+    # At most three panels a row, each wide enough to read the edge of the bulk.
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.5 * nrows), squeeze=False)
+    axes = axes.ravel()
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    for ax, panel in zip(axes, panels, strict=False):
         edges = np.asarray(panel["bin_edges"])
         ax.bar(
             edges[:-1], panel["histogram"], width=np.diff(edges), align="edge",
@@ -86,10 +92,11 @@ def plot(data):
             title += rf" (+ atom {1 - panel['alpha']:g} at 0)"
         if panel["alpha"] == 1:
             ax.set_ylim(0, 1.5)  # the density diverges as lambda^(-1/2) at 0; show the bulk
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=10)
         ax.set_xlabel(r"eigenvalue $\lambda$")
-    np.atleast_1d(axes)[0].set_ylabel("density")
-    np.atleast_1d(axes)[0].legend(fontsize=7, frameon=False)
+    for ax in axes[::ncols]:
+        ax.set_ylabel("density")
+    axes[0].legend(fontsize=8, frameon=False)
     fig.suptitle(
         f"Marchenko–Pastur law, N = {data['n_inputs']}, {data['trials']} samples per $\\alpha$",
         fontsize=10,

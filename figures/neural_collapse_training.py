@@ -57,40 +57,67 @@ def _run(task, *, K, n, imbalance, steps, lr, lam, width, seeds):
     }
 
 
+def _no_collapse_note(runs) -> str:
+    """For cross-entropy: which deep runs do not collapse, and why (their own numbers)."""
+    stuck = [r for r in runs if r["depth"] >= 2 and r["nc2"][-1] > 0.1]
+    if not stuck:
+        return ""
+    lines = []
+    for r in stuck:
+        gap = r["loss"][-1] - r["theory_objective"]
+        lines.append(f"M = {r['depth']}: NC2 = {r['nc2'][-1]:.2f}, objective "
+                     f"{'below' if gap < 0 else 'above'} the ETF's by {abs(gap):.1e}")
+    return (
+        "Why M = " + ", ".join(str(r["depth"]) for r in stuck) + " do not collapse: with "
+        "cross-entropy and depth M ≥ 2 the ETF is a critical point\nbut not always the "
+        "global minimum; weight decay on a deep product favours low rank\n(Garrod & Keating "
+        "2024; docs, Neural collapse: warning). Gradient descent settles at low-rank points:\n"
+        + "\n".join(lines)
+    )
+
+
 def plot(data):
     import matplotlib.pyplot as plt
 
     settings = data["settings"]
-    fig, axes = plt.subplots(len(settings), 4, figsize=(15, 3.2 * len(settings)),
-                             constrained_layout=True)
+    fig = plt.figure(figsize=(4.6 * len(settings), 8.6), constrained_layout=True)
+    grid = fig.add_gridspec(3, len(settings), height_ratios=[1, 1, 0.26])
+    axes = np.array([[fig.add_subplot(grid[r, c]) for c in range(len(settings))]
+                     for r in range(2)])
+    notes = fig.add_subplot(grid[2, :])  # a row for the explanation: it covers no data
+    notes.axis("off")
     colours = dict(zip(data["depths"], ["tab:blue", "tab:orange", "tab:green", "tab:red"],
                        strict=False))
     for run in data["runs"]:
-        row = settings.index(run["setting"])
+        col = settings.index(run["setting"])
         steps = np.asarray(run["steps"])
         c = colours[run["depth"]]
-        label = f"M = {run['depth']}"
-        gap = np.asarray(run["loss"]) - run["theory_objective"]
-        axes[row, 0].plot(steps, gap, color=c, label=label)
-        axes[row, 0].set_yscale("symlog", linthresh=1e-6)
-        for col, key in ((1, "nc1"), (2, "nc2"), (3, "nc3")):
-            axes[row, col].semilogy(steps, np.maximum(np.asarray(run[key]), 1e-16), color=c,
-                                    label=label)
-        for col, key in ((2, "theory_nc2"), (3, "theory_nc3")):
+        axes[0, col].semilogy(steps, np.maximum(np.asarray(run["nc1"]), 1e-16), color=c,
+                              lw=1.5, label=f"M = {run['depth']}")
+        ax = axes[1, col]
+        ax.semilogy(steps, np.maximum(np.asarray(run["nc2"]), 1e-16), color=c, lw=1.5)
+        ax.semilogy(steps, np.maximum(np.asarray(run["nc3"]), 1e-16), color=c, lw=1.2,
+                    ls="-.")
+        for key in ("theory_nc2", "theory_nc3"):
             if run[key] > 1e-12:
-                axes[row, col].axhline(run[key], color=c, ls="--", lw=0.8)
-        axes[row, 2].set_title(f"NC2 ({run['nc2_name']})", fontsize=9)
-        axes[row, 3].set_title(f"NC3 ({run['nc3_name']})", fontsize=9)
-    for row, label in enumerate(settings):
-        axes[row, 0].set_ylabel(label)
-        axes[row, 0].set_title("loss - closed-form objective (< 0: below the ETF)",
-                               fontsize=9)
-        axes[row, 1].set_title("NC1", fontsize=9)
-        for ax in axes[row]:
-            ax.set_xlabel("iteration")
+                ax.axhline(run[key], color=c, ls=":", lw=1.2)
+        ax.set_title(f"NC2 ({run['nc2_name']}, solid), NC3 ({run['nc3_name']}, dash-dot)",
+                     fontsize=9)
+    for col, label in enumerate(settings):
+        axes[0, col].set_title(label, fontsize=12)
+        axes[0, col].set_ylabel("NC1 (within-class variability)")
+        axes[1, col].set_ylabel("NC2, NC3")
+        axes[1, col].set_xlabel("gradient-descent iteration")
+        for ax in axes[:, col]:
             ax.grid(alpha=0.3)
-    axes[0, 0].legend()
-    fig.suptitle("Deep linear UFM trained by gradient descent (best of the seeds); dashed: the "
+        note = (_no_collapse_note([r for r in data["runs"] if r["setting"] == label])
+                if label.startswith("CE") else "")
+        if note:
+            notes.text(0.5, 0.5, f"{label}. " + note, transform=notes.transAxes, fontsize=9,
+                       va="center", ha="center",
+                       bbox=dict(boxstyle="round", fc="#fff4e0", ec="#d08000"))
+    axes[0, 0].legend(title="depth", fontsize=9)
+    fig.suptitle("Deep linear UFM trained by gradient descent (best of the seeds). Dotted: the "
                  "metric at the closed-form minimiser where it is not 0")
     return fig
 

@@ -88,7 +88,7 @@ def plot(data):
     ax_g.set_ylabel("minimum degree g")
     ax_r.set_xlabel("entry bound B")
     ax_r.set_ylabel(rf"rank $\binom{{d+g}}{{g}}$, d = {data['d']}")
-    ax_g.set_title("degree for the target (R = B^t)", fontsize=10)
+    ax_g.set_title("degree for the target ($R = B^t$)", fontsize=10)
     ax_r.set_title("rank of the factors", fontsize=10)
     ax_g.legend(fontsize=6, frameon=False)
     for ax in (ax_g, ax_r):

@@ -35,4 +35,24 @@ def progress_bar(
     enabled = progress_enabled(progress)
     # tqdm's disable=None means "disable when not attached to a TTY".
     disable = True if enabled is False else (False if enabled else None)
+    # leave=None: a bar nested in another (a sweep inside ``python -m figures``) clears its
+    # line when done instead of leaving a stale copy between the outer bar and the results.
+    tqdm_kwargs.setdefault("leave", None)
     return iter(tqdm(iterable, disable=disable, **tqdm_kwargs))
+
+
+def progress_write(message: str, *, file: Any = None) -> None:
+    """Print a line of results without breaking the progress bars on the terminal.
+
+    Through :func:`tqdm.tqdm.write`: the bars are cleared, the line printed, the bars drawn again
+    below it (a plain ``print`` would land in the middle of a bar's line).
+    """
+    import sys
+
+    file = file if file is not None else sys.stdout
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # no tqdm, no bars to keep clear of
+        print(message, file=file, flush=True)
+        return
+    tqdm.write(message, file=file)

@@ -6,6 +6,7 @@ with a message that names the argument, what was given and what is accepted.
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
 from typing import Any
@@ -207,12 +208,19 @@ def memory_limit() -> int:
 
 
 def format_bytes(n: float) -> str:
-    """``n`` bytes in binary units, e.g. ``'1.5 GiB'``."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(n) < 1024 or unit == "PiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
+    """``n`` bytes in binary units, e.g. ``'1.5 GiB'``; beyond 1024 EiB in bytes, ``'4.4e+49 B'``.
+
+    Sizes computed from absurd arguments (a degree of 10^9) stay readable: no "3.9e34 PiB".
+    """
+    if not math.isfinite(n):
+        return f"{n} B"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        text = f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        if abs(float(text.split()[0])) < 1024:  # as printed: 1023.96 MiB is "1.0 GiB"
+            return text
+        value /= 1024
+    return f"{float(n):.1e} B"
 
 
 def check_memory(nbytes: float, what: str, *, hint: str = "") -> None:

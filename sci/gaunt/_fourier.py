@@ -80,17 +80,49 @@ def _theta_integrals(k: np.ndarray) -> np.ndarray:
     return out
 
 
+def _integral_transform(x: np.ndarray, degree: int, sign: int) -> np.ndarray:
+    r"""out[..., u + degree] = Σ_v I(u + sign·v) x[..., v + L] for |u| <= degree (x: (..., 2L+1)).
+
+    A Hankel (sign = +1) or Toeplitz (sign = -1) product with :math:`I(k)`, done as one linear
+    convolution by FFT: :math:`O(L \log L)` per row, not the :math:`O(L \cdot \text{degree})`
+    of the dense matrix (which made the tables :math:`O(L^4)`).
+    """
+    lmax = (x.shape[-1] - 1) // 2
+    if sign > 0:  # Σ_v I(u + v) x_v = Σ_w I(u - w) x_{-w}
+        x = x[..., ::-1]
+    half = degree + lmax
+    kernel = _theta_integrals(np.arange(-half, half + 1))  # I(k) at index k + half
+    n = _fast_length(2 * half + 1 + 2 * lmax)
+    conv = scipy.fft.ifft(
+        scipy.fft.fft(x, n, axis=-1) * scipy.fft.fft(kernel, n), axis=-1
+    )  # index (k + half) + (w + lmax) holds the term of u = k + w
+    return conv[..., 2 * lmax: 2 * lmax + 2 * degree + 1]
+
+
+def _table_progress(lmax: int, what: str):
+    """A progress bar over the orders for the large tables only (small ones take milliseconds)."""
+    from .._progress import progress_bar
+
+    return progress_bar(range(lmax + 1), progress=None if lmax >= _PROGRESS_LMAX else False,
+                        desc=what, unit="order", leave=False)
+
+
+_PROGRESS_LMAX = 96
+"""Tables for lmax at least this show a progress bar on a terminal (builds take seconds)."""
+
+
 @functools.lru_cache(maxsize=16)
 def _projection_weights(lmax: int, k: int) -> np.ndarray:
     r"""W[m, u + k, l] with c_lm = sum_u F[u, m] W[m, u, l], m >= 0, l = 0..lmax.
 
-    :math:`z^{lm}_{u} = 2\pi \sum_{u'} \overline{y^{lm}_{u'}} I(u - u')` for |u| <= k.
+    :math:`z^{lm}_{u} = 2\pi \sum_{u'} \overline{y^{lm}_{u'}} I(u - u')` for |u| <= k, by
+    FFT convolution, order by order: :math:`O(L^2 k \log k)` in all.
     """
+    check_memory((lmax + 1) ** 2 * (2 * k + 1) * 16, "the projection weights")
     p = legendre_fourier_coefficients(lmax)  # (m, l, u')
-    u = np.arange(-k, k + 1)
-    up = np.arange(-lmax, lmax + 1)
-    integrals = _theta_integrals(u[:, None] - up[None, :])  # (u, u')
-    w = 2 * np.pi * np.einsum("uv,mlv->mul", integrals, np.conj(p))
+    w = np.zeros((lmax + 1, 2 * k + 1, lmax + 1), dtype=np.complex128)
+    for m in _table_progress(lmax, "projection weights"):
+        w[m, :, m:] = 2 * np.pi * _integral_transform(np.conj(p[m, m:]), k, -1).T
     w.flags.writeable = False
     return w
 
@@ -294,7 +326,6 @@ def fourier_to_sh(F: Any, lmax: int, *, basis: str = "real") -> Any:
             f"F must have shape (..., 2K+1, 2K+1) (odd, square); got {tuple(f.shape)}"
         )
     k = (f.shape[-1] - 1) // 2
-    check_memory((lmax + 1) ** 2 * (2 * k + 1) * 16, "the projection weights")
     mcount = min(lmax, k) + 1
     pad = lmax + 1 - mcount
 
@@ -329,8 +360,16 @@ _DFT_MAX = 96
 
 
 @functools.lru_cache(maxsize=32)
-def _torus_synthesis(lmax: int, n_theta: int) -> np.ndarray:
-    """Pt[m, l, j] = c_m P̄_l^m(θ_j) at the torus nodes θ_j = 2πj/n (c_0 = 1, c_m = √2)."""
+def _torus_synthesis(lmax: int, n_theta: int, dtype: str = "float64") -> np.ndarray:
+    """Pt[m, l, j] = c_m P̄_l^m(θ_j) at the torus nodes θ_j = 2πj/n (c_0 = 1, c_m = √2).
+
+    Cached per (lmax, n_theta, dtype); refused up front if over the memory limit.
+    """
+    if dtype != "float64":
+        return _as_readonly(_torus_synthesis(lmax, n_theta).astype(dtype))
+    check_memory(synthesis_table_bytes(lmax, n_theta),
+                 f"the Fourier method's synthesis table for lmax={lmax} ({n_theta} θ nodes)",
+                 hint="lower the degrees (the table grows like lmax^2 x degree)")
     theta = 2 * np.pi * np.arange(n_theta) / n_theta
     leg = _legendre(lmax, np.cos(theta), np.sin(theta), np)  # ((lmax+1)^2, n)
     m = np.arange(lmax + 1)[:, None]
@@ -338,31 +377,71 @@ def _torus_synthesis(lmax: int, n_theta: int) -> np.ndarray:
     lc = np.maximum(l, m)
     pt = np.where((l >= m)[..., None], leg[lc * lc + lc + m], 0.0)
     pt[1:] *= math.sqrt(2.0)
-    pt.flags.writeable = False
-    return pt
+    return _as_readonly(pt)
+
+
+def synthesis_table_bytes(lmax: int, n_theta: int) -> int:
+    """Bytes of the synthesis table (float64, its float32 copy) and of the Legendre samples."""
+    return (lmax + 1) ** 2 * n_theta * (8 + 8 + 4)
+
+
+def torus_table_bytes(lmax: int, n_theta: int, degree: int) -> int:
+    """Bytes of the analysis table Q (float64) plus its float32 copy and the build's scratch."""
+    table = (lmax + 1) * n_theta * (lmax + 1) * 8
+    scratch = (lmax + 1) * (_fast_length(2 * degree + 4 * lmax + 1) + n_theta) * 16 * 3
+    return table * 3 // 2 + scratch
 
 
 @functools.lru_cache(maxsize=32)
-def _torus_analysis(lmax: int, n_theta: int, degree: int) -> np.ndarray:
+def _torus_analysis(lmax: int, n_theta: int, degree: int, dtype: str = "float64") -> np.ndarray:
     """Q[m, j, l]: real coefficients from the θ samples of the order-m parts of a real function.
 
     For h = Σ_m Hc_m(θ) cos mφ + Hs_m(θ) sin mφ with Hc, Hs trigonometric polynomials of degree
     ``degree`` in θ sampled at n_theta >= 2 degree + 1 torus nodes:
     a_{l,m} = Σ_j Hc_m(θ_j) Q[m, j, l] and a_{l,-m} = Σ_j Hs_m(θ_j) Q[m, j, l], from
     ∫_0^π e^{ikθ} sin θ dθ = I(k) applied to the interpolating trigonometric polynomial.
+
+    Built order by order with two FFTs per order (the convolution with I, then the DFT in θ):
+    O(L^2 (degree + n_theta) log L) time, O(L^2 n_theta) memory (the table itself), refused up
+    front if over the memory limit. Cached per (lmax, n_theta, degree, dtype): float32 callers
+    reuse one float32 copy instead of converting the table on every call.
     """
+    if dtype != "float64":
+        return _as_readonly(_torus_analysis(lmax, n_theta, degree).astype(dtype))
+    check_memory(
+        torus_table_bytes(lmax, n_theta, degree),
+        f"the Fourier method's analysis table for lmax={lmax} ({n_theta} θ nodes, "
+        f"product degree {degree})",
+        hint="lower the degrees (the table grows like lmax^2 x degree)",
+    )
     p = legendre_fourier_coefficients(lmax)  # (m, l, u')
     u = np.arange(-degree, degree + 1)
-    up = np.arange(-lmax, lmax + 1)
-    a = np.einsum("uv,mlv->mul", _theta_integrals(u[:, None] + up[None, :]), p)
-    theta = 2 * np.pi * np.arange(n_theta) / n_theta
-    dft = np.exp(-1j * u[None, :] * theta[:, None]) / n_theta  # (j, u)
-    q = np.einsum("ju,mul->mjl", dft, a).real
+    q = np.zeros((lmax + 1, n_theta, lmax + 1))
+    for m in _table_progress(lmax, "Gaunt tables"):
+        a = _integral_transform(p[m, m:], degree, +1)  # (l, u): Σ_v I(u + v) y^{lm}_v
+        spread = np.zeros((lmax + 1 - m, n_theta), dtype=np.complex128)
+        spread[:, u % n_theta] = a  # n_theta >= 2 degree + 1: no two u share a node
+        # Σ_u a_u e^{-iuθ_j} / n_theta: the DFT in θ (one FFT per (m, l)).
+        q[m, :, m:] = scipy.fft.fft(spread, axis=-1).real.T / n_theta
     scale = np.full(lmax + 1, math.pi * math.sqrt(2.0))
     scale[0] = 2 * math.pi
     q *= scale[:, None, None]
-    q.flags.writeable = False
-    return q
+    return _as_readonly(q)
+
+
+def fourier_tables_bytes(lmaxes, keep: int, degree: int, n_theta: int, basis: str) -> int:
+    """Bytes of the tables the Fourier method builds for one product (checked before any work)."""
+    if basis == "real":
+        return (sum(synthesis_table_bytes(l, n_theta) for l in set(lmaxes))
+                + torus_table_bytes(keep, n_theta, degree))
+    # complex: legendre_fourier_coefficients per degree (and its Legendre samples), then W.
+    return (sum((l + 1) ** 2 * (2 * l + 2) * 24 for l in set(lmaxes) | {keep})
+            + (keep + 1) ** 2 * (2 * degree + 1) * 16)
+
+
+def _as_readonly(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
 
 
 @functools.lru_cache(maxsize=32)
@@ -393,7 +472,7 @@ def _gather_pairs(lmax: int):
 def _torus_grid_real(a, lmax, n_theta, n_phi, xp, fft):
     """Values on the n_theta x n_phi torus grid of real functions: shape (B, n_theta, n_phi)."""
     rows = a.shape[0]
-    pt = xp.asarray(_torus_synthesis(lmax, n_theta)).astype(a.dtype)  # (M, L, T)
+    pt = xp.asarray(_torus_synthesis(lmax, n_theta, np.dtype(a.dtype).name))  # (M, L, T)
     pos, neg, _ = _gather_pairs(lmax)
     padded = xp.concatenate([a, xp.zeros((rows, 1), dtype=a.dtype)], axis=1)
     # (M, 2B, L): cosine parts (orders m) and sine parts (orders -m) of every row.
@@ -428,7 +507,7 @@ def _torus_coefficients_real(h, lmax, degree, xp, fft):
     both = hcs.reshape(rows, n_theta, lmax + 1, 2)
     both = xp.ascontiguousarray(xp.transpose(both, (2, 3, 0, 1))).reshape(
         lmax + 1, 2 * rows, n_theta)
-    q = xp.asarray(_torus_analysis(lmax, n_theta, degree)).astype(h.dtype)  # (M, T, L)
+    q = xp.asarray(_torus_analysis(lmax, n_theta, degree, np.dtype(h.dtype).name))  # (M, T, L)
     out_ml = (both @ q).reshape(lmax + 1, 2, rows, lmax + 1)  # (M, cos/sin, B, L)
     pos, neg, valid = _gather_pairs(lmax)
     out = xp.zeros((rows, (lmax + 1) ** 2 + 1), dtype=h.dtype)

@@ -17,6 +17,7 @@ from ._fourier import (
     _project,
     _torus_coefficients_real,
     _torus_grid_real,
+    fourier_tables_bytes,
 )
 from ._harmonics import (
     LMAX_LIMIT,
@@ -235,6 +236,13 @@ def _fourier_plan(lmaxes, powers, lmax_keep, basis, xp):
     degree = sum(l * p for l, p in zip(lmaxes, powers, strict=True))
     keep = min(lmax_keep, degree)
     n_theta, n_phi = _torus_sizes(tuple(lmaxes), degree, keep)
+    # The tables (cached, built on first use) are refused here, before any row is computed.
+    check_memory(
+        fourier_tables_bytes(lmaxes, keep, degree, n_theta, basis),
+        f"the Fourier method's tables for inputs of degree {'+'.join(map(str, lmaxes))} "
+        f"(product degree {degree}, output degree {keep}, {n_theta} θ nodes)",
+        hint="lower the degrees or lmax_out (the tables grow like L^3)",
+    )
     itemsize = 16 if basis == "complex" else 8
     per_row = (n_theta * n_phi * itemsize * (len(lmaxes) + 3) + (2 * degree + 1) ** 2 * 16
                + (sum((l + 1) ** 2 for l in lmaxes) + (keep + 1) ** 2) * 16)

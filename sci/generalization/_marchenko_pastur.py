@@ -148,10 +148,15 @@ def marchenko_pastur_pdf(lam: Any, alpha: Any) -> Array:
     >>> marchenko_pastur_pdf([0.5, 2.0, 10.0], 2.0)
     array([0.4210844, 0.2105422, 0.       ])
     """
+    # A Python number does not decide the precision (NumPy's weak scalars, NEP 50):
+    # float32 eigenvalues with alpha=0.5 stay float32.
+    weak = [isinstance(v, (int, float)) and not isinstance(v, (bool, np.generic))
+            for v in (lam, alpha)]
     lam = as_float_array(lam, "lam")
     alpha = _check_alpha(alpha)
     xp = array_namespace()
-    dtype = xp.result_type(lam, alpha)
+    strong = [v for v, w in zip((lam, alpha), weak, strict=True) if not w]
+    dtype = xp.result_type(*strong) if strong else xp.result_type(lam, alpha)
     return implementation("generalization.marchenko_pastur_pdf")(
         lam.astype(dtype, copy=False), alpha.astype(dtype, copy=False)
     )

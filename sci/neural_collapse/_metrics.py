@@ -434,7 +434,10 @@ class NCMetrics:
 
 def _std_over_mean(values: Any) -> float:
     values = to_numpy(values)
-    return float(np.std(values, ddof=1) / np.mean(values))
+    mean = np.mean(values)
+    if mean == 0.0:  # all norms zero (the centred means vanish): undefined, as the cosines
+        return float("nan")
+    return float(np.std(values, ddof=1) / mean)
 
 
 def _cosine_pairs(V: Any) -> np.ndarray:
@@ -487,7 +490,12 @@ def _nc1(within: Any, centred: Any, counts: np.ndarray, scale: float) -> float:
     if s_host.size == 0 or s_host[0] == 0.0:
         return float("inf")
     tol = max(centred.shape) * np.finfo(np.float64).eps * (s_host[0] + scale)
-    keep = asarray(np.flatnonzero(s_host > tol))
+    keep_host = np.flatnonzero(s_host > tol)
+    if keep_host.size == 0:
+        # The class means coincide to rounding: no between-class spread to divide by (a
+        # pseudo-inverse would say 0, i.e. perfect collapse, the opposite of the truth).
+        return float("inf")
+    keep = asarray(keep_host)
     U = U[:, keep]
     projected = xp.sum(U * (within @ U), axis=0)
     return float(to_numpy(xp.sum(projected / s[keep] ** 2)))
@@ -557,8 +565,9 @@ def nc_metrics(
     ------
     ValueError
         Labels outside ``0..K-1``, a class with no sample, fewer than 2 classes, features
-        and labels of different lengths, NaN or infinite values, shapes that do not match,
-        NC4 asked of a one-shot iterator.
+        and labels of different lengths, NaN or infinite values, shapes that do not match
+        (a transposed ``W`` is named as such), constant features (NC1-NC3 undefined), NC4
+        asked of a one-shot iterator.
     TypeError
         Non-numeric features, non-integral labels, malformed chunks.
 
@@ -619,6 +628,16 @@ def nc_metrics(
     """
     if W is not None:
         W = as_float_array(W, "W", ndim=2).astype(np.float64, copy=False)
+        features = getattr(H, "shape", None)
+        if labels is not None and features is not None and len(features) == 2 \
+                and W.shape[1] != features[1]:
+            # Checked first: K is read from W's rows, so a transposed W would otherwise be
+            # reported as classes without samples.
+            hint = " (W looks transposed: pass W.T)" if W.shape[0] == features[1] else ""
+            raise ValueError(
+                f"W must have shape (K, d) with d = {features[1]} (H's columns), one row per "
+                f"class; got {tuple(W.shape)}{hint}"
+            )
         if num_classes is not None and check_integer(num_classes, "num_classes") != W.shape[0]:
             raise ValueError(
                 f"num_classes={num_classes} but W has {W.shape[0]} rows (one per class)"
@@ -669,6 +688,13 @@ def _metrics(summary: dict, K: int, d: int, W: Any, b: Any,
         raise ValueError(f"W must have shape (K, d) = ({K}, {d}); got {tuple(W.shape)}")
     xp = array_namespace()
     centred = means - global_mean[None, :]
+    if float(xp.abs(centred).max()) == 0.0 and float(xp.abs(summary["within"]).max()) == 0.0:
+        # Sigma_W = Sigma_B = 0: NC1 = Tr(Sigma_W Sigma_B^+) / K is 0/0, NC2/NC3 have no
+        # directions to compare. Said plainly rather than as inf and a RuntimeWarning.
+        raise ValueError(
+            "H is constant (every sample has the same features): the within-class and "
+            "between-class covariances are both zero, so NC1-NC3 are undefined"
+        )
     cos_means = _cosine_pairs(centred)
     etf_m, _, _ = _gram_errors(centred)
     _, of_m, gof_m = _gram_errors(means)

@@ -368,9 +368,11 @@ def _poly_attention(
         )
         precision = float(np.finfo(Q.dtype).eps)
         if tol_value < 10 * precision:
+            advice = ("a larger tol" if Q.dtype == np.float64
+                      else "float64 inputs or a larger tol")
             raise ValueError(
                 f"tol={tol_value} is below what {Q.dtype} can resolve (10 eps = "
-                f"{10 * precision:.1e}); use float64 or a larger tol"
+                f"{10 * precision:.1e}); use {advice}"
             )
     else:
         degree = check_integer(degree, "degree", minimum=0, maximum=MAX_DEGREE)

@@ -112,3 +112,24 @@ def test_finiteness_check_of_broadcast_views_is_cheap_and_correct():
     bad = np.broadcast_to(np.array([1.0, np.nan]), (10**9, 2))
     with pytest.raises(ValueError, match="x must be finite"):
         as_float_array(bad, "x")
+
+
+@pytest.mark.parametrize(
+    ("nbytes", "text"),
+    [
+        (0, "0 B"),
+        (1023, "1023 B"),
+        (1536, "1.5 KiB"),
+        (1023.96 * 2**20, "1.0 GiB"),  # rounds up to the next unit, not "1024.0 MiB"
+        (5 * 2**60, "5.0 EiB"),
+        (2**70, "1.2e+21 B"),  # beyond EiB: plain bytes in scientific notation
+        (3.9e34 * 2**50, "4.4e+49 B"),  # once printed as "3.9e34 PiB"
+    ],
+)
+def test_format_bytes_readable_at_every_size(nbytes, text):
+    assert format_bytes(nbytes) == text
+
+
+def test_memory_error_for_absurd_size_is_readable():
+    with pytest.raises(MemoryLimitError, match=r"would need 4\.4e\+49 B, more than"):
+        check_memory(3.9e34 * 2**50, "the table")

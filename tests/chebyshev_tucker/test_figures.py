@@ -73,3 +73,59 @@ def test_newton_paper_data(tmp_path):
     for size, rank in zip(n, d["factor_ranks"], strict=True):
         if size in paper:
             assert rank == paper[size]
+
+
+def test_newton_plot_marks_ranks_whose_error_misses_tol():
+    """Drawn from synthetic numbers (no data needed): both m visible, far misses not drawn
+    as reached ranks, the paper's-criterion entry explained in the figure."""
+    import matplotlib.pyplot as plt
+
+    from figures.chebyshev_tucker_newton import MISS_FACTOR, plot
+
+    data = {"sizes": [256, 1024, 4096], "degrees": [128, 256], "tol": 1e-7,
+            "ranks": [[7, 7], [10, 10], [13, 13]],
+            "errors": [[2e-8, 2e-8], [5e-9, 5e-9], [7e-5, 2e-9]],
+            "factor_ranks": [9, 12, 15], "cp_rank": [1, 1, 1], "long_terms": [1, 1, 1]}
+    fig = plot(data)
+    try:
+        ax = fig.axes[0]
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        m129, m257 = lines["ours, m = 129"], lines["ours, m = 257"]
+        # Same ranks, but not on top of each other: shifted in n, different markers.
+        assert not np.allclose(m129.get_xdata(), m257.get_xdata())
+        assert m129.get_marker() != m257.get_marker()
+        # n = 4096, m = 129 misses tol by 700x: no reached-rank point there, a cross instead.
+        y129 = np.asarray(m129.get_ydata(), float)
+        assert np.isnan(y129[2]) and not np.isnan(y129[:2]).any()
+        assert 7e-5 > MISS_FACTOR * data["tol"]
+        crosses = [line for line in ax.get_lines() if line.get_marker() == "x"
+                   and len(line.get_xdata())]
+        assert {float(y) for line in crosses for y in line.get_ydata()} == {13.0, 15.0}
+        assert not np.isnan(np.asarray(m257.get_ydata(), float)).any()
+        text = " ".join(t.get_text() for t in ax.texts)
+        assert "paper's rule" in text and "HOSVD tail criterion" in text
+        assert any("paper's rank rule" in label for label in lines)
+    finally:
+        plt.close(fig)
+
+
+def test_ranks_n_legend_leaves_the_data_uncovered():
+    import matplotlib.pyplot as plt
+
+    from figures.chebyshev_tucker_ranks import plot_n
+
+    data = {"sizes": [10, 30, 100], "random_ranks": [[26, 25, 26], [29, 28, 29], [31, 31, 30]],
+            "random_seconds": [0.1, 0.2, 0.3], "lattice_n": [8, 27, 64],
+            "lattice_ranks": [[6, 6, 6], [7, 7, 7], [6, 6, 6]],
+            "lattice_seconds": [0.05, 0.1, 0.1], "n_long": 14, "degree": 64, "tol": 1e-6}
+    fig = plot_n(data)
+    try:
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        box = ax.get_legend().get_window_extent()
+        for line in ax.get_lines():
+            points = ax.transData.transform(np.column_stack(line.get_data()))
+            assert not any(box.contains(*p) for p in points), line.get_label()
+        assert "$R_l$" in ax.get_title()
+    finally:
+        plt.close(fig)

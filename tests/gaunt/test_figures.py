@@ -22,3 +22,25 @@ def test_gaunt_efficiency_quick(tmp_path, figure_cache):
     # The equivariance identity GTP(Dx, Dy) = D GTP(x, y) (spec: <= 1e-13 for L <= 6).
     assert np.max(data["equivariance_error"]) <= 1e-13
     assert data["threads"]["numba"] in (1, None)
+
+
+def test_gaunt_efficiency_says_when_e3nn_is_missing(tmp_path, figure_cache):
+    import matplotlib.pyplot as plt
+
+    record = run_figure(FIGURE, quick=True, out=tmp_path, cache_dir=figure_cache, progress=False)
+    data = record["data"]
+    assert ("e3nn" in data["methods_timed"]) == (data["e3nn_missing"] is None)
+    fig = FIGURE.plot(data)
+    try:
+        texts = " ".join(t.get_text() for t in fig.texts)
+        assert fig.axes[0].get_ylabel() == f"time per batch of {data['batch']} products (ms)"
+    finally:
+        plt.close(fig)
+    assert ("comparison with" in texts and "MISSING" in texts) == bool(data["e3nn_missing"])
+    # Drawn from numbers where e3nn is absent, whatever this machine has.
+    fig = FIGURE.plot(data | {"e3nn_missing": "ImportError: No module named 'e3nn'",
+                              "methods_timed": [m for m in data["methods_timed"] if m != "e3nn"]})
+    try:
+        assert any("MISSING" in t.get_text() for t in fig.texts)
+    finally:
+        plt.close(fig)

@@ -244,3 +244,17 @@ def test_figure_quick_numbers_match_theory(tmp_path, figure_cache):
         assert panel["second_moment_theory"] == pytest.approx(alpha + alpha**2, rel=1e-12)
         # The largest eigenvalue sits near the upper edge (Tracy–Widom scale N^(-2/3)).
         assert panel["max_sampled_eigenvalue"] == pytest.approx(panel["support"][1], rel=0.1)
+
+
+def test_pdf_keeps_float32_with_a_python_alpha():
+    # A Python number is weak (NEP 50), as in sci.gaunt: float32 eigenvalues stay float32.
+    lam = np.linspace(0.05, 3.0, 41)
+    ref = marchenko_pastur_pdf(lam, 0.5)
+    for alpha in (0.5, 2, 1.0):
+        got = marchenko_pastur_pdf(lam.astype(np.float32), alpha)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, marchenko_pastur_pdf(lam, alpha), rtol=1e-5, atol=1e-6)
+    assert marchenko_pastur_pdf(1.0, np.float32(0.5)).dtype == np.float32
+    # An explicit float64 array or NumPy scalar still promotes, as NumPy does.
+    assert marchenko_pastur_pdf(lam.astype(np.float32), np.float64(0.5)).dtype == np.float64
+    assert ref.dtype == np.float64

@@ -56,3 +56,29 @@ def test_training_curves(tmp_path):
         assert r["loss"][-1] < r["loss"][0]
         if r["proven_global"] and r["depth"] == 1:
             assert r["nc1"][-1] < 1e-2 * r["nc1"][0]
+
+
+def test_training_figure_says_why_deep_cross_entropy_does_not_collapse(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from figures.neural_collapse_training import _no_collapse_note
+
+    data = run("neural_collapse_training", tmp_path)
+    ce = [r for r in data["runs"] if r["setting"].startswith("CE")]
+    stuck = sorted(r["depth"] for r in ce if r["depth"] >= 2 and r["nc2"][-1] > 0.1)
+    assert stuck == [3, 6]  # the behaviour the note explains (quick sizes, as in the docs)
+    note = _no_collapse_note(ce)
+    assert "Why M = 3, 6 do not collapse" in note and "not always the global minimum" in note
+    for r in ce:
+        if r["depth"] in stuck:
+            assert f"M = {r['depth']}: NC2 = {r['nc2'][-1]:.2f}" in note
+    # ... and it is drawn, in a figure of six panels (not twelve).
+    fig = FIGURES["neural_collapse_training"].plot(data)
+    try:
+        texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+        assert any("Why M = 3, 6 do not collapse" in t for t in texts)
+        assert sum(ax.axison for ax in fig.axes) == 6
+    finally:
+        plt.close(fig)
+    assert _no_collapse_note([r for r in data["runs"] if r["setting"].startswith("MSE, bal")
+                              and r["depth"] == 1]) == ""

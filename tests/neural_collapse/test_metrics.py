@@ -224,3 +224,36 @@ def test_kernels_agree(rng):
         full = _accumulate_gram_array(np.zeros((d, d)), D)
         np.testing.assert_allclose(_symmetrised_gram(gram, np, True), D.T @ D, atol=1e-10)
         np.testing.assert_allclose(_symmetrised_gram(full, np, False), D.T @ D, atol=1e-10)
+
+
+def test_transposed_classifier_is_named_not_the_labels(rng):
+    H = rng.standard_normal((60, 5))
+    labels = np.repeat(np.arange(3), 20)
+    W = rng.standard_normal((3, 5))
+    with pytest.raises(ValueError, match=r"W looks transposed") as info:
+        nc_metrics(H, labels, W=W.T)
+    assert "class" not in str(info.value).split("one row per class")[-1]  # no empty classes
+    nc_metrics(H, labels, W=W)  # the right orientation passes
+
+
+@pytest.mark.parametrize("value", [0.0, 3.5])
+def test_constant_features_refused_without_warning(value):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning on the way
+        with pytest.raises(ValueError, match="H is constant"):
+            nc_metrics(np.full((12, 3), value), np.repeat(np.arange(3), 4))
+
+
+def test_coinciding_class_means_give_infinite_nc1(rng):
+    # Every class holds the same samples: equal means up to rounding, within-class spread
+    # nonzero. Tr(Sigma_W Sigma_B^+) -> inf as Sigma_B -> 0; a pseudo-inverse of the rounding
+    # residue would report 0 (perfect collapse) instead.
+    import warnings
+
+    H = np.tile(rng.standard_normal((10, 4)), (3, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = nc_metrics(H, np.repeat(np.arange(3), 10))
+    assert m.nc1 == np.inf

@@ -73,8 +73,11 @@ def test_polynomial_options():
         poly_attention(X, X, X, tol=1.5)
     with pytest.raises(ValueError, match=r"tol must be > 0.0; got 0.0"):
         poly_attention(X, X, X, tol=0.0)
-    with pytest.raises(ValueError, match="below what float32 can resolve"):
+    with pytest.raises(ValueError, match="below what float32 can resolve.*use float64 inputs"):
         poly_attention(np.float32(X), np.float32(X), np.float32(X), tol=1e-9)
+    # Already float64: the advice is a larger tol, not the dtype it already has.
+    with pytest.raises(ValueError, match=r"below what float64 can resolve.*use a larger tol$"):
+        poly_attention(np.float64(X), np.float64(X), np.float64(X), tol=1e-16)
     with pytest.raises(ValueError, match="give degree or tol, not both"):
         poly_attention(X, X, X, tol=1e-3, degree=2)
     with pytest.raises(ValueError, match="degree must be >= 0; got -1"):

@@ -41,16 +41,37 @@ def test_scaling_numbers(records):
 
 def test_transition_numbers(records):
     data = records["tensor_attention_transition"]["data"]
-    n = data["n"]
-    for t, value in data["thresholds"].items():
-        assert value == pytest.approx(float(theory.entry_threshold(n, int(t))), rel=1e-12)
+    log2_n = data["log2_n"]
+    for t, values in data["thresholds"].items():
+        for e, value in zip(log2_n, values, strict=True):
+            assert value == pytest.approx(float(theory.entry_threshold(2**e, int(t))), rel=1e-12)
+    assert data["d"] == [math.ceil(e * math.log(2)) for e in log2_n]
+    for row in data["crossovers"]:
+        b = row["crossover"]
+        # The transition moves out as n grows: B*(n) increases with n ...
+        assert all(x < y for x, y in zip(b[:-1], b[1:], strict=True)), row
+        # ... at the rate of the theorems at the largest n: the local exponent of B* in log n
+        # is near 1/t (1/2 for matrix, 1/3 for tensor attention).
+        if row["method"] == "chebyshev":
+            slope = math.log(b[-1] / b[-2]) / math.log(log2_n[-1] / log2_n[-2])
+            want = 1.0 / row["order"]
+            assert abs(slope - want) < 0.15, (row["order"], slope)
     for curve in data["curves"]:
-        errors = curve["relative_error"]
-        for err, pred in zip(errors, curve["predicted"], strict=True):
-            if pred is not None:
-                assert err <= pred * (1 + 1e-9) + 1e-13
-        # the transition: tiny error at the smallest B, O(1e-2) or worse at the largest
-        assert errors[0] < 1e-10 and errors[-1] > 1e-3
+        n, t, d = 2 ** curve["log2_n"], curve["order"], curve["d"]
+        B_star = curve["crossover"]
+        # The counts from the degree theory picks: checked against the oracle's degree and
+        # rank at the crossover (just below it the polynomial method is cheaper, above not).
+        for B, cheaper in ((B_star, True), (B_star * (1 + 1e-6), False)):
+            g = theory.minimum_degree(data["tol"], B**t, method="chebyshev")
+            r = theory.feature_rank(d, g)
+            assert (2 * t * n * r * (d + 1) <= 2 * n**t * d) is cheaper, (t, n, B)
+        for B, ratio, g, r in zip(data["entry_bounds"], curve["ratio"], curve["degree"],
+                                  curve["rank"], strict=True):
+            if ratio is None:
+                continue
+            assert r == math.comb(d + g, g)
+            assert ratio == pytest.approx(2 * t * n * r * (d + 1) / (2 * n**t * d), rel=1e-12)
+            assert (ratio <= 1) == (B <= B_star)
 
 
 def test_degree_numbers(records):

@@ -51,6 +51,15 @@ def test_progress_bar_without_tqdm(monkeypatch):
     assert list(progress_bar(range(3), progress=True)) == [0, 1, 2]
 
 
+def test_progress_write_without_tqdm(monkeypatch, capsys):
+    from sci._progress import progress_write
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    progress_write("figure: done")
+    assert capsys.readouterr().out == "figure: done\n"
+
+
 def test_console_script(capsys, tmp_path):
     from sci._figures_cli import main
 

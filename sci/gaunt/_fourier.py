@@ -7,12 +7,10 @@ import math
 from typing import Any
 
 import numpy as np
-import scipy.fft
 
-from .._validation import as_float_array, check_integer, check_memory
+from .._validation import as_complex_array, check_integer, check_memory
 from ..backend import array_namespace, implementation, register
-from ._harmonics import LMAX_LIMIT, _check_basis, _legendre, lmax_from_size
-from ._rotation import _as_complex
+from ._harmonics import LMAX_LIMIT, _check_basis, _legendre, coefficient_array
 
 __all__ = [
     "fourier_to_sh",
@@ -93,24 +91,6 @@ def _projection_weights(lmax: int, k: int) -> np.ndarray:
     w = 2 * np.pi * np.einsum("uv,mlv->mul", integrals, np.conj(p))
     w.flags.writeable = False
     return w
-
-
-def _fast_length(n: int, real: bool = False) -> int:
-    return scipy.fft.next_fast_len(int(n), real=real)
-
-
-def _check_real_coefficients(x: Any, name: str):
-    a = as_float_array(x, name)
-    if a.ndim == 0:
-        raise ValueError(f"{name} must have a last axis of (L+1)^2 coefficients; got a scalar")
-    return a, lmax_from_size(a.shape[-1], name)
-
-
-def _check_complex_coefficients(x: Any, name: str):
-    a = _as_complex(x, name)
-    if a.ndim == 0:
-        raise ValueError(f"{name} must have a last axis of (L+1)^2 coefficients; got a scalar")
-    return a, lmax_from_size(a.shape[-1], name)
 
 
 def _half_spectrum_real(a, lmax, xp):
@@ -208,7 +188,7 @@ def sh_to_fourier(x: Any, *, basis: str = "real") -> Any:
     basis = _check_basis(basis)
     xp = array_namespace()
     if basis == "real":
-        a, lmax = _check_real_coefficients(x, "x")
+        a, lmax = coefficient_array(x, "x", "real")
         half = _half_spectrum_real(a, lmax, xp)  # (..., u, m >= 0)
         n = 2 * lmax + 1
         out = xp.zeros(half.shape[:-1] + (n,), dtype=half.dtype)
@@ -216,7 +196,7 @@ def sh_to_fourier(x: Any, *, basis: str = "real") -> Any:
         # Real function: F[-u, -v] = conj F[u, v].
         out[..., :lmax] = xp.conj(half[..., ::-1, :0:-1])
         return out
-    c, lmax = _check_complex_coefficients(x, "x")
+    c, lmax = coefficient_array(x, "x", "complex")
     return _full_spectrum_complex(c, lmax, xp)
 
 
@@ -288,7 +268,7 @@ def fourier_to_sh(F: Any, lmax: int, *, basis: str = "real") -> Any:
     basis = _check_basis(basis)
     lmax = check_integer(lmax, "lmax", minimum=0, maximum=LMAX_LIMIT)
     xp = array_namespace()
-    f = _as_complex(F, "F")
+    f = as_complex_array(F, "F")
     if f.ndim < 2 or f.shape[-1] != f.shape[-2] or f.shape[-1] % 2 == 0:
         raise ValueError(
             f"F must have shape (..., 2K+1, 2K+1) (odd, square); got {tuple(f.shape)}"

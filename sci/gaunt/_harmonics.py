@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_float_array, check_integer, check_memory
+from .._validation import as_complex_array, as_float_array, check_integer, check_memory
 from ..backend import array_namespace, asarray
 
 __all__ = [
@@ -59,6 +59,18 @@ def lmax_from_size(size: int, name: str = "x") -> int:
             f"(L+1)^2 (1, 4, 9, 16, ...); got {size}"
         )
     return root - 1
+
+
+def coefficient_array(x: Any, name: str, basis: str, *, ctx: Any = None):
+    """``(array, L)``: coefficient vectors on a last axis of (L+1)^2, real (float32/float64)
+    for ``basis="real"``, complex for ``"complex"``, checked (finite, not a scalar)."""
+    if basis == "real":
+        a = as_float_array(x, name, ctx=ctx)
+    else:
+        a = as_complex_array(x, name, ctx=ctx)
+    if a.ndim == 0:
+        raise ValueError(f"{name} must have a last axis of (L+1)^2 coefficients; got a scalar")
+    return a, lmax_from_size(a.shape[-1], name)
 
 
 def _check_lmax(lmax: Any, name: str = "lmax") -> int:

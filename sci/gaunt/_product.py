@@ -7,7 +7,14 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_float_array, check_integer, check_memory, format_bytes, memory_limit
+from .._validation import (
+    as_float_array,
+    check_integer,
+    check_memory,
+    chunk_length,
+    format_bytes,
+    memory_limit,
+)
 from ..backend import array_namespace, implementation, register
 from ._coefficients import gaunt_table
 from ._fourier import (
@@ -21,10 +28,11 @@ from ._harmonics import (
     LMAX_LIMIT,
     _check_basis,
     _harmonics_first,
+    coefficient_array,
     lmax_from_size,
     spherical_harmonics,
 )
-from ._rotation import _as_complex, sphere_quadrature
+from ._rotation import sphere_quadrature
 
 __all__ = ["gaunt_convolution", "gaunt_power", "gaunt_tensor_product"]
 
@@ -55,20 +63,10 @@ def _fast_len(n: int) -> int:
 # --------------------------------------------------------------------------- validation
 
 
-def _coefficients(x: Any, name: str, basis: str):
-    if basis == "real":
-        a = as_float_array(x, name)
-    else:
-        a = _as_complex(x, name)
-    if a.ndim == 0:
-        raise ValueError(f"{name} must have a last axis of (L+1)^2 coefficients; got a scalar")
-    return a, lmax_from_size(a.shape[-1], name)
-
-
 def _pair(x, y, basis):
     xp = array_namespace()
-    a, l1 = _coefficients(x, "x", basis)
-    b, l2 = _coefficients(y, "y", basis)
+    a, l1 = coefficient_array(x, "x", basis)
+    b, l2 = coefficient_array(y, "y", basis)
     try:
         batch = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
     except ValueError as exc:
@@ -160,7 +158,7 @@ def _run_rows(sources, rows, n_keep, n_total, dtype, per_row, compute, w_out, wh
     itemsize = np.dtype(dtype).itemsize
     out_bytes = float(rows) * n_total * itemsize
     budget = min(_CHUNK_BYTES, max(memory_limit() - out_bytes - extra, 0) / 4)
-    step = max(1, min(rows, int(budget // max(per_row, 1))))
+    step = chunk_length(rows, per_row, budget=budget)
     work = step * per_row + extra
     check_memory(
         out_bytes + work,
@@ -276,7 +274,7 @@ def _direct_contract_array(x, y, i1, i2, starts, vals, n_out):
     gv = xp.asarray(np.where(valid, vals[pos], 0.0)).astype(xp.real(x[:0]).dtype)
     out = xp.empty((rows, n_out), dtype=x.dtype)
     gather_row = n_out * width * x.dtype.itemsize * 3
-    step = max(1, min(rows, int(_gather_budget() // gather_row)))
+    step = chunk_length(rows, gather_row, budget=_gather_budget())
     for s in range(0, rows, step):
         xs, ys = x[s: s + step], y[s: s + step]
         out[s: s + step] = xp.sum(xs[:, g1] * ys[:, g2] * gv, axis=-1)
@@ -509,7 +507,7 @@ def gaunt_convolution(
     """
     lmax_edge = check_integer(lmax_edge, "lmax_edge", minimum=0, maximum=LMAX_LIMIT)
     basis = _check_basis(basis)
-    a, _ = _coefficients(x, "x", basis)
+    a, _ = coefficient_array(x, "x", basis)
     if a.ndim < 2:
         raise ValueError(f"x must have shape (..., C, (L+1)^2); got {tuple(a.shape)}")
     rdtype = np.float32 if a.dtype in (np.float32, np.complex64) else np.float64
@@ -576,7 +574,7 @@ def gaunt_power(
     method = _method(method)
     nu = check_integer(nu, "nu", minimum=1, maximum=LMAX_LIMIT)
     xp = array_namespace()
-    a, lmax = _coefficients(x, "x", basis)
+    a, lmax = coefficient_array(x, "x", basis)
     lo = _output_lmax(lmax_out, nu * lmax)
     if nu * lmax > LMAX_LIMIT:
         raise ValueError(f"nu * L = {nu * lmax} exceeds the degree limit {LMAX_LIMIT}")

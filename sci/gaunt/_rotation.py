@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import as_float_array, check_integer, resolve_rng
-from ..backend import array_namespace, asarray
+from ..backend import array_namespace
 
 __all__ = ["random_rotation", "rotate", "wigner_D"]
 
@@ -116,38 +116,20 @@ def rotate(x: Any, rotation: Any, *, basis: str = "real") -> Any:
     >>> np.round(rotate(x, rz), 12) + 0.0             # rotated about z: Z_1^-1 ~ -y
     array([0., 1., 0., 0.])
     """
-    from ._harmonics import _check_basis, lmax_from_size
+    from ._harmonics import _check_basis, coefficient_array
 
     basis = _check_basis(basis)
     xp = array_namespace()
-    if basis == "real":
-        a = as_float_array(x, "x")
-    else:
-        a = _as_complex(x, "x")
+    a, lmax = coefficient_array(x, "x", basis)
     r = _check_rotation(rotation)
     if r.ndim != 2:
         raise ValueError(f"rotation must be one (3, 3) matrix; got shape {tuple(r.shape)}")
-    lmax = lmax_from_size(a.shape[-1])
     out = xp.empty_like(a)
     for l in range(lmax + 1):
         d = wigner_D(l, r, basis=basis).astype(a.dtype)
         sl = slice(l * l, (l + 1) ** 2)
         out[..., sl] = a[..., sl] @ d.T
     return out
-
-
-def _as_complex(x: Any, name: str) -> Any:
-    xp = array_namespace()
-    if isinstance(x, str | bytes):
-        raise TypeError(f"{name} must be a numeric array_like; got {type(x).__name__}")
-    a = asarray(x, name=name)
-    if a.dtype.kind not in "biufc":
-        raise TypeError(f"{name} must be numeric; got dtype {a.dtype}")
-    if a.dtype.kind != "c":
-        a = a.astype(xp.complex64 if a.dtype == xp.float32 else xp.complex128)
-    if a.size and not bool(xp.isfinite(a).all()):
-        raise ValueError(f"{name} must be finite; it contains NaN or infinity")
-    return a
 
 
 def random_rotation(size: int | None = None, *, rng: Any = None) -> np.ndarray:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_real
+from .._validation import check_real, chunk_length
 from ..backend import array_namespace, implementation, register
 from ._inputs import as_sequence, attention_inputs, pair_names, resolve_scale
 
@@ -48,8 +48,8 @@ def _exact_attention_xp(Q, keys, values, scale, causal):
     n_k = keys[0].shape[0]
     n_outer = n_k ** (len(keys) - 1)
     k_last, v_last = keys[-1], values[-1]
-    block_q = max(1, min(n_q, _BLOCK_ELEMENTS // n_k))
-    block_o = max(1, min(n_outer, _BLOCK_ELEMENTS // (block_q * n_k)))
+    block_q = chunk_length(n_q, n_k, budget=_BLOCK_ELEMENTS)
+    block_o = chunk_length(n_outer, block_q * n_k, budget=_BLOCK_ELEMENTS)
     out = xp.empty((n_q, d), dtype=Q.dtype)
     for q0 in range(0, n_q, block_q):
         q1 = min(n_q, q0 + block_q)

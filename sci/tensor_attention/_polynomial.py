@@ -9,7 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_integer, check_memory, check_real, resolve_rng
+from .._validation import (
+    check_integer,
+    check_memory,
+    check_real,
+    chunk_length,
+    resolve_rng,
+)
 from ..backend import array_namespace
 from ._approximation import (
     MAX_DEGREE,
@@ -208,7 +214,7 @@ def _random_feature_maps(xp, d, degree, order, count, sigma, coefficients, dtype
 def _resolve_chunk(chunk_size, n, rank, d, order, causal, itemsize):
     per_row = rank * (2 + (order - 1) * (d + 1) if causal else 2)
     if chunk_size is None:
-        chunk = max(1, min(n, _CHUNK_ELEMENTS // per_row))
+        chunk = chunk_length(n, per_row, budget=_CHUNK_ELEMENTS)
     else:
         chunk = check_integer(chunk_size, "chunk_size", minimum=1)
     fixed = rank * (order + 1) * (d + 1)  # the key-side sums and their products

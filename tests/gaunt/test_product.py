@@ -35,11 +35,11 @@ def _rel(a, b):
 
 
 @pytest.mark.parametrize("basis", ["real", "complex"])
-def test_methods_agree_l8(backend, xp, to_numpy, rng, basis):
+def test_methods_agree_l8(backend, backend_xp, to_numpy, rng, basis):
     # Spec: Fourier product vs direct Gaunt contraction, L <= 8: <= 1e-13 relative.
     x = _random(rng, (3, 2, 81), basis)
     y = _random(rng, (2, 64), basis)
-    out = {m: to_numpy(gaunt_tensor_product(xp.asarray(x), xp.asarray(y), method=m,
+    out = {m: to_numpy(gaunt_tensor_product(backend_xp.asarray(x), backend_xp.asarray(y), method=m,
                                             basis=basis)) for m in METHODS}
     assert out["fourier"].shape == (3, 2, (8 + 7 + 1) ** 2)
     assert _rel(out["fourier"], out["direct"]) <= 1e-13

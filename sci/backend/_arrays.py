@@ -98,6 +98,9 @@ class ArrayContext:
         """``x`` in this namespace, on this device (a host array is copied there)."""
         if self.is_numpy:
             return np.asarray(x, dtype=dtype)
+        if not _is_host(x) and library_of(x) == library_of_namespace(self.xp):
+            # already here (array_context checked the device): no copy, autograd kept
+            return x if dtype is None else self.xp.astype(x, dtype)
         if isinstance(x, np.ndarray | np.generic) and self.library == "torch":
             # torch.asarray on a NumPy array would share the host buffer; device= copies
             return self.xp.asarray(np.ascontiguousarray(x), dtype=dtype, device=self.device)
@@ -106,6 +109,12 @@ class ArrayContext:
     def describe(self) -> str:
         """e.g. ``"torch arrays on cpu"``, for messages."""
         return f"{self.library} arrays on {self.device}"
+
+
+def library_of_namespace(xp: ModuleType) -> str:
+    """The library a namespace's arrays belong to (``array_api_compat.torch`` -> ``torch``)."""
+    name = xp.__name__
+    return name.split(".")[1] if name.startswith("array_api_compat.") else name.split(".")[0]
 
 
 def switch_context(backend: str | None = None) -> ArrayContext:
@@ -186,7 +195,7 @@ def array_context(*arrays: Any, names: Sequence[str] | None = None) -> ArrayCont
         # are not (they follow the other arrays).
         numpy_args = [i for i, x in enumerate(arrays) if isinstance(x, np.ndarray)]
         if numpy_args:
-            i, j = numpy_args[0], foreign[0][0]
+            i, j = sorted((numpy_args[0], foreign[0][0]))
             raise TypeError(
                 f"{names[i]} and {names[j]} are arrays of different libraries: "
                 f"{_describe_argument(names[i], arrays[i])}, "

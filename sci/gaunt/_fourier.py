@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import as_complex_array, check_integer, check_memory
-from ..backend import array_namespace, implementation, register
+from ..backend import array_context, array_namespace, implementation, register
 from ._harmonics import LMAX_LIMIT, _check_basis, _legendre, coefficient_array
 
 __all__ = [
@@ -178,6 +178,14 @@ def sh_to_fourier(x: Any, *, basis: str = "real") -> Any:
     :func:`legendre_fourier_coefficients` (only :math:`u \equiv l \pmod 2`, :math:`|u| \le l`):
     :math:`O(L^3)` per function, as batched matrix products over the orders.
 
+    Arrays of any library (the Backends page of the docs): NumPy arrays and lists follow the
+    switch (NumPy/Numba, or CuPy under ``use_backend("cupy")``); CuPy arrays stay on their GPU;
+    torch tensors (CPU or CUDA), ``array_api_strict`` and other array-API arrays take the array
+    path (``sci/gaunt/_array.py``, written against the standard) and come back in their library,
+    on their device. Through torch the result is differentiable: autograd differentiates the
+    array path (no custom backward); the backward keeps the gathered coefficients, O(rows x
+    (2L+1)(L+1)) complex numbers.
+
     Examples
     --------
     >>> import numpy as np
@@ -185,6 +193,12 @@ def sh_to_fourier(x: Any, *, basis: str = "real") -> Any:
     >>> np.round(F.real * np.sqrt(4 * np.pi), 12)
     array([[1.]])
     """
+    ctx = array_context(x, names=("x",))
+    return implementation("gaunt.sh_to_fourier", ctx.backend)(x, basis=basis, ctx=ctx)
+
+
+def _sh_to_fourier_switch(x: Any, *, basis: str = "real", ctx: Any = None) -> Any:
+    """sh_to_fourier on NumPy (the numpy/numba kernels) and CuPy: the measured paths."""
     basis = _check_basis(basis)
     xp = array_namespace()
     if basis == "real":
@@ -198,6 +212,11 @@ def sh_to_fourier(x: Any, *, basis: str = "real") -> Any:
         return out
     c, lmax = coefficient_array(x, "x", "complex")
     return _full_spectrum_complex(c, lmax, xp)
+
+
+register("gaunt.sh_to_fourier", "numpy", _sh_to_fourier_switch)
+register("gaunt.sh_to_fourier", "cupy", _sh_to_fourier_switch)
+register("gaunt.sh_to_fourier", "array", "sci.gaunt._array:sh_to_fourier_entry")
 
 
 def _project(h_half, lmax, k, xp):
@@ -258,6 +277,14 @@ def fourier_to_sh(F: Any, lmax: int, *, basis: str = "real") -> Any:
     :math:`I(k) = \int_0^\pi e^{ik\theta}\sin\theta\,d\theta` = :math:`2/(1-k^2)` (k even),
     :math:`\pm i\pi/2` (k = ±1), 0 otherwise.
 
+    Arrays of any library (the Backends page of the docs): NumPy arrays and lists follow the
+    switch (NumPy/Numba, or CuPy under ``use_backend("cupy")``); CuPy arrays stay on their GPU;
+    torch tensors (CPU or CUDA), ``array_api_strict`` and other array-API arrays take the array
+    path (``sci/gaunt/_array.py``, written against the standard) and come back in their library,
+    on their device. Through torch the result is differentiable: autograd differentiates the
+    array path (no custom backward); the backward keeps the reordered spectrum, O(rows x
+    (2L+1)(2K+1)) complex numbers.
+
     Examples
     --------
     >>> import numpy as np
@@ -265,6 +292,12 @@ def fourier_to_sh(F: Any, lmax: int, *, basis: str = "real") -> Any:
     >>> np.allclose(fourier_to_sh(sh_to_fourier(x), 1), x)
     True
     """
+    ctx = array_context(F, names=("F",))
+    return implementation("gaunt.fourier_to_sh", ctx.backend)(F, lmax, basis=basis, ctx=ctx)
+
+
+def _fourier_to_sh_switch(F: Any, lmax: int, *, basis: str = "real", ctx: Any = None):
+    """fourier_to_sh on NumPy (the numpy/numba kernels) and CuPy: the measured paths."""
     basis = _check_basis(basis)
     lmax = check_integer(lmax, "lmax", minimum=0, maximum=LMAX_LIMIT)
     xp = array_namespace()
@@ -303,6 +336,12 @@ def fourier_to_sh(F: Any, lmax: int, *, basis: str = "real") -> Any:
 # O(L^3) size as the conversions, so the cost order is unchanged while the per-transform
 # overhead of many short FFTs in θ disappears. The φ direction is a real FFT (or, for short
 # lengths, the same DFT as a matrix product).
+
+
+register("gaunt.fourier_to_sh", "numpy", _fourier_to_sh_switch)
+register("gaunt.fourier_to_sh", "cupy", _fourier_to_sh_switch)
+register("gaunt.fourier_to_sh", "array", "sci.gaunt._array:fourier_to_sh_entry")
+
 
 _DFT_MAX = 96
 """Up to this many points in φ the DFT runs as a matrix product (faster than short FFTs)."""

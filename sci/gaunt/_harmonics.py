@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import as_complex_array, as_float_array, check_integer, check_memory
-from ..backend import array_namespace, asarray
+from ..backend import array_context, array_namespace, asarray, implementation, register
 
 __all__ = [
     "coefficient_index",
@@ -210,6 +210,14 @@ def spherical_harmonics(
     :math:`Z_l^m = \sqrt2\,\mathrm{Re}\,Y_l^{|m|}` (m > 0),
     :math:`\sqrt2\,\mathrm{Im}\,Y_l^{|m|}` (m < 0), :math:`Y_l^0` (m = 0).
 
+    Arrays of any library (the Backends page of the docs): NumPy arrays and lists follow the
+    switch (NumPy/Numba, or CuPy under ``use_backend("cupy")``); CuPy arrays stay on their GPU;
+    torch tensors (CPU or CUDA), ``array_api_strict`` and other array-API arrays take the array
+    path (``sci/gaunt/_array.py``, written against the standard) and come back in their library,
+    on their device. Through torch the result is differentiable: autograd differentiates the
+    array path (no custom backward); the backward keeps the recursion's rows, O(points x
+    (L+1)^2) numbers.
+
     Examples
     --------
     >>> import numpy as np
@@ -217,6 +225,24 @@ def spherical_harmonics(
     >>> np.round(y * np.sqrt(4 * np.pi), 6) + 0.0
     array([1.      , 0.      , 1.732051, 0.      ])
     """
+    ctx = array_context(vectors, theta, phi, names=("vectors", "theta", "phi"))
+    run = implementation("gaunt.spherical_harmonics", ctx.backend)
+    return run(lmax, vectors, theta=theta, phi=phi, basis=basis, normalization=normalization,
+               dtype=dtype, ctx=ctx)
+
+
+def _spherical_harmonics_switch(
+    lmax: int,
+    vectors: Any = None,
+    *,
+    theta: Any = None,
+    phi: Any = None,
+    basis: str = "real",
+    normalization: str = "orthonormal",
+    dtype: Any = None,
+    ctx: Any = None,
+) -> Any:
+    """spherical_harmonics on NumPy (the numpy/numba kernels) and CuPy: the measured paths."""
     lmax = _check_lmax(lmax)
     basis = _check_basis(basis)
     if normalization not in ("orthonormal", "component"):
@@ -245,6 +271,11 @@ def spherical_harmonics(
     if normalization == "component":
         out = out * math.sqrt(4 * math.pi)
     return out
+
+
+register("gaunt.spherical_harmonics", "numpy", _spherical_harmonics_switch)
+register("gaunt.spherical_harmonics", "cupy", _spherical_harmonics_switch)
+register("gaunt.spherical_harmonics", "array", "sci.gaunt._array:spherical_harmonics_entry")
 
 
 def _basis_change(lmax: int) -> np.ndarray:

@@ -15,7 +15,7 @@ from .._validation import (
     format_bytes,
     memory_limit,
 )
-from ..backend import array_namespace, implementation, register
+from ..backend import array_context, array_namespace, implementation, register
 from ._coefficients import gaunt_table
 from ._fourier import (
     _full_spectrum_complex,
@@ -37,6 +37,8 @@ from ._rotation import sphere_quadrature
 __all__ = ["gaunt_convolution", "gaunt_power", "gaunt_tensor_product"]
 
 METHODS = ("fourier", "direct", "grid")
+_PRODUCT_ARGS = ("x", "y", "weights[0]", "weights[1]", "weights[2]")
+_CONVOLUTION_ARGS = ("x", "edge_vectors", "weights[0]", "weights[1]", "weights[2]")
 _CHUNK_BYTES = 64 * 2**20
 
 
@@ -108,6 +110,14 @@ def _unpack_weights(weights):
             f"None or array_like of shape (..., L+1)); got {type(weights).__name__}"
         )
     return tuple(weights)
+
+
+def _weight_arrays(weights) -> tuple:
+    """The weights' arrays, for the namespace check (a malformed ``weights`` is refused later
+    with its own message)."""
+    if isinstance(weights, list | tuple) and len(weights) == 3:
+        return tuple(weights)
+    return ()
 
 
 def _output_lmax(lmax_out, default):
@@ -415,6 +425,17 @@ def gaunt_tensor_product(
     :math:`\ge (2K+1) \times (K + L_{out} + 1)` points, K = L1 + L2 (a zero-padded FFT
     convolution, :math:`O(L^2 \log L)`), and project back (:func:`fourier_to_sh`).
 
+    Arrays of any library (the Backends page of the docs): NumPy arrays and lists follow the
+    switch (NumPy/Numba, or CuPy under ``use_backend("cupy")``); CuPy arrays stay on their GPU;
+    torch tensors (CPU or CUDA), ``array_api_strict`` and other array-API arrays take the array
+    path (``sci/gaunt/_array.py``, written against the standard) and come back in their library,
+    on their device. Through torch the result is differentiable: autograd differentiates the
+    array path (no custom backward): the backward of a Gaunt product is again a Gaunt-type
+    contraction, and autograd runs it through the same FFT convolutions (``"fourier"``, keeping
+    the grids: O(rows x (2K+1)^2) complex numbers), the padded table gathers (``"direct"``:
+    O(rows x nnz-per-output x (lmax_out+1)^2)) or the quadrature values (``"grid"``: O(rows x
+    points)). The NumPy path is not differentiated.
+
     References
     ----------
     Luo, Chen, Krishnapriyan, "Enabling efficient equivariant operations in the Fourier basis
@@ -431,6 +452,22 @@ def gaunt_tensor_product(
     >>> bool(np.allclose(z, gaunt_tensor_product(x, x, method="direct")))
     True
     """
+    ctx = array_context(x, y, *_weight_arrays(weights), names=_PRODUCT_ARGS)
+    run = implementation("gaunt.gaunt_tensor_product", ctx.backend)
+    return run(x, y, lmax_out=lmax_out, method=method, basis=basis, weights=weights, ctx=ctx)
+
+
+def _gaunt_tensor_product_switch(
+    x: Any,
+    y: Any,
+    *,
+    lmax_out: int | None = None,
+    method: str = "fourier",
+    basis: str = "real",
+    weights: Any = None,
+    ctx: Any = None,
+) -> Any:
+    """gaunt_tensor_product on NumPy (the numpy/numba kernels) and CuPy: the measured paths."""
     basis = _check_basis(basis)
     method = _method(method)
     xp = array_namespace()
@@ -467,6 +504,11 @@ def gaunt_tensor_product(
     return z.reshape(tuple(batch) + z.shape[-1:])
 
 
+register("gaunt.gaunt_tensor_product", "numpy", _gaunt_tensor_product_switch)
+register("gaunt.gaunt_tensor_product", "cupy", _gaunt_tensor_product_switch)
+register("gaunt.gaunt_tensor_product", "array", "sci.gaunt._array:gaunt_tensor_product_entry")
+
+
 def gaunt_convolution(
     x: Any,
     edge_vectors: Any,
@@ -497,6 +539,16 @@ def gaunt_convolution(
         :math:`x_j \otimes_{Gaunt} Y(\hat r_{ij})` channel-wise; summing over the edges into a
         node is left to the caller (e.g. ``numpy.add.at``).
 
+    Notes
+    -----
+    Arrays of any library (the Backends page of the docs): NumPy arrays and lists follow the
+    switch (NumPy/Numba, or CuPy under ``use_backend("cupy")``); CuPy arrays stay on their GPU;
+    torch tensors (CPU or CUDA), ``array_api_strict`` and other array-API arrays take the array
+    path (``sci/gaunt/_array.py``, written against the standard) and come back in their library,
+    on their device. Through torch the result is differentiable: autograd differentiates the
+    array path (no custom backward), in the features and in the edge vectors; memory as
+    :func:`gaunt_tensor_product`.
+
     Examples
     --------
     >>> import numpy as np
@@ -505,6 +557,24 @@ def gaunt_convolution(
     >>> out.shape
     (2, 1, 4)
     """
+    ctx = array_context(x, edge_vectors, *_weight_arrays(weights), names=_CONVOLUTION_ARGS)
+    run = implementation("gaunt.gaunt_convolution", ctx.backend)
+    return run(x, edge_vectors, lmax_edge=lmax_edge, lmax_out=lmax_out, method=method,
+               basis=basis, weights=weights, ctx=ctx)
+
+
+def _gaunt_convolution_switch(
+    x: Any,
+    edge_vectors: Any,
+    *,
+    lmax_edge: int,
+    lmax_out: int | None = None,
+    method: str = "fourier",
+    basis: str = "real",
+    weights: Any = None,
+    ctx: Any = None,
+) -> Any:
+    """gaunt_convolution on NumPy (the numpy/numba kernels) and CuPy: the measured paths."""
     lmax_edge = check_integer(lmax_edge, "lmax_edge", minimum=0, maximum=LMAX_LIMIT)
     basis = _check_basis(basis)
     a, _ = coefficient_array(x, "x", basis)
@@ -536,6 +606,11 @@ def gaunt_convolution(
     )
 
 
+register("gaunt.gaunt_convolution", "numpy", _gaunt_convolution_switch)
+register("gaunt.gaunt_convolution", "cupy", _gaunt_convolution_switch)
+register("gaunt.gaunt_convolution", "array", "sci.gaunt._array:gaunt_convolution_entry")
+
+
 def gaunt_power(
     x: Any,
     nu: int,
@@ -563,6 +638,16 @@ def gaunt_power(
     -------
     array, shape (..., (lmax_out+1)**2)
 
+    Notes
+    -----
+    Arrays of any library (the Backends page of the docs): NumPy arrays and lists follow the
+    switch (NumPy/Numba, or CuPy under ``use_backend("cupy")``); CuPy arrays stay on their GPU;
+    torch tensors (CPU or CUDA), ``array_api_strict`` and other array-API arrays take the array
+    path (``sci/gaunt/_array.py``, written against the standard) and come back in their library,
+    on their device. Through torch the result is differentiable: autograd differentiates the
+    array path (no custom backward); memory as :func:`gaunt_tensor_product` for each of the
+    O(log nu) squarings.
+
     Examples
     --------
     >>> import numpy as np
@@ -570,6 +655,21 @@ def gaunt_power(
     >>> round(float(gaunt_power(x, 3)[0] / np.sqrt(4 * np.pi)), 12)
     1.0
     """
+    ctx = array_context(x, names=("x",))
+    run = implementation("gaunt.gaunt_power", ctx.backend)
+    return run(x, nu, lmax_out=lmax_out, method=method, basis=basis, ctx=ctx)
+
+
+def _gaunt_power_switch(
+    x: Any,
+    nu: int,
+    *,
+    lmax_out: int | None = None,
+    method: str = "fourier",
+    basis: str = "real",
+    ctx: Any = None,
+) -> Any:
+    """gaunt_power on NumPy (the numpy/numba kernels) and CuPy: the measured paths."""
     basis = _check_basis(basis)
     method = _method(method)
     nu = check_integer(nu, "nu", minimum=1, maximum=LMAX_LIMIT)
@@ -604,6 +704,11 @@ def gaunt_power(
     z = _run_rows([src], rows, (keep + 1) ** 2, (lo + 1) ** 2, a.dtype, per_row, compute,
                   None, what, xp, extra)
     return z.reshape(batch + z.shape[-1:])
+
+
+register("gaunt.gaunt_power", "numpy", _gaunt_power_switch)
+register("gaunt.gaunt_power", "cupy", _gaunt_power_switch)
+register("gaunt.gaunt_power", "array", "sci.gaunt._array:gaunt_power_entry")
 
 
 def _direct_power(a, lmax, nu, basis, xp):

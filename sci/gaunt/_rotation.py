@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import as_float_array, check_integer, resolve_rng
-from ..backend import array_namespace
+from ..backend import array_context, array_namespace, implementation, register
 
 __all__ = ["random_rotation", "rotate", "wigner_D"]
 
@@ -108,6 +108,17 @@ def rotate(x: Any, rotation: Any, *, basis: str = "real") -> Any:
     array, shape (..., (L+1)**2)
         :math:`x'_{l} = D^l(R)\, x_l` on each degree.
 
+    Notes
+    -----
+    Arrays of any library (the Backends page of the docs): NumPy arrays and lists follow the
+    switch (NumPy/Numba, or CuPy under ``use_backend("cupy")``); CuPy arrays stay on their GPU;
+    torch tensors (CPU or CUDA), ``array_api_strict`` and other array-API arrays take the array
+    path (``sci/gaunt/_array.py``, written against the standard) and come back in their library,
+    on their device. Through torch the result is differentiable: autograd differentiates the
+    array path (no custom backward) in ``x`` (the rotation is read on the host, explicitly, to
+    build the Wigner matrices: not differentiated); the backward keeps nothing beyond the
+    (2l+1)^2 matrices.
+
     Examples
     --------
     >>> import numpy as np
@@ -116,6 +127,12 @@ def rotate(x: Any, rotation: Any, *, basis: str = "real") -> Any:
     >>> np.round(rotate(x, rz), 12) + 0.0             # rotated about z: Z_1^-1 ~ -y
     array([0., 1., 0., 0.])
     """
+    ctx = array_context(x, names=("x",))
+    return implementation("gaunt.rotate", ctx.backend)(x, rotation, basis=basis, ctx=ctx)
+
+
+def _rotate_switch(x: Any, rotation: Any, *, basis: str = "real", ctx: Any = None):
+    """rotate on NumPy (the numpy/numba kernels) and CuPy: the measured paths."""
     from ._harmonics import _check_basis, coefficient_array
 
     basis = _check_basis(basis)
@@ -130,6 +147,11 @@ def rotate(x: Any, rotation: Any, *, basis: str = "real") -> Any:
         sl = slice(l * l, (l + 1) ** 2)
         out[..., sl] = a[..., sl] @ d.T
     return out
+
+
+register("gaunt.rotate", "numpy", _rotate_switch)
+register("gaunt.rotate", "cupy", _rotate_switch)
+register("gaunt.rotate", "array", "sci.gaunt._array:rotate_entry")
 
 
 def random_rotation(size: int | None = None, *, rng: Any = None) -> np.ndarray:

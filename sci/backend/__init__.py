@@ -12,6 +12,7 @@ Where a call computes (the namespace comes from the inputs)
 -----------------------------------------------------------
 array_context        -- namespace, device and dispatch key of a call's array arguments
 switch_context       -- the same for a call with no array input: the switch's library
+creation_context     -- where a function with no array input creates its result (xp=, device=)
 ArrayContext         -- what both return
 cached_constant      -- a NumPy constant in a context's namespace/device/dtype, converted once
 to_numpy             -- the explicit copy to the host, from any library or device
@@ -30,6 +31,7 @@ from ._arrays import (
     array_namespace,
     asarray,
     cached_constant,
+    creation_context,
     is_cupy_array,
     is_torch_array,
     switch_context,
@@ -54,6 +56,7 @@ __all__ = [
     "asarray",
     "available_backends",
     "cached_constant",
+    "creation_context",
     "get_backend",
     "implementation",
     "is_cupy_array",

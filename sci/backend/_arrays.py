@@ -32,6 +32,7 @@ __all__ = [
     "array_namespace",
     "asarray",
     "cached_constant",
+    "creation_context",
     "is_cupy_array",
     "is_torch_array",
     "library_of",
@@ -127,6 +128,56 @@ def switch_context(backend: str | None = None) -> ArrayContext:
         cupy = importlib.import_module("cupy")
         return ArrayContext(_compat("cupy"), cupy.cuda.Device(), "cupy")
     return ArrayContext(_compat("numpy"), "cpu", backend)
+
+
+def creation_context(xp: Any = None, device: Any = None) -> ArrayContext:
+    """Where a function with no array input creates its result.
+
+    Parameters
+    ----------
+    xp : module, optional
+        The array library (``numpy``, ``cupy``, ``torch``, ``array_api_strict``, or an
+        ``array_api_compat`` namespace). Default: the switch's (NumPy, or CuPy under
+        ``use_backend("cupy")``).
+    device : optional
+        A device of that library (``"cuda:1"`` for torch, ``cupy.cuda.Device(1)``,
+        ``array_api_strict.Device("device1")``, ...). Default: the library's default device.
+
+    Examples
+    --------
+    >>> import numpy as np, sci
+    >>> from sci.backend import creation_context
+    >>> with sci.use_backend("numpy"):
+    ...     creation_context().library, creation_context(np).device
+    ('numpy', 'cpu')
+    """
+    if xp is None:
+        ctx = switch_context()
+        if device is None or (ctx.is_numpy and device == "cpu"):
+            return ctx
+        if ctx.is_numpy:
+            raise ValueError(
+                f"device={device!r} needs a device library: pass xp= (e.g. xp=torch) or use "
+                "sci.use_backend('cupy'); NumPy arrays live on 'cpu'"
+            )
+        cupy = importlib.import_module("cupy")
+        dev = device if isinstance(device, cupy.cuda.Device) else cupy.cuda.Device(device)
+        return ArrayContext(ctx.xp, dev, "cupy")
+    if not isinstance(xp, ModuleType) or not hasattr(xp, "asarray"):
+        raise TypeError(
+            f"xp must be an array library module (numpy, cupy, torch, array_api_strict, ...); "
+            f"got {type(xp).__name__}"
+        )
+    library = library_of_namespace(xp)
+    if library == "numpy":
+        if device not in (None, "cpu"):
+            raise ValueError(f"NumPy arrays live on 'cpu'; got device={device!r}")
+        backend = get_backend()
+        return ArrayContext(_compat("numpy"), "cpu", "numpy" if backend == "cupy" else backend)
+    compat = importlib.import_module("array_api_compat")
+    probe = xp.empty(0) if device is None else xp.empty(0, device=device)
+    namespace = compat.array_namespace(probe)
+    return ArrayContext(namespace, compat.device(probe), "cupy" if library == "cupy" else "array")
 
 
 def _compat(library: str) -> ModuleType:

@@ -8,7 +8,13 @@ from typing import Any
 import numpy as np
 
 from .._validation import as_float_array, check_integer, resolve_rng
-from ..backend import array_context, array_namespace, implementation, register
+from ..backend import (
+    array_context,
+    array_namespace,
+    creation_context,
+    implementation,
+    register,
+)
 
 __all__ = ["random_rotation", "rotate", "wigner_D"]
 
@@ -154,8 +160,26 @@ register("gaunt.rotate", "cupy", _rotate_switch)
 register("gaunt.rotate", "array", "sci.gaunt._array:rotate_entry")
 
 
-def random_rotation(size: int | None = None, *, rng: Any = None) -> np.ndarray:
+def random_rotation(
+    size: int | None = None, *, rng: Any = None, xp: Any = None, device: Any = None
+) -> Any:
     """Uniformly random rotation matrices (Haar measure), shape (3, 3) or (size, 3, 3).
+
+    Parameters
+    ----------
+    size : int, optional
+        Number of matrices (default: one, without the leading axis).
+    rng : None, int or numpy.random.Generator
+    xp : module, optional
+        The array library of the result (numpy, cupy, torch, array_api_strict, ...); default:
+        the switch's (NumPy, or CuPy under ``use_backend("cupy")``).
+    device : optional
+        The device of the result in that library (default: its default device).
+
+    Returns
+    -------
+    array of float64
+        Drawn on the host (from ``rng``) and created in ``xp`` on ``device``.
 
     Examples
     --------
@@ -178,4 +202,5 @@ def random_rotation(size: int | None = None, *, rng: Any = None) -> np.ndarray:
         axis=-1,
     ).reshape(n, 3, 3)
     out = mats[0] if size is None else mats
-    return out
+    ctx = creation_context(xp, device)
+    return ctx.asarray(out, dtype=ctx.xp.float64)

@@ -103,3 +103,36 @@ def test_constants_are_converted_once_per_namespace_device_and_dtype():
     c = cached_constant(("test.constant", 3), build, ctx, strict.float64)
     d = cached_constant(("test.constant", 3), build, ArrayContext(strict, strict.Device(), "array"))
     assert len(calls) == 3 and c.dtype == strict.float64 and d.device != DEVICE1
+
+
+def test_functions_without_array_input_take_xp_and_device(xp):
+    from sci.chebyshev_tucker import chebyshev_points
+    from sci.gaunt import random_rotation
+    from sci.neural_collapse import orthogonal_frame, simplex_etf
+
+    r = random_rotation(rng=0, xp=xp.namespace, device=xp.device)
+    assert xp.is_leg_array(r) and r.dtype == xp.float64
+    host = to_numpy(r)
+    np.testing.assert_allclose(host @ host.T, np.eye(3), atol=1e-14)
+    np.testing.assert_array_equal(host, random_rotation(rng=0))  # the same draw
+    m = simplex_etf(4, 5, rng=1, xp=xp.namespace, device=xp.device)
+    assert xp.is_leg_array(m) and tuple(m.shape) == (4, 5)
+    gram = to_numpy(m) @ to_numpy(m).T
+    np.testing.assert_allclose(gram, (4 * np.eye(4) - 1) / 3, atol=1e-14)
+    assert xp.is_leg_array(orthogonal_frame(2, 3, xp=xp.namespace, device=xp.device))
+    c = chebyshev_points(3, dtype=np.float32, xp=xp.namespace, device=xp.device)
+    assert xp.is_leg_array(c) and c.dtype == xp.float32
+    assert to_numpy(c).tolist() == [-1.0, 0.0, 1.0]
+
+
+def test_creation_context_refuses_bad_requests():
+    from sci.backend import creation_context
+
+    with sci.use_backend("numpy"):
+        assert creation_context().is_numpy
+        with pytest.raises(ValueError, match="device='cuda:0' needs a device library"):
+            creation_context(device="cuda:0")
+        with pytest.raises(ValueError, match="NumPy arrays live on 'cpu'"):
+            creation_context(np, device="cuda:0")
+    with pytest.raises(TypeError, match="xp must be an array library module"):
+        creation_context("torch")

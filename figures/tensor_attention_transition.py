@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from sci.backend import to_numpy
 from sci.parallel import parallel_map, task_seeds
 from sci.tensor_attention import higher_order_attention, poly_higher_order_attention
 
@@ -42,9 +43,9 @@ def _point(task, *, n, d, degree):
     Q = B * rng.choice([-1.0, 1.0], (n, d))
     keys = [B * rng.choice([-1.0, 1.0], (n, d)) for _ in range(order - 1)]
     values = [B * rng.choice([-1.0, 1.0], (n, d)) for _ in range(order - 1)]
-    exact = np.asarray(higher_order_attention(Q, keys, values))
+    exact = to_numpy(higher_order_attention(Q, keys, values))
     approx, info = poly_higher_order_attention(Q, keys, values, degree=degree, return_info=True)
-    error = float(np.abs(np.asarray(approx) - exact).max()) / info.value_bound
+    error = float(np.abs(to_numpy(approx) - exact).max()) / info.value_bound
     predicted = (None if info.predicted_error is None
                  else info.predicted_error / info.value_bound)
     return error, predicted

@@ -9,7 +9,14 @@ from typing import Any
 import numpy as np
 
 from .._validation import as_complex_array, check_integer, check_memory
-from ..backend import array_context, array_namespace, implementation, register
+from ..backend import (
+    array_context,
+    array_namespace,
+    cached_constant,
+    implementation,
+    register,
+    switch_context,
+)
 from ._harmonics import LMAX_LIMIT, _check_basis, _legendre, coefficient_array
 
 __all__ = [
@@ -93,6 +100,12 @@ def _projection_weights(lmax: int, k: int) -> np.ndarray:
     return w
 
 
+def _switch_constant(key: tuple, build, dtype):
+    """A host table as an array of the switch's library and ``dtype``, converted once per
+    (library, device, dtype) and cached (CuPy: uploaded once, not per call or chunk)."""
+    return cached_constant(("gaunt.switch",) + key, build, switch_context(), dtype)
+
+
 def _half_spectrum_real(a, lmax, xp):
     """F[..., u + lmax, m] for m >= 0 of the real function with real-basis coefficients a."""
     batch = a.shape[:-1]
@@ -140,7 +153,8 @@ def _half_gather(lmax: int):
 
 def _full_spectrum_complex(c, lmax, xp):
     """F[..., u + lmax, v + lmax] of the function with complex-basis coefficients c."""
-    p = xp.asarray(legendre_fourier_coefficients(lmax)).astype(c.dtype)  # (m, l, u)
+    p = _switch_constant(("legendre_fourier", lmax), lambda: legendre_fourier_coefficients(lmax),
+                         c.dtype)  # (m, l, u)
     idx, mirror, valid, _ = _half_gather(lmax)
     vmask = xp.asarray(valid)
     batch = c.shape[:-1]
@@ -221,7 +235,8 @@ register("gaunt.sh_to_fourier", "array", "sci.gaunt._array:sh_to_fourier_entry")
 
 def _project(h_half, lmax, k, xp):
     """c_{lm} (m >= 0) from the Fourier coefficients H[..., u + k, m]: shape (..., m, l)."""
-    w = xp.asarray(_projection_weights(lmax, k)).astype(h_half.dtype)  # (m, u, l)
+    w = _switch_constant(("projection", lmax, k), lambda: _projection_weights(lmax, k),
+                         h_half.dtype)  # (m, u, l)
     batch = h_half.shape[:-2]
     h = h_half.reshape((-1,) + h_half.shape[-2:])  # (B, u, m)
     out = xp.moveaxis(h, -1, 0) @ w  # (m, B, l)
@@ -412,7 +427,8 @@ def _gather_pairs(lmax: int):
 def _torus_grid_real(a, lmax, n_theta, n_phi, xp, fft):
     """Values on the n_theta x n_phi torus grid of real functions: shape (B, n_theta, n_phi)."""
     rows = a.shape[0]
-    pt = xp.asarray(_torus_synthesis(lmax, n_theta)).astype(a.dtype)  # (M, L, T)
+    pt = _switch_constant(("torus_synthesis", lmax, n_theta),
+                          lambda: _torus_synthesis(lmax, n_theta), a.dtype)  # (M, L, T)
     pos, neg, _ = _gather_pairs(lmax)
     padded = xp.concatenate([a, xp.zeros((rows, 1), dtype=a.dtype)], axis=1)
     # (M, 2B, L): cosine parts (orders m) and sine parts (orders -m) of every row.
@@ -421,8 +437,8 @@ def _torus_grid_real(a, lmax, n_theta, n_phi, xp, fft):
     stacked = xp.ascontiguousarray(xp.moveaxis(stacked.reshape(2, rows, lmax + 1, lmax + 1), 2, 0))
     rs = stacked.reshape(lmax + 1, 2 * rows, lmax + 1) @ pt  # (M, 2B, T)
     if n_phi <= _DFT_MAX:
-        e, _ = _phi_matrices(lmax, n_phi)
-        e = xp.asarray(e).astype(a.dtype)
+        e = _switch_constant(("phi_e", lmax, n_phi), lambda: _phi_matrices(lmax, n_phi)[0],
+                             a.dtype)
         coeffs = rs.reshape(2 * (lmax + 1), rows * n_theta)  # row 2m + s: no copy
         return (coeffs.T @ e).reshape(rows, n_theta, n_phi)
     rs = rs.reshape(lmax + 1, 2, rows * n_theta)
@@ -437,8 +453,9 @@ def _torus_coefficients_real(h, lmax, degree, xp, fft):
     rows, n_theta, n_phi = h.shape
     flat = h.reshape(rows * n_theta, n_phi)
     if n_phi <= _DFT_MAX:
-        _, eb = _phi_matrices(lmax, n_phi)
-        hcs = flat @ xp.asarray(eb).astype(h.dtype)  # (B*T, 2M), column 2m + s
+        eb = _switch_constant(("phi_eb", lmax, n_phi), lambda: _phi_matrices(lmax, n_phi)[1],
+                              h.dtype)
+        hcs = flat @ eb  # (B*T, 2M), column 2m + s
     else:
         spec = fft.rfft(flat, axis=-1)[:, : lmax + 1] * (2.0 / n_phi)
         spec[:, 0] *= 0.5
@@ -447,7 +464,8 @@ def _torus_coefficients_real(h, lmax, degree, xp, fft):
     both = hcs.reshape(rows, n_theta, lmax + 1, 2)
     both = xp.ascontiguousarray(xp.transpose(both, (2, 3, 0, 1))).reshape(
         lmax + 1, 2 * rows, n_theta)
-    q = xp.asarray(_torus_analysis(lmax, n_theta, degree)).astype(h.dtype)  # (M, T, L)
+    q = _switch_constant(("torus_analysis", lmax, n_theta, degree),
+                         lambda: _torus_analysis(lmax, n_theta, degree), h.dtype)  # (M, T, L)
     out_ml = (both @ q).reshape(lmax + 1, 2, rows, lmax + 1)  # (M, cos/sin, B, L)
     pos, neg, valid = _gather_pairs(lmax)
     out = xp.zeros((rows, (lmax + 1) ** 2 + 1), dtype=h.dtype)

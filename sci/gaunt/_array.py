@@ -470,15 +470,16 @@ def _work_per_row(method, lmaxes, powers, keep):
     return (keep + 1) ** 2 * (min(lmaxes) + 1) ** 2 * 3  # padded gathers (a generous bound)
 
 
-def gaunt_tensor_product_entry(x, y, *, lmax_out, method, basis, weights, ctx):
+def gaunt_tensor_product_entry(x, y, *, lmax_out, method, basis, weights, ctx,
+                               check_finite=True):
     from ._harmonics import _check_basis, coefficient_array
     from ._product import _method, _output_lmax, _unpack_weights
 
     xp = ctx.xp
     basis = _check_basis(basis)
     method = _method(method)
-    a, l1 = coefficient_array(x, "x", basis, ctx=ctx)
-    b, l2 = coefficient_array(y, "y", basis, ctx=ctx)
+    a, l1 = coefficient_array(x, "x", basis, ctx=ctx, check_finite=check_finite)
+    b, l2 = coefficient_array(y, "y", basis, ctx=ctx, check_finite=check_finite)
     try:
         batch = np.broadcast_shapes(tuple(a.shape[:-1]), tuple(b.shape[:-1]))
     except ValueError as exc:
@@ -514,13 +515,13 @@ def gaunt_tensor_product_entry(x, y, *, lmax_out, method, basis, weights, ctx):
 
 
 def gaunt_convolution_entry(x, edge_vectors, *, lmax_edge, lmax_out, method, basis, weights,
-                            ctx):
+                            ctx, check_finite=True):
     from .._validation import check_integer
     from ._harmonics import LMAX_LIMIT, _check_basis, coefficient_array
 
     lmax_edge = check_integer(lmax_edge, "lmax_edge", minimum=0, maximum=LMAX_LIMIT)
     basis = _check_basis(basis)
-    a, _ = coefficient_array(x, "x", basis, ctx=ctx)
+    a, _ = coefficient_array(x, "x", basis, ctx=ctx, check_finite=check_finite)
     if a.ndim < 2:
         raise ValueError(f"x must have shape (..., C, (L+1)^2); got {tuple(a.shape)}")
     rd = real_dtype(ctx.xp, a.dtype)
@@ -534,10 +535,11 @@ def gaunt_convolution_entry(x, edge_vectors, *, lmax_edge, lmax_out, method, bas
             f"{tuple(a.shape)} and edge_vectors with leading shape {tuple(y.shape[:-1])}"
         )
     return gaunt_tensor_product_entry(a, ctx.xp.expand_dims(y, axis=-2), lmax_out=lmax_out,
-                                      method=method, basis=basis, weights=weights, ctx=ctx)
+                                      method=method, basis=basis, weights=weights, ctx=ctx,
+                                      check_finite=False)  # x checked above; Y is finite
 
 
-def gaunt_power_entry(x, nu, *, lmax_out, method, basis, ctx):
+def gaunt_power_entry(x, nu, *, lmax_out, method, basis, ctx, check_finite=True):
     from .._validation import check_integer
     from ._harmonics import LMAX_LIMIT, _check_basis, coefficient_array
     from ._product import _method, _output_lmax
@@ -546,7 +548,7 @@ def gaunt_power_entry(x, nu, *, lmax_out, method, basis, ctx):
     basis = _check_basis(basis)
     method = _method(method)
     nu = check_integer(nu, "nu", minimum=1, maximum=LMAX_LIMIT)
-    a, lmax = coefficient_array(x, "x", basis, ctx=ctx)
+    a, lmax = coefficient_array(x, "x", basis, ctx=ctx, check_finite=check_finite)
     lo = _output_lmax(lmax_out, nu * lmax)
     if nu * lmax > LMAX_LIMIT:
         raise ValueError(f"nu * L = {nu * lmax} exceeds the degree limit {LMAX_LIMIT}")

@@ -61,13 +61,14 @@ def lmax_from_size(size: int, name: str = "x") -> int:
     return root - 1
 
 
-def coefficient_array(x: Any, name: str, basis: str, *, ctx: Any = None):
+def coefficient_array(x: Any, name: str, basis: str, *, ctx: Any = None,
+                      check_finite: bool = True):
     """``(array, L)``: coefficient vectors on a last axis of (L+1)^2, real (float32/float64)
     for ``basis="real"``, complex for ``"complex"``, checked (finite, not a scalar)."""
     if basis == "real":
-        a = as_float_array(x, name, ctx=ctx)
+        a = as_float_array(x, name, ctx=ctx, check_finite=check_finite)
     else:
-        a = as_complex_array(x, name, ctx=ctx)
+        a = as_complex_array(x, name, ctx=ctx, check_finite=check_finite)
     if a.ndim == 0:
         raise ValueError(f"{name} must have a last axis of (L+1)^2 coefficients; got a scalar")
     return a, lmax_from_size(a.shape[-1], name)

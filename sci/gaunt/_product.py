@@ -65,10 +65,10 @@ def _fast_len(n: int) -> int:
 # --------------------------------------------------------------------------- validation
 
 
-def _pair(x, y, basis):
+def _pair(x, y, basis, check_finite=True):
     xp = array_namespace()
-    a, l1 = coefficient_array(x, "x", basis)
-    b, l2 = coefficient_array(y, "y", basis)
+    a, l1 = coefficient_array(x, "x", basis, check_finite=check_finite)
+    b, l2 = coefficient_array(y, "y", basis, check_finite=check_finite)
     try:
         batch = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
     except ValueError as exc:
@@ -377,6 +377,7 @@ def gaunt_tensor_product(
     method: str = "fourier",
     basis: str = "real",
     weights: Any = None,
+    check_finite: bool = True,
 ) -> Any:
     r"""The Gaunt tensor product: the harmonic coefficients of the pointwise product.
 
@@ -399,6 +400,10 @@ def gaunt_tensor_product(
         the leading axes): applied to x and y before the forward conversion and to the output
         after the backward one.
 
+    check_finite : bool
+        Check the inputs for NaN and infinities (default): one reduction per input, on a GPU a
+        synchronisation with the host, which ``False`` saves (non-finite input then gives
+        non-finite output).
     Returns
     -------
     array, shape (..., (lmax_out+1)**2)
@@ -454,7 +459,8 @@ def gaunt_tensor_product(
     """
     ctx = array_context(x, y, *_weight_arrays(weights), names=_PRODUCT_ARGS)
     run = implementation("gaunt.gaunt_tensor_product", ctx.backend)
-    return run(x, y, lmax_out=lmax_out, method=method, basis=basis, weights=weights, ctx=ctx)
+    return run(x, y, lmax_out=lmax_out, method=method, basis=basis, weights=weights,
+               check_finite=check_finite, ctx=ctx)
 
 
 def _gaunt_tensor_product_switch(
@@ -465,13 +471,14 @@ def _gaunt_tensor_product_switch(
     method: str = "fourier",
     basis: str = "real",
     weights: Any = None,
+    check_finite: bool = True,
     ctx: Any = None,
 ) -> Any:
     """gaunt_tensor_product on NumPy (the numpy/numba kernels) and CuPy: the measured paths."""
     basis = _check_basis(basis)
     method = _method(method)
     xp = array_namespace()
-    a, b, l1, l2, batch, dtype = _pair(x, y, basis)
+    a, b, l1, l2, batch, dtype = _pair(x, y, basis, check_finite)
     lo = _output_lmax(lmax_out, l1 + l2)
     w1, w2, w3 = _unpack_weights(weights)
     w1 = _degree_weights(w1, l1, "weights[0]", dtype, xp)
@@ -518,6 +525,7 @@ def gaunt_convolution(
     method: str = "fourier",
     basis: str = "real",
     weights: Any = None,
+    check_finite: bool = True,
 ) -> Any:
     r"""Equivariant convolution: features times spherical harmonics of edge directions.
 
@@ -533,6 +541,10 @@ def gaunt_convolution(
     lmax_out, method, basis, weights
         As in :func:`gaunt_tensor_product` (``weights[1]`` weights the edge harmonics).
 
+    check_finite : bool
+        Check the inputs for NaN and infinities (default): one reduction per input, on a GPU a
+        synchronisation with the host, which ``False`` saves (non-finite input then gives
+        non-finite output).
     Returns
     -------
     array, shape (..., C, (lmax_out+1)**2)
@@ -560,7 +572,7 @@ def gaunt_convolution(
     ctx = array_context(x, edge_vectors, *_weight_arrays(weights), names=_CONVOLUTION_ARGS)
     run = implementation("gaunt.gaunt_convolution", ctx.backend)
     return run(x, edge_vectors, lmax_edge=lmax_edge, lmax_out=lmax_out, method=method,
-               basis=basis, weights=weights, ctx=ctx)
+               basis=basis, weights=weights, check_finite=check_finite, ctx=ctx)
 
 
 def _gaunt_convolution_switch(
@@ -572,12 +584,13 @@ def _gaunt_convolution_switch(
     method: str = "fourier",
     basis: str = "real",
     weights: Any = None,
+    check_finite: bool = True,
     ctx: Any = None,
 ) -> Any:
     """gaunt_convolution on NumPy (the numpy/numba kernels) and CuPy: the measured paths."""
     lmax_edge = check_integer(lmax_edge, "lmax_edge", minimum=0, maximum=LMAX_LIMIT)
     basis = _check_basis(basis)
-    a, _ = coefficient_array(x, "x", basis)
+    a, _ = coefficient_array(x, "x", basis, check_finite=check_finite)
     if a.ndim < 2:
         raise ValueError(f"x must have shape (..., C, (L+1)^2); got {tuple(a.shape)}")
     rdtype = np.float32 if a.dtype in (np.float32, np.complex64) else np.float64
@@ -602,7 +615,8 @@ def _gaunt_convolution_switch(
             f"{tuple(a.shape)} and edge_vectors with leading shape {tuple(y.shape[:-1])}"
         )
     return gaunt_tensor_product(
-        a, y[..., None, :], lmax_out=lmax_out, method=method, basis=basis, weights=weights
+        a, y[..., None, :], lmax_out=lmax_out, method=method, basis=basis, weights=weights,
+        check_finite=False,  # x was checked above, the harmonics are finite
     )
 
 
@@ -618,6 +632,7 @@ def gaunt_power(
     lmax_out: int | None = None,
     method: str = "fourier",
     basis: str = "real",
+    check_finite: bool = True,
 ) -> Any:
     r"""Many-body features :math:`x^{\otimes\nu}`: the coefficients of :math:`f^\nu`.
 
@@ -634,6 +649,10 @@ def gaunt_power(
         ``"direct"``: repeated Gaunt contractions (binary splitting); ``"grid"``: quadrature.
     basis : {"real", "complex"}
 
+    check_finite : bool
+        Check the inputs for NaN and infinities (default): one reduction per input, on a GPU a
+        synchronisation with the host, which ``False`` saves (non-finite input then gives
+        non-finite output).
     Returns
     -------
     array, shape (..., (lmax_out+1)**2)
@@ -657,7 +676,8 @@ def gaunt_power(
     """
     ctx = array_context(x, names=("x",))
     run = implementation("gaunt.gaunt_power", ctx.backend)
-    return run(x, nu, lmax_out=lmax_out, method=method, basis=basis, ctx=ctx)
+    return run(x, nu, lmax_out=lmax_out, method=method, basis=basis,
+               check_finite=check_finite, ctx=ctx)
 
 
 def _gaunt_power_switch(
@@ -667,6 +687,7 @@ def _gaunt_power_switch(
     lmax_out: int | None = None,
     method: str = "fourier",
     basis: str = "real",
+    check_finite: bool = True,
     ctx: Any = None,
 ) -> Any:
     """gaunt_power on NumPy (the numpy/numba kernels) and CuPy: the measured paths."""
@@ -674,7 +695,7 @@ def _gaunt_power_switch(
     method = _method(method)
     nu = check_integer(nu, "nu", minimum=1, maximum=LMAX_LIMIT)
     xp = array_namespace()
-    a, lmax = coefficient_array(x, "x", basis)
+    a, lmax = coefficient_array(x, "x", basis, check_finite=check_finite)
     lo = _output_lmax(lmax_out, nu * lmax)
     if nu * lmax > LMAX_LIMIT:
         raise ValueError(f"nu * L = {nu * lmax} exceeds the degree limit {LMAX_LIMIT}")

@@ -333,3 +333,24 @@ def test_output_held_once(monkeypatch, method):
     assert peak < 1.3 * z.nbytes
     np.testing.assert_allclose(z[-1], gaunt_tensor_product(a[0], np.ones(4), method="direct"),
                                rtol=1e-12, atol=1e-12)
+
+
+def test_check_finite_can_be_skipped(xp):
+    # check_finite=False saves the one reduction (a host synchronisation on a GPU); non-finite
+    # input then propagates instead of being refused
+    x = xp.asarray(np.array([np.nan, 0.0, 1.0, 0.0]))
+    y = xp.asarray(np.array([1.0, 0.0, 0.0, 0.0]))
+    for f in (lambda **k: gaunt_tensor_product(x, y, **k), lambda **k: gaunt_power(x, 2, **k)):
+        with pytest.raises(ValueError, match="x must be finite"):
+            f()
+        for method in METHODS:
+            with np.errstate(all="ignore"):  # NumPy's own warnings about NaN arithmetic
+                out = f(method=method, check_finite=False)
+            assert xp.is_leg_array(out) and not np.all(np.isfinite(xp.to_numpy(out)))
+    edges = xp.asarray(np.array([[0.0, 0.0, 1.0]]))
+    with pytest.raises(ValueError, match="x must be finite"):
+        gaunt_convolution(xp.asarray(np.full((1, 1, 1), np.inf)), edges, lmax_edge=1)
+    with np.errstate(all="ignore"):
+        out = gaunt_convolution(xp.asarray(np.full((1, 1, 1), np.inf)), edges, lmax_edge=1,
+                                check_finite=False)
+    assert not np.all(np.isfinite(xp.to_numpy(out)))

@@ -420,11 +420,16 @@ def _parse_bytes(text: str) -> int:
     return int(float(number) * units[unit])
 
 
-def memory_limit() -> int:
-    """Bytes one request may allocate: ``SCI_MEMORY_LIMIT`` if set, else half the RAM."""
+def memory_limit(ctx: ArrayContext | None = None) -> int:
+    """Bytes one request may allocate: ``SCI_MEMORY_LIMIT`` if set; for arrays on a GPU
+    (``ctx`` on a CUDA device, or no ``ctx`` under the cupy switch) the device's free memory;
+    else half the RAM."""
     env = os.environ.get("SCI_MEMORY_LIMIT")
     if env:
         return _parse_bytes(env)
+    free = _device_free_memory(ctx)
+    if free is not None:
+        return free
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
@@ -441,9 +446,36 @@ def format_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def check_memory(nbytes: float, what: str, *, hint: str = "") -> None:
-    """Refuse up front a request needing more than :func:`memory_limit` bytes, with the figure."""
-    limit = memory_limit()
+def _device_free_memory(ctx: ArrayContext | None) -> int | None:
+    """Free bytes of the GPU that ``ctx`` computes on (CuPy's pooled free blocks included), or
+    ``None`` for host arrays and for libraries whose device memory is not known here."""
+    if ctx is None:
+        from .backend import get_backend
+
+        if get_backend() != "cupy":
+            return None
+        library, device = "cupy", None
+    else:
+        library, device = ctx.library, ctx.device
+    if library == "cupy":
+        import cupy
+
+        with cupy.cuda.Device(device if device is not None else cupy.cuda.Device().id):
+            free, _ = cupy.cuda.runtime.memGetInfo()
+            return int(free) + int(cupy.get_default_memory_pool().free_bytes())
+    if library == "torch" and getattr(device, "type", "cpu") == "cuda":
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    return None
+
+
+def check_memory(nbytes: float, what: str, *, hint: str = "",
+                 ctx: ArrayContext | None = None) -> None:
+    """Refuse up front a request needing more than :func:`memory_limit` bytes, with the figure
+    (``ctx``: where the arrays will live; a GPU's limit is its free memory)."""
+    limit = memory_limit(ctx)
     if nbytes > limit:
         message = (
             f"{what} would need {format_bytes(nbytes)}, more than the limit of "

@@ -396,7 +396,8 @@ def fourier_to_sh_entry(F, lmax, *, basis, ctx):
             f"F must have shape (..., 2K+1, 2K+1) (odd, square); got {tuple(f.shape)}"
         )
     k = (f.shape[-1] - 1) // 2
-    check_memory((2 * lmax + 1) * (lmax + 1) * (2 * k + 1) * 16, "the projection weights")
+    check_memory((2 * lmax + 1) * (lmax + 1) * (2 * k + 1) * 16, "the projection weights",
+                 ctx=ctx)
     return fourier_to_sh(f, lmax, basis, ctx)
 
 
@@ -427,7 +428,7 @@ def spherical_harmonics_entry(lmax, vectors, *, theta, phi, basis, normalization
         cos, sin = xp.cos(th), xp.sin(th)
     itemsize = 4 if cos.dtype == xp.float32 else 8
     check_memory(math.prod(cos.shape) * (lmax + 1) ** 2 * itemsize * 3,
-                 "spherical harmonics table")
+                 "spherical harmonics table", ctx=ctx)
     out = harmonics(lmax, cos, sin, ph, basis, ctx)
     if normalization == "component":
         out = out * math.sqrt(4 * math.pi)
@@ -449,14 +450,14 @@ def _weights(w, lmax, name, dtype, ctx):
     return degree_weights(arr, lmax, ctx)
 
 
-def _check_product_memory(rows_shape, n_in, n_out, work_per_row, what):
+def _check_product_memory(rows_shape, n_in, n_out, work_per_row, what, ctx):
     from .._validation import check_memory
 
     rows = float(math.prod(rows_shape))
     check_memory(rows * (n_in + n_out + work_per_row) * 16,
                  f"{what} on the array path ({int(rows)} rows; autograd keeps the "
                  "intermediates for the backward pass)",
-                 hint="process the rows in smaller batches or lower lmax_out")
+                 hint="process the rows in smaller batches or lower lmax_out", ctx=ctx)
 
 
 def _work_per_row(method, lmaxes, powers, keep):
@@ -497,7 +498,7 @@ def gaunt_tensor_product_entry(x, y, *, lmax_out, method, basis, weights, ctx,
     keep = min(lo, l1 + l2)
     _check_product_memory(batch, (l1 + 1) ** 2 + (l2 + 1) ** 2, (lo + 1) ** 2,
                           _work_per_row(method, [l1, l2], [1, 1], keep),
-                          f"gaunt_tensor_product (method={method!r})")
+                          f"gaunt_tensor_product (method={method!r})", ctx)
     if w1 is not None:
         a = a * w1
     if w2 is not None:
@@ -555,7 +556,7 @@ def gaunt_power_entry(x, nu, *, lmax_out, method, basis, ctx, check_finite=True)
     keep = min(lo, nu * lmax)
     _check_product_memory(tuple(a.shape[:-1]), (lmax + 1) ** 2, (lo + 1) ** 2,
                           _work_per_row(method, [lmax], [nu], keep) * max(1, nu.bit_length()),
-                          f"gaunt_power (nu={nu}, method={method!r})")
+                          f"gaunt_power (nu={nu}, method={method!r})", ctx)
     if method == "fourier":
         z = fourier_method([a], [lmax], [nu], keep, basis, ctx)
     elif method == "grid":

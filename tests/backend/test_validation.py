@@ -179,3 +179,33 @@ def test_check_dask_rows():
     wrapped = check_dask_rows(np.ones((5, 3)), "points", ndim=2, columns=3,
                               host=lambda v: as_float_array(v, "points", ndim=2))
     assert wrapped.chunks == ((5,), (3,))
+
+
+def test_memory_limit_of_device_arrays_is_the_device_free_memory(monkeypatch):
+    # Where arrays live on a GPU the limit is that device's free memory, not host RAM. No
+    # GPU here: a stand-in torch CUDA device answers mem_get_info as the real one would.
+    import types
+
+    import torch
+
+    from sci.backend import ArrayContext
+
+    monkeypatch.delenv("SCI_MEMORY_LIMIT", raising=False)
+    calls = []
+
+    def mem_get_info(device):
+        calls.append(device)
+        return 3 * 2**20, 80 * 2**30
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", mem_get_info)
+    ctx = ArrayContext(types.SimpleNamespace(__name__="array_api_compat.torch"),
+                       torch.device("cuda", 1), "array")
+    assert memory_limit(ctx) == 3 * 2**20 and calls == [torch.device("cuda", 1)]
+    with pytest.raises(MemoryLimitError, match=r"more than the limit of 3\.0 MiB"):
+        check_memory(4 * 2**20, "a table", ctx=ctx)
+    # CPU tensors and host arrays keep the host limit
+    cpu = ArrayContext(types.SimpleNamespace(__name__="array_api_compat.torch"),
+                       torch.device("cpu"), "array")
+    assert memory_limit(cpu) == memory_limit() > 3 * 2**20
+    monkeypatch.setenv("SCI_MEMORY_LIMIT", "1MiB")  # the variable still decides when set
+    assert memory_limit(ctx) == 2**20

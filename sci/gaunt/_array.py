@@ -585,3 +585,53 @@ def rotate_entry(x, rotation, *, basis, ctx):
     out = [xp.matmul(a[..., l * l:(l + 1) ** 2], ctx.asarray(d, dtype=a.dtype))
            for l, d in enumerate(blocks)]
     return xp.concat(out, axis=-1)
+
+
+def real_to_complex_entry(x, *, ctx):
+    from ._harmonics import coefficient_array
+
+    a, lmax = coefficient_array(x, "x", "real", ctx=ctx)
+    return real_to_complex(a, lmax, ctx)
+
+
+def complex_to_real_entry(c, *, ctx):
+    """a_{l0} = Re c_{l0}, a_{lm} = sqrt2 Re c_{lm}, a_{l,-m} = -sqrt2 Im c_{lm} (m > 0)."""
+    from .._validation import as_complex_array
+    from ._harmonics import lmax_from_size
+
+    xp = ctx.xp
+    c = as_complex_array(c, "c", ctx=ctx)
+    if c.ndim == 0:
+        raise ValueError("c must have a last axis of (L+1)^2 coefficients; got a scalar")
+    lmax = lmax_from_size(c.shape[-1], "c")
+    l = np.repeat(np.arange(lmax + 1), 2 * np.arange(lmax + 1) + 1)
+    m = np.concatenate([np.arange(-k, k + 1) for k in range(lmax + 1)])
+    src = l * l + l + np.abs(m)
+    re_coef = np.where(m == 0, 1.0, np.where(m > 0, math.sqrt(2.0), 0.0))
+    im_coef = np.where(m < 0, -math.sqrt(2.0), 0.0)
+    rd = real_dtype(xp, c.dtype)
+    picked = _take_last(xp, c, _constant(ctx, ("c2r_flat_src", lmax), lambda: src, xp.int64))
+    return (xp.real(picked) * _constant(ctx, ("c2r_flat_re", lmax), lambda: re_coef, rd)
+            + xp.imag(picked) * _constant(ctx, ("c2r_flat_im", lmax), lambda: im_coef, rd))
+
+
+def e3nn_map_entry(x, normalization, inverse, ctx):
+    from ..backend import use_backend
+    from ._harmonics import _E3NN_ROTATION, coefficient_array
+    from ._rotation import wigner_D
+
+    xp = ctx.xp
+    a, lmax = coefficient_array(x, "x", "real", ctx=ctx)
+    scale = math.sqrt(4 * math.pi) if normalization == "component" else 1.0
+    with use_backend("numpy"):  # the fixed Wigner matrices, built on the host
+        blocks = [np.asarray(wigner_D(l, _E3NN_ROTATION, basis="real")) for l in range(lmax + 1)]
+    out = []
+    for l, d in enumerate(blocks):
+        sl = a[..., l * l:(l + 1) ** 2]
+        if inverse:
+            dm = _constant(ctx, ("e3nn_dT", l), lambda d=d: np.ascontiguousarray(d.T), a.dtype)
+            out.append(xp.matmul(sl * scale, dm))
+        else:
+            dm = _constant(ctx, ("e3nn_d", l), lambda d=d: d, a.dtype)
+            out.append(xp.matmul(sl, dm) / scale)
+    return xp.concat(out, axis=-1)

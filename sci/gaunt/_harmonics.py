@@ -279,25 +279,6 @@ register("gaunt.spherical_harmonics", "cupy", _spherical_harmonics_switch)
 register("gaunt.spherical_harmonics", "array", "sci.gaunt._array:spherical_harmonics_entry")
 
 
-def _basis_change(lmax: int) -> np.ndarray:
-    """U with Z = U Y (rows: real index, columns: complex index), block diagonal in l."""
-    n = (lmax + 1) ** 2
-    u = np.zeros((n, n), dtype=np.complex128)
-    s2 = 1.0 / math.sqrt(2.0)
-    for l in range(lmax + 1):
-        for m in range(-l, l + 1):
-            i = l * l + l + m
-            if m == 0:
-                u[i, i] = 1.0
-            elif m > 0:
-                u[i, l * l + l + m] = s2
-                u[i, l * l + l - m] = (-1) ** m * s2
-            else:
-                u[i, l * l + l + m] = 1j * (-1) ** m * s2
-                u[i, l * l + l - m] = -1j * s2
-    return u
-
-
 def real_to_complex(x: Any) -> Any:
     r"""Complex-basis coefficients of the function with real-basis coefficients ``x``.
 
@@ -310,6 +291,12 @@ def real_to_complex(x: Any) -> Any:
     >>> np.round(c * np.sqrt(2), 6)
     array([0.+0.j, 0.-1.j, 0.+0.j, 0.-1.j])
     """
+    ctx = array_context(x, names=("x",))
+    return implementation("gaunt.real_to_complex", ctx.backend)(x, ctx=ctx)
+
+
+def _real_to_complex_switch(x: Any, ctx: Any = None) -> Any:
+    """real_to_complex for NumPy (``"numpy"``/``"numba"`` kernels) and CuPy: the measured paths."""
     xp = array_namespace()
     a = as_float_array(x, "x")
     lmax = lmax_from_size(a.shape[-1])
@@ -330,6 +317,11 @@ def real_to_complex(x: Any) -> Any:
     return c
 
 
+register("gaunt.real_to_complex", "numpy", _real_to_complex_switch)
+register("gaunt.real_to_complex", "cupy", _real_to_complex_switch)
+register("gaunt.real_to_complex", "array", "sci.gaunt._array:real_to_complex_entry")
+
+
 def complex_to_real(c: Any) -> Any:
     r"""Real-basis coefficients of the real function with complex-basis coefficients ``c``.
 
@@ -342,6 +334,12 @@ def complex_to_real(c: Any) -> Any:
     >>> complex_to_real(real_to_complex([1.0, 0.5, -2.0, 3.0]))
     array([ 1. ,  0.5, -2. ,  3. ])
     """
+    ctx = array_context(c, names=("c",))
+    return implementation("gaunt.complex_to_real", ctx.backend)(c, ctx=ctx)
+
+
+def _complex_to_real_switch(c: Any, ctx: Any = None) -> Any:
+    """complex_to_real for NumPy (``"numpy"``/``"numba"`` kernels) and CuPy: the measured paths."""
     xp = array_namespace()
     c = asarray(c, name="c")
     if c.dtype.kind not in "biufc":
@@ -365,6 +363,13 @@ def complex_to_real(c: Any) -> Any:
 # e3nn's real harmonics use the axes (y, z, x) (its polar axis is y) and no Condon-Shortley
 # phase. On each degree its orthonormal basis is therefore ours rotated by a fixed signed
 # permutation: Y_e3nn(r)^T = Z(r)^T D(R0) with D = wigner_D (checked against e3nn in the tests).
+
+
+register("gaunt.complex_to_real", "numpy", _complex_to_real_switch)
+register("gaunt.complex_to_real", "cupy", _complex_to_real_switch)
+register("gaunt.complex_to_real", "array", "sci.gaunt._array:complex_to_real_entry")
+
+
 _E3NN_ROTATION = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, 1.0], [-1.0, 0.0, 0.0]])
 
 
@@ -416,6 +421,11 @@ def from_e3nn(x: Any, *, normalization: str = "integral") -> Any:
 def _e3nn_map(x, normalization, inverse):
     if normalization not in ("integral", "component"):
         raise ValueError(f"normalization must be 'integral' or 'component'; got {normalization!r}")
+    ctx = array_context(x, names=("x",))
+    return implementation("gaunt.e3nn_map", ctx.backend)(x, normalization, inverse, ctx)
+
+
+def _e3nn_map_switch(x, normalization, inverse, ctx):
     xp = array_namespace()
     a = as_float_array(x, "x")
     lmax = lmax_from_size(a.shape[-1])
@@ -431,3 +441,8 @@ def _e3nn_map(x, normalization, inverse):
         else:
             out[..., sl] = (a[..., sl] @ d) / scale
     return out
+
+
+register("gaunt.e3nn_map", "numpy", _e3nn_map_switch)
+register("gaunt.e3nn_map", "cupy", _e3nn_map_switch)
+register("gaunt.e3nn_map", "array", "sci.gaunt._array:e3nn_map_entry")

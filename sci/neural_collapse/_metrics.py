@@ -60,6 +60,11 @@ def _accumulate_gram_numpy(gram: np.ndarray, D: np.ndarray) -> np.ndarray:
     return syrk(1.0, D.T, beta=1.0, c=gram, trans=0, lower=0, overwrite_c=1)
 
 
+# What each implementation leaves in the Gram accumulator is part of its registration, read
+# from the table by the accumulator (not an identity test on the function).
+_accumulate_gram_numpy.upper_only = True
+
+
 register("neural_collapse.class_sums", "numba", "sci.neural_collapse._cpu:class_sums")
 register("neural_collapse.class_sums", "cupy", "sci.neural_collapse._gpu:class_sums")
 
@@ -124,9 +129,8 @@ class _FeatureStatistics:
             )
             self.sums = xp.zeros((self.K, self.d))
             self.shift = xp.zeros((self.K, self.d))
-            self.gram_upper_only = implementation("neural_collapse.accumulate_gram") is (
-                _accumulate_gram_numpy
-            )
+            accumulate = implementation("neural_collapse.accumulate_gram")
+            self.gram_upper_only = getattr(accumulate, "upper_only", False)
             order = "F" if self.gram_upper_only else "C"
             self.gram = xp.zeros((self.d, self.d), order=order)
         elif H.shape[1] != self.d:

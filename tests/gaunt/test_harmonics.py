@@ -291,3 +291,22 @@ def test_convolution_edges_at_extreme_scales(xp):
     for s in (1e200, 1e-200):
         got = to_numpy(gaunt_convolution(x, xp.asarray(edges * s), lmax_edge=2))
         np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_basis_conversions_on_every_library(xp, rng):
+    from sci.gaunt import complex_to_real, from_e3nn, real_to_complex, to_e3nn
+
+    x = rng.standard_normal((3, 16))
+    with sci.use_backend("numpy"):
+        refs = {"c": real_to_complex(x), "e": to_e3nn(x, normalization="component")}
+    c = real_to_complex(xp.asarray(x))
+    assert xp.is_leg_array(c)
+    np.testing.assert_allclose(xp.to_numpy(c), refs["c"], rtol=0, atol=1e-15)
+    back = complex_to_real(c)
+    assert xp.is_leg_array(back)
+    np.testing.assert_allclose(xp.to_numpy(back), x, rtol=0, atol=1e-14)
+    e = to_e3nn(xp.asarray(x), normalization="component")
+    assert xp.is_leg_array(e)
+    np.testing.assert_allclose(xp.to_numpy(e), refs["e"], rtol=0, atol=1e-14)
+    np.testing.assert_allclose(xp.to_numpy(from_e3nn(e, normalization="component")), x,
+                               rtol=0, atol=1e-13)

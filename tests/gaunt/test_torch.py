@@ -124,3 +124,14 @@ def test_gaunt_table_is_a_host_table():
     # the inputs' namespace and device once (cached), whatever library asks.
     assert isinstance(gaunt_table(2), GauntTable)
     assert isinstance(gaunt_table(2).value, np.ndarray)
+
+
+def test_basis_conversion_gradients():
+    from sci.gaunt import complex_to_real, from_e3nn, real_to_complex, to_e3nn
+
+    rng = np.random.default_rng(7)
+    x = _leaf(rng.standard_normal((2, 9)))
+    _gradcheck(real_to_complex, x)
+    _gradcheck(lambda a: complex_to_real(real_to_complex(a)), x)
+    _gradcheck(to_e3nn, x)
+    _gradcheck(from_e3nn, x)

@@ -26,6 +26,7 @@ import tracemalloc
 import numpy as np
 
 import sci
+from sci.backend import to_numpy
 from sci.tensor_attention import poly_tensor_attention, tensor_attention
 
 from ._harness import Benchmark, Case, fitted_exponent, single_threaded
@@ -67,7 +68,7 @@ def _peak_bytes(fn) -> int:
 
 
 def _max_abs_difference(a, b) -> float:
-    return float(np.abs(np.asarray(a) - np.asarray(b)).max())
+    return float(np.abs(to_numpy(a) - to_numpy(b)).max())  # explicit device-to-host
 
 
 def _single_thread(fn):

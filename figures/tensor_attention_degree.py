@@ -6,6 +6,7 @@ import functools
 
 import numpy as np
 
+from sci.backend import to_numpy
 from sci.parallel import parallel_map, task_seeds
 from sci.tensor_attention import (
     feature_rank,
@@ -57,14 +58,14 @@ def _check(task, *, d, check_n, tolerances):
     Q = B * rng.choice([-1.0, 1.0], (check_n, d))
     keys = [B * rng.choice([-1.0, 1.0], (check_n, d)) for _ in range(order - 1)]
     values = [rng.uniform(-1, 1, (check_n, d)) for _ in range(order - 1)]
-    exact = np.asarray(higher_order_attention(Q, keys, values))
+    exact = to_numpy(higher_order_attention(Q, keys, values))
     checks = []
     for tol in tolerances:
         approx, info = poly_higher_order_attention(Q, keys, values, tol=tol,
                                                    bound="entry", return_info=True)
         checks.append({
             "order": order, "B": B, "tol": tol, "degree": info.degree,
-            "error": float(np.abs(np.asarray(approx) - exact).max()),
+            "error": float(np.abs(to_numpy(approx) - exact).max()),
             "value_bound": info.value_bound,
         })
     return checks

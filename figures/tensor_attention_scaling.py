@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from sci._progress import progress_bar
+from sci.backend import to_numpy
 from sci.tensor_attention import feature_rank, poly_tensor_attention, tensor_attention
 
 from ._registry import Figure
@@ -45,7 +46,7 @@ def compute(*, d, degree, exact_sizes, poly_sizes, repeats, seed, progress=None)
         if n in exact_sizes:
             exact_t.append(_seconds(lambda a=args: tensor_attention(*a), repeats))
             approx, info = poly_tensor_attention(*args, degree=degree, return_info=True)
-            errors.append({"n": n, "error": float(np.abs(np.asarray(approx) - np.asarray(
+            errors.append({"n": n, "error": float(np.abs(to_numpy(approx) - to_numpy(
                 tensor_attention(*args))).max()), "predicted": info.predicted_error})
     exact_sizes, poly_sizes = sorted(exact_sizes), sorted(poly_sizes)
     return {

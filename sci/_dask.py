@@ -125,12 +125,10 @@ def largest_block(chunks: tuple[tuple[int, ...], ...]) -> int:
 def map_rows(func: Any, points: Any, name: str, dtype: Any = np.float64, **kwargs: Any) -> Any:
     """``func(block, **kwargs)`` on each block of rows of Dask ``points`` (M, 3): a Dask
     result (M,) chunked like the rows, one task per block, run under the active backend."""
-    if points.ndim != 2 or points.shape[1] != 3:
-        raise ValueError(f"{name} must have shape (M, 3); got {tuple(points.shape)}")
-    if points.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be an array of real numbers; got dtype {points.dtype}")
-    check_known_chunks(points, name)
+    from ._validation import check_dask_rows
+
+    # whole rows per block: memory O(rows per block)
+    points = check_dask_rows(points, name, ndim=2, columns=3, shape="(M, 3)")
     backend = task_backend(points)
-    points = points.rechunk({1: -1})  # whole rows per block: memory O(rows per block)
     return points.map_blocks(in_backend(func, backend), drop_axis=1, dtype=dtype,
                              meta=meta_array(backend, 1, dtype), **kwargs)

@@ -13,11 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from .backend import array_namespace, asarray, is_cupy_array
+from .backend import ArrayContext, array_namespace, asarray, to_numpy
 
 __all__ = [
     "MemoryLimitError",
+    "as_complex_array",
     "as_float_array",
+    "check_dask_rows",
+    "chunk_length",
     "as_int_array",
     "check_integer",
     "check_memory",
@@ -37,11 +40,31 @@ class MemoryLimitError(ValueError, MemoryError):
     """
 
 
+_ACCEPTED = "float32 or float64"
+
+
+def _refuse_half(dtype: Any, name: str) -> None:
+    """float16 (and bfloat16) are refused rather than upcast silently: the results' accuracy
+    and the memory checks assume float32 or float64, and an upcast would hide a copy."""
+    text = str(dtype)
+    if text.endswith(("float16", "bfloat16")) or text == "<f2":
+        raise TypeError(
+            f"{name} has dtype {text}, which is not supported; accepted: {_ACCEPTED} "
+            f"(convert it first, e.g. {name}.astype(float32))"
+        )
+
+
 def resolve_dtype(dtype: Any, *, name: str = "dtype", like: Any = None) -> np.dtype:
-    """float32 or float64; ``None`` means float32 if ``like`` is float32, else float64."""
+    """float32 or float64; ``None`` means float32 if ``like`` is float32, else float64.
+
+    float16 (as ``dtype`` or as ``like``'s dtype) raises :class:`TypeError`: it is not
+    upcast silently.
+    """
     if dtype is None:
         like_dtype = getattr(like, "dtype", None)
-        if like_dtype is not None and np.dtype(like_dtype) == np.float32:
+        if like_dtype is not None:
+            _refuse_half(like_dtype, "the input")
+        if like_dtype is not None and str(like_dtype).endswith("float32"):
             return np.dtype(np.float32)
         return np.dtype(np.float64)
     try:
@@ -53,6 +76,44 @@ def resolve_dtype(dtype: Any, *, name: str = "dtype", like: Any = None) -> np.dt
     return resolved
 
 
+def _namespace_dtype(xp: Any, dtype: np.dtype) -> Any:
+    """The dtype of namespace ``xp`` named like the NumPy ``dtype``."""
+    return getattr(xp, np.dtype(dtype).name)
+
+
+def _check_kind(arr: Any, xp: Any, name: str, *, complex_ok: bool) -> str:
+    """'b', 'i', 'f' or 'c' for an array of namespace ``xp``, refusing other dtypes."""
+    if xp.isdtype(arr.dtype, "bool"):
+        return "b"
+    if xp.isdtype(arr.dtype, "integral"):
+        return "i"
+    if xp.isdtype(arr.dtype, "real floating"):
+        _refuse_half(arr.dtype, name)
+        return "f"
+    if xp.isdtype(arr.dtype, "complex floating"):
+        if not complex_ok:
+            raise TypeError(f"{name} must be real; got a complex array ({arr.dtype})")
+        return "c"
+    raise TypeError(f"{name} must be an array of real numbers; got dtype {arr.dtype}")
+
+
+def _check_finite_xp(arr: Any, xp: Any, name: str) -> None:
+    """One reduction, one device-to-host read of a single boolean."""
+    if arr.ndim and not bool(xp.all(xp.isfinite(arr))):
+        raise ValueError(f"{name} must be finite; it contains NaN or infinity")
+    if not arr.ndim and not bool(xp.isfinite(arr)):
+        raise ValueError(f"{name} must be finite; it contains NaN or infinity")
+
+
+def _in_context(x: Any, name: str, ctx: ArrayContext) -> Any:
+    if isinstance(x, str | bytes):
+        raise TypeError(f"{name} must be a numeric array_like; got {type(x).__name__}")
+    try:
+        return ctx.asarray(x)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a numeric array_like; got {type(x).__name__}") from exc
+
+
 def as_float_array(
     x: Any,
     name: str,
@@ -61,11 +122,13 @@ def as_float_array(
     ndim: int | tuple[int, ...] | None = None,
     allow_nonfinite: bool = False,
     copy: bool = False,
+    ctx: ArrayContext | None = None,
+    check_finite: bool = True,
 ) -> Any:
-    """``x`` as a real floating array of the active backend, checked.
+    """``x`` as a real floating array of the active backend (or of ``ctx``), checked.
 
     Integers and booleans are promoted to float64; float32 stays float32 unless ``dtype`` says
-    otherwise; complex, object and string arrays are refused.
+    otherwise; float16, complex, object and string arrays are refused.
 
     Parameters
     ----------
@@ -79,7 +142,16 @@ def as_float_array(
         Accept NaN and infinities (default: refuse them).
     copy : bool
         Return a copy, so the caller can modify it without touching the user's array.
+    ctx : ArrayContext, optional
+        The namespace and device of the call (:func:`sci.backend.array_context`); the result
+        is an array there. Default: the switch's library (NumPy or CuPy).
+    check_finite : bool
+        Check for NaN and infinities (one reduction; on a GPU, one synchronisation). False
+        skips it: for callers that guarantee finite input.
     """
+    if ctx is not None and not ctx.is_numpy:
+        return _as_float_in_context(x, name, ctx, dtype=dtype, ndim=ndim, copy=copy,
+                                    check=check_finite and not allow_nonfinite)
     if isinstance(x, str | bytes):
         raise TypeError(f"{name} must be a real array_like of numbers; got {type(x).__name__}")
     arr = asarray(x, name=name)
@@ -88,6 +160,8 @@ def as_float_array(
         raise TypeError(f"{name} must be real; got a complex array ({arr.dtype})")
     if kind not in "biuf":
         raise TypeError(f"{name} must be an array of real numbers; got dtype {arr.dtype}")
+    if kind == "f":
+        _refuse_half(arr.dtype, name)
     target = resolve_dtype(dtype, name="dtype", like=arr)
     if ndim is not None:
         accepted = (ndim,) if isinstance(ndim, int) else tuple(ndim)
@@ -98,9 +172,157 @@ def as_float_array(
             )
     xp = array_namespace()
     arr = xp.array(arr, dtype=target, copy=True) if copy else arr.astype(target, copy=False)
-    if not allow_nonfinite and arr.size and not bool(xp.isfinite(_distinct_elements(arr)).all()):
+    if (check_finite and not allow_nonfinite and arr.size
+            and not bool(xp.isfinite(_distinct_elements(arr)).all())):
         raise ValueError(f"{name} must be finite; it contains NaN or infinity")
     return arr
+
+
+def _check_ndim(arr: Any, name: str, ndim: int | tuple[int, ...] | None) -> None:
+    if ndim is not None:
+        accepted = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if arr.ndim not in accepted:
+            raise ValueError(
+                f"{name} must have {' or '.join(map(str, accepted))} dimension(s); "
+                f"got shape {tuple(arr.shape)}"
+            )
+
+
+def _as_float_in_context(x, name, ctx, *, dtype, ndim, copy, check):
+    """as_float_array in any array-API namespace (torch, array_api_strict, CuPy, ...)."""
+    xp = ctx.xp
+    arr = _in_context(x, name, ctx)
+    kind = _check_kind(arr, xp, name, complex_ok=False)
+    if dtype is None:
+        target = arr.dtype if kind == "f" else xp.float64
+    else:
+        target = _namespace_dtype(xp, resolve_dtype(dtype))
+    _check_ndim(arr, name, ndim)
+    if copy or arr.dtype != target:
+        arr = xp.astype(arr, target, copy=True)
+    if check:
+        _check_finite_xp(arr, xp, name)
+    return arr
+
+
+def as_complex_array(
+    x: Any,
+    name: str,
+    *,
+    ctx: ArrayContext | None = None,
+    check_finite: bool = True,
+) -> Any:
+    """``x`` as a complex array (complex64 from float32, else complex128), checked finite.
+
+    Real and integer input is promoted (float32 -> complex64, anything else -> complex128);
+    complex input keeps its precision. Strings, objects and float16 are refused.
+
+    Parameters
+    ----------
+    x : array_like
+    name : str
+        The argument's name for error messages.
+    ctx : ArrayContext, optional
+        Where the call computes (default: the switch's library).
+    check_finite : bool
+        One reduction for NaN and infinities (False skips it).
+
+    Examples
+    --------
+    >>> from sci._validation import as_complex_array
+    >>> as_complex_array([1.0, 2.0], "x").dtype
+    dtype('complex128')
+    """
+    if ctx is None or ctx.is_numpy:
+        if isinstance(x, str | bytes):
+            raise TypeError(f"{name} must be a numeric array_like; got {type(x).__name__}")
+        xp = array_namespace()
+        a = asarray(x, name=name)
+        if a.dtype.kind not in "biufc":
+            raise TypeError(f"{name} must be numeric; got dtype {a.dtype}")
+        if a.dtype.kind == "f":
+            _refuse_half(a.dtype, name)
+        if a.dtype.kind != "c":
+            a = a.astype(xp.complex64 if a.dtype == xp.float32 else xp.complex128)
+        if check_finite and a.size and not bool(xp.isfinite(a).all()):
+            raise ValueError(f"{name} must be finite; it contains NaN or infinity")
+        return a
+    xp = ctx.xp
+    a = _in_context(x, name, ctx)
+    kind = _check_kind(a, xp, name, complex_ok=True)
+    if kind != "c":
+        a = xp.astype(a, xp.complex64 if a.dtype == xp.float32 else xp.complex128)
+    if check_finite:
+        _check_finite_xp(a, xp, name)
+    return a
+
+
+def chunk_length(
+    n_items: int,
+    bytes_per_item: float,
+    *,
+    budget: float | None = None,
+    max_items: int | None = None,
+    minimum: int = 1,
+) -> int:
+    """How many items (rows, queries, time points) one chunk of work holds.
+
+    As many as fit in ``budget`` bytes (default: a quarter of :func:`memory_limit`), at most
+    ``n_items`` and ``max_items``, at least ``minimum`` (an item that alone exceeds the budget
+    is left to the caller's up-front :func:`check_memory`).
+
+    Examples
+    --------
+    >>> from sci._validation import chunk_length
+    >>> chunk_length(1000, 8.0, budget=800.0)
+    100
+    >>> chunk_length(10, 1e12, budget=800.0)
+    1
+    """
+    if budget is None:
+        budget = memory_limit() / 4
+    fit = int(budget // max(float(bytes_per_item), 1.0))
+    upper = n_items if max_items is None else min(n_items, max_items)
+    return max(minimum, min(upper, fit))
+
+
+def check_dask_rows(
+    x: Any,
+    name: str,
+    *,
+    ndim: int,
+    columns: int | None = None,
+    shape: str | None = None,
+    kinds: str = "biuf",
+    what: str = "an array of real numbers",
+    host: Any = None,
+    row_chunks: Any = -1,
+) -> Any:
+    """A Dask array argument checked from its graph, with whole rows per block.
+
+    A Dask ``x`` is checked for ``ndim``, ``columns`` (the size of axis 1, when given), a dtype
+    of ``kinds`` and known chunk sizes, and rechunked so a block holds whole rows. Any other
+    ``x`` is checked by ``host(x)`` (the eager path's validator) and wrapped as one block
+    (or ``row_chunks``). The shared plumbing of every function that accepts Dask arrays.
+
+    Parameters
+    ----------
+    shape : str, optional
+        The accepted shape as the message writes it, e.g. ``"(M, 3)"``.
+    """
+    from . import _dask
+
+    if not _dask.is_dask_array(x):
+        if host is not None:
+            x = host(x)
+        return _dask.as_dask(x, chunks=(row_chunks,) + (-1,) * (x.ndim - 1) if x.ndim else -1)
+    if x.ndim != ndim or (columns is not None and x.shape[1] != columns):
+        accepted = shape or f"{ndim} dimension(s)"
+        raise ValueError(f"{name} must have shape {accepted}; got {tuple(x.shape)}")
+    if x.dtype.kind not in kinds:
+        raise TypeError(f"{name} must be {what}; got dtype {x.dtype}")
+    _dask.check_known_chunks(x, name)
+    return x.rechunk({1: -1}) if ndim == 2 else x
 
 
 def _distinct_elements(arr: Any) -> Any:
@@ -121,9 +343,13 @@ def _distinct_elements(arr: Any) -> Any:
 
 
 def as_int_array(x: Any, name: str, *, minimum: int | None = None) -> np.ndarray:
-    """``x`` as an integer NumPy array (indices, degrees, labels), checked."""
-    if is_cupy_array(x):
-        x = x.get()
+    """``x`` as an integer NumPy array (indices, degrees, labels), checked.
+
+    Integer arguments are read on the host whatever library holds them (they size and index
+    the computation); arrays of any library are converted with :func:`sci.backend.to_numpy`.
+    """
+    if not isinstance(x, np.ndarray | list | tuple | int | np.generic):
+        x = to_numpy(x)
     arr = np.asarray(x)
     if arr.dtype.kind == "b" or arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must be integers; got dtype {arr.dtype}")
@@ -195,11 +421,16 @@ def _parse_bytes(text: str) -> int:
     return int(float(number) * units[unit])
 
 
-def memory_limit() -> int:
-    """Bytes one request may allocate: ``SCI_MEMORY_LIMIT`` if set, else half the RAM."""
+def memory_limit(ctx: ArrayContext | None = None) -> int:
+    """Bytes one request may allocate: ``SCI_MEMORY_LIMIT`` if set; for arrays on a GPU
+    (``ctx`` on a CUDA device, or no ``ctx`` under the cupy switch) the device's free memory;
+    else half the RAM."""
     env = os.environ.get("SCI_MEMORY_LIMIT")
     if env:
         return _parse_bytes(env)
+    free = _device_free_memory(ctx)
+    if free is not None:
+        return free
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
@@ -223,9 +454,36 @@ def format_bytes(n: float) -> str:
     return f"{float(n):.1e} B"
 
 
-def check_memory(nbytes: float, what: str, *, hint: str = "") -> None:
-    """Refuse up front a request needing more than :func:`memory_limit` bytes, with the figure."""
-    limit = memory_limit()
+def _device_free_memory(ctx: ArrayContext | None) -> int | None:
+    """Free bytes of the GPU that ``ctx`` computes on (CuPy's pooled free blocks included), or
+    ``None`` for host arrays and for libraries whose device memory is not known here."""
+    if ctx is None:
+        from .backend import get_backend
+
+        if get_backend() != "cupy":
+            return None
+        library, device = "cupy", None
+    else:
+        library, device = ctx.library, ctx.device
+    if library == "cupy":
+        import cupy
+
+        with cupy.cuda.Device(device if device is not None else cupy.cuda.Device().id):
+            free, _ = cupy.cuda.runtime.memGetInfo()
+            return int(free) + int(cupy.get_default_memory_pool().free_bytes())
+    if library == "torch" and getattr(device, "type", "cpu") == "cuda":
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    return None
+
+
+def check_memory(nbytes: float, what: str, *, hint: str = "",
+                 ctx: ArrayContext | None = None) -> None:
+    """Refuse up front a request needing more than :func:`memory_limit` bytes, with the figure
+    (``ctx``: where the arrays will live; a GPU's limit is its free memory)."""
+    limit = memory_limit(ctx)
     if nbytes > limit:
         message = (
             f"{what} would need {format_bytes(nbytes)}, more than the limit of "

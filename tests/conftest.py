@@ -49,9 +49,103 @@ def backend(request):
 
 
 @pytest.fixture
-def xp(backend):
-    """The array namespace of the active backend."""
+def backend_xp(backend):
+    """The switch's array module (numpy or cupy) for the active backend: for the tests of
+    subpackages not yet on the array API (their functions take NumPy/CuPy only)."""
     return sci.backend.array_namespace(backend)
+
+
+class ArrayLeg:
+    """One leg of the ``xp`` fixture: an array namespace, a device and the switch it runs under.
+
+    It answers every attribute of the namespace (``xp.float32``, ``xp.sum``, ...); its
+    :meth:`asarray` places data on the leg's device, so a test written as
+    ``f(xp.asarray(data))`` runs on that device, and ``to_numpy`` brings results back.
+    """
+
+    def __init__(self, name, namespace, device, backend):
+        self.name, self.namespace, self.device, self.backend = name, namespace, device, backend
+
+    def __getattr__(self, attribute):
+        return getattr(self.namespace, attribute)
+
+    def __repr__(self):
+        return f"<xp leg {self.name}: {self.namespace.__name__} on {self.device}>"
+
+    @property
+    def is_numpy(self):
+        return self.name in ("numpy", "numba")
+
+    def asarray(self, x, dtype=None):
+        """``x`` (NumPy data, a list) as an array of this leg, on its device."""
+        if self.is_numpy:
+            return np.asarray(x, dtype=dtype)
+        if isinstance(dtype, str):
+            dtype = getattr(self.namespace, dtype)
+        if self.name == "torch":
+            x = np.ascontiguousarray(x) if isinstance(x, np.ndarray) else x
+        return self.namespace.asarray(x, dtype=dtype, device=self.device)
+
+    def to_numpy(self, x):
+        return sci.backend.to_numpy(x)
+
+    def is_leg_array(self, x) -> bool:
+        """True when ``x`` is an array of this leg's library, on its device."""
+        if self.is_numpy:
+            return isinstance(x, np.ndarray)
+        import array_api_compat
+
+        return (array_api_compat.array_namespace(x).__name__ == self.namespace.__name__
+                and array_api_compat.device(x) == self.device)
+
+
+def _leg(name):
+    import array_api_compat
+
+    if name in ("numpy", "numba"):
+        return ArrayLeg(name, np, "cpu", name)
+    if name == "strict":
+        import array_api_strict
+
+        # a non-default device: any host constant mixed in, any implicit conversion to
+        # NumPy, fails here as it does on a GPU (the CPU sessions' check of GPU discipline)
+        return ArrayLeg(name, array_api_strict, array_api_strict.Device("device1"), "numpy")
+    if name == "torch":
+        try:
+            import torch
+        except ImportError:
+            pytest.skip("torch is not installed (the test extra installs it on Python 3.11 only: "
+                        "PyPI's Linux torch wheels for 3.12+ are 5 GB CUDA builds); pip install "
+                        "torch to run the torch leg")
+
+        return ArrayLeg(name, array_api_compat.array_namespace(torch.zeros(0)),
+                        torch.device("cpu"), "numpy")
+    if name == "cupy":
+        import cupy
+
+        return ArrayLeg(name, array_api_compat.array_namespace(cupy.zeros(0)), cupy.cuda.Device(),
+                        "cupy")
+    raise AssertionError(name)
+
+
+def _xp_params():
+    params = [pytest.param(b, id=b) for b in CPU_BACKENDS]
+    params.append(pytest.param("strict", id="strict"))
+    params.append(pytest.param("torch", id="torch"))
+    params.append(pytest.param("cupy", id="cupy", marks=pytest.mark.gpu))
+    return params
+
+
+@pytest.fixture(params=_xp_params())
+def xp(request):
+    """Each array library in turn: numpy and numba (NumPy arrays under that switch),
+    array_api_strict on a non-default device, torch (CPU), cupy (``gpu``: a CUDA device only).
+
+    Yields an :class:`ArrayLeg`; build inputs with ``xp.asarray(...)``.
+    """
+    leg = _leg(request.param)
+    with sci.use_backend(leg.backend):
+        yield leg
 
 
 @pytest.fixture

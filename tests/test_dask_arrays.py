@@ -132,15 +132,16 @@ def test_cupy_blocks_under_a_cpu_backend_are_refused():
         task_backend(FakeDask())
 
 
-def test_each_backend_blocks_and_values(backend, xp, to_numpy):
+def test_each_backend_blocks_and_values(backend, backend_xp, to_numpy):
     # NumPy blocks under any backend: tasks run under it (CuPy: blocks moved to the device,
     # results CuPy blocks, as the meta says); values as the eager path of the same backend
     ct = ChebTucker.from_function(lambda x, y, z: np.sin(x + 2 * y) * np.cos(z), domain=(-1, 1),
                                   degree=12, tol=1e-12)
     g = np.linspace(-1, 1, 10)
     lazy = ct.on_grid(g, g, g, chunks=4)
-    assert type(lazy._meta).__module__.split(".")[0] == xp.__name__
-    expected = to_numpy(ct.on_grid(xp.asarray(g), xp.asarray(g), xp.asarray(g)))
+    assert type(lazy._meta).__module__.split(".")[0] == backend_xp.__name__
+    gx = backend_xp.asarray(g)
+    expected = to_numpy(ct.on_grid(gx, gx, gx))
     np.testing.assert_allclose(to_numpy(lazy.compute()), expected, rtol=0, atol=1e-14 * 3)
     rng = np.random.default_rng(5)
     pos, q, tgt = rng.uniform(-1, 1, (50, 3)), rng.standard_normal(50), rng.uniform(-1, 1, (90, 3))

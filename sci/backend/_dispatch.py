@@ -9,6 +9,10 @@ Implementations are registered once, next to their code:
   ``"numba"`` when no Numba kernel is registered.
 * ``"numba"`` / ``"cupy"``: the hot-loop kernels in a subpackage's ``_cpu.py`` / ``_gpu.py``.
 
+The key a call looks up is :attr:`ArrayContext.backend <sci.backend.ArrayContext>` of its
+inputs: the switch's name for NumPy inputs, ``"cupy"`` for CuPy arrays, ``"array"`` for every
+other library (torch, ``array_api_strict``, ...), which only ``"array"`` registrations serve.
+
 A kernel module is registered *lazily* by its dotted path (``"sci.gaunt._gpu:convert"``) so
 that ``import sci`` never imports CuPy or compiles Numba code.
 
@@ -37,6 +41,8 @@ _LOOKUP_ORDER: dict[str, tuple[str, ...]] = {
     "numpy": ("numpy", "array"),
     "numba": ("numba", "numpy", "array"),
     "cupy": ("cupy", "array"),
+    # any other array-API library (torch, array_api_strict, ...): the code written once
+    "array": ("array",),
 }
 
 _table: dict[tuple[str, str], Callable[..., Any] | str] = {}
@@ -185,7 +191,7 @@ def implementation(operation: str, backend: str | None = None) -> Callable[..., 
     backend = get_backend() if backend is None else backend
     if backend not in _LOOKUP_ORDER:
         raise ValueError(
-            f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}"
+            f"backend must be one of {', '.join(map(repr, _LOOKUP_ORDER))}; got {backend!r}"
         )
     for target in _LOOKUP_ORDER[backend]:
         if target == "numba" and operation in _broken:

@@ -9,6 +9,7 @@ import importlib
 import importlib.util
 import os
 import threading
+import warnings
 from collections.abc import Iterator
 
 BACKENDS: tuple[str, ...] = ("numpy", "numba", "cupy")
@@ -108,7 +109,22 @@ def available_backends() -> tuple[str, ...]:
 def _initial_default() -> str:
     requested = os.environ.get(_ENV_VARIABLE, "").strip()
     if requested:
-        return _require_available(_validate_name(requested, argument=_ENV_VARIABLE))
+        try:
+            return _require_available(_validate_name(requested, argument=_ENV_VARIABLE))
+        except (ValueError, BackendNotAvailableError) as exc:
+            # a setting in the environment must not make `import sci` (or its first call)
+            # fail: say why it is ignored and use the CPU default
+            fallback = _cpu_default()
+            warnings.warn(
+                f"{_ENV_VARIABLE}={requested!r} is ignored ({exc}); using {fallback!r}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return fallback
+    return _cpu_default()
+
+
+def _cpu_default() -> str:
     # Numba is the CPU default when it is importable; probing by spec avoids importing it
     # (about half a second) at `import sci`.
     if importlib.util.find_spec("numba") is not None:

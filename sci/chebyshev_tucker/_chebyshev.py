@@ -14,7 +14,7 @@ import numpy as np
 
 from .._typing import Array
 from .._validation import as_float_array, check_integer, check_real
-from ..backend import array_namespace, implementation, register
+from ..backend import array_namespace, creation_context, implementation, register
 
 __all__ = [
     "chebyshev_points",
@@ -27,7 +27,14 @@ MAX_DEGREE = 1 << 16
 """A degree beyond which every use here would be a mistake (65537 points per mode)."""
 
 
-def chebyshev_points(m: int, *, domain: Sequence[float] = (-1.0, 1.0), dtype: Any = None) -> Array:
+def chebyshev_points(
+    m: int,
+    *,
+    domain: Sequence[float] = (-1.0, 1.0),
+    dtype: Any = None,
+    xp: Any = None,
+    device: Any = None,
+) -> Array:
     r"""The ``m`` Chebyshev points of the second kind (Lobatto points), ascending.
 
     Parameters
@@ -37,6 +44,11 @@ def chebyshev_points(m: int, *, domain: Sequence[float] = (-1.0, 1.0), dtype: An
     domain : (float, float)
         The interval ``[a, b]`` the points are mapped to (affinely).
     dtype : {None, float32, float64}
+    xp : module, optional
+        The array library of the result (numpy, cupy, torch, array_api_strict, ...); default:
+        the switch's (NumPy, or CuPy under ``use_backend("cupy")``).
+    device : optional
+        The device of the result in that library (default: its default device).
 
     Returns
     -------
@@ -56,13 +68,15 @@ def chebyshev_points(m: int, *, domain: Sequence[float] = (-1.0, 1.0), dtype: An
     """
     m = check_integer(m, "m", minimum=2, maximum=MAX_DEGREE + 1)
     a, b = _check_interval(domain, "domain")
-    xp = array_namespace()
     j = np.arange(m, dtype=np.float64)
     x = np.sin(np.pi * (2.0 * j - (m - 1)) / (2.0 * (m - 1)))
     mapped = 0.5 * (a + b) + 0.5 * (b - a) * x
     mapped[0], mapped[-1] = a, b
     dtype = np.float64 if dtype is None else dtype
-    return xp.asarray(mapped, dtype=dtype)
+    if xp is None and device is None:
+        return array_namespace().asarray(mapped, dtype=dtype)
+    ctx = creation_context(xp, device)
+    return ctx.asarray(mapped, dtype=getattr(ctx.xp, np.dtype(dtype).name))
 
 
 def chebyshev_vandermonde(x: Any, degree: int, *, domain: Sequence[float] = (-1.0, 1.0)) -> Array:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .._typing import Array
-from .._validation import as_float_array, check_integer
+from .._validation import as_float_array, check_dask_rows, check_integer
 from ..backend import array_namespace, implementation, register
 
 __all__ = ["direct_potential"]
@@ -120,21 +120,15 @@ def _kernel_parameters(kernel: str, exponential_sum: Any, cutoff: Any):
 def _dask_points(x: Any, name: str, ndim: int):
     """A Dask array argument checked for shape (known from the graph), whole rows per block;
     a NumPy/CuPy one checked and wrapped as a single block."""
-    from .. import _dask
-
-    if not _dask.is_dask_array(x):
-        if ndim == 2:
-            x = _check_targets(x) if name == "targets" else as_float_array(x, name, ndim=2)
-        else:
-            x = as_float_array(x, name, ndim=1, dtype=np.float64)
-        return _dask.as_dask(x, chunks=-1)
-    if x.ndim != ndim or (ndim == 2 and x.shape[1] != 3):
-        shape = "(M, 3)" if name == "targets" else "(N, 3)" if ndim == 2 else "(N,)"
-        raise ValueError(f"{name} must have shape {shape}; got {tuple(x.shape)}")
-    if x.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be an array of real numbers; got dtype {x.dtype}")
-    _dask.check_known_chunks(x, name)
-    return x.rechunk({1: -1}) if ndim == 2 else x
+    if ndim == 2:
+        def host(v):
+            return _check_targets(v) if name == "targets" else as_float_array(v, name, ndim=2)
+    else:
+        def host(v):
+            return as_float_array(v, name, ndim=1, dtype=np.float64)
+    shape = "(M, 3)" if name == "targets" else "(N, 3)" if ndim == 2 else "(N,)"
+    return check_dask_rows(x, name, ndim=ndim, columns=3 if ndim == 2 else None, shape=shape,
+                           host=host)
 
 
 def _direct_dask(positions, charges, targets, kernel, exponential_sum, cutoff, chunk):

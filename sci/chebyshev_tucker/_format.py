@@ -7,7 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_float_array, check_integer, check_memory, check_real
+from .._validation import (
+    as_float_array,
+    check_dask_rows,
+    check_integer,
+    check_memory,
+    check_real,
+)
 from ..backend import array_namespace, to_numpy
 from . import _fit
 from ._chebyshev import (
@@ -517,17 +523,10 @@ class ChebTucker:
         out = []
         for k, c in enumerate(coords):
             name = "xyz"[k]
-            if _dask.is_dask_array(c):
-                if c.ndim != 1:
-                    raise ValueError(f"{name} must have 1 dimension(s); got shape {c.shape}")
-                if c.dtype.kind not in "biuf":
-                    raise TypeError(
-                        f"{name} must be an array of real numbers; got dtype {c.dtype}"
-                    )
-                _dask.check_known_chunks(c, name)
-            else:
-                c = _dask.as_dask(as_float_array(c, name, ndim=1), chunks=-1)
-            out.append(c)
+            out.append(check_dask_rows(
+                c, name, ndim=1, shape="(n,)",
+                host=lambda v, name=name: as_float_array(v, name, ndim=1),
+            ))
         if chunks is not None:
             da = _dask.dask_array_module()
             shape = tuple(c.shape[0] for c in out)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import as_float_array, check_integer, check_memory, check_real
-from ..backend import array_namespace, to_numpy
+from ..backend import array_context, array_namespace, to_numpy
 
 __all__ = ["TuckerTensor", "hooi", "hosvd", "reduced_hosvd", "reduced_hosvd_blocks"]
 
@@ -46,7 +46,14 @@ class TuckerTensor:
         return tuple(int(u.shape[0]) for u in self.factors)
 
     def to_full(self):
-        """The full ``n1 x n2 x n3`` array (checked against the memory limit)."""
+        """The full ``n1 x n2 x n3`` array (checked against the memory limit).
+
+        Computed in the library and on the device of the core and factors (NumPy ones follow
+        the switch: on the GPU under ``use_backend("cupy")``); a core and factors of two
+        libraries or devices raise :class:`TypeError`. To move a Tucker tensor, convert its
+        core and factors and build a new one: ``TuckerTensor(to(core), [to(u) for u in
+        factors])``.
+        """
         n = self.shape
         check_memory(8.0 * n[0] * n[1] * n[2], f"a full {n[0]}x{n[1]}x{n[2]} tensor")
         return multi_mode_product(self.core, self.factors)
@@ -76,14 +83,21 @@ def multi_mode_product(core, factors, *, transpose: bool = False):
     product over the first axis, mode 3 on the ``(n1 n2, c)`` unfolding. (Moving axes to the
     front and back, as :func:`mode_product` does, left the n1 x n2 x n3 grid export as a
     strided view and cost a transposing copy of every intermediate.)
+
+    Written against the array API: the namespace and device are those of ``core`` and
+    ``factors`` (host arrays follow the switch), two libraries or devices raise TypeError.
     """
-    xp = array_namespace()
-    u1, u2, u3 = (u.T if transpose else u for u in factors)
+    ctx = array_context(core, *factors, names=("core", "factors[0]", "factors[1]", "factors[2]"))
+    xp = ctx.xp
+    core = ctx.asarray(core)
+    u1, u2, u3 = (ctx.asarray(u) for u in factors)
+    if transpose:
+        u1, u2, u3 = u1.T, u2.T, u3.T
     a, b, c = core.shape
-    out = (u1 @ xp.reshape(core, (a, b * c))).reshape((u1.shape[0], b, c))
+    out = xp.reshape(u1 @ xp.reshape(core, (a, b * c)), (u1.shape[0], b, c))
     out = xp.matmul(u2, out)  # (n2, b) @ (n1, b, c) -> (n1, n2, c)
     n1, n2 = out.shape[0], out.shape[1]
-    return (xp.reshape(out, (n1 * n2, c)) @ u3.T).reshape((n1, n2, u3.shape[0]))
+    return xp.reshape(xp.reshape(out, (n1 * n2, c)) @ u3.T, (n1, n2, u3.shape[0]))
 
 
 def epsilon_rank(singular_values: np.ndarray, threshold: float) -> int:

@@ -9,7 +9,7 @@ import numpy as np
 
 from .._typing import Array
 from .._validation import as_int_array, check_integer, check_memory
-from ..backend import array_namespace, implementation, register
+from ..backend import array_context, implementation, register, switch_context
 from . import _recursion
 from ._harmonics import LMAX_LIMIT, _check_basis
 
@@ -23,16 +23,20 @@ register("gaunt.complex_table", "numpy", _recursion.complex_table)
 register("gaunt.complex_table", "numba", "sci.gaunt._cpu:complex_table")
 register("gaunt.wigner_3j_l3", "numpy", _recursion.wigner_3j_l3)
 register("gaunt.wigner_3j_l3", "numba", "sci.gaunt._cpu:wigner_3j_l3")
+# The coefficients are scalar recursions over integer arguments, computed on the host whatever
+# library holds the arguments: for CuPy and every other library the compiled loops serve
+# (the result is then placed where the arguments were).
+for _op in ("gaunt_elements", "real_gaunt_elements", "complex_table", "wigner_3j_l3"):
+    for _target in ("cupy", "array"):
+        register(f"gaunt.{_op}", _target, f"sci.gaunt._cpu:{_op}")
+del _op, _target
+
+_INDEX_NAMES = ("l1", "l2", "l3", "m1", "m2", "m3")
 
 
-def _host_backend() -> str:
-    """The CPU backend that runs scalar recursions (cupy falls back to the compiled loops)."""
-    from ..backend import available_backends, get_backend
-
-    backend = get_backend()
-    if backend == "cupy":
-        return "numba" if "numba" in available_backends() else "numpy"
-    return backend
+def _result(out: np.ndarray, shape, ctx) -> Any:
+    """The float64 host result, as an array where the arguments were."""
+    return ctx.asarray(out.reshape(shape), dtype=ctx.xp.float64)
 
 
 def _index_arrays(names, values):
@@ -62,9 +66,9 @@ def wigner_3j(l1: Any, l2: Any, l3: Any, m1: Any, m2: Any, m3: Any) -> Array:
     >>> round(float(wigner_3j(1, 1, 0, 1, -1, 0)) ** 2, 14)  # = 1/3
     0.33333333333333
     """
-    (a, b, c, p, q, r), shape = _index_arrays(("l1", "l2", "l3", "m1", "m2", "m3"),
-                                              (l1, l2, l3, m1, m2, m3))
-    run = implementation("gaunt.wigner_3j_l3", _host_backend())
+    ctx = array_context(l1, l2, l3, m1, m2, m3, names=_INDEX_NAMES)
+    (a, b, c, p, q, r), shape = _index_arrays(_INDEX_NAMES, (l1, l2, l3, m1, m2, m3))
+    run = implementation("gaunt.wigner_3j_l3", ctx.backend)
     lmax = int(max(a.max(initial=0), b.max(initial=0)))
     buf = np.empty(2 * lmax + 2)
     work = np.empty(2 * lmax + 2)
@@ -77,7 +81,7 @@ def wigner_3j(l1: Any, l2: Any, l3: Any, m1: Any, m2: Any, m3: Any) -> Array:
         start, n = run(int(a[i]), int(b[i]), int(p[i]), int(q[i]), buf, work)
         if n and c[i] >= start:
             out[i] = buf[c[i] - start]
-    return array_namespace().asarray(out.reshape(shape))
+    return _result(out, shape, ctx)
 
 
 def gaunt(l1: Any, l2: Any, l3: Any, m1: Any, m2: Any, m3: Any) -> Array:
@@ -124,11 +128,11 @@ def gaunt(l1: Any, l2: Any, l3: Any, m1: Any, m2: Any, m3: Any) -> Array:
     >>> gaunt([1, 1], 1, 1, 0, 0, 0)  # l1 + l2 + l3 odd: exactly zero
     array([0., 0.])
     """
-    (a, b, c, p, q, r), shape = _index_arrays(("l1", "l2", "l3", "m1", "m2", "m3"),
-                                              (l1, l2, l3, m1, m2, m3))
+    ctx = array_context(l1, l2, l3, m1, m2, m3, names=_INDEX_NAMES)
+    (a, b, c, p, q, r), shape = _index_arrays(_INDEX_NAMES, (l1, l2, l3, m1, m2, m3))
     out = np.zeros(a.shape)
-    implementation("gaunt.gaunt_elements", _host_backend())(a, b, c, p, q, r, out)
-    return array_namespace().asarray(out.reshape(shape))
+    implementation("gaunt.gaunt_elements", ctx.backend)(a, b, c, p, q, r, out)
+    return _result(out, shape, ctx)
 
 
 def real_gaunt(l1: Any, l2: Any, l3: Any, m1: Any, m2: Any, m3: Any) -> Array:
@@ -162,11 +166,11 @@ def real_gaunt(l1: Any, l2: Any, l3: Any, m1: Any, m2: Any, m3: Any) -> Array:
     >>> round(float(real_gaunt(1, 1, 2, -1, 1, -2) * np.sqrt(np.pi)), 14)  # sqrt(15)/10
     0.38729833462074
     """
-    (a, b, c, p, q, r), shape = _index_arrays(("l1", "l2", "l3", "m1", "m2", "m3"),
-                                              (l1, l2, l3, m1, m2, m3))
+    ctx = array_context(l1, l2, l3, m1, m2, m3, names=_INDEX_NAMES)
+    (a, b, c, p, q, r), shape = _index_arrays(_INDEX_NAMES, (l1, l2, l3, m1, m2, m3))
     out = np.zeros(a.shape)
-    implementation("gaunt.real_gaunt_elements", _host_backend())(a, b, c, p, q, r, out)
-    return array_namespace().asarray(out.reshape(shape))
+    implementation("gaunt.real_gaunt_elements", ctx.backend)(a, b, c, p, q, r, out)
+    return _result(out, shape, ctx)
 
 
 class GauntTable(NamedTuple):
@@ -242,7 +246,7 @@ def gaunt_table(
         lmax_out, "lmax_out", minimum=0, maximum=LMAX_LIMIT
     )
     basis = _check_basis(basis)
-    return _gaunt_table_cached(lmax, lmax2, lmax_out, basis, _host_backend())
+    return _gaunt_table_cached(lmax, lmax2, lmax_out, basis, switch_context().backend)
 
 
 def _table_bound(lmax1: int, lmax2: int, lmax3: int) -> int:

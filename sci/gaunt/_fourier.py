@@ -9,10 +9,16 @@ from typing import Any
 import numpy as np
 import scipy.fft
 
-from .._validation import as_float_array, check_integer, check_memory
-from ..backend import array_namespace, implementation, register
-from ._harmonics import LMAX_LIMIT, _check_basis, _legendre, lmax_from_size
-from ._rotation import _as_complex
+from .._validation import as_complex_array, check_integer, check_memory
+from ..backend import (
+    array_context,
+    array_namespace,
+    cached_constant,
+    implementation,
+    register,
+    switch_context,
+)
+from ._harmonics import LMAX_LIMIT, _check_basis, _legendre, coefficient_array
 
 __all__ = [
     "fourier_to_sh",
@@ -127,22 +133,15 @@ def _projection_weights(lmax: int, k: int) -> np.ndarray:
     return w
 
 
-def _fast_length(n: int, real: bool = False) -> int:
-    return scipy.fft.next_fast_len(int(n), real=real)
+def _fast_length(n: int) -> int:
+    """An FFT length >= n that SciPy transforms fast (a product of small primes)."""
+    return scipy.fft.next_fast_len(int(n))
 
 
-def _check_real_coefficients(x: Any, name: str):
-    a = as_float_array(x, name)
-    if a.ndim == 0:
-        raise ValueError(f"{name} must have a last axis of (L+1)^2 coefficients; got a scalar")
-    return a, lmax_from_size(a.shape[-1], name)
-
-
-def _check_complex_coefficients(x: Any, name: str):
-    a = _as_complex(x, name)
-    if a.ndim == 0:
-        raise ValueError(f"{name} must have a last axis of (L+1)^2 coefficients; got a scalar")
-    return a, lmax_from_size(a.shape[-1], name)
+def _switch_constant(key: tuple, build, dtype):
+    """A host table as an array of the switch's library and ``dtype``, converted once per
+    (library, device, dtype) and cached (CuPy: uploaded once, not per call or chunk)."""
+    return cached_constant(("gaunt.switch",) + key, build, switch_context(), dtype)
 
 
 def _half_spectrum_real(a, lmax, xp):
@@ -192,7 +191,8 @@ def _half_gather(lmax: int):
 
 def _full_spectrum_complex(c, lmax, xp):
     """F[..., u + lmax, v + lmax] of the function with complex-basis coefficients c."""
-    p = xp.asarray(legendre_fourier_coefficients(lmax)).astype(c.dtype)  # (m, l, u)
+    p = _switch_constant(("legendre_fourier", lmax), lambda: legendre_fourier_coefficients(lmax),
+                         c.dtype)  # (m, l, u)
     idx, mirror, valid, _ = _half_gather(lmax)
     vmask = xp.asarray(valid)
     batch = c.shape[:-1]
@@ -230,6 +230,14 @@ def sh_to_fourier(x: Any, *, basis: str = "real") -> Any:
     :func:`legendre_fourier_coefficients` (only :math:`u \equiv l \pmod 2`, :math:`|u| \le l`):
     :math:`O(L^3)` per function, as batched matrix products over the orders.
 
+    Arrays of any library (the Backends page of the docs): NumPy arrays and lists follow the
+    switch (NumPy/Numba, or CuPy under ``use_backend("cupy")``); CuPy arrays stay on their GPU;
+    torch tensors (CPU or CUDA), ``array_api_strict`` and other array-API arrays take the array
+    path (``sci/gaunt/_array.py``, written against the standard) and come back in their library,
+    on their device. Through torch the result is differentiable: autograd differentiates the
+    array path (no custom backward); the backward keeps the gathered coefficients, O(rows x
+    (2L+1)(L+1)) complex numbers.
+
     Examples
     --------
     >>> import numpy as np
@@ -237,10 +245,16 @@ def sh_to_fourier(x: Any, *, basis: str = "real") -> Any:
     >>> np.round(F.real * np.sqrt(4 * np.pi), 12)
     array([[1.]])
     """
+    ctx = array_context(x, names=("x",))
+    return implementation("gaunt.sh_to_fourier", ctx.backend)(x, basis=basis, ctx=ctx)
+
+
+def _sh_to_fourier_switch(x: Any, *, basis: str = "real", ctx: Any = None) -> Any:
+    """sh_to_fourier on NumPy (the numpy/numba kernels) and CuPy: the measured paths."""
     basis = _check_basis(basis)
     xp = array_namespace()
     if basis == "real":
-        a, lmax = _check_real_coefficients(x, "x")
+        a, lmax = coefficient_array(x, "x", "real")
         half = _half_spectrum_real(a, lmax, xp)  # (..., u, m >= 0)
         n = 2 * lmax + 1
         out = xp.zeros(half.shape[:-1] + (n,), dtype=half.dtype)
@@ -248,13 +262,19 @@ def sh_to_fourier(x: Any, *, basis: str = "real") -> Any:
         # Real function: F[-u, -v] = conj F[u, v].
         out[..., :lmax] = xp.conj(half[..., ::-1, :0:-1])
         return out
-    c, lmax = _check_complex_coefficients(x, "x")
+    c, lmax = coefficient_array(x, "x", "complex")
     return _full_spectrum_complex(c, lmax, xp)
+
+
+register("gaunt.sh_to_fourier", "numpy", _sh_to_fourier_switch)
+register("gaunt.sh_to_fourier", "cupy", _sh_to_fourier_switch)
+register("gaunt.sh_to_fourier", "array", "sci.gaunt._array:sh_to_fourier_entry")
 
 
 def _project(h_half, lmax, k, xp):
     """c_{lm} (m >= 0) from the Fourier coefficients H[..., u + k, m]: shape (..., m, l)."""
-    w = xp.asarray(_projection_weights(lmax, k)).astype(h_half.dtype)  # (m, u, l)
+    w = _switch_constant(("projection", lmax, k), lambda: _projection_weights(lmax, k),
+                         h_half.dtype)  # (m, u, l)
     batch = h_half.shape[:-2]
     h = h_half.reshape((-1,) + h_half.shape[-2:])  # (B, u, m)
     out = xp.moveaxis(h, -1, 0) @ w  # (m, B, l)
@@ -310,6 +330,14 @@ def fourier_to_sh(F: Any, lmax: int, *, basis: str = "real") -> Any:
     :math:`I(k) = \int_0^\pi e^{ik\theta}\sin\theta\,d\theta` = :math:`2/(1-k^2)` (k even),
     :math:`\pm i\pi/2` (k = ±1), 0 otherwise.
 
+    Arrays of any library (the Backends page of the docs): NumPy arrays and lists follow the
+    switch (NumPy/Numba, or CuPy under ``use_backend("cupy")``); CuPy arrays stay on their GPU;
+    torch tensors (CPU or CUDA), ``array_api_strict`` and other array-API arrays take the array
+    path (``sci/gaunt/_array.py``, written against the standard) and come back in their library,
+    on their device. Through torch the result is differentiable: autograd differentiates the
+    array path (no custom backward); the backward keeps the reordered spectrum, O(rows x
+    (2L+1)(2K+1)) complex numbers.
+
     Examples
     --------
     >>> import numpy as np
@@ -317,10 +345,16 @@ def fourier_to_sh(F: Any, lmax: int, *, basis: str = "real") -> Any:
     >>> np.allclose(fourier_to_sh(sh_to_fourier(x), 1), x)
     True
     """
+    ctx = array_context(F, names=("F",))
+    return implementation("gaunt.fourier_to_sh", ctx.backend)(F, lmax, basis=basis, ctx=ctx)
+
+
+def _fourier_to_sh_switch(F: Any, lmax: int, *, basis: str = "real", ctx: Any = None):
+    """fourier_to_sh on NumPy (the numpy/numba kernels) and CuPy: the measured paths."""
     basis = _check_basis(basis)
     lmax = check_integer(lmax, "lmax", minimum=0, maximum=LMAX_LIMIT)
     xp = array_namespace()
-    f = _as_complex(F, "F")
+    f = as_complex_array(F, "F")
     if f.ndim < 2 or f.shape[-1] != f.shape[-2] or f.shape[-1] % 2 == 0:
         raise ValueError(
             f"F must have shape (..., 2K+1, 2K+1) (odd, square); got {tuple(f.shape)}"
@@ -354,6 +388,12 @@ def fourier_to_sh(F: Any, lmax: int, *, basis: str = "real") -> Any:
 # O(L^3) size as the conversions, so the cost order is unchanged while the per-transform
 # overhead of many short FFTs in θ disappears. The φ direction is a real FFT (or, for short
 # lengths, the same DFT as a matrix product).
+
+
+register("gaunt.fourier_to_sh", "numpy", _fourier_to_sh_switch)
+register("gaunt.fourier_to_sh", "cupy", _fourier_to_sh_switch)
+register("gaunt.fourier_to_sh", "array", "sci.gaunt._array:fourier_to_sh_entry")
+
 
 _DFT_MAX = 96
 """Up to this many points in φ the DFT runs as a matrix product (faster than short FFTs)."""
@@ -472,7 +512,8 @@ def _gather_pairs(lmax: int):
 def _torus_grid_real(a, lmax, n_theta, n_phi, xp, fft):
     """Values on the n_theta x n_phi torus grid of real functions: shape (B, n_theta, n_phi)."""
     rows = a.shape[0]
-    pt = xp.asarray(_torus_synthesis(lmax, n_theta, np.dtype(a.dtype).name))  # (M, L, T)
+    pt = _switch_constant(("torus_synthesis", lmax, n_theta),
+                          lambda: _torus_synthesis(lmax, n_theta), a.dtype)  # (M, L, T)
     pos, neg, _ = _gather_pairs(lmax)
     padded = xp.concatenate([a, xp.zeros((rows, 1), dtype=a.dtype)], axis=1)
     # (M, 2B, L): cosine parts (orders m) and sine parts (orders -m) of every row.
@@ -481,8 +522,8 @@ def _torus_grid_real(a, lmax, n_theta, n_phi, xp, fft):
     stacked = xp.ascontiguousarray(xp.moveaxis(stacked.reshape(2, rows, lmax + 1, lmax + 1), 2, 0))
     rs = stacked.reshape(lmax + 1, 2 * rows, lmax + 1) @ pt  # (M, 2B, T)
     if n_phi <= _DFT_MAX:
-        e, _ = _phi_matrices(lmax, n_phi)
-        e = xp.asarray(e).astype(a.dtype)
+        e = _switch_constant(("phi_e", lmax, n_phi), lambda: _phi_matrices(lmax, n_phi)[0],
+                             a.dtype)
         coeffs = rs.reshape(2 * (lmax + 1), rows * n_theta)  # row 2m + s: no copy
         return (coeffs.T @ e).reshape(rows, n_theta, n_phi)
     rs = rs.reshape(lmax + 1, 2, rows * n_theta)
@@ -497,8 +538,9 @@ def _torus_coefficients_real(h, lmax, degree, xp, fft):
     rows, n_theta, n_phi = h.shape
     flat = h.reshape(rows * n_theta, n_phi)
     if n_phi <= _DFT_MAX:
-        _, eb = _phi_matrices(lmax, n_phi)
-        hcs = flat @ xp.asarray(eb).astype(h.dtype)  # (B*T, 2M), column 2m + s
+        eb = _switch_constant(("phi_eb", lmax, n_phi), lambda: _phi_matrices(lmax, n_phi)[1],
+                              h.dtype)
+        hcs = flat @ eb  # (B*T, 2M), column 2m + s
     else:
         spec = fft.rfft(flat, axis=-1)[:, : lmax + 1] * (2.0 / n_phi)
         spec[:, 0] *= 0.5
@@ -507,7 +549,8 @@ def _torus_coefficients_real(h, lmax, degree, xp, fft):
     both = hcs.reshape(rows, n_theta, lmax + 1, 2)
     both = xp.ascontiguousarray(xp.transpose(both, (2, 3, 0, 1))).reshape(
         lmax + 1, 2 * rows, n_theta)
-    q = xp.asarray(_torus_analysis(lmax, n_theta, degree, np.dtype(h.dtype).name))  # (M, T, L)
+    q = _switch_constant(("torus_analysis", lmax, n_theta, degree),
+                         lambda: _torus_analysis(lmax, n_theta, degree), h.dtype)  # (M, T, L)
     out_ml = (both @ q).reshape(lmax + 1, 2, rows, lmax + 1)  # (M, cos/sin, B, L)
     pos, neg, valid = _gather_pairs(lmax)
     out = xp.zeros((rows, (lmax + 1) ** 2 + 1), dtype=h.dtype)

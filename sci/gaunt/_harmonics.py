@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from .._typing import Array
-from .._validation import as_float_array, check_integer, check_memory
-from ..backend import array_namespace, asarray
+from .._validation import as_complex_array, as_float_array, check_integer, check_memory
+from ..backend import array_context, array_namespace, asarray, implementation, register
 
 __all__ = [
     "coefficient_index",
@@ -60,6 +60,19 @@ def lmax_from_size(size: int, name: str = "x") -> int:
             f"(L+1)^2 (1, 4, 9, 16, ...); got {size}"
         )
     return root - 1
+
+
+def coefficient_array(x: Any, name: str, basis: str, *, ctx: Any = None,
+                      check_finite: bool = True):
+    """``(array, L)``: coefficient vectors on a last axis of (L+1)^2, real (float32/float64)
+    for ``basis="real"``, complex for ``"complex"``, checked (finite, not a scalar)."""
+    if basis == "real":
+        a = as_float_array(x, name, ctx=ctx, check_finite=check_finite)
+    else:
+        a = as_complex_array(x, name, ctx=ctx, check_finite=check_finite)
+    if a.ndim == 0:
+        raise ValueError(f"{name} must have a last axis of (L+1)^2 coefficients; got a scalar")
+    return a, lmax_from_size(a.shape[-1], name)
 
 
 def _check_lmax(lmax: Any, name: str = "lmax") -> int:
@@ -199,6 +212,14 @@ def spherical_harmonics(
     :math:`Z_l^m = \sqrt2\,\mathrm{Re}\,Y_l^{|m|}` (m > 0),
     :math:`\sqrt2\,\mathrm{Im}\,Y_l^{|m|}` (m < 0), :math:`Y_l^0` (m = 0).
 
+    Arrays of any library (the Backends page of the docs): NumPy arrays and lists follow the
+    switch (NumPy/Numba, or CuPy under ``use_backend("cupy")``); CuPy arrays stay on their GPU;
+    torch tensors (CPU or CUDA), ``array_api_strict`` and other array-API arrays take the array
+    path (``sci/gaunt/_array.py``, written against the standard) and come back in their library,
+    on their device. Through torch the result is differentiable: autograd differentiates the
+    array path (no custom backward); the backward keeps the recursion's rows, O(points x
+    (L+1)^2) numbers.
+
     Examples
     --------
     >>> import numpy as np
@@ -206,6 +227,24 @@ def spherical_harmonics(
     >>> np.round(y * np.sqrt(4 * np.pi), 6) + 0.0
     array([1.      , 0.      , 1.732051, 0.      ])
     """
+    ctx = array_context(vectors, theta, phi, names=("vectors", "theta", "phi"))
+    run = implementation("gaunt.spherical_harmonics", ctx.backend)
+    return run(lmax, vectors, theta=theta, phi=phi, basis=basis, normalization=normalization,
+               dtype=dtype, ctx=ctx)
+
+
+def _spherical_harmonics_switch(
+    lmax: int,
+    vectors: Any = None,
+    *,
+    theta: Any = None,
+    phi: Any = None,
+    basis: str = "real",
+    normalization: str = "orthonormal",
+    dtype: Any = None,
+    ctx: Any = None,
+) -> Any:
+    """spherical_harmonics on NumPy (the numpy/numba kernels) and CuPy: the measured paths."""
     lmax = _check_lmax(lmax)
     basis = _check_basis(basis)
     if normalization not in ("orthonormal", "component"):
@@ -236,23 +275,9 @@ def spherical_harmonics(
     return out
 
 
-def _basis_change(lmax: int) -> np.ndarray:
-    """U with Z = U Y (rows: real index, columns: complex index), block diagonal in l."""
-    n = (lmax + 1) ** 2
-    u = np.zeros((n, n), dtype=np.complex128)
-    s2 = 1.0 / math.sqrt(2.0)
-    for l in range(lmax + 1):
-        for m in range(-l, l + 1):
-            i = l * l + l + m
-            if m == 0:
-                u[i, i] = 1.0
-            elif m > 0:
-                u[i, l * l + l + m] = s2
-                u[i, l * l + l - m] = (-1) ** m * s2
-            else:
-                u[i, l * l + l + m] = 1j * (-1) ** m * s2
-                u[i, l * l + l - m] = -1j * s2
-    return u
+register("gaunt.spherical_harmonics", "numpy", _spherical_harmonics_switch)
+register("gaunt.spherical_harmonics", "cupy", _spherical_harmonics_switch)
+register("gaunt.spherical_harmonics", "array", "sci.gaunt._array:spherical_harmonics_entry")
 
 
 def real_to_complex(x: Any) -> Array:
@@ -267,6 +292,12 @@ def real_to_complex(x: Any) -> Array:
     >>> np.round(c * np.sqrt(2), 6)
     array([0.+0.j, 0.-1.j, 0.+0.j, 0.-1.j])
     """
+    ctx = array_context(x, names=("x",))
+    return implementation("gaunt.real_to_complex", ctx.backend)(x, ctx=ctx)
+
+
+def _real_to_complex_switch(x: Any, ctx: Any = None) -> Any:
+    """real_to_complex for NumPy (``"numpy"``/``"numba"`` kernels) and CuPy: the measured paths."""
     xp = array_namespace()
     a = as_float_array(x, "x")
     lmax = lmax_from_size(a.shape[-1])
@@ -287,6 +318,11 @@ def real_to_complex(x: Any) -> Array:
     return c
 
 
+register("gaunt.real_to_complex", "numpy", _real_to_complex_switch)
+register("gaunt.real_to_complex", "cupy", _real_to_complex_switch)
+register("gaunt.real_to_complex", "array", "sci.gaunt._array:real_to_complex_entry")
+
+
 def complex_to_real(c: Any) -> Array:
     r"""Real-basis coefficients of the real function with complex-basis coefficients ``c``.
 
@@ -299,6 +335,12 @@ def complex_to_real(c: Any) -> Array:
     >>> complex_to_real(real_to_complex([1.0, 0.5, -2.0, 3.0]))
     array([ 1. ,  0.5, -2. ,  3. ])
     """
+    ctx = array_context(c, names=("c",))
+    return implementation("gaunt.complex_to_real", ctx.backend)(c, ctx=ctx)
+
+
+def _complex_to_real_switch(c: Any, ctx: Any = None) -> Any:
+    """complex_to_real for NumPy (``"numpy"``/``"numba"`` kernels) and CuPy: the measured paths."""
     xp = array_namespace()
     c = asarray(c, name="c")
     if c.dtype.kind not in "biufc":
@@ -322,6 +364,13 @@ def complex_to_real(c: Any) -> Array:
 # e3nn's real harmonics use the axes (y, z, x) (its polar axis is y) and no Condon-Shortley
 # phase. On each degree its orthonormal basis is therefore ours rotated by a fixed signed
 # permutation: Y_e3nn(r)^T = Z(r)^T D(R0) with D = wigner_D (checked against e3nn in the tests).
+
+
+register("gaunt.complex_to_real", "numpy", _complex_to_real_switch)
+register("gaunt.complex_to_real", "cupy", _complex_to_real_switch)
+register("gaunt.complex_to_real", "array", "sci.gaunt._array:complex_to_real_entry")
+
+
 _E3NN_ROTATION = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, 1.0], [-1.0, 0.0, 0.0]])
 
 
@@ -373,6 +422,11 @@ def from_e3nn(x: Any, *, normalization: str = "integral") -> Array:
 def _e3nn_map(x, normalization, inverse):
     if normalization not in ("integral", "component"):
         raise ValueError(f"normalization must be 'integral' or 'component'; got {normalization!r}")
+    ctx = array_context(x, names=("x",))
+    return implementation("gaunt.e3nn_map", ctx.backend)(x, normalization, inverse, ctx)
+
+
+def _e3nn_map_switch(x, normalization, inverse, ctx):
     xp = array_namespace()
     a = as_float_array(x, "x")
     lmax = lmax_from_size(a.shape[-1])
@@ -388,3 +442,8 @@ def _e3nn_map(x, normalization, inverse):
         else:
             out[..., sl] = (a[..., sl] @ d) / scale
     return out
+
+
+register("gaunt.e3nn_map", "numpy", _e3nn_map_switch)
+register("gaunt.e3nn_map", "cupy", _e3nn_map_switch)
+register("gaunt.e3nn_map", "array", "sci.gaunt._array:e3nn_map_entry")

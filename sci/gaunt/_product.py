@@ -8,8 +8,15 @@ from typing import Any
 import numpy as np
 
 from .._typing import Array
-from .._validation import as_float_array, check_integer, check_memory, format_bytes, memory_limit
-from ..backend import array_namespace, implementation, register
+from .._validation import (
+    as_float_array,
+    check_integer,
+    check_memory,
+    chunk_length,
+    format_bytes,
+    memory_limit,
+)
+from ..backend import array_context, array_namespace, implementation, register
 from ._coefficients import gaunt_table
 from ._fourier import (
     _full_spectrum_complex,
@@ -23,14 +30,17 @@ from ._harmonics import (
     LMAX_LIMIT,
     _check_basis,
     _harmonics_first,
+    coefficient_array,
     lmax_from_size,
     spherical_harmonics,
 )
-from ._rotation import _as_complex, sphere_quadrature
+from ._rotation import sphere_quadrature
 
 __all__ = ["gaunt_convolution", "gaunt_power", "gaunt_tensor_product"]
 
 METHODS = ("fourier", "direct", "grid")
+_PRODUCT_ARGS = ("x", "y", "weights[0]", "weights[1]", "weights[2]")
+_CONVOLUTION_ARGS = ("x", "edge_vectors", "weights[0]", "weights[1]", "weights[2]")
 _CHUNK_BYTES = 64 * 2**20
 
 
@@ -57,20 +67,10 @@ def _fast_len(n: int) -> int:
 # --------------------------------------------------------------------------- validation
 
 
-def _coefficients(x: Any, name: str, basis: str):
-    if basis == "real":
-        a = as_float_array(x, name)
-    else:
-        a = _as_complex(x, name)
-    if a.ndim == 0:
-        raise ValueError(f"{name} must have a last axis of (L+1)^2 coefficients; got a scalar")
-    return a, lmax_from_size(a.shape[-1], name)
-
-
-def _pair(x, y, basis):
+def _pair(x, y, basis, check_finite=True):
     xp = array_namespace()
-    a, l1 = _coefficients(x, "x", basis)
-    b, l2 = _coefficients(y, "y", basis)
+    a, l1 = coefficient_array(x, "x", basis, check_finite=check_finite)
+    b, l2 = coefficient_array(y, "y", basis, check_finite=check_finite)
     try:
         batch = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
     except ValueError as exc:
@@ -112,6 +112,14 @@ def _unpack_weights(weights):
             f"None or array_like of shape (..., L+1)); got {type(weights).__name__}"
         )
     return tuple(weights)
+
+
+def _weight_arrays(weights) -> tuple:
+    """The weights' arrays, for the namespace check (a malformed ``weights`` is refused later
+    with its own message)."""
+    if isinstance(weights, list | tuple) and len(weights) == 3:
+        return tuple(weights)
+    return ()
 
 
 def _output_lmax(lmax_out, default):
@@ -162,7 +170,7 @@ def _run_rows(sources, rows, n_keep, n_total, dtype, per_row, compute, w_out, wh
     itemsize = np.dtype(dtype).itemsize
     out_bytes = float(rows) * n_total * itemsize
     budget = min(_CHUNK_BYTES, max(memory_limit() - out_bytes - extra, 0) / 4)
-    step = max(1, min(rows, int(budget // max(per_row, 1))))
+    step = chunk_length(rows, per_row, budget=budget)
     work = step * per_row + extra
     check_memory(
         out_bytes + work,
@@ -285,7 +293,7 @@ def _direct_contract_array(x, y, i1, i2, starts, vals, n_out):
     gv = xp.asarray(np.where(valid, vals[pos], 0.0)).astype(xp.real(x[:0]).dtype)
     out = xp.empty((rows, n_out), dtype=x.dtype)
     gather_row = n_out * width * x.dtype.itemsize * 3
-    step = max(1, min(rows, int(_gather_budget() // gather_row)))
+    step = chunk_length(rows, gather_row, budget=_gather_budget())
     for s in range(0, rows, step):
         xs, ys = x[s: s + step], y[s: s + step]
         out[s: s + step] = xp.sum(xs[:, g1] * ys[:, g2] * gv, axis=-1)
@@ -378,6 +386,7 @@ def gaunt_tensor_product(
     method: str = "fourier",
     basis: str = "real",
     weights: Any = None,
+    check_finite: bool = True,
 ) -> Array:
     r"""The Gaunt tensor product: the harmonic coefficients of the pointwise product.
 
@@ -400,6 +409,10 @@ def gaunt_tensor_product(
         the leading axes): applied to x and y before the forward conversion and to the output
         after the backward one.
 
+    check_finite : bool
+        Check the inputs for NaN and infinities (default): one reduction per input, on a GPU a
+        synchronisation with the host, which ``False`` saves (non-finite input then gives
+        non-finite output).
     Returns
     -------
     array, shape (..., (lmax_out+1)**2)
@@ -426,6 +439,17 @@ def gaunt_tensor_product(
     :math:`\ge (2K+1) \times (K + L_{out} + 1)` points, K = L1 + L2 (a zero-padded FFT
     convolution, :math:`O(L^2 \log L)`), and project back (:func:`fourier_to_sh`).
 
+    Arrays of any library (the Backends page of the docs): NumPy arrays and lists follow the
+    switch (NumPy/Numba, or CuPy under ``use_backend("cupy")``); CuPy arrays stay on their GPU;
+    torch tensors (CPU or CUDA), ``array_api_strict`` and other array-API arrays take the array
+    path (``sci/gaunt/_array.py``, written against the standard) and come back in their library,
+    on their device. Through torch the result is differentiable: autograd differentiates the
+    array path (no custom backward): the backward of a Gaunt product is again a Gaunt-type
+    contraction, and autograd runs it through the same FFT convolutions (``"fourier"``, keeping
+    the grids: O(rows x (2K+1)^2) complex numbers), the padded table gathers (``"direct"``:
+    O(rows x nnz-per-output x (lmax_out+1)^2)) or the quadrature values (``"grid"``: O(rows x
+    points)). The NumPy path is not differentiated.
+
     References
     ----------
     Luo, Chen, Krishnapriyan, "Enabling efficient equivariant operations in the Fourier basis
@@ -442,10 +466,28 @@ def gaunt_tensor_product(
     >>> bool(np.allclose(z, gaunt_tensor_product(x, x, method="direct")))
     True
     """
+    ctx = array_context(x, y, *_weight_arrays(weights), names=_PRODUCT_ARGS)
+    run = implementation("gaunt.gaunt_tensor_product", ctx.backend)
+    return run(x, y, lmax_out=lmax_out, method=method, basis=basis, weights=weights,
+               check_finite=check_finite, ctx=ctx)
+
+
+def _gaunt_tensor_product_switch(
+    x: Any,
+    y: Any,
+    *,
+    lmax_out: int | None = None,
+    method: str = "fourier",
+    basis: str = "real",
+    weights: Any = None,
+    check_finite: bool = True,
+    ctx: Any = None,
+) -> Any:
+    """gaunt_tensor_product on NumPy (the numpy/numba kernels) and CuPy: the measured paths."""
     basis = _check_basis(basis)
     method = _method(method)
     xp = array_namespace()
-    a, b, l1, l2, batch, dtype = _pair(x, y, basis)
+    a, b, l1, l2, batch, dtype = _pair(x, y, basis, check_finite)
     lo = _output_lmax(lmax_out, l1 + l2)
     w1, w2, w3 = _unpack_weights(weights)
     w1 = _degree_weights(w1, l1, "weights[0]", dtype, xp)
@@ -478,6 +520,11 @@ def gaunt_tensor_product(
     return z.reshape(tuple(batch) + z.shape[-1:])
 
 
+register("gaunt.gaunt_tensor_product", "numpy", _gaunt_tensor_product_switch)
+register("gaunt.gaunt_tensor_product", "cupy", _gaunt_tensor_product_switch)
+register("gaunt.gaunt_tensor_product", "array", "sci.gaunt._array:gaunt_tensor_product_entry")
+
+
 def gaunt_convolution(
     x: Any,
     edge_vectors: Any,
@@ -487,6 +534,7 @@ def gaunt_convolution(
     method: str = "fourier",
     basis: str = "real",
     weights: Any = None,
+    check_finite: bool = True,
 ) -> Array:
     r"""Equivariant convolution: features times spherical harmonics of edge directions.
 
@@ -502,11 +550,25 @@ def gaunt_convolution(
     lmax_out, method, basis, weights
         As in :func:`gaunt_tensor_product` (``weights[1]`` weights the edge harmonics).
 
+    check_finite : bool
+        Check the inputs for NaN and infinities (default): one reduction per input, on a GPU a
+        synchronisation with the host, which ``False`` saves (non-finite input then gives
+        non-finite output).
     Returns
     -------
     array, shape (..., C, (lmax_out+1)**2)
         :math:`x_j \otimes_{Gaunt} Y(\hat r_{ij})` channel-wise; summing over the edges into a
         node is left to the caller (e.g. ``numpy.add.at``).
+
+    Notes
+    -----
+    Arrays of any library (the Backends page of the docs): NumPy arrays and lists follow the
+    switch (NumPy/Numba, or CuPy under ``use_backend("cupy")``); CuPy arrays stay on their GPU;
+    torch tensors (CPU or CUDA), ``array_api_strict`` and other array-API arrays take the array
+    path (``sci/gaunt/_array.py``, written against the standard) and come back in their library,
+    on their device. Through torch the result is differentiable: autograd differentiates the
+    array path (no custom backward), in the features and in the edge vectors; memory as
+    :func:`gaunt_tensor_product`.
 
     Examples
     --------
@@ -516,9 +578,28 @@ def gaunt_convolution(
     >>> out.shape
     (2, 1, 4)
     """
+    ctx = array_context(x, edge_vectors, *_weight_arrays(weights), names=_CONVOLUTION_ARGS)
+    run = implementation("gaunt.gaunt_convolution", ctx.backend)
+    return run(x, edge_vectors, lmax_edge=lmax_edge, lmax_out=lmax_out, method=method,
+               basis=basis, weights=weights, check_finite=check_finite, ctx=ctx)
+
+
+def _gaunt_convolution_switch(
+    x: Any,
+    edge_vectors: Any,
+    *,
+    lmax_edge: int,
+    lmax_out: int | None = None,
+    method: str = "fourier",
+    basis: str = "real",
+    weights: Any = None,
+    check_finite: bool = True,
+    ctx: Any = None,
+) -> Any:
+    """gaunt_convolution on NumPy (the numpy/numba kernels) and CuPy: the measured paths."""
     lmax_edge = check_integer(lmax_edge, "lmax_edge", minimum=0, maximum=LMAX_LIMIT)
     basis = _check_basis(basis)
-    a, _ = _coefficients(x, "x", basis)
+    a, _ = coefficient_array(x, "x", basis, check_finite=check_finite)
     if a.ndim < 2:
         raise ValueError(f"x must have shape (..., C, (L+1)^2); got {tuple(a.shape)}")
     rdtype = np.float32 if a.dtype in (np.float32, np.complex64) else np.float64
@@ -543,8 +624,14 @@ def gaunt_convolution(
             f"{tuple(a.shape)} and edge_vectors with leading shape {tuple(y.shape[:-1])}"
         )
     return gaunt_tensor_product(
-        a, y[..., None, :], lmax_out=lmax_out, method=method, basis=basis, weights=weights
+        a, y[..., None, :], lmax_out=lmax_out, method=method, basis=basis, weights=weights,
+        check_finite=False,  # x was checked above, the harmonics are finite
     )
+
+
+register("gaunt.gaunt_convolution", "numpy", _gaunt_convolution_switch)
+register("gaunt.gaunt_convolution", "cupy", _gaunt_convolution_switch)
+register("gaunt.gaunt_convolution", "array", "sci.gaunt._array:gaunt_convolution_entry")
 
 
 def gaunt_power(
@@ -554,6 +641,7 @@ def gaunt_power(
     lmax_out: int | None = None,
     method: str = "fourier",
     basis: str = "real",
+    check_finite: bool = True,
 ) -> Array:
     r"""Many-body features :math:`x^{\otimes\nu}`: the coefficients of :math:`f^\nu`.
 
@@ -570,9 +658,23 @@ def gaunt_power(
         ``"direct"``: repeated Gaunt contractions (binary splitting); ``"grid"``: quadrature.
     basis : {"real", "complex"}
 
+    check_finite : bool
+        Check the inputs for NaN and infinities (default): one reduction per input, on a GPU a
+        synchronisation with the host, which ``False`` saves (non-finite input then gives
+        non-finite output).
     Returns
     -------
     array, shape (..., (lmax_out+1)**2)
+
+    Notes
+    -----
+    Arrays of any library (the Backends page of the docs): NumPy arrays and lists follow the
+    switch (NumPy/Numba, or CuPy under ``use_backend("cupy")``); CuPy arrays stay on their GPU;
+    torch tensors (CPU or CUDA), ``array_api_strict`` and other array-API arrays take the array
+    path (``sci/gaunt/_array.py``, written against the standard) and come back in their library,
+    on their device. Through torch the result is differentiable: autograd differentiates the
+    array path (no custom backward); memory as :func:`gaunt_tensor_product` for each of the
+    O(log nu) squarings.
 
     Examples
     --------
@@ -581,11 +683,28 @@ def gaunt_power(
     >>> round(float(gaunt_power(x, 3)[0] / np.sqrt(4 * np.pi)), 12)
     1.0
     """
+    ctx = array_context(x, names=("x",))
+    run = implementation("gaunt.gaunt_power", ctx.backend)
+    return run(x, nu, lmax_out=lmax_out, method=method, basis=basis,
+               check_finite=check_finite, ctx=ctx)
+
+
+def _gaunt_power_switch(
+    x: Any,
+    nu: int,
+    *,
+    lmax_out: int | None = None,
+    method: str = "fourier",
+    basis: str = "real",
+    check_finite: bool = True,
+    ctx: Any = None,
+) -> Any:
+    """gaunt_power on NumPy (the numpy/numba kernels) and CuPy: the measured paths."""
     basis = _check_basis(basis)
     method = _method(method)
     nu = check_integer(nu, "nu", minimum=1, maximum=LMAX_LIMIT)
     xp = array_namespace()
-    a, lmax = _coefficients(x, "x", basis)
+    a, lmax = coefficient_array(x, "x", basis, check_finite=check_finite)
     lo = _output_lmax(lmax_out, nu * lmax)
     if nu * lmax > LMAX_LIMIT:
         raise ValueError(f"nu * L = {nu * lmax} exceeds the degree limit {LMAX_LIMIT}")
@@ -615,6 +734,11 @@ def gaunt_power(
     z = _run_rows([src], rows, (keep + 1) ** 2, (lo + 1) ** 2, a.dtype, per_row, compute,
                   None, what, xp, extra)
     return z.reshape(batch + z.shape[-1:])
+
+
+register("gaunt.gaunt_power", "numpy", _gaunt_power_switch)
+register("gaunt.gaunt_power", "cupy", _gaunt_power_switch)
+register("gaunt.gaunt_power", "array", "sci.gaunt._array:gaunt_power_entry")
 
 
 def _direct_power(a, lmax, nu, basis, xp):

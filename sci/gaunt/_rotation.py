@@ -9,7 +9,13 @@ import numpy as np
 
 from .._typing import Array
 from .._validation import as_float_array, check_integer, resolve_rng
-from ..backend import array_namespace, asarray
+from ..backend import (
+    array_context,
+    array_namespace,
+    creation_context,
+    implementation,
+    register,
+)
 
 __all__ = ["random_rotation", "rotate", "wigner_D"]
 
@@ -109,6 +115,17 @@ def rotate(x: Any, rotation: Any, *, basis: str = "real") -> Array:
     array, shape (..., (L+1)**2)
         :math:`x'_{l} = D^l(R)\, x_l` on each degree.
 
+    Notes
+    -----
+    Arrays of any library (the Backends page of the docs): NumPy arrays and lists follow the
+    switch (NumPy/Numba, or CuPy under ``use_backend("cupy")``); CuPy arrays stay on their GPU;
+    torch tensors (CPU or CUDA), ``array_api_strict`` and other array-API arrays take the array
+    path (``sci/gaunt/_array.py``, written against the standard) and come back in their library,
+    on their device. Through torch the result is differentiable: autograd differentiates the
+    array path (no custom backward) in ``x`` (the rotation is read on the host, explicitly, to
+    build the Wigner matrices: not differentiated); the backward keeps nothing beyond the
+    (2l+1)^2 matrices.
+
     Examples
     --------
     >>> import numpy as np
@@ -117,18 +134,20 @@ def rotate(x: Any, rotation: Any, *, basis: str = "real") -> Array:
     >>> np.round(rotate(x, rz), 12) + 0.0             # rotated about z: Z_1^-1 ~ -y
     array([0., 1., 0., 0.])
     """
-    from ._harmonics import _check_basis, lmax_from_size
+    ctx = array_context(x, names=("x",))
+    return implementation("gaunt.rotate", ctx.backend)(x, rotation, basis=basis, ctx=ctx)
+
+
+def _rotate_switch(x: Any, rotation: Any, *, basis: str = "real", ctx: Any = None):
+    """rotate on NumPy (the numpy/numba kernels) and CuPy: the measured paths."""
+    from ._harmonics import _check_basis, coefficient_array
 
     basis = _check_basis(basis)
     xp = array_namespace()
-    if basis == "real":
-        a = as_float_array(x, "x")
-    else:
-        a = _as_complex(x, "x")
+    a, lmax = coefficient_array(x, "x", basis)
     r = _check_rotation(rotation)
     if r.ndim != 2:
         raise ValueError(f"rotation must be one (3, 3) matrix; got shape {tuple(r.shape)}")
-    lmax = lmax_from_size(a.shape[-1])
     out = xp.empty_like(a)
     for l in range(lmax + 1):
         d = wigner_D(l, r, basis=basis).astype(a.dtype)
@@ -137,22 +156,31 @@ def rotate(x: Any, rotation: Any, *, basis: str = "real") -> Array:
     return out
 
 
-def _as_complex(x: Any, name: str) -> Any:
-    xp = array_namespace()
-    if isinstance(x, str | bytes):
-        raise TypeError(f"{name} must be a numeric array_like; got {type(x).__name__}")
-    a = asarray(x, name=name)
-    if a.dtype.kind not in "biufc":
-        raise TypeError(f"{name} must be numeric; got dtype {a.dtype}")
-    if a.dtype.kind != "c":
-        a = a.astype(xp.complex64 if a.dtype == xp.float32 else xp.complex128)
-    if a.size and not bool(xp.isfinite(a).all()):
-        raise ValueError(f"{name} must be finite; it contains NaN or infinity")
-    return a
+register("gaunt.rotate", "numpy", _rotate_switch)
+register("gaunt.rotate", "cupy", _rotate_switch)
+register("gaunt.rotate", "array", "sci.gaunt._array:rotate_entry")
 
 
-def random_rotation(size: int | None = None, *, rng: Any = None) -> np.ndarray:
+def random_rotation(
+    size: int | None = None, *, rng: Any = None, xp: Any = None, device: Any = None
+) -> Any:
     """Uniformly random rotation matrices (Haar measure), shape (3, 3) or (size, 3, 3).
+
+    Parameters
+    ----------
+    size : int, optional
+        Number of matrices (default: one, without the leading axis).
+    rng : None, int or numpy.random.Generator
+    xp : module, optional
+        The array library of the result (numpy, cupy, torch, array_api_strict, ...); default:
+        the switch's (NumPy, or CuPy under ``use_backend("cupy")``).
+    device : optional
+        The device of the result in that library (default: its default device).
+
+    Returns
+    -------
+    array of float64
+        Drawn on the host (from ``rng``) and created in ``xp`` on ``device``.
 
     Examples
     --------
@@ -175,4 +203,5 @@ def random_rotation(size: int | None = None, *, rng: Any = None) -> np.ndarray:
         axis=-1,
     ).reshape(n, 3, 3)
     out = mats[0] if size is None else mats
-    return out
+    ctx = creation_context(xp, device)
+    return ctx.asarray(out, dtype=ctx.xp.float64)

@@ -13,20 +13,14 @@ import math
 
 import numpy as np
 
-from .._validation import check_memory, memory_limit
-
-# The chunked work arrays may take at most 1/_CHUNK_SHARE of the memory limit.
-_CHUNK_SHARE = 4
+from .._validation import check_memory
+from .._validation import chunk_length as _chunk_length
 
 
 def chunk_length(n_items: int, bytes_per_item: float, max_items: int) -> int:
-    """Items per chunk: at most ``max_items`` and ``n_items``, within a quarter of the limit.
-
-    At least 1: a single item that alone exceeds the budget is left to the caller's
-    :func:`check_memory`, which counts the chunk.
-    """
-    budget = int(memory_limit() // (_CHUNK_SHARE * max(bytes_per_item, 1.0)))
-    return max(1, min(n_items, max_items, budget))
+    """Items per chunk: at most ``max_items`` and ``n_items``, within a quarter of the limit
+    (:func:`sci._validation.chunk_length`'s default budget)."""
+    return _chunk_length(n_items, bytes_per_item, max_items=max_items)
 
 
 def broadcast_points(*arrays) -> tuple[tuple[int, ...], int, int]:

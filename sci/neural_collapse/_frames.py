@@ -8,7 +8,7 @@ import numpy as np
 
 from .._typing import Array
 from .._validation import as_float_array, check_integer, check_real, resolve_rng
-from ..backend import array_namespace, asarray, to_numpy
+from ..backend import array_namespace, asarray, creation_context, to_numpy
 
 __all__ = ["frame_error", "is_orthogonal_frame", "is_simplex_etf", "orthogonal_frame",
            "simplex_etf"]
@@ -34,15 +34,20 @@ def _haar_orthogonal(d: int, rng: np.random.Generator) -> np.ndarray:
     return q * np.sign(np.diag(r))
 
 
-def _embed(rows: np.ndarray, d: int, rng: Any) -> Any:
+def _embed(rows: np.ndarray, d: int, rng: Any, xp: Any = None, device: Any = None) -> Any:
     frame = np.zeros((rows.shape[0], d))
     frame[:, : rows.shape[1]] = rows
     if rng is not None:
         frame = frame @ _haar_orthogonal(d, resolve_rng(rng)).T
-    return asarray(frame)
+    if xp is None and device is None:
+        return asarray(frame)
+    ctx = creation_context(xp, device)
+    return ctx.asarray(frame, dtype=ctx.xp.float64)
 
 
-def simplex_etf(K: int, d: int | None = None, *, rng: Any = None) -> Array:
+def simplex_etf(
+    K: int, d: int | None = None, *, rng: Any = None, xp: Any = None, device: Any = None
+) -> Array:
     """The K unit vectors of a simplex equiangular tight frame in dimension ``d``.
 
     Parameters
@@ -54,6 +59,11 @@ def simplex_etf(K: int, d: int | None = None, *, rng: Any = None) -> Array:
     rng : None, int or numpy.random.Generator
         ``None`` gives the canonical frame (spanned by the first ``K - 1`` coordinate axes);
         otherwise the frame is rotated by a Haar-random orthogonal matrix drawn from ``rng``.
+    xp : module, optional
+        The array library of the result (numpy, cupy, torch, array_api_strict, ...); default:
+        the switch's (NumPy, or CuPy under ``use_backend("cupy")``).
+    device : optional
+        The device of the result in that library (default: its default device).
 
     Returns
     -------
@@ -87,10 +97,12 @@ def simplex_etf(K: int, d: int | None = None, *, rng: Any = None) -> Array:
     d = K - 1 if d is None else check_integer(d, "d", minimum=1)
     if d < K - 1:
         raise ValueError(f"a simplex ETF of K={K} vectors needs d >= K - 1 = {K - 1}; got d={d}")
-    return _embed(np.sqrt(K / (K - 1.0)) * _helmert_basis(K), d, rng)
+    return _embed(np.sqrt(K / (K - 1.0)) * _helmert_basis(K), d, rng, xp, device)
 
 
-def orthogonal_frame(K: int, d: int | None = None, *, rng: Any = None) -> Array:
+def orthogonal_frame(
+    K: int, d: int | None = None, *, rng: Any = None, xp: Any = None, device: Any = None
+) -> Array:
     """K orthonormal vectors in dimension ``d >= K`` (the bias-free balanced geometry).
 
     Parameters
@@ -101,6 +113,11 @@ def orthogonal_frame(K: int, d: int | None = None, *, rng: Any = None) -> Array:
         Ambient dimension, ``d >= K`` (default ``K``).
     rng : None, int or numpy.random.Generator
         ``None``: the first ``K`` coordinate axes; otherwise Haar-randomly rotated.
+    xp : module, optional
+        The array library of the result (numpy, cupy, torch, array_api_strict, ...); default:
+        the switch's (NumPy, or CuPy under ``use_backend("cupy")``).
+    device : optional
+        The device of the result in that library (default: its default device).
 
     Returns
     -------
@@ -127,7 +144,7 @@ def orthogonal_frame(K: int, d: int | None = None, *, rng: Any = None) -> Array:
     d = K if d is None else check_integer(d, "d", minimum=1)
     if d < K:
         raise ValueError(f"an orthogonal frame of K={K} vectors needs d >= K; got d={d}")
-    return _embed(np.eye(K), d, rng)
+    return _embed(np.eye(K), d, rng, xp, device)
 
 
 _FRAME_KINDS = ("simplex_etf", "orthogonal")

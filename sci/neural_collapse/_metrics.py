@@ -9,7 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_float_array, as_int_array, check_integer, check_memory
+from .._validation import (
+    as_float_array,
+    as_int_array,
+    check_dask_rows,
+    check_integer,
+    check_memory,
+    chunk_length,
+)
 from ..backend import array_namespace, asarray, implementation, register, to_numpy
 
 __all__ = ["NCMetrics", "nc_metrics"]
@@ -51,6 +58,11 @@ def _accumulate_gram_numpy(gram: np.ndarray, D: np.ndarray) -> np.ndarray:
     syrk = blas.dsyrk if D.dtype == np.float64 else blas.ssyrk
     D = np.ascontiguousarray(D)
     return syrk(1.0, D.T, beta=1.0, c=gram, trans=0, lower=0, overwrite_c=1)
+
+
+# What each implementation leaves in the Gram accumulator is part of its registration, read
+# from the table by the accumulator (not an identity test on the function).
+_accumulate_gram_numpy.upper_only = True
 
 
 register("neural_collapse.class_sums", "numba", "sci.neural_collapse._cpu:class_sums")
@@ -117,9 +129,8 @@ class _FeatureStatistics:
             )
             self.sums = xp.zeros((self.K, self.d))
             self.shift = xp.zeros((self.K, self.d))
-            self.gram_upper_only = implementation("neural_collapse.accumulate_gram") is (
-                _accumulate_gram_numpy
-            )
+            accumulate = implementation("neural_collapse.accumulate_gram")
+            self.gram_upper_only = getattr(accumulate, "upper_only", False)
             order = "F" if self.gram_upper_only else "C"
             self.gram = xp.zeros((self.d, self.d), order=order)
         elif H.shape[1] != self.d:
@@ -273,17 +284,13 @@ def _dask_inputs(H: Any, labels: Any):
     """H (N, d) with whole rows per chunk and labels chunked alike, checked from the graph."""
     from .. import _dask
 
+    label_chunks = -1
     if not _dask.is_dask_array(H):
         H = as_float_array(H, "H", ndim=2)
-        label_chunks = labels.chunks[0] if _dask.is_dask_array(labels) else -1
-        if labels.ndim != 1 or labels.shape[0] != H.shape[0]:
-            label_chunks = -1  # the length check below says what is wrong
-        H = _dask.as_dask(H, chunks=(label_chunks, -1))
-    if H.ndim != 2:
-        raise ValueError(f"H must have shape (N, d), one row per sample; got {tuple(H.shape)}")
-    if H.dtype.kind not in "biuf":
-        raise TypeError(f"H must be an array of real numbers; got dtype {H.dtype}")
-    _dask.check_known_chunks(H, "H")
+        if _dask.is_dask_array(labels) and labels.ndim == 1 and labels.shape[0] == H.shape[0]:
+            label_chunks = labels.chunks[0]  # else the length check below says what is wrong
+    H = check_dask_rows(H, "H", ndim=2, shape="(N, d), one row per sample",
+                        row_chunks=label_chunks)
     if not _dask.is_dask_array(labels):
         labels = as_int_array(labels, "labels")
     if labels.ndim != 1 or labels.shape[0] != H.shape[0]:
@@ -293,7 +300,6 @@ def _dask_inputs(H: Any, labels: Any):
         )
     if labels.dtype.kind not in "iuf":
         raise TypeError(f"labels must be integers; got dtype {labels.dtype}")
-    H = H.rechunk({1: -1})
     if _dask.is_dask_array(labels):
         _dask.check_known_chunks(labels, "labels")
         labels = labels.rechunk((H.chunks[0],))
@@ -348,7 +354,8 @@ def _chunks_of_arrays(H: Any, labels: Any, chunk_size: int) -> Callable[[], Iter
             f"has shape {tuple(labels.shape)}"
         )
     N = H.shape[0]
-    size = chunk_size or max(256, _CHUNK_BYTES // (8 * max(1, H.shape[1])))
+    size = chunk_size or chunk_length(N, 8 * max(1, H.shape[1]), budget=_CHUNK_BYTES,
+                                      minimum=256)
 
     def chunks() -> Iterator:
         for start in range(0, max(N, 1), size):

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import as_float_array, check_integer, check_real
-from ..backend import array_namespace
+from ..backend import switch_context, to_numpy
 from ._inputs import as_sequence, resolve_scale
 
 __all__ = [
@@ -208,15 +208,22 @@ def logit_bound(
     return _logit_bounds(Q, keys, s)[_check_method(kind, ("holder", "entry"), "kind")]
 
 
-def _logit_bounds(Q, keys, s: float) -> dict[str, float]:
-    xp = array_namespace()
+def _logit_bounds(Q, keys, s: float, xp: Any = None) -> dict[str, float]:
+    """Both bounds from one stacked reduction (one read from a device)."""
+    if xp is None:
+        xp = switch_context().xp
     order = len(keys) + 1
     d = Q.shape[1]
     if Q.shape[0] == 0 or keys[0].shape[0] == 0:
         return {"entry": 0.0, "holder": 0.0}  # no logits at all: every bound holds
-    entry = s * d * float(xp.abs(Q).max())
-    holder = s * float((xp.abs(Q) ** order).sum(axis=1).max()) ** (1.0 / order)
-    for K in keys:
-        entry *= float(xp.abs(K).max())
-        holder *= float((xp.abs(K) ** order).sum(axis=1).max()) ** (1.0 / order)
+    parts = []
+    for X in (Q, *keys):
+        a = xp.abs(X)
+        parts += [xp.max(a), xp.max(xp.sum(a**order, axis=1))]
+    values = [float(v) for v in to_numpy(xp.stack(parts))]
+    entry = s * d * values[0]
+    holder = s * values[1] ** (1.0 / order)
+    for m in range(len(keys)):
+        entry *= values[2 + 2 * m]
+        holder *= values[3 + 2 * m] ** (1.0 / order)
     return {"entry": entry, "holder": min(holder, entry)}

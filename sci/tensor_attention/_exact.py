@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from .._typing import Array
-from .._validation import check_real
-from ..backend import array_namespace, implementation, register
+from .._validation import check_real, chunk_length
+from ..backend import array_context, array_namespace, implementation, register, to_numpy
 from ._inputs import as_sequence, attention_inputs, pair_names, resolve_scale
 
 __all__ = ["higher_order_attention", "softmax_attention", "tensor_attention"]
@@ -49,8 +49,8 @@ def _exact_attention_xp(Q, keys, values, scale, causal):
     n_k = keys[0].shape[0]
     n_outer = n_k ** (len(keys) - 1)
     k_last, v_last = keys[-1], values[-1]
-    block_q = max(1, min(n_q, _BLOCK_ELEMENTS // n_k))
-    block_o = max(1, min(n_outer, _BLOCK_ELEMENTS // (block_q * n_k)))
+    block_q = chunk_length(n_q, n_k, budget=_BLOCK_ELEMENTS)
+    block_o = chunk_length(n_outer, block_q * n_k, budget=_BLOCK_ELEMENTS)
     out = xp.empty((n_q, d), dtype=Q.dtype)
     for q0 in range(0, n_q, block_q):
         q1 = min(n_q, q0 + block_q)
@@ -89,18 +89,25 @@ def _exact_attention_xp(Q, keys, values, scale, causal):
     return out
 
 
-def _check_logit_range(Q, keys, scale):
+def _check_logit_range(Q, keys, scale, ctx=None):
     """Refuse up front logits that could overflow: |logit| <= s d max|Q| prod_m max|K_m|.
 
     The bound is formed in logarithms so that it cannot overflow itself; kernels compiled with
-    fast-math flags must never see an infinite logit.
+    fast-math flags must never see an infinite logit. (On a device: one small stacked
+    reduction read back once.)
     """
-    xp = array_namespace()
-    maxima = [float(xp.abs(X).max()) for X in (Q, *keys)]
+    if ctx is not None and not ctx.is_numpy:
+        xp = ctx.xp
+        maxima = [float(v) for v in to_numpy(xp.stack([xp.max(xp.abs(X)) for X in (Q, *keys)]))]
+        largest = float(xp.finfo(Q.dtype).max)
+    else:
+        xp = array_namespace()
+        maxima = [float(xp.abs(X).max()) for X in (Q, *keys)]
+        largest = float(np.finfo(Q.dtype).max)
     if min(maxima) == 0.0:
         return
     log_bound = math.log(scale) + math.log(Q.shape[1]) + sum(math.log(m) for m in maxima)
-    log_largest = math.log(float(np.finfo(Q.dtype).max))
+    log_largest = math.log(largest)
     if log_bound > log_largest - math.log(1e3):
         raise FloatingPointError(
             f"the logits s * sum_l Q_il * prod_m K_m[j_m, l] may overflow {Q.dtype} (their bound "
@@ -152,17 +159,17 @@ def _check_work(n_q: int, n_k: int, pairs: int, d: int, max_work: float | None) 
         )
 
 
-def _run_exact(Q, keys, values, scale, causal, max_work):
+def _run_exact(Q, keys, values, scale, causal, max_work, ctx):
     """Dispatch after the work and overflow checks; a non-finite result is refused all the same."""
     n_q, d = Q.shape
     _check_work(n_q, keys[0].shape[0], len(keys), d, max_work)
-    xp = array_namespace()
+    xp = ctx.xp if not ctx.is_numpy else array_namespace()
     if n_q == 0:  # no queries (an empty batch): an empty result, as for any other n
-        return xp.empty((0, d), dtype=Q.dtype)
-    _check_logit_range(Q, keys, scale)
+        return xp.empty((0, d), dtype=Q.dtype, **({} if ctx.is_numpy else {"device": ctx.device}))
+    _check_logit_range(Q, keys, scale, ctx)
     with np.errstate(over="ignore", invalid="ignore"):
-        out = implementation("tensor_attention.exact")(Q, keys, values, scale, causal)
-    if not bool(xp.isfinite(out).all()):
+        out = implementation("tensor_attention.exact", ctx.backend)(Q, keys, values, scale, causal)
+    if not bool(xp.all(xp.isfinite(out))):
         raise FloatingPointError(
             "the logits s * sum_l Q_il * prod_m K_m[j_m, l] overflow the floating-point range "
             f"({Q.dtype}); rescale the inputs or the scale"
@@ -170,7 +177,10 @@ def _run_exact(Q, keys, values, scale, causal, max_work):
     return out
 
 
-register("tensor_attention.exact", "array", _exact_attention_xp)
+register("tensor_attention.exact", "numpy", _exact_attention_xp)
+register("tensor_attention.exact", "cupy", _exact_attention_xp)
+# torch, array_api_strict, ...: the same blocked algorithm against the standard, differentiable
+register("tensor_attention.exact", "array", "sci.tensor_attention._array:exact_attention")
 register("tensor_attention.exact", "numba", "sci.tensor_attention._cpu:exact_attention")
 register("tensor_attention.exact", "cupy", "sci.tensor_attention._gpu:exact_attention")
 
@@ -238,6 +248,14 @@ def higher_order_attention(
     the exact maximum when the bound was so loose that the sums could underflow. Logits of
     any size are safe.
 
+    Arrays of any library (the Backends page of the docs): NumPy arrays follow the switch (the
+    blocked NumPy code or the Numba kernel; CuPy under ``use_backend("cupy")``); torch tensors
+    (CPU or CUDA), ``array_api_strict`` and other array-API arrays take the same blocked
+    algorithm written against the standard (``sci/tensor_attention/_array.py``) and come back in
+    their library, on their device. Through torch the result is differentiable (causal too):
+    autograd differentiates the array path, and its backward keeps every logit block's weights,
+    O(n m^(t-1)) numbers (a recomputing backward would need a kernel of its own).
+
     References
     ----------
     .. [1] J. Alman, Z. Song, "How to capture higher-order correlations? Generalizing matrix
@@ -256,12 +274,12 @@ def higher_order_attention(
     """
     keys = as_sequence(keys, "keys")
     values = as_sequence(values, "values")
-    Q, keys, values = attention_inputs(
-        Q, keys, values, causal=causal, names=pair_names(len(keys))
-    )
+    names = pair_names(len(keys))
+    ctx = array_context(Q, *keys, *values, names=names)
+    Q, keys, values = attention_inputs(Q, keys, values, causal=causal, names=names, ctx=ctx)
     s = resolve_scale(scale, Q.shape[1])
     work_limit = _resolve_max_work(max_work)
-    return _run_exact(Q, keys, values, s, bool(causal), work_limit)
+    return _run_exact(Q, keys, values, s, bool(causal), work_limit, ctx)
 
 
 def softmax_attention(
@@ -303,6 +321,14 @@ def softmax_attention(
     :math:`\mathrm{Att} = D^{-1} A V`; the order-2 case of :func:`higher_order_attention`.
     :math:`O(n m d)` time, :math:`O(n d)` memory beyond the inputs, stable for large logits.
 
+    Arrays of any library (the Backends page of the docs): NumPy arrays follow the switch (the
+    blocked NumPy code or the Numba kernel; CuPy under ``use_backend("cupy")``); torch tensors
+    (CPU or CUDA), ``array_api_strict`` and other array-API arrays take the same blocked
+    algorithm written against the standard (``sci/tensor_attention/_array.py``) and come back in
+    their library, on their device. Through torch the result is differentiable (causal too):
+    autograd differentiates the array path, and its backward keeps every logit block's weights,
+    O(n m^(t-1)) numbers (a recomputing backward would need a kernel of its own).
+
     References
     ----------
     .. [1] J. Alman, Z. Song, "Fast attention requires bounded entries", NeurIPS 2023,
@@ -318,10 +344,12 @@ def softmax_attention(
     array([[0.731059, 0.268941],
            [0.268941, 0.731059]])
     """
-    Q, keys, values = attention_inputs(Q, [K], [V], causal=causal, names=["Q", "K", "V"])
+    ctx = array_context(Q, K, V, names=("Q", "K", "V"))
+    Q, keys, values = attention_inputs(Q, [K], [V], causal=causal, names=["Q", "K", "V"],
+                                       ctx=ctx)
     s = resolve_scale(scale, Q.shape[1])
     work_limit = _resolve_max_work(max_work)
-    return _run_exact(Q, keys, values, s, bool(causal), work_limit)
+    return _run_exact(Q, keys, values, s, bool(causal), work_limit, ctx)
 
 
 def tensor_attention(
@@ -367,6 +395,14 @@ def tensor_attention(
     :math:`O(n m^2 d)` time (cubic); memory :math:`O(n d)` beyond the inputs (never
     :math:`n m^2`). On the ``numba`` backend a kernel parallel over queries runs it.
 
+    Arrays of any library (the Backends page of the docs): NumPy arrays follow the switch (the
+    blocked NumPy code or the Numba kernel; CuPy under ``use_backend("cupy")``); torch tensors
+    (CPU or CUDA), ``array_api_strict`` and other array-API arrays take the same blocked
+    algorithm written against the standard (``sci/tensor_attention/_array.py``) and come back in
+    their library, on their device. Through torch the result is differentiable (causal too):
+    autograd differentiates the array path, and its backward keeps every logit block's weights,
+    O(n m^(t-1)) numbers (a recomputing backward would need a kernel of its own).
+
     References
     ----------
     .. [1] J. Alman, Z. Song, arXiv:2310.04064 (ICLR 2024), the tensor attention problem.
@@ -379,7 +415,9 @@ def tensor_attention(
     >>> tensor_attention(Q, K, K, V, V)[0]  # zero logits: the mean of V1[j] * V2[k]
     array([ 9., 16.])
     """
-    Q, keys, values = attention_inputs(Q, [K1, K2], [V1, V2], causal=causal, names=pair_names(2))
+    ctx = array_context(Q, K1, K2, V1, V2, names=pair_names(2))
+    Q, keys, values = attention_inputs(Q, [K1, K2], [V1, V2], causal=causal, names=pair_names(2),
+                                       ctx=ctx)
     s = resolve_scale(scale, Q.shape[1])
     work_limit = _resolve_max_work(max_work)
-    return _run_exact(Q, keys, values, s, bool(causal), work_limit)
+    return _run_exact(Q, keys, values, s, bool(causal), work_limit, ctx)

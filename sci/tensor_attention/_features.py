@@ -10,7 +10,7 @@ import numpy as np
 
 from .._typing import Array
 from .._validation import as_float_array, check_integer, check_memory, check_real
-from ..backend import array_namespace
+from ..backend import cached_constant, switch_context
 
 __all__ = ["feature_rank", "polynomial_features"]
 
@@ -75,13 +75,27 @@ def _column_weights(d: int, degree: int, coefficients: np.ndarray) -> np.ndarray
     )
 
 
-def _monomials_xp(xp, X, degree: int):
-    """All monomials of the rows of X of degree <= ``degree``: ``(n, C(d+g, g))`` in O(n r)."""
+def _monomials_xp(ctx, X, degree: int):
+    """All monomials of the rows of X of degree <= ``degree``: ``(n, C(d+g, g))`` in O(n r).
+
+    Array-API code (``ctx``: :class:`sci.backend.ArrayContext` of X); the gather indices are
+    converted to X's namespace and device once and cached.
+    """
+    xp = ctx.xp
     n, d = X.shape
-    levels = [xp.ones((n, 1), dtype=X.dtype)]
-    for parents, variables in _monomial_tree(d, degree):
-        levels.append(levels[-1][:, xp.asarray(parents)] * X[:, xp.asarray(variables)])
-    return xp.concatenate(levels, axis=1)
+    levels = [xp.ones((n, 1), dtype=X.dtype, **_on(ctx))]
+    for t, (parents, variables) in enumerate(_monomial_tree(d, degree)):
+        p = cached_constant(("tensor_attention.parents", d, degree, t), lambda a=parents: a,
+                            ctx, xp.int64)
+        v = cached_constant(("tensor_attention.variables", d, degree, t), lambda a=variables: a,
+                            ctx, xp.int64)
+        levels.append(xp.take(levels[-1], p, axis=1) * xp.take(X, v, axis=1))
+    return xp.concat(levels, axis=1)
+
+
+def _on(ctx) -> dict:
+    """``device=`` for creation functions (NumPy's take none before 2.0)."""
+    return {} if ctx.is_numpy else {"device": ctx.device}
 
 
 def polynomial_features(
@@ -155,8 +169,8 @@ def polynomial_features(
         float(rank) * max(n, 1) * X.dtype.itemsize, f"the factor matrix of rank {rank}",
         hint="lower the degree or use method='random' (random features)",
     )
-    xp = array_namespace()
-    features = _monomials_xp(xp, scale * X, degree)
+    ctx = switch_context()
+    features = _monomials_xp(ctx, scale * X, degree)
     if coefficients is not None:
         c = np.asarray(coefficients, dtype=np.float64)
         if c.shape != (degree + 1,) or not np.all(np.isfinite(c)):
@@ -164,5 +178,5 @@ def polynomial_features(
                 f"coefficients must be {degree + 1} finite numbers (c_0 .. c_{degree}); got "
                 f"shape {c.shape}"
             )
-        features = features * xp.asarray(_column_weights(d, degree, c), dtype=X.dtype)
+        features = features * ctx.asarray(_column_weights(d, degree, c), dtype=X.dtype)
     return features

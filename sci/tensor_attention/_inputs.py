@@ -21,11 +21,19 @@ def common_dtype(arrays: Sequence[Any]) -> np.dtype:
 
 
 def attention_inputs(
-    Q: Any, keys: Sequence[Any], values: Sequence[Any], *, causal: bool, names: Sequence[str]
+    Q: Any,
+    keys: Sequence[Any],
+    values: Sequence[Any],
+    *,
+    causal: bool,
+    names: Sequence[str],
+    ctx: Any = None,
 ) -> tuple[Any, list[Any], list[Any]]:
     """Check and convert queries, the t - 1 keys and the t - 1 values of an order-t attention.
 
     ``names`` are the user-facing names: queries first, then the keys, then the values.
+    ``ctx`` (:func:`sci.backend.array_context` of the inputs): the arrays are checked and
+    converted in its namespace, on its device; without it, NumPy (or CuPy under the switch).
     """
     if not isinstance(causal, bool | np.bool_):
         raise TypeError(f"causal must be a bool; got {type(causal).__name__} {causal!r}")
@@ -40,9 +48,16 @@ def attention_inputs(
             f"got {len(keys)}"
         )
     raw = [Q, *keys, *values]
-    arrays = [as_float_array(a, name, ndim=2) for a, name in zip(raw, names, strict=True)]
-    dtype = common_dtype(arrays)
-    arrays = [a.astype(dtype, copy=False) for a in arrays]
+    if ctx is not None and not ctx.is_numpy:
+        xp = ctx.xp
+        arrays = [as_float_array(a, name, ndim=2, ctx=ctx)
+                  for a, name in zip(raw, names, strict=True)]
+        dtype = xp.float32 if all(a.dtype == xp.float32 for a in arrays) else xp.float64
+        arrays = [xp.astype(a, dtype) for a in arrays]
+    else:
+        arrays = [as_float_array(a, name, ndim=2) for a, name in zip(raw, names, strict=True)]
+        dtype = common_dtype(arrays)
+        arrays = [a.astype(dtype, copy=False) for a in arrays]
     Q, keys, values = arrays[0], arrays[1 : 1 + len(keys)], arrays[1 + len(keys) :]
     n_q, d = Q.shape
     if d < 1:

@@ -7,11 +7,18 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import array_api_compat
 import numpy as np
 
 from .._typing import Array
-from .._validation import check_integer, check_memory, check_real, resolve_rng
-from ..backend import array_namespace
+from .._validation import (
+    check_integer,
+    check_memory,
+    check_real,
+    chunk_length,
+    resolve_rng,
+)
+from ..backend import array_context, to_numpy
 from ._approximation import (
     MAX_DEGREE,
     _check_method,
@@ -97,29 +104,32 @@ class NonPositiveDenominatorError(ArithmeticError):
 
 
 def _streamed_sums(xp, query_factor, key_factors, Q, keys, values, causal, chunk):
-    """``w = U1 ⊙_m(U_m^T 1)`` and ``Y = U1 ⊙_m(U_m^T V_m)``, chunk by chunk; nothing n x n."""
+    """``w = U1 ⊙_m(U_m^T 1)`` and ``Y = U1 ⊙_m(U_m^T V_m)``, chunk by chunk; nothing n x n.
+
+    Array-API code without in-place updates (the chunks' results are concatenated), so
+    torch's autograd differentiates it.
+    """
     n_q, d = Q.shape
     n_k = keys[0].shape[0]
-    w = xp.empty(n_q, dtype=Q.dtype)
-    Y = xp.empty((n_q, d), dtype=Q.dtype)
+    w_parts, y_parts = [], []
     if not causal:
         sums = [0.0] * len(keys)  # U_m^T 1, accumulated over key chunks
         moments = [0.0] * len(keys)  # U_m^T V_m
         for k0 in range(0, n_k, chunk):
             k1 = min(n_k, k0 + chunk)
             for m, (K, V) in enumerate(zip(keys, values, strict=True)):
-                U = key_factors[m](K[k0:k1])
-                sums[m] = sums[m] + U.sum(axis=0)
-                moments[m] = moments[m] + U.T @ V[k0:k1]
+                U = key_factors[m](K[k0:k1, :])
+                sums[m] = sums[m] + xp.sum(U, axis=0)
+                moments[m] = moments[m] + U.T @ V[k0:k1, :]
         h, H = sums[0], moments[0]
         for m in range(1, len(keys)):
             h, H = h * sums[m], H * moments[m]
         for q0 in range(0, n_q, chunk):
             q1 = min(n_q, q0 + chunk)
-            U = query_factor(Q[q0:q1])
-            w[q0:q1] = U @ h
-            Y[q0:q1] = U @ H
-        return w, Y
+            U = query_factor(Q[q0:q1, :])
+            w_parts.append(U @ h)
+            y_parts.append(U @ H)
+        return _joined(xp, w_parts, (0,), Q), _joined(xp, y_parts, (0, d), Q)
     # Causal: prefix sums of U_m[j] and U_m[j] V_m[j]^T carried across chunks; for t > 2 the
     # product over m must be taken per query, so each chunk holds its prefix moments.
     carry_sum = [0.0] * len(keys)
@@ -128,16 +138,23 @@ def _streamed_sums(xp, query_factor, key_factors, Q, keys, values, causal, chunk
         q1 = min(n_q, q0 + chunk)
         h, H = None, None
         for m, (K, V) in enumerate(zip(keys, values, strict=True)):
-            U = key_factors[m](K[q0:q1])
-            prefix_sum = xp.cumsum(U, axis=0) + carry_sum[m]
-            prefix_moment = xp.cumsum(U[:, :, None] * V[q0:q1, None, :], axis=0) + carry_moment[m]
-            carry_sum[m], carry_moment[m] = prefix_sum[-1], prefix_moment[-1]
+            U = key_factors[m](K[q0:q1, :])
+            prefix_sum = xp.cumulative_sum(U, axis=0) + carry_sum[m]
+            prefix_moment = (xp.cumulative_sum(U[:, :, None] * V[q0:q1, None, :], axis=0)
+                             + carry_moment[m])
+            carry_sum[m], carry_moment[m] = prefix_sum[-1, ...], prefix_moment[-1, ...]
             h = prefix_sum if h is None else h * prefix_sum
             H = prefix_moment if H is None else H * prefix_moment
-        U = query_factor(Q[q0:q1])
-        w[q0:q1] = (U * h).sum(axis=1)
-        Y[q0:q1] = xp.einsum("ir,ird->id", U, H)
-    return w, Y
+        U = query_factor(Q[q0:q1, :])
+        w_parts.append(xp.sum(U * h, axis=1))
+        y_parts.append(xp.sum(U[:, :, None] * H, axis=1))
+    return _joined(xp, w_parts, (0,), Q), _joined(xp, y_parts, (0, d), Q)
+
+
+def _joined(xp, parts, empty_shape, like):
+    if parts:
+        return xp.concat(parts, axis=0)
+    return xp.zeros(empty_shape, dtype=like.dtype, device=array_api_compat.device(like))
 
 
 def _rounding_estimate(degree, R, method, order, n, rank, dtype) -> float:
@@ -157,9 +174,9 @@ def _rounding_estimate(degree, R, method, order, n, rank, dtype) -> float:
     return kappa * float(np.finfo(dtype).eps) * math.exp(R) * absolute
 
 
-def _check_finite(w, Y, method, degree, R):
-    xp = array_namespace()
-    if not (bool(xp.isfinite(w).all()) and bool(xp.isfinite(Y).all())):
+def _check_finite(xp, w, Y, method, degree, R):
+    # one reduction, one read from a device
+    if not bool(xp.all(xp.isfinite(w)) & xp.all(xp.isfinite(Y))):
         raise FloatingPointError(
             f"the factored sums overflowed ({method}, degree {degree}, logit bound R = {R:.4g}): "
             "the entries are far beyond the regime of the polynomial method; use the exact "
@@ -167,7 +184,7 @@ def _check_finite(w, Y, method, degree, R):
         )
 
 
-def _random_feature_maps(xp, d, degree, order, count, sigma, coefficients, dtype, rng):
+def _random_feature_maps(ctx, d, degree, order, count, sigma, coefficients, dtype, rng):
     """Random Maclaurin features for :math:`p(x) = \\sum_t c_t x^t`, x the order-t logit.
 
     For one copy: Rademacher vectors z_1 .. z_{t-1}; query feature ``sum_l prod_m z_ml q_l``,
@@ -180,26 +197,34 @@ def _random_feature_maps(xp, d, degree, order, count, sigma, coefficients, dtype
         for t in range(degree + 1)
     ]
 
+    xp = ctx.xp
+    on = {} if ctx.is_numpy else {"device": ctx.device}
+    # the sign matrices, converted to the inputs' namespace and device once per call
+    query_signs = [[ctx.asarray(np.ascontiguousarray(copy.prod(axis=0).T), dtype=dtype)
+                    for copy in signs[t]] for t in range(degree + 1)]
+    key_signs = [[[ctx.asarray(np.ascontiguousarray(copy[m].T), dtype=dtype)
+                   for copy in signs[t]] for t in range(degree + 1)] for m in range(order - 1)]
+
     def query_map(X):
         X = sigma * X
-        columns = [xp.full((X.shape[0], 1), coefficients[0], dtype=dtype)]
+        columns = [xp.full((X.shape[0], 1), coefficients[0], dtype=dtype, **on)]
         for t in range(1, degree + 1):
-            product = xp.full((X.shape[0], count), coefficients[t] / count, dtype=dtype)
-            for copy in signs[t]:
-                product = product * (X @ xp.asarray(copy.prod(axis=0).T, dtype=dtype))
+            product = xp.full((X.shape[0], count), coefficients[t] / count, dtype=dtype, **on)
+            for z in query_signs[t]:
+                product = product * (X @ z)
             columns.append(product)
-        return xp.concatenate(columns, axis=1)
+        return xp.concat(columns, axis=1)
 
     def key_map(m):
         def apply(X):
             X = sigma * X
-            columns = [xp.ones((X.shape[0], 1), dtype=dtype)]
+            columns = [xp.ones((X.shape[0], 1), dtype=dtype, **on)]
             for t in range(1, degree + 1):
-                product = xp.ones((X.shape[0], count), dtype=dtype)
-                for copy in signs[t]:
-                    product = product * (X @ xp.asarray(copy[m].T, dtype=dtype))
+                product = xp.ones((X.shape[0], count), dtype=dtype, **on)
+                for z in key_signs[m][t]:
+                    product = product * (X @ z)
                 columns.append(product)
-            return xp.concatenate(columns, axis=1)
+            return xp.concat(columns, axis=1)
 
         return apply
 
@@ -209,7 +234,7 @@ def _random_feature_maps(xp, d, degree, order, count, sigma, coefficients, dtype
 def _resolve_chunk(chunk_size, n, rank, d, order, causal, itemsize):
     per_row = rank * (2 + (order - 1) * (d + 1) if causal else 2)
     if chunk_size is None:
-        chunk = max(1, min(n, _CHUNK_ELEMENTS // per_row))
+        chunk = chunk_length(n, per_row, budget=_CHUNK_ELEMENTS)
     else:
         chunk = check_integer(chunk_size, "chunk_size", minimum=1)
     fixed = rank * (order + 1) * (d + 1)  # the key-side sums and their products
@@ -314,6 +339,15 @@ def poly_higher_order_attention(
     For :math:`d = O(\log n)` and entries :math:`B = o((\log n)^{1/t})`, :math:`g` and
     :math:`r` are :math:`n^{o(1)}`.
 
+    Arrays of any library (the Backends page of the docs): the method is written once against
+    the array API standard, so NumPy arrays (and CuPy under ``use_backend("cupy")``), CuPy
+    arrays, torch tensors (CPU or CUDA) and ``array_api_strict`` arrays are computed in their
+    library, on their device, and come back there. Through torch the result is differentiable:
+    autograd differentiates the streamed factored sums, and its backward keeps the factor
+    matrices of every chunk, O(n r) numbers per key/value pair (r the rank; causal: O(n r d)).
+    The degree, the Chebyshev interval [-R, R] and the random features are chosen from the
+    inputs and held fixed in the backward: it differentiates the polynomial that was used.
+
     References
     ----------
     .. [1] J. Alman, Z. Song, arXiv:2310.04064 (ICLR 2024): the upper bound for tensor
@@ -346,7 +380,8 @@ def _poly_attention(
     Q, keys, values, names, *, degree, tol, method, causal, scale, bound, num_features, rng,
     on_nonpositive, chunk_size, return_info,
 ):
-    Q, keys, values = attention_inputs(Q, keys, values, causal=causal, names=names)
+    ctx = array_context(Q, *keys, *values, names=names)
+    Q, keys, values = attention_inputs(Q, keys, values, causal=causal, names=names, ctx=ctx)
     method = _check_method(method)
     if bound not in ("holder", "entry"):
         raise ValueError(f"bound must be 'holder' or 'entry'; got {bound!r}")
@@ -354,11 +389,13 @@ def _poly_attention(
         raise ValueError(f"on_nonpositive must be 'raise' or 'taylor'; got {on_nonpositive!r}")
     if degree is not None and tol is not None:
         raise ValueError("give degree or tol, not both (tol chooses the degree)")
-    xp = array_namespace()
+    xp = ctx.xp
+    # NumPy's view of the dtype (finfo, itemsize) whatever library holds the arrays
+    np_dtype = np.dtype(np.float32) if Q.dtype == xp.float32 else np.dtype(np.float64)
     n_q, d = Q.shape
     order = len(keys) + 1
     s = resolve_scale(scale, d)
-    bounds = _logit_bounds(Q, keys, s)
+    bounds = _logit_bounds(Q, keys, s, xp)
     R = bounds[bound]
     choose_degree = degree is None
     if choose_degree:
@@ -366,7 +403,7 @@ def _poly_attention(
         tol_value = check_real(
             tol_value, "tol", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False
         )
-        precision = float(np.finfo(Q.dtype).eps)
+        precision = float(np.finfo(np_dtype).eps)
         if tol_value < 10 * precision:
             advice = ("a larger tol" if Q.dtype == np.float64
                       else "float64 inputs or a larger tol")
@@ -385,7 +422,7 @@ def _poly_attention(
 
     def errors(g, method_used):
         truncation = exp_approximation_error(g, R, method=method_used)
-        rounding = _rounding_estimate(g, R, method_used, order, n_max, rank_of(g), Q.dtype)
+        rounding = _rounding_estimate(g, R, method_used, order, n_max, rank_of(g), np_dtype)
         return truncation, rounding
 
     if choose_degree:
@@ -405,38 +442,38 @@ def _poly_attention(
             degree += step
     value_bound = 1.0
     for V in values:
-        value_bound = value_bound * xp.abs(V).max(axis=0)
-    value_bound = float(value_bound.max())
+        value_bound = value_bound * xp.max(xp.abs(V), axis=0)
+    value_bound = float(to_numpy(xp.max(value_bound)))  # a diagnostic: detached, read once
     epsilon, rounding = errors(degree, method)
     rank = rank_of(degree)
     chunk = _resolve_chunk(chunk_size, max(n_q, keys[0].shape[0]), rank, d, order,
-                           causal, Q.dtype.itemsize)
+                           causal, np_dtype.itemsize)
     sigma = s ** (1.0 / order)
 
     def run(method_used, degree_used):
         if method_used == "random":
             coefficients = exp_polynomial_coefficients(degree_used, method="taylor")
             query_map, key_maps = _random_feature_maps(
-                xp, d, degree_used, order, num_features, sigma, coefficients, Q.dtype,
+                ctx, d, degree_used, order, num_features, sigma, coefficients, Q.dtype,
                 resolve_rng(rng),
             )
         else:
             coefficients = exp_polynomial_coefficients(degree_used, method=method_used, bound=R)
-            weights = xp.asarray(_column_weights(d, degree_used, coefficients), dtype=Q.dtype)
+            weights = ctx.asarray(_column_weights(d, degree_used, coefficients), dtype=Q.dtype)
 
             def query_map(X):
-                return _monomials_xp(xp, sigma * X, degree_used) * weights
+                return _monomials_xp(ctx, sigma * X, degree_used) * weights
 
-            key_maps = [lambda X: _monomials_xp(xp, sigma * X, degree_used)] * len(keys)
+            key_maps = [lambda X: _monomials_xp(ctx, sigma * X, degree_used)] * len(keys)
         # Overflow is detected on the result (below), with a message, not warned about.
         with np.errstate(over="ignore", invalid="ignore"):
             return _streamed_sums(xp, query_map, key_maps, Q, keys, values, bool(causal), chunk)
 
     fallback_used = False
     w, Y = run(method, degree)
-    _check_finite(w, Y, method, degree, R)
-    if not bool((w > 0).all()):
-        bad = int((w <= 0).sum())
+    _check_finite(xp, w, Y, method, degree, R)
+    if not bool(xp.all(w > 0)):
+        bad = int(xp.sum(xp.astype(w <= 0, xp.int64)))
         if on_nonpositive == "raise":
             raise NonPositiveDenominatorError(
                 f"{bad} of {n_q} row sums of the approximate attention matrix are <= 0 "
@@ -449,10 +486,10 @@ def _poly_attention(
         degree = degree + degree % 2
         rank = math.comb(d + degree, degree)
         chunk = _resolve_chunk(chunk_size, max(n_q, keys[0].shape[0]), rank, d, order,
-                               causal, Q.dtype.itemsize)
+                               causal, np_dtype.itemsize)
         epsilon, rounding = errors(degree, "taylor")
         w, Y = run("taylor", degree)
-        _check_finite(w, Y, method, degree, R)
+        _check_finite(xp, w, Y, method, degree, R)
     out = Y / w[:, None]
     if not return_info:
         return out
@@ -506,6 +543,15 @@ def poly_attention(
     :math:`\tilde D \mathbf 1 = U_1 (U_2^\top \mathbf 1)`, :math:`\tilde A V = U_1 (U_2^\top
     V)`; the logits are bounded by :math:`B^2` (default scale) and the method is near-linear
     below :math:`B = \sqrt{\log n}`.
+
+    Arrays of any library (the Backends page of the docs): the method is written once against
+    the array API standard, so NumPy arrays (and CuPy under ``use_backend("cupy")``), CuPy
+    arrays, torch tensors (CPU or CUDA) and ``array_api_strict`` arrays are computed in their
+    library, on their device, and come back there. Through torch the result is differentiable:
+    autograd differentiates the streamed factored sums, and its backward keeps the factor
+    matrices of every chunk, O(n r) numbers per key/value pair (r the rank; causal: O(n r d)).
+    The degree, the Chebyshev interval [-R, R] and the random features are chosen from the
+    inputs and held fixed in the backward: it differentiates the polynomial that was used.
 
     References
     ----------
@@ -567,6 +613,15 @@ def poly_tensor_attention(
     \mathrm{diag}(w)^{-1} Y`: :math:`O(n r d)` time instead of :math:`O(n^3 d)`. Near-linear
     for entries :math:`B = o((\log n)^{1/3})`; at :math:`B = \Theta((\log n)^{1/3})` no
     truly subcubic algorithm exists under SETH.
+
+    Arrays of any library (the Backends page of the docs): the method is written once against
+    the array API standard, so NumPy arrays (and CuPy under ``use_backend("cupy")``), CuPy
+    arrays, torch tensors (CPU or CUDA) and ``array_api_strict`` arrays are computed in their
+    library, on their device, and come back there. Through torch the result is differentiable:
+    autograd differentiates the streamed factored sums, and its backward keeps the factor
+    matrices of every chunk, O(n r) numbers per key/value pair (r the rank; causal: O(n r d)).
+    The degree, the Chebyshev interval [-R, R] and the random features are chosen from the
+    inputs and held fixed in the backward: it differentiates the polynomial that was used.
 
     References
     ----------

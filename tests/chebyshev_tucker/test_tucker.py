@@ -29,6 +29,29 @@ def test_exact_low_rank_is_recovered(rng, backend, to_numpy):
     np.testing.assert_allclose(to_numpy(dec.to_full()), t, atol=1e-12)
 
 
+def test_to_full_keeps_the_library_and_device_of_core_and_factors(rng, xp):
+    # issue 13: on the GPU, to_full of a NumPy core and factors under the cupy switch failed
+    # inside cupy.matmul; on the strict leg (device1) any host array mixed in fails the same way
+    core = rng.standard_normal((2, 3, 4))
+    factors = [rng.standard_normal((n, r)) for n, r in ((5, 2), (6, 3), (7, 4))]
+    full = TuckerTensor(xp.asarray(core), [xp.asarray(u) for u in factors]).to_full()
+    assert xp.is_leg_array(full) and tuple(full.shape) == (5, 6, 7)
+    expected = np.einsum("abc,ia,jb,kc->ijk", core, *factors)
+    np.testing.assert_allclose(xp.to_numpy(full), expected, rtol=1e-13, atol=1e-13)
+    if xp.name == "cupy":  # host arrays under the cupy switch are moved to the device
+        assert xp.is_leg_array(TuckerTensor(core, factors).to_full())
+
+
+def test_to_full_refuses_two_libraries():
+    torch = pytest.importorskip("torch")
+
+    core = np.ones((1, 1, 1))
+    with pytest.raises(TypeError, match=r"core and factors\[0\] are arrays of different "
+                                        r"libraries: core \(numpy.ndarray on cpu\), "
+                                        r"factors\[0\] \(torch.Tensor on cpu\)"):
+        TuckerTensor(core, [torch.ones((2, 1), dtype=torch.float64)] * 3).to_full()
+
+
 def test_epsilon_rank_criterion_and_error_bound(rng):
     t = _random_tucker(rng, (20, 20, 20), (12, 12, 12), decay=0.3)
     norm = np.linalg.norm(t)

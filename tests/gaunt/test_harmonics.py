@@ -31,10 +31,12 @@ def _scipy_sph(l, m, theta, phi):
     return scipy.special.sph_harm(m, l, phi, theta)
 
 
-def test_complex_harmonics_match_scipy(backend, xp, to_numpy, rng):
+def test_complex_harmonics_match_scipy(xp, rng):
     v = rng.standard_normal((7, 3))
     lmax = 10
-    y = to_numpy(spherical_harmonics(lmax, xp.asarray(v), basis="complex"))
+    y = spherical_harmonics(lmax, xp.asarray(v), basis="complex")
+    assert xp.is_leg_array(y)
+    y = xp.to_numpy(y)
     r = np.linalg.norm(v, axis=1)
     theta, phi = np.arccos(v[:, 2] / r), np.arctan2(v[:, 1], v[:, 0])
     ref = np.stack([_scipy_sph(l, m, theta, phi) for l in range(lmax + 1)
@@ -127,13 +129,18 @@ def test_fourier_coefficients_closed_form():
     assert worst <= 1e-14
 
 
-def test_fourier_series_reproduces_function(backend, xp, to_numpy, rng):
+def test_fourier_series_reproduces_function(xp, rng):
+    # issue 13: on the GPU this test failed inside cupy.matmul (a NumPy array times the CuPy
+    # harmonics); on the strict leg (device1) any host array mixed in fails the same way.
     lmax = 8
+    to_numpy = xp.to_numpy
     for basis in ("real", "complex"):
         x = rng.standard_normal((2, (lmax + 1) ** 2))
         if basis == "complex":
             x = x + 1j * rng.standard_normal(x.shape)
-        F = to_numpy(sh_to_fourier(xp.asarray(x), basis=basis))
+        F = sh_to_fourier(xp.asarray(x), basis=basis)
+        assert xp.is_leg_array(F)
+        F = to_numpy(F)
         th, ph = rng.uniform(0, 2 * np.pi, (2, 25))
         # A torus point with theta > pi is the sphere point (2 pi - theta, phi + pi).
         sth = np.where(th <= np.pi, th, 2 * np.pi - th)
@@ -142,10 +149,15 @@ def test_fourier_series_reproduces_function(backend, xp, to_numpy, rng):
         e = np.exp(1j * (u[None, :, None] * th[:, None, None]
                          + u[None, None, :] * ph[:, None, None]))
         values = np.einsum("buv,puv->bp", F, e)
-        ref = x @ spherical_harmonics(lmax, theta=sth, phi=sph, basis=basis).T
+        harmonics = spherical_harmonics(lmax, theta=xp.asarray(sth), phi=xp.asarray(sph),
+                                        basis=basis)
+        assert xp.is_leg_array(harmonics)
+        ref = x @ to_numpy(harmonics).T
         np.testing.assert_allclose(values, ref, atol=1e-13)
         # Round trip f2s(s2f(c)) = c: spec 1e-13.
-        back = to_numpy(fourier_to_sh(xp.asarray(F), lmax, basis=basis))
+        back = fourier_to_sh(xp.asarray(F), lmax, basis=basis)
+        assert xp.is_leg_array(back)
+        back = to_numpy(back)
         np.testing.assert_allclose(back, x, atol=1e-13)
 
 
@@ -247,33 +259,54 @@ def test_fourier_conversion_backends_agree(lmax, batch, float32, seed):
     [(np.float32, (1e30, 1e-30, 3e19, 1e-23), 1e-5), (np.float64, (1e200, 1e-200, 1e160), 1e-12)],
 )
 @pytest.mark.parametrize("basis", ["real", "complex"])
-def test_harmonics_of_huge_and_tiny_vectors(backend, to_numpy, dtype, scales, rtol, basis):
+def test_harmonics_of_huge_and_tiny_vectors(xp, dtype, scales, rtol, basis):
+    to_numpy = xp.to_numpy
     rng = np.random.default_rng(7)
     unit = rng.standard_normal((5, 3))
     unit /= np.linalg.norm(unit, axis=1, keepdims=True)
     # Axis-aligned and in-plane directions too (a zero component, a zero rho).
     unit = np.vstack([unit, [[1.0, 0, 0], [0, 0, -1.0], [0.6, -0.8, 0]]])
-    ref = to_numpy(spherical_harmonics(6, unit.astype(dtype), basis=basis))
+    ref = to_numpy(spherical_harmonics(6, xp.asarray(unit.astype(dtype)), basis=basis))
     for s in scales:
         v = (unit * s).astype(dtype)
         assert np.all(np.isfinite(v)) and np.all(np.abs(v).max(axis=1) > 0)
-        got = to_numpy(spherical_harmonics(6, v, basis=basis))
+        got = to_numpy(spherical_harmonics(6, xp.asarray(v), basis=basis))
         assert got.dtype == ref.dtype
         np.testing.assert_allclose(got, ref, rtol=rtol, atol=rtol, err_msg=f"scale {s:g}")
 
 
-def test_zero_vector_still_refused_among_tiny_ones(backend):
-    tiny = np.array([[1e-300, 0, 0], [0.0, 0.0, 0.0]])
+def test_zero_vector_still_refused_among_tiny_ones(xp):
+    tiny = xp.asarray(np.array([[1e-300, 0, 0], [0.0, 0.0, 0.0]]))
     with pytest.raises(ValueError, match="vectors must be nonzero"):
         spherical_harmonics(1, tiny)
 
 
-def test_convolution_edges_at_extreme_scales(backend, to_numpy):
+def test_convolution_edges_at_extreme_scales(xp):
     from sci.gaunt import gaunt_convolution
 
-    x = np.arange(1.0, 9.0).reshape(2, 1, 4)
+    to_numpy = xp.to_numpy
+    x = xp.asarray(np.arange(1.0, 9.0).reshape(2, 1, 4))
     edges = np.array([[0.3, -0.4, 1.2], [1.0, 2.0, -2.0]])
-    ref = to_numpy(gaunt_convolution(x, edges, lmax_edge=2))
+    ref = to_numpy(gaunt_convolution(x, xp.asarray(edges), lmax_edge=2))
     for s in (1e200, 1e-200):
-        got = to_numpy(gaunt_convolution(x, edges * s, lmax_edge=2))
+        got = to_numpy(gaunt_convolution(x, xp.asarray(edges * s), lmax_edge=2))
         np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_basis_conversions_on_every_library(xp, rng):
+    from sci.gaunt import complex_to_real, from_e3nn, real_to_complex, to_e3nn
+
+    x = rng.standard_normal((3, 16))
+    with sci.use_backend("numpy"):
+        refs = {"c": real_to_complex(x), "e": to_e3nn(x, normalization="component")}
+    c = real_to_complex(xp.asarray(x))
+    assert xp.is_leg_array(c)
+    np.testing.assert_allclose(xp.to_numpy(c), refs["c"], rtol=0, atol=1e-15)
+    back = complex_to_real(c)
+    assert xp.is_leg_array(back)
+    np.testing.assert_allclose(xp.to_numpy(back), x, rtol=0, atol=1e-14)
+    e = to_e3nn(xp.asarray(x), normalization="component")
+    assert xp.is_leg_array(e)
+    np.testing.assert_allclose(xp.to_numpy(e), refs["e"], rtol=0, atol=1e-14)
+    np.testing.assert_allclose(xp.to_numpy(from_e3nn(e, normalization="component")), x,
+                               rtol=0, atol=1e-13)

@@ -219,14 +219,15 @@ def test_optimal_stopping_edge_cases():
     assert float(t) == 0.0 and float(e) == pytest.approx(0.25)
 
 
-def test_broadcasting_shapes(backend, xp):
-    t = xp.linspace(0, 5, 7)[:, None]
-    alpha = xp.asarray([0.5, 1.0, 2.0])
-    eg = generalization_error(t, alpha=alpha, sigma_eps=xp.asarray([[0.1], [0.2], [0.3], [0.4],
-                                                                    [0.5], [0.6], [0.7]]))
+def test_broadcasting_shapes(backend, backend_xp):
+    t = backend_xp.linspace(0, 5, 7)[:, None]
+    alpha = backend_xp.asarray([0.5, 1.0, 2.0])
+    sigma_eps = backend_xp.asarray([[0.1], [0.2], [0.3], [0.4], [0.5], [0.6], [0.7]])
+    eg = generalization_error(t, alpha=alpha, sigma_eps=sigma_eps)
     assert eg.shape == (7, 3)
-    assert isinstance(eg, type(xp.asarray(0.0)))
-    t_opt, e_opt = optimal_stopping(alpha, sigma_eps=0.5, sigma_w0=xp.asarray([[0.0], [1.0]]))
+    assert isinstance(eg, type(backend_xp.asarray(0.0)))
+    sigma_w0 = backend_xp.asarray([[0.0], [1.0]])
+    t_opt, e_opt = optimal_stopping(alpha, sigma_eps=0.5, sigma_w0=sigma_w0)
     assert t_opt.shape == e_opt.shape == (2, 3)
 
 

@@ -108,9 +108,9 @@ def test_support_edges_and_lower_edge_near_one():
     assert float(tiny) == pytest.approx(2.5e-25, rel=1e-9)
 
 
-def test_pdf_zero_outside_support_and_broadcasts(backend, xp):
-    lam = xp.asarray([[-1.0], [0.0], [2.0], [100.0]])
-    alpha = xp.asarray([0.5, 2.0])
+def test_pdf_zero_outside_support_and_broadcasts(backend, backend_xp):
+    lam = backend_xp.asarray([[-1.0], [0.0], [2.0], [100.0]])
+    alpha = backend_xp.asarray([0.5, 2.0])
     out = marchenko_pastur_pdf(lam, alpha)
     assert out.shape == (4, 2)
     host = to_numpy(out)
@@ -147,10 +147,10 @@ def test_pdf_float32(backend):
     np.testing.assert_allclose(to_numpy(out), expected, rtol=1e-6)
 
 
-def test_quadrature_shapes_and_backend(backend, xp):
-    nodes, weights = marchenko_pastur_quadrature(xp.asarray([0.5, 2.0, 3.0]), 16)
+def test_quadrature_shapes_and_backend(backend, backend_xp):
+    nodes, weights = marchenko_pastur_quadrature(backend_xp.asarray([0.5, 2.0, 3.0]), 16)
     assert nodes.shape == weights.shape == (3, 16)
-    assert isinstance(nodes, xp.ndarray)
+    assert isinstance(nodes, backend_xp.ndarray)
     np.testing.assert_allclose(to_numpy(weights.sum(axis=-1)), [0.5, 1.0, 1.0], rtol=1e-14)
 
 

@@ -95,9 +95,11 @@ def test_chunks_iterable_and_callable_agree(rng):
     assert one_shot.nc1 == pytest.approx(whole.nc1, rel=1e-12) and one_shot.nc4 is None
 
 
-def test_exact_collapse_gives_zero(backend):
+def test_exact_collapse_gives_zero(backend, to_numpy):
+    # issue 13: under the cupy switch simplex_etf returns CuPy, and the test's np.asarray of it
+    # failed ("Implicit conversion to a NumPy array is not allowed"): to_numpy is explicit
     K, d = 5, 9
-    M = 4.0 * np.asarray(simplex_etf(K, d, rng=1))
+    M = 4.0 * to_numpy(simplex_etf(K, d, rng=1))
     labels = np.repeat(np.arange(K), [3, 7, 2, 9, 4])
     H = M[labels] + 0.25  # a common shift: centring removes it
     m = nc_metrics(H, labels, W=M)
@@ -110,7 +112,7 @@ def test_exact_collapse_gives_zero(backend):
     for name in ("nc2_equinorm_means", "nc2_equiangle", "nc2_maxangle", "nc2_etf_error_means",
                  "nc2_equinorm_classifiers", "nc2_etf_error", "nc3"):
         assert getattr(m, name) == pytest.approx(0.0, abs=1e-13), name
-    O = 2.0 * np.asarray(orthogonal_frame(K, d, rng=2))
+    O = 2.0 * to_numpy(orthogonal_frame(K, d, rng=2))
     m = nc_metrics(O[balanced], balanced, W=O)
     assert m.nc2_of_error < 1e-14 and m.nc2_gof_error < 1e-14 and m.nc3_uncentred < 1e-28
     assert m.nc2_of_error_means < 1e-14

@@ -231,9 +231,10 @@ def test_width_below_K_keeps_largest_classes():
         [False, True, True] if False else list(r.collapsed) == [True, False, False, True]
 
 
-def test_backend_arrays(backend, xp):
+def test_backend_arrays(backend, backend_xp):
     r = ufm_minimizer([4, 3], depth=2, lambda_W=1e-3, lambda_H=1e-3)
-    assert isinstance(r.features, xp.ndarray) and isinstance(r.weights[0], xp.ndarray)
+    assert isinstance(r.features, backend_xp.ndarray)
+    assert isinstance(r.weights[0], backend_xp.ndarray)
 
 
 @pytest.mark.parametrize(

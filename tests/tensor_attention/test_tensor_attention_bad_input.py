@@ -169,7 +169,7 @@ ENTRY_POINTS = ["softmax", "poly", "tensor", "poly_tensor", "higher_order", "pol
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("which", ENTRY_POINTS)
-def test_empty_queries_give_an_empty_result(backend, xp, to_numpy, which, dtype):
+def test_empty_queries_give_an_empty_result(backend, backend_xp, to_numpy, which, dtype):
     # A batch of variable-size inputs may hold an empty one: its result is empty, of the
     # backend and dtype the non-empty ones have, and stacking the pieces gives the whole.
     rng = np.random.default_rng(5)

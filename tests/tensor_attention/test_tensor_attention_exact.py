@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import sci
 from sci.tensor_attention import higher_order_attention, softmax_attention, tensor_attention
 from theory import tensor_attention as theory
-
-CPU = [b for b in ("numpy", "numba") if b in sci.available_backends()]
 
 # float64 sums of at most m^(t-1) <= 4096 positive terms of size <= 1: rounding stays below
 # 1e-13, so 1e-12 leaves a margin without hiding an O(1e-8) bug.
 TOL = 1e-12
+
+
+def _on(xp, Q, keys, values):
+    """The inputs as arrays of the xp leg, on its device."""
+    return xp.asarray(Q), [xp.asarray(k) for k in keys], [xp.asarray(v) for v in values]
 
 
 def _inputs(rng, n, m, d, order, spread=1.0):
@@ -27,9 +29,11 @@ def _inputs(rng, n, m, d, order, spread=1.0):
 
 @pytest.mark.parametrize("order", [2, 3, 4])
 @pytest.mark.parametrize("causal", [False, True])
-def test_exact_matches_mpmath(backend, to_numpy, rng, order, causal):
+def test_exact_matches_mpmath(xp, rng, order, causal):
     Q, keys, values = _inputs(rng, 4, 4, 2, order)
-    got = to_numpy(higher_order_attention(Q, keys, values, causal=causal))
+    got = higher_order_attention(*_on(xp, Q, keys, values), causal=causal)
+    assert xp.is_leg_array(got)
+    got = xp.to_numpy(got)
     want = np.array(theory.attention_mpmath(Q, keys, values, causal=causal), dtype=float)
     np.testing.assert_allclose(got, want, rtol=0, atol=TOL)
 
@@ -37,10 +41,10 @@ def test_exact_matches_mpmath(backend, to_numpy, rng, order, causal):
 @given(
     n=st.integers(1, 9), m=st.integers(1, 9), d=st.integers(1, 5), order=st.sampled_from([2, 3]),
     causal=st.booleans(), seed=st.integers(0, 2**32 - 1), spread=st.sampled_from([0.1, 1, 3]),
-    scale=st.sampled_from([None, 0.3, 2.0]), name=st.sampled_from(CPU),
-    dtype=st.sampled_from([np.float64, np.float32]),
+    scale=st.sampled_from([None, 0.3, 2.0]), dtype=st.sampled_from([np.float64, np.float32]),
 )
-def test_exact_matches_dense_reference(n, m, d, order, causal, seed, spread, scale, name, dtype,
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # the leg is stateless
+def test_exact_matches_dense_reference(xp, n, m, d, order, causal, seed, spread, scale, dtype,
                                        dense_reference):
     if causal:
         m = n
@@ -48,9 +52,9 @@ def test_exact_matches_dense_reference(n, m, d, order, causal, seed, spread, sca
     # the reference sees the same (rounded) inputs, in float64
     Q, keys, values = (Q.astype(dtype), [k.astype(dtype) for k in keys],
                        [v.astype(dtype) for v in values])
-    with sci.use_backend(name):
-        got = higher_order_attention(Q, keys, values, scale=scale, causal=causal)
-    assert got.dtype == dtype
+    got = higher_order_attention(*_on(xp, Q, keys, values), scale=scale, causal=causal)
+    assert xp.is_leg_array(got) and got.dtype == getattr(xp, np.dtype(dtype).name)
+    got = xp.to_numpy(got)
     want = dense_reference(Q, keys, values, scale=scale, causal=causal)
     # float32: logits up to ~|s| d spread^t ~ 60 carry a relative rounding of 6e-8 each,
     # which moves the weights by ~4e-6 relative; 1e-4 leaves a margin.
@@ -58,15 +62,16 @@ def test_exact_matches_dense_reference(n, m, d, order, causal, seed, spread, sca
     np.testing.assert_allclose(got, want, rtol=0, atol=tol * max(1.0, np.abs(want).max()))
 
 
-def test_blocked_array_code_covers_many_blocks(monkeypatch, rng, dense_reference):
-    """Small blocks force the online max shift across many query and tuple blocks."""
+def test_blocked_array_code_covers_many_blocks(xp, monkeypatch, rng, dense_reference):
+    """Small blocks force the online max shift across many query and tuple blocks (the
+    NumPy blocked code on the numpy leg, the standard array code on strict and torch)."""
     from sci.tensor_attention import _exact
 
     monkeypatch.setattr(_exact, "_BLOCK_ELEMENTS", 7)
     Q, keys, values = _inputs(rng, 11, 11, 3, 3, spread=2.0)
     for causal in (False, True):
-        with sci.use_backend("numpy"):
-            got = tensor_attention(Q, *keys, *values, causal=causal)
+        q, k, v = _on(xp, Q, keys, values)
+        got = xp.to_numpy(tensor_attention(q, *k, *v, causal=causal))
         want = dense_reference(Q, keys, values, causal=causal)
         np.testing.assert_allclose(got, want, rtol=0, atol=TOL)
 
@@ -100,9 +105,9 @@ def test_zero_queries_give_product_of_means(backend, to_numpy, rng):
     np.testing.assert_allclose(got, np.broadcast_to(want, got.shape), rtol=0, atol=TOL)
 
 
-def test_causal_first_row_sees_only_first_tuple(backend, to_numpy, rng):
+def test_causal_first_row_sees_only_first_tuple(xp, rng):
     Q, keys, values = _inputs(rng, 5, 5, 2, 3)
-    got = to_numpy(higher_order_attention(Q, keys, values, causal=True))
+    got = xp.to_numpy(higher_order_attention(*_on(xp, Q, keys, values), causal=True))
     np.testing.assert_allclose(got[0], values[0][0] * values[1][0], rtol=0, atol=TOL)
 
 
@@ -115,11 +120,11 @@ def test_joint_permutation_of_a_key_and_its_value_changes_nothing(backend, to_nu
 
 
 @pytest.mark.parametrize("order", [2, 3])
-def test_huge_logits_are_stable_and_select_the_argmax(backend, to_numpy, rng, order):
+def test_huge_logits_are_stable_and_select_the_argmax(xp, rng, order):
     """Logits of order 1e6 overflow a naive exp; the online shift keeps the limit: the tuple
     with the largest logit takes all the weight."""
     Q, keys, values = _inputs(rng, 4, 5, 3, order, spread=1.0)
-    got = to_numpy(higher_order_attention(1e6 * Q, keys, values))
+    got = xp.to_numpy(higher_order_attention(*_on(xp, 1e6 * Q, keys, values)))
     assert np.all(np.isfinite(got))
     import itertools
 
@@ -132,12 +137,13 @@ def test_huge_logits_are_stable_and_select_the_argmax(backend, to_numpy, rng, or
         np.testing.assert_allclose(got[i], want, rtol=0, atol=TOL)
 
 
-def test_float32_is_kept_and_close(backend, to_numpy, rng):
+def test_float32_is_kept_and_close(xp, rng):
     Q, keys, values = _inputs(rng, 6, 6, 4, 3)
-    got = higher_order_attention(*(np.float32(Q),), [np.float32(k) for k in keys],
-                                 [np.float32(v) for v in values])
-    assert got.dtype == np.float32
-    want = to_numpy(higher_order_attention(Q, keys, values))
+    to_numpy = xp.to_numpy
+    got = higher_order_attention(*_on(xp, np.float32(Q), [np.float32(k) for k in keys],
+                                      [np.float32(v) for v in values]))
+    assert xp.is_leg_array(got) and got.dtype == xp.float32
+    want = to_numpy(higher_order_attention(*_on(xp, Q, keys, values)))
     # float32 inputs are rounded (rel 6e-8) before the sums: 1e-5 is ~100 ulp of float32.
     np.testing.assert_allclose(to_numpy(got), want, rtol=0, atol=1e-5)
 
@@ -150,7 +156,36 @@ def test_inputs_are_not_mutated(backend, rng):
         np.testing.assert_array_equal(a, b)
 
 
-def test_more_queries_than_keys(backend, to_numpy, rng, dense_reference):
+def test_more_queries_than_keys(xp, rng, dense_reference):
     Q, keys, values = _inputs(rng, 9, 3, 2, 3)
-    got = to_numpy(higher_order_attention(Q, keys, values))
+    got = xp.to_numpy(higher_order_attention(*_on(xp, Q, keys, values)))
     np.testing.assert_allclose(got, dense_reference(Q, keys, values), rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_torch_gradients_of_exact_attention(causal):
+    """Torch tensors take the array path; autograd's backward passes gradcheck in float64."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(11)
+
+    def leaf(shape):
+        return torch.tensor(rng.standard_normal(shape), dtype=torch.float64, requires_grad=True)
+
+    Q, K1, K2, V1, V2 = (leaf((4, 2)) for _ in range(5))
+    out = tensor_attention(Q, K1, K2, V1, V2, causal=causal)
+    assert isinstance(out, torch.Tensor) and out.requires_grad
+    for f, args in (
+        (lambda q, k, v: softmax_attention(q, k, v, causal=causal), (Q, K1, V1)),
+        (lambda *a: tensor_attention(*a, causal=causal), (Q, K1, K2, V1, V2)),
+        (lambda q, k1, k2, k3, v1, v2, v3: higher_order_attention(
+            q, [k1, k2, k3], [v1, v2, v3], causal=causal),
+         (Q, K1, K2, leaf((4, 2)), V1, V2, leaf((4, 2)))),
+    ):
+        assert torch.autograd.gradcheck(f, args, eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+def test_exact_attention_refuses_two_libraries():
+    torch = pytest.importorskip("torch")
+    Q = torch.ones((2, 2), dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"Q and K are arrays of different libraries"):
+        softmax_attention(Q, np.ones((2, 2)), Q)

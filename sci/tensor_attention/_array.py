@@ -1,0 +1,77 @@
+"""Exact attention written once against the array API standard (torch, array_api_strict, ...).
+
+The blocked, overflow-safe algorithm of ``_exact._exact_attention_xp`` without NumPy-only
+calls or in-place updates, so torch's autograd differentiates it: query blocks x blocks of
+key tuples (j_1, ..., j_{t-2}) x all last keys, with a running maximum per query. The tuple
+indices and the causal skips are computed on the host from the block bounds (no device value
+is read in the loops).
+
+Memory: the forward holds one logit block of at most ``_BLOCK_ELEMENTS`` elements; through
+torch the backward keeps every block's weights, O(n_q n_k^(t-1)) numbers in all (autograd
+stores what it differentiates; a recomputing backward is left to a kernel of its own).
+"""
+
+from __future__ import annotations
+
+import array_api_compat
+import numpy as np
+
+from .._validation import chunk_length
+from . import _exact
+
+
+def exact_attention(Q, keys, values, scale, causal):
+    xp = array_api_compat.array_namespace(Q)
+    device = array_api_compat.device(Q)
+    n_q, d = Q.shape
+    n_k = keys[0].shape[0]
+    n_outer = n_k ** (len(keys) - 1)
+    k_last, v_last = keys[-1], values[-1]
+    budget = _exact._BLOCK_ELEMENTS
+    block_q = chunk_length(n_q, n_k, budget=budget)
+    block_o = chunk_length(n_outer, block_q * n_k, budget=budget)
+    last_index = xp.asarray(np.arange(n_k), device=device)
+    blocks = []
+    for q0 in range(0, n_q, block_q):
+        q1 = min(n_q, q0 + block_q)
+        sq = scale * Q[q0:q1, :]
+        rows = xp.asarray(np.arange(q0, q1), device=device)
+        run_max = None
+        numerator = denominator = None
+        for o0 in range(0, n_outer, block_o):
+            o1 = min(n_outer, o0 + block_o)
+            o = np.arange(o0, o1)
+            digits = [(o // n_k**m) % n_k for m in range(len(keys) - 1)]
+            largest = np.max(np.stack(digits), axis=0) if digits else np.zeros(o.size, int)
+            if causal and int(largest.min()) > q1 - 1:
+                continue  # every tuple of this block lies in the future of every query
+            k_rows = xp.ones((o1 - o0, d), dtype=Q.dtype, device=device)
+            v_rows = xp.ones((o1 - o0, d), dtype=Q.dtype, device=device)
+            for m, j in enumerate(digits):
+                idx = xp.asarray(j, device=device)
+                k_rows = k_rows * xp.take(keys[m], idx, axis=0)
+                v_rows = v_rows * xp.take(values[m], idx, axis=0)
+            rows_block = xp.reshape(sq[:, None, :] * k_rows[None, :, :], (-1, d))
+            logits = xp.reshape(rows_block @ k_last.T, (q1 - q0, o1 - o0, n_k))
+            if causal:
+                big = xp.asarray(largest, device=device)
+                future = ((big[None, :, None] > rows[:, None, None])
+                          | (last_index[None, None, :] > rows[:, None, None]))
+                logits = xp.where(future, -xp.inf, logits)
+            block_max = xp.max(logits, axis=(1, 2))
+            new_max = block_max if run_max is None else xp.maximum(run_max, block_max)
+            # a query whose keys are all masked so far is shifted by 0: no -inf - (-inf)
+            safe_max = xp.where(xp.isfinite(new_max), new_max, xp.zeros_like(new_max))
+            weights = xp.exp(logits - safe_max[:, None, None])
+            inner = xp.reshape(xp.reshape(weights, (-1, n_k)) @ v_last, (q1 - q0, o1 - o0, d))
+            contribution = xp.sum(inner * v_rows[None, :, :], axis=1)
+            mass = xp.sum(weights, axis=(1, 2))
+            if run_max is None:
+                numerator, denominator = contribution, mass
+            else:
+                rescale = xp.exp(run_max - safe_max)
+                numerator = rescale[:, None] * numerator + contribution
+                denominator = rescale * denominator + mass
+            run_max = new_max
+        blocks.append(numerator / denominator[:, None])
+    return xp.concat(blocks, axis=0)

@@ -1,7 +1,8 @@
 """Type aliases of the public signatures.
 
-Functions return arrays of the active backend: NumPy arrays, or CuPy arrays on the ``cupy``
-backend. ``Array`` says so to type checkers; at run time it is :class:`numpy.ndarray` (CuPy is
+Functions return arrays of their inputs' library (NumPy, CuPy, torch, any array-API library),
+and, with no array input, of the switch's (NumPy, or CuPy on the ``cupy`` backend). ``Array``
+names NumPy and CuPy to type checkers; at run time it is :class:`numpy.ndarray` (CuPy is
 optional and never imported here).
 """
 

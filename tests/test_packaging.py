@@ -34,7 +34,7 @@ def test_names_cannot_collide():
 
 def test_required_dependencies_are_what_sci_imports(tmp_path):
     required = {re.split(r"[<>=\[ ]", d)[0] for d in PYPROJECT["project"]["dependencies"]}
-    assert required == {"numpy", "scipy", "numba"}
+    assert required == {"numpy", "scipy", "numba", "array-api-compat"}
     code = ("import sys, sci, sci.datasets, sci.parallel; "
             + "; ".join(f"import sci.{s}" for s in SUBPACKAGES)
             + f"; print(sorted({{m.split('.')[0] for m in sys.modules}} & {OPTIONAL!r}))")

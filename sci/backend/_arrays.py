@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .._typing import Array
 from ._switch import get_backend
 
 __all__ = [
@@ -385,7 +386,7 @@ def _device_key(device: Any) -> str:
 
 def cached_constant(
     key: Any, build: Callable[[], np.ndarray], ctx: ArrayContext, dtype: Any = None
-) -> Any:
+) -> Array:
     """``build()`` (a NumPy array) converted to ``ctx``'s namespace, device and ``dtype``,
     once: later calls with the same ``key``, namespace, device and dtype get the same array.
 

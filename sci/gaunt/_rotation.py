@@ -163,7 +163,7 @@ register("gaunt.rotate", "array", "sci.gaunt._array:rotate_entry")
 
 def random_rotation(
     size: int | None = None, *, rng: Any = None, xp: Any = None, device: Any = None
-) -> Any:
+) -> Array:
     """Uniformly random rotation matrices (Haar measure), shape (3, 3) or (size, 3, 3).
 
     Parameters

@@ -695,7 +695,9 @@ def _metrics(summary: dict, K: int, d: int, W: Any, b: Any,
         raise ValueError(f"W must have shape (K, d) = ({K}, {d}); got {tuple(W.shape)}")
     xp = array_namespace()
     centred = means - global_mean[None, :]
-    if float(xp.abs(centred).max()) == 0.0 and float(xp.abs(summary["within"]).max()) == 0.0:
+    # one reduction read back, not two (a synchronisation each on a GPU)
+    spread = xp.maximum(xp.max(xp.abs(centred)), xp.max(xp.abs(summary["within"])))
+    if float(spread) == 0.0:
         # Sigma_W = Sigma_B = 0: NC1 = Tr(Sigma_W Sigma_B^+) / K is 0/0, NC2/NC3 have no
         # directions to compare. Said plainly rather than as inf and a RuntimeWarning.
         raise ValueError(

@@ -334,9 +334,12 @@ def asarray(x: Any, *, dtype: Any = None, name: str = "x") -> Any:
             "with `cupy.asnumpy(...)` first"
         )
     if (not _is_host(x) and hasattr(x, "__array_namespace__")) or is_torch_array(x):
+        device = _device(x)
         raise TypeError(
-            f"{name} is {_describe_argument(name, x)}, which this function does not take yet; "
-            "convert it with sci.backend.to_numpy(...) first"
+            f"{name} is a {type(x).__module__}.{type(x).__qualname__}"
+            f"{f' on {device}' if device is not None else ''}, which this function does not "
+            "take yet (it takes NumPy arrays, or CuPy under use_backend('cupy')); convert it "
+            "with sci.backend.to_numpy(...) first"
         )
     return np.asarray(x, dtype=dtype)
 

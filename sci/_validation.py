@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import ArrayContext, array_namespace, asarray, to_numpy
+from .backend import ArrayContext, array_namespace, asarray, get_backend, to_numpy
 
 __all__ = [
     "MemoryLimitError",
@@ -45,6 +45,10 @@ _ACCEPTED = "float32 or float64"
 def _refuse_half(dtype: Any, name: str) -> None:
     """float16 (and bfloat16) are refused rather than upcast silently: the results' accuracy
     and the memory checks assume float32 or float64, and an upcast would hide a copy."""
+    kind = getattr(dtype, "kind", None)
+    if isinstance(kind, str):  # a NumPy/CuPy dtype: no string formatting on the hot path
+        if kind != "f" or dtype.itemsize != 2:
+            return
     text = str(dtype)
     if text.endswith(("float16", "bfloat16")) or text == "<f2":
         raise TypeError(
@@ -63,7 +67,10 @@ def resolve_dtype(dtype: Any, *, name: str = "dtype", like: Any = None) -> np.dt
         like_dtype = getattr(like, "dtype", None)
         if like_dtype is not None:
             _refuse_half(like_dtype, "the input")
-        if like_dtype is not None and str(like_dtype).endswith("float32"):
+        if like_dtype is not None and (
+            like_dtype == np.float32 if isinstance(getattr(like_dtype, "kind", None), str)
+            else str(like_dtype).endswith("float32")
+        ):
             return np.dtype(np.float32)
         return np.dtype(np.float64)
     try:
@@ -450,8 +457,6 @@ def _device_free_memory(ctx: ArrayContext | None) -> int | None:
     """Free bytes of the GPU that ``ctx`` computes on (CuPy's pooled free blocks included), or
     ``None`` for host arrays and for libraries whose device memory is not known here."""
     if ctx is None:
-        from .backend import get_backend
-
         if get_backend() != "cupy":
             return None
         library, device = "cupy", None

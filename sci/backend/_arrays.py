@@ -14,6 +14,7 @@ NumPy inputs take a fast path: no ``array_api_compat`` inspection at all.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import threading
 from collections import OrderedDict
@@ -127,6 +128,12 @@ def switch_context(backend: str | None = None) -> ArrayContext:
     if backend == "cupy":
         cupy = importlib.import_module("cupy")
         return ArrayContext(_compat("cupy"), cupy.cuda.Device(), "cupy")
+    return _host_context(backend)
+
+
+@functools.cache
+def _host_context(backend: str) -> ArrayContext:
+    """The NumPy context of a CPU backend (immutable: built once per name)."""
     return ArrayContext(_compat("numpy"), "cpu", backend)
 
 

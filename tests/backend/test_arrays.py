@@ -140,15 +140,15 @@ def test_creation_context_refuses_bad_requests():
 
 
 def test_functions_not_yet_on_the_array_api_refuse_other_libraries_clearly():
-    # They take NumPy (and CuPy under the switch); a torch tensor is refused with a message
+    # (chebyshev_tucker, generalization) They take NumPy (and CuPy under the switch); a torch
+    # tensor is refused with a message
     # that says how to convert it, never copied to NumPy silently (gradients would be lost).
-    from sci.chebyshev_tucker import direct_potential
+    from sci.chebyshev_tucker import chebyshev_vandermonde, direct_potential
     from sci.generalization import marchenko_pastur_pdf
-    from sci.neural_collapse import nc_metrics
 
     t = torch.ones((4, 3), dtype=torch.float64)
     calls = [
-        lambda: nc_metrics(t, [0, 1, 0, 1]),
+        lambda: chebyshev_vandermonde(t[:, 0], 3),
         lambda: marchenko_pastur_pdf(t, alpha=0.5),
         lambda: direct_potential(t, np.ones(4), np.zeros((1, 3))),
     ]

@@ -18,6 +18,7 @@ __all__ = [
     "MemoryLimitError",
     "as_complex_array",
     "as_float_array",
+    "check_all_finite",
     "check_dask_rows",
     "chunk_length",
     "as_int_array",
@@ -109,6 +110,31 @@ def _check_finite_xp(arr: Any, xp: Any, name: str) -> None:
         raise ValueError(f"{name} must be finite; it contains NaN or infinity")
     if not arr.ndim and not bool(xp.isfinite(arr)):
         raise ValueError(f"{name} must be finite; it contains NaN or infinity")
+
+
+def check_all_finite(xp: Any, arrays: dict[str, Any]) -> None:
+    """Refuse NaN and infinities in several arrays with one reduction and one read from the
+    device (the arguments are named only when one fails: a second look, on the error path).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sci._validation import check_all_finite
+    >>> import array_api_compat.numpy as xp
+    >>> check_all_finite(xp, {"x": np.ones(2), "y": np.array([1.0, np.inf])})
+    Traceback (most recent call last):
+    ...
+    ValueError: y must be finite; it contains NaN or infinity
+    """
+    present = {name: a for name, a in arrays.items() if a is not None}
+    if not present:
+        return
+    flags = xp.stack([xp.all(xp.isfinite(a)) for a in present.values()])
+    if bool(xp.all(flags)):
+        return
+    for name, a in present.items():
+        if not bool(xp.all(xp.isfinite(a))):
+            raise ValueError(f"{name} must be finite; it contains NaN or infinity")
 
 
 def _in_context(x: Any, name: str, ctx: ArrayContext) -> Any:

@@ -479,8 +479,13 @@ def gaunt_tensor_product_entry(x, y, *, lmax_out, method, basis, weights, ctx,
     xp = ctx.xp
     basis = _check_basis(basis)
     method = _method(method)
-    a, l1 = coefficient_array(x, "x", basis, ctx=ctx, check_finite=check_finite)
-    b, l2 = coefficient_array(y, "y", basis, ctx=ctx, check_finite=check_finite)
+    from .._validation import check_all_finite
+
+    # one reduction for both (and one read from the device), not one per argument
+    a, l1 = coefficient_array(x, "x", basis, ctx=ctx, check_finite=False)
+    b, l2 = coefficient_array(y, "y", basis, ctx=ctx, check_finite=False)
+    if check_finite:
+        check_all_finite(xp, {"x": a, "y": b})
     try:
         batch = np.broadcast_shapes(tuple(a.shape[:-1]), tuple(b.shape[:-1]))
     except ValueError as exc:

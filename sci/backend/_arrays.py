@@ -248,6 +248,15 @@ def array_context(*arrays: Any, names: Sequence[str] | None = None) -> ArrayCont
         return switch_context(backend)
     if names is None:
         names = [f"arg{i}" for i in range(len(arrays))]
+    for i, x in foreign:
+        if library_of(x) == "dask":
+            # a lazy collection is not an in-memory array of a library: the functions that
+            # take Dask arrays handle them before they get here
+            raise TypeError(
+                f"{names[i]} is a Dask array, which this function does not take (Dask arrays "
+                "are accepted by nc_metrics, ChebTucker.on_grid/to_tucker and "
+                f"direct_potential); compute it first ({names[i]}.compute())"
+            )
     if backend != "cupy":
         # NumPy arrays are a library of their own once another is present; lists and scalars
         # are not (they follow the other arrays).

@@ -157,3 +157,11 @@ def test_functions_not_yet_on_the_array_api_refuse_other_libraries_clearly():
             with pytest.raises(TypeError, match=r"torch.Tensor on cpu, which this function does "
                                                 r"not take yet.*sci.backend.to_numpy"):
                 call()
+
+
+def test_dask_arrays_are_refused_where_they_are_not_taken():
+    da = pytest.importorskip("dask.array")
+    from sci.gaunt import gaunt_tensor_product
+
+    with pytest.raises(TypeError, match=r"x is a Dask array, which this function does not take"):
+        gaunt_tensor_product(da.ones(4), np.ones(4))

@@ -13,12 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from .backend import ArrayContext, array_namespace, asarray, to_numpy
+from .backend import ArrayContext, array_namespace, asarray, get_backend, to_numpy
 
 __all__ = [
     "MemoryLimitError",
     "as_complex_array",
     "as_float_array",
+    "check_all_finite",
     "check_dask_rows",
     "chunk_length",
     "as_int_array",
@@ -46,6 +47,10 @@ _ACCEPTED = "float32 or float64"
 def _refuse_half(dtype: Any, name: str) -> None:
     """float16 (and bfloat16) are refused rather than upcast silently: the results' accuracy
     and the memory checks assume float32 or float64, and an upcast would hide a copy."""
+    kind = getattr(dtype, "kind", None)
+    if isinstance(kind, str):  # a NumPy/CuPy dtype: no string formatting on the hot path
+        if kind != "f" or dtype.itemsize != 2:
+            return
     text = str(dtype)
     if text.endswith(("float16", "bfloat16")) or text == "<f2":
         raise TypeError(
@@ -64,7 +69,10 @@ def resolve_dtype(dtype: Any, *, name: str = "dtype", like: Any = None) -> np.dt
         like_dtype = getattr(like, "dtype", None)
         if like_dtype is not None:
             _refuse_half(like_dtype, "the input")
-        if like_dtype is not None and str(like_dtype).endswith("float32"):
+        if like_dtype is not None and (
+            like_dtype == np.float32 if isinstance(getattr(like_dtype, "kind", None), str)
+            else str(like_dtype).endswith("float32")
+        ):
             return np.dtype(np.float32)
         return np.dtype(np.float64)
     try:
@@ -103,6 +111,31 @@ def _check_finite_xp(arr: Any, xp: Any, name: str) -> None:
         raise ValueError(f"{name} must be finite; it contains NaN or infinity")
     if not arr.ndim and not bool(xp.isfinite(arr)):
         raise ValueError(f"{name} must be finite; it contains NaN or infinity")
+
+
+def check_all_finite(xp: Any, arrays: dict[str, Any]) -> None:
+    """Refuse NaN and infinities in several arrays with one reduction and one read from the
+    device (the arguments are named only when one fails: a second look, on the error path).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sci._validation import check_all_finite
+    >>> import array_api_compat.numpy as xp
+    >>> check_all_finite(xp, {"x": np.ones(2), "y": np.array([1.0, np.inf])})
+    Traceback (most recent call last):
+    ...
+    ValueError: y must be finite; it contains NaN or infinity
+    """
+    present = {name: a for name, a in arrays.items() if a is not None}
+    if not present:
+        return
+    flags = xp.stack([xp.all(xp.isfinite(a)) for a in present.values()])
+    if bool(xp.all(flags)):
+        return
+    for name, a in present.items():
+        if not bool(xp.all(xp.isfinite(a))):
+            raise ValueError(f"{name} must be finite; it contains NaN or infinity")
 
 
 def _in_context(x: Any, name: str, ctx: ArrayContext) -> Any:
@@ -458,8 +491,6 @@ def _device_free_memory(ctx: ArrayContext | None) -> int | None:
     """Free bytes of the GPU that ``ctx`` computes on (CuPy's pooled free blocks included), or
     ``None`` for host arrays and for libraries whose device memory is not known here."""
     if ctx is None:
-        from .backend import get_backend
-
         if get_backend() != "cupy":
             return None
         library, device = "cupy", None

@@ -14,6 +14,7 @@ NumPy inputs take a fast path: no ``array_api_compat`` inspection at all.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import threading
 from collections import OrderedDict
@@ -128,6 +129,12 @@ def switch_context(backend: str | None = None) -> ArrayContext:
     if backend == "cupy":
         cupy = importlib.import_module("cupy")
         return ArrayContext(_compat("cupy"), cupy.cuda.Device(), "cupy")
+    return _host_context(backend)
+
+
+@functools.cache
+def _host_context(backend: str) -> ArrayContext:
+    """The NumPy context of a CPU backend (immutable: built once per name)."""
     return ArrayContext(_compat("numpy"), "cpu", backend)
 
 
@@ -242,6 +249,15 @@ def array_context(*arrays: Any, names: Sequence[str] | None = None) -> ArrayCont
         return switch_context(backend)
     if names is None:
         names = [f"arg{i}" for i in range(len(arrays))]
+    for i, x in foreign:
+        if library_of(x) == "dask":
+            # a lazy collection is not an in-memory array of a library: the functions that
+            # take Dask arrays handle them before they get here
+            raise TypeError(
+                f"{names[i]} is a Dask array, which this function does not take (Dask arrays "
+                "are accepted by nc_metrics, ChebTucker.on_grid/to_tucker and "
+                f"direct_potential); compute it first ({names[i]}.compute())"
+            )
     if backend != "cupy":
         # NumPy arrays are a library of their own once another is present; lists and scalars
         # are not (they follow the other arrays).
@@ -335,9 +351,12 @@ def asarray(x: Any, *, dtype: Any = None, name: str = "x") -> Any:
             "with `cupy.asnumpy(...)` first"
         )
     if (not _is_host(x) and hasattr(x, "__array_namespace__")) or is_torch_array(x):
+        device = _device(x)
         raise TypeError(
-            f"{name} is {_describe_argument(name, x)}, which this function does not take yet; "
-            "convert it with sci.backend.to_numpy(...) first"
+            f"{name} is a {type(x).__module__}.{type(x).__qualname__}"
+            f"{f' on {device}' if device is not None else ''}, which this function does not "
+            "take yet (it takes NumPy arrays, or CuPy under use_backend('cupy')); convert it "
+            "with sci.backend.to_numpy(...) first"
         )
     return np.asarray(x, dtype=dtype)
 

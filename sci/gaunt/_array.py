@@ -479,8 +479,13 @@ def gaunt_tensor_product_entry(x, y, *, lmax_out, method, basis, weights, ctx,
     xp = ctx.xp
     basis = _check_basis(basis)
     method = _method(method)
-    a, l1 = coefficient_array(x, "x", basis, ctx=ctx, check_finite=check_finite)
-    b, l2 = coefficient_array(y, "y", basis, ctx=ctx, check_finite=check_finite)
+    from .._validation import check_all_finite
+
+    # one reduction for both (and one read from the device), not one per argument
+    a, l1 = coefficient_array(x, "x", basis, ctx=ctx, check_finite=False)
+    b, l2 = coefficient_array(y, "y", basis, ctx=ctx, check_finite=False)
+    if check_finite:
+        check_all_finite(xp, {"x": a, "y": b})
     try:
         batch = np.broadcast_shapes(tuple(a.shape[:-1]), tuple(b.shape[:-1]))
     except ValueError as exc:
@@ -635,3 +640,39 @@ def e3nn_map_entry(x, normalization, inverse, ctx):
             dm = _constant(ctx, ("e3nn_d", l), lambda d=d: d, a.dtype)
             out.append(xp.matmul(sl, dm) / scale)
     return xp.concat(out, axis=-1)
+
+
+def wigner_D_entry(l, rotation, *, basis, ctx):
+    """D^l(R) by the exact quadrature of ``_rotation.wigner_D``, in the rotation's namespace:
+    differentiable in R through the harmonics at the rotated nodes."""
+    from .._validation import as_float_array, check_integer
+    from ._harmonics import _check_basis
+    from ._rotation import sphere_quadrature
+
+    xp = ctx.xp
+    l = check_integer(l, "l", minimum=0, maximum=4096)
+    basis = _check_basis(basis)
+    r = as_float_array(rotation, "rotation", dtype="float64", ctx=ctx)
+    if r.ndim < 2 or tuple(r.shape[-2:]) != (3, 3):
+        raise ValueError(f"rotation must have shape (..., 3, 3); got {tuple(r.shape)}")
+    rt = xp.matrix_transpose(r)
+    eye = _constant(ctx, ("eye3",), lambda: np.eye(3), xp.float64)
+    det = xp.linalg.det(r) if hasattr(xp, "linalg") else None
+    bad = xp.max(xp.abs(rt @ r - eye)) > 1e-6
+    if det is not None:
+        bad = bad | xp.any(det < 0)
+    if bool(bad):  # one read from the device
+        raise ValueError("rotation must be a proper rotation matrix (orthogonal, det +1)")
+    theta, phi, w, _, _ = sphere_quadrature(2 * l)
+    pts_host = np.stack([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi),
+                         np.cos(theta)], -1)
+    pts = _constant(ctx, ("wigner_nodes", l), lambda: pts_host, xp.float64)
+    sl = slice(l * l, (l + 1) ** 2)
+    cos, sin, ph = direction_angles(pts, xp)
+    y = harmonics(l, cos, sin, ph, basis, ctx)[..., sl]
+    moved = pts @ r  # R^{-1} r = R^T r; as row vectors r @ R
+    cos, sin, ph = direction_angles(moved, xp)
+    yr = harmonics(l, cos, sin, ph, basis, ctx)[..., sl]
+    weights = _constant(ctx, ("wigner_weights", l), lambda: w[:, None], xp.float64)
+    yw = xp.conj(y) * weights if basis == "complex" else y * weights
+    return xp.matrix_transpose(yw) @ yr

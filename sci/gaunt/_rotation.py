@@ -82,6 +82,9 @@ def wigner_D(l: int, rotation: Any, *, basis: str = "real") -> Array:
            [ 0.,  1.,  0.],
            [-1.,  0.,  0.]])
     """
+    ctx = array_context(rotation, names=("rotation",))
+    if ctx.backend == "array":  # torch, strict, ...: the quadrature in their namespace
+        return implementation("gaunt.wigner_D", "array")(l, rotation, basis=basis, ctx=ctx)
     from ._harmonics import _check_basis, spherical_harmonics
 
     l = check_integer(l, "l", minimum=0, maximum=4096)
@@ -205,3 +208,6 @@ def random_rotation(
     out = mats[0] if size is None else mats
     ctx = creation_context(xp, device)
     return ctx.asarray(out, dtype=ctx.xp.float64)
+
+
+register("gaunt.wigner_D", "array", "sci.gaunt._array:wigner_D_entry")

@@ -17,7 +17,14 @@ from .._validation import (
     check_memory,
     chunk_length,
 )
-from ..backend import array_namespace, asarray, implementation, register, to_numpy
+from ..backend import (
+    array_context,
+    array_namespace,
+    asarray,
+    implementation,
+    register,
+    to_numpy,
+)
 
 __all__ = ["NCMetrics", "nc_metrics"]
 
@@ -66,6 +73,7 @@ _accumulate_gram_numpy.upper_only = True
 
 
 register("neural_collapse.class_sums", "numba", "sci.neural_collapse._cpu:class_sums")
+register("neural_collapse.nc_metrics", "array", "sci.neural_collapse._array:nc_metrics_array")
 register("neural_collapse.class_sums", "cupy", "sci.neural_collapse._gpu:class_sums")
 
 
@@ -615,6 +623,16 @@ def nc_metrics(
     in-memory one to rounding. Errors in a chunk (non-finite values, labels out of range)
     are raised when the graph is computed, i.e. by this call.
 
+
+    Arrays of any library (the Backends page of the docs): NumPy arrays follow the switch (CuPy
+    under ``use_backend("cupy")``) and stream through the accumulator above; torch tensors (CPU
+    or CUDA), ``array_api_strict`` and other array-API arrays take the array path
+    (``sci/neural_collapse/_array.py``): the class sums and the within-class scatter are
+    accumulated on their device in row chunks, then the small statistics (K x d, d x d) are
+    brought to the host once for the scalar metrics; the result's arrays stay in the features'
+    library and device. Labels are read on the host. Not differentiable (the metrics are host
+    floats).
+
     References
     ----------
     Papyan, Han, Donoho, PNAS 117 (2020) :cite:p:`nc_papyan2020`; Zhu et al., NeurIPS 2021
@@ -633,6 +651,14 @@ def nc_metrics(
     >>> round(m.nc1, 4), m.nc4      # theory: 0.1**2 * (4 - 1)**2 / (4 * 5**2) = 0.0009
     (0.0009, 0.0)
     """
+    from .. import _dask
+
+    if labels is not None and not _dask.any_dask(H, labels):
+        # torch, array_api_strict, ...: the "array" registration (NumPy and CuPy go on below)
+        ctx = array_context(H, W, b, names=("H", "W", "b"))
+        if ctx.backend == "array":
+            return implementation("neural_collapse.nc_metrics", "array")(
+                H, labels, W=W, b=b, num_classes=num_classes, chunk_size=chunk_size, ctx=ctx)
     if W is not None:
         W = as_float_array(W, "W", ndim=2).astype(np.float64, copy=False)
         features = getattr(H, "shape", None)
@@ -660,8 +686,6 @@ def nc_metrics(
         num_classes = check_integer(num_classes, "num_classes", minimum=2)
     if chunk_size is not None:
         chunk_size = check_integer(chunk_size, "chunk_size", minimum=1)
-
-    from .. import _dask
 
     if labels is None and _dask.is_dask_array(H):
         raise ValueError("labels are required with Dask features H (a Dask or NumPy array)")

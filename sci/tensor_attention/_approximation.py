@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import as_float_array, check_integer, check_real
-from ..backend import switch_context, to_numpy
+from ..backend import array_context, switch_context, to_numpy
 from ._inputs import as_sequence, resolve_scale
 
 __all__ = [
@@ -202,10 +202,12 @@ def logit_bound(
     (1.0, 1.0)
     """
     keys = as_sequence(keys, "keys")
-    Q = as_float_array(Q, "Q", ndim=2)
-    keys = [as_float_array(k, f"K{m + 1}", ndim=2) for m, k in enumerate(keys)]
+    # arrays of any library: the bounds in their namespace, one stacked reduction read back
+    ctx = array_context(Q, *keys, names=["Q", *(f"K{m + 1}" for m in range(len(keys)))])
+    Q = as_float_array(Q, "Q", ndim=2, ctx=ctx)
+    keys = [as_float_array(k, f"K{m + 1}", ndim=2, ctx=ctx) for m, k in enumerate(keys)]
     s = resolve_scale(scale, Q.shape[1])
-    return _logit_bounds(Q, keys, s)[_check_method(kind, ("holder", "entry"), "kind")]
+    return _logit_bounds(Q, keys, s, ctx.xp)[_check_method(kind, ("holder", "entry"), "kind")]
 
 
 def _logit_bounds(Q, keys, s: float, xp: Any = None) -> dict[str, float]:

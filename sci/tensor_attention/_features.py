@@ -10,7 +10,7 @@ import numpy as np
 
 from .._typing import Array
 from .._validation import as_float_array, check_integer, check_memory, check_real
-from ..backend import cached_constant, switch_context
+from ..backend import array_context, cached_constant
 
 __all__ = ["feature_rank", "polynomial_features"]
 
@@ -158,18 +158,20 @@ def polynomial_features(
     >>> bool(np.isclose(u[0, 0], 1 + x + x**2 / 2))
     True
     """
-    X = as_float_array(X, "X", ndim=2)
+    # arrays of any library: computed in their namespace, on their device (array-API code)
+    ctx = array_context(X, names=("X",))
+    X = as_float_array(X, "X", ndim=2, ctx=ctx)
     degree = check_integer(degree, "degree", minimum=0)
     scale = check_real(scale, "scale")
     n, d = X.shape
     if d < 1:
         raise ValueError("X must have at least one column")
     rank = math.comb(d + degree, degree)
+    itemsize = 4 if X.dtype == ctx.xp.float32 else 8
     check_memory(
-        float(rank) * max(n, 1) * X.dtype.itemsize, f"the factor matrix of rank {rank}",
-        hint="lower the degree or use method='random' (random features)",
+        float(rank) * max(n, 1) * itemsize, f"the factor matrix of rank {rank}",
+        hint="lower the degree or use method='random' (random features)", ctx=ctx,
     )
-    ctx = switch_context()
     features = _monomials_xp(ctx, scale * X, degree)
     if coefficients is not None:
         c = np.asarray(coefficients, dtype=np.float64)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_float_array, check_real
+from .._validation import as_float_array, check_all_finite, check_real
 
 MAX_ORDER = 8
 """Largest attention order accepted (t - 1 = 7 key/value pairs): beyond it nothing is practical."""
@@ -50,8 +50,10 @@ def attention_inputs(
     raw = [Q, *keys, *values]
     if ctx is not None and not ctx.is_numpy:
         xp = ctx.xp
-        arrays = [as_float_array(a, name, ndim=2, ctx=ctx)
+        arrays = [as_float_array(a, name, ndim=2, ctx=ctx, check_finite=False)
                   for a, name in zip(raw, names, strict=True)]
+        # one reduction over all the inputs and one read from the device, not one per input
+        check_all_finite(xp, dict(zip(names, arrays, strict=True)))
         dtype = xp.float32 if all(a.dtype == xp.float32 for a in arrays) else xp.float64
         arrays = [xp.astype(a, dtype) for a in arrays]
     else:

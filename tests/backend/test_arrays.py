@@ -83,7 +83,8 @@ def test_to_numpy_from_every_library():
 @needs_torch
 def test_old_asarray_refuses_foreign_arrays_instead_of_copying_them():
     with sci.use_backend("numpy"):
-        with pytest.raises(TypeError, match=r"H is H \(torch.Tensor on cpu\).*to_numpy"):
+        with pytest.raises(TypeError, match=r"H is a torch.Tensor on cpu, which this function "
+                                            r"does not take yet.*to_numpy"):
             asarray(torch.ones(2), name="H")
         with pytest.raises(TypeError, match=r"array_api_strict.*to_numpy"):
             asarray(strict.ones(2, device=DEVICE1), name="H")
@@ -148,3 +149,31 @@ def test_creation_context_refuses_bad_requests():
             creation_context(np, device="cuda:0")
     with pytest.raises(TypeError, match="xp must be an array library module"):
         creation_context("torch")
+
+
+def test_functions_not_yet_on_the_array_api_refuse_other_libraries_clearly():
+    # (chebyshev_tucker, generalization) They take NumPy (and CuPy under the switch); a torch
+    # tensor is refused with a message
+    # that says how to convert it, never copied to NumPy silently (gradients would be lost).
+    from sci.chebyshev_tucker import chebyshev_vandermonde, direct_potential
+    from sci.generalization import marchenko_pastur_pdf
+
+    t = torch.ones((4, 3), dtype=torch.float64)
+    calls = [
+        lambda: chebyshev_vandermonde(t[:, 0], 3),
+        lambda: marchenko_pastur_pdf(t, alpha=0.5),
+        lambda: direct_potential(t, np.ones(4), np.zeros((1, 3))),
+    ]
+    with sci.use_backend("numpy"):
+        for call in calls:
+            with pytest.raises(TypeError, match=r"torch.Tensor on cpu, which this function does "
+                                                r"not take yet.*sci.backend.to_numpy"):
+                call()
+
+
+def test_dask_arrays_are_refused_where_they_are_not_taken():
+    da = pytest.importorskip("dask.array")
+    from sci.gaunt import gaunt_tensor_product
+
+    with pytest.raises(TypeError, match=r"x is a Dask array, which this function does not take"):
+        gaunt_tensor_product(da.ones(4), np.ones(4))

@@ -135,3 +135,22 @@ def test_basis_conversion_gradients():
     _gradcheck(lambda a: complex_to_real(real_to_complex(a)), x)
     _gradcheck(to_e3nn, x)
     _gradcheck(from_e3nn, x)
+
+
+@pytest.mark.parametrize("basis", ["real", "complex"])
+def test_wigner_D_of_a_torch_rotation_is_differentiable(basis):
+    from sci.gaunt import wigner_D
+
+    R = random_rotation(rng=3)
+    with sci.use_backend("numpy"):
+        ref = wigner_D(2, R, basis=basis)
+    Rt = torch.tensor(R, requires_grad=True)
+    got = wigner_D(2, Rt, basis=basis)
+    assert isinstance(got, torch.Tensor) and got.requires_grad
+    np.testing.assert_allclose(to_numpy(got), ref, rtol=0, atol=1e-14)
+    # eps 1e-7 keeps the perturbed matrices within the orthogonality check (1e-6); D is a
+    # smooth function of the entries through the quadrature formula
+    assert torch.autograd.gradcheck(lambda r: wigner_D(2, r, basis=basis), (Rt,), eps=1e-7,
+                                    atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="proper rotation"):
+        wigner_D(1, torch.eye(3, dtype=torch.float64) * 2)

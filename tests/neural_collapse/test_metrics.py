@@ -95,25 +95,31 @@ def test_chunks_iterable_and_callable_agree(rng):
     assert one_shot.nc1 == pytest.approx(whole.nc1, rel=1e-12) and one_shot.nc4 is None
 
 
-def test_exact_collapse_gives_zero(backend, to_numpy):
+def test_exact_collapse_gives_zero(xp):
     # issue 13: under the cupy switch simplex_etf returns CuPy, and the test's np.asarray of it
-    # failed ("Implicit conversion to a NumPy array is not allowed"): to_numpy is explicit
+    # failed ("Implicit conversion to a NumPy array is not allowed"); on the strict leg
+    # (device1) np.asarray fails the same way: to_numpy is explicit, and the features, the
+    # classifier and the frames live on the leg's device
+    to_numpy = xp.to_numpy
     K, d = 5, 9
-    M = 4.0 * to_numpy(simplex_etf(K, d, rng=1))
+    frame = simplex_etf(K, d, rng=1, xp=xp.namespace, device=xp.device)
+    assert xp.is_leg_array(frame)
+    M = 4.0 * to_numpy(frame)
     labels = np.repeat(np.arange(K), [3, 7, 2, 9, 4])
     H = M[labels] + 0.25  # a common shift: centring removes it
-    m = nc_metrics(H, labels, W=M)
+    m = nc_metrics(xp.asarray(H), labels, W=xp.asarray(M))
+    assert xp.is_leg_array(m.class_means) and xp.is_leg_array(m.within_class_covariance)
     assert m.nc1 == pytest.approx(0.0, abs=1e-20)
     # The means are an exact (shifted) ETF; with unequal counts mu_G differs from the ETF
     # centre, so only quantities that do not depend on mu_G vanish exactly.
     assert m.nc2_etf_error < 1e-14 and m.nc4 == 0.0
     balanced = np.repeat(np.arange(K), 6)
-    m = nc_metrics(M[balanced], balanced, W=M)
+    m = nc_metrics(xp.asarray(M[balanced]), balanced, W=xp.asarray(M))
     for name in ("nc2_equinorm_means", "nc2_equiangle", "nc2_maxangle", "nc2_etf_error_means",
                  "nc2_equinorm_classifiers", "nc2_etf_error", "nc3"):
         assert getattr(m, name) == pytest.approx(0.0, abs=1e-13), name
-    O = 2.0 * to_numpy(orthogonal_frame(K, d, rng=2))
-    m = nc_metrics(O[balanced], balanced, W=O)
+    O = 2.0 * to_numpy(orthogonal_frame(K, d, rng=2, xp=xp.namespace, device=xp.device))
+    m = nc_metrics(xp.asarray(O[balanced]), balanced, W=xp.asarray(O))
     assert m.nc2_of_error < 1e-14 and m.nc2_gof_error < 1e-14 and m.nc3_uncentred < 1e-28
     assert m.nc2_of_error_means < 1e-14
 
@@ -259,3 +265,30 @@ def test_coinciding_class_means_give_infinite_nc1(rng):
         warnings.simplefilter("error")
         m = nc_metrics(H, np.repeat(np.arange(3), 10))
     assert m.nc1 == np.inf
+
+
+@pytest.mark.parametrize("chunk_size", [None, 7])
+def test_every_library_matches_numpy(xp, rng, chunk_size):
+    # the array path (torch, strict) against the NumPy accumulator: same metrics, the arrays
+    # of the result in the features' library and device
+    K, d = 4, 6
+    labels = rng.integers(0, K, 60)
+    labels[:K] = np.arange(K)
+    H = rng.standard_normal((60, d)) + 3 * np.eye(K, d)[labels]
+    W, b = rng.standard_normal((K, d)), rng.standard_normal(K)
+    with sci.use_backend("numpy"):
+        ref = nc_metrics(H, labels, W=W, b=b)
+    got = nc_metrics(xp.asarray(H), xp.asarray(labels), W=xp.asarray(W), b=xp.asarray(b),
+                     chunk_size=chunk_size)
+    for name in ("nc1", "nc2_equinorm_means", "nc2_equiangle", "nc2_etf_error", "nc3", "nc4",
+                 "nc2_of_error", "nc3_uncentred"):
+        assert getattr(got, name) == pytest.approx(getattr(ref, name), rel=1e-12, abs=1e-14)
+    assert xp.is_leg_array(got.class_means)
+    np.testing.assert_allclose(xp.to_numpy(got.within_class_covariance),
+                               ref.within_class_covariance, rtol=1e-12, atol=1e-14)
+
+
+def test_two_libraries_are_refused_by_nc_metrics():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match=r"H and W are arrays of different libraries"):
+        nc_metrics(torch.ones((4, 2), dtype=torch.float64), [0, 1, 0, 1], W=np.ones((2, 2)))

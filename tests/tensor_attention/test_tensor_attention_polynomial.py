@@ -421,3 +421,23 @@ def test_torch_gradient_of_chebyshev_holds_the_interval_fixed(causal):
     want = torch.autograd.grad((dense * weight).sum(), (Q, K, V))
     for a, b in zip(ours, want, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_features_and_bounds_on_every_library(xp, rng):
+    X = rng.standard_normal((5, 3))
+    c = [1.0, 1.0, 0.5, 1 / 6]
+    with sci.use_backend("numpy"):
+        ref = polynomial_features(X, 3, scale=0.5, coefficients=c)
+        bounds = {k: logit_bound(X, [X, X], kind=k) for k in ("holder", "entry")}
+    got = polynomial_features(xp.asarray(X), 3, scale=0.5, coefficients=c)
+    assert xp.is_leg_array(got)
+    np.testing.assert_allclose(xp.to_numpy(got), ref, rtol=1e-14, atol=1e-15)
+    for kind, want in bounds.items():
+        assert logit_bound(xp.asarray(X), [xp.asarray(X)] * 2, kind=kind) == pytest.approx(
+            want, rel=1e-14)
+    if xp.name == "torch":
+        import torch
+
+        leaf = torch.tensor(X, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda a: polynomial_features(a, 3, coefficients=c),
+                                        (leaf,), eps=1e-6, atol=1e-7, rtol=1e-5)

@@ -27,6 +27,11 @@ _RANGES = {
 
 def context(arguments: dict[str, Any]) -> ArrayContext:
     """Where a call with these named arguments computes (TypeError naming two that differ)."""
+    for name, value in arguments.items():
+        if isinstance(value, str | bytes):  # before the namespace lookup, which says less
+            raise TypeError(
+                f"{name} must be a real array_like of numbers; got {type(value).__name__}"
+            )
     return array_context(*arguments.values(), names=tuple(arguments))
 
 

@@ -374,9 +374,10 @@ def training_error(
 
     As in :func:`generalization_error`, arrays of any library: the result is an array of
     the inputs' library on their device (lists and numbers follow the backend switch);
-    arguments of two libraries or devices raise :class:`TypeError`. NumPy arrays take the Numba kernel of the bulk sums under the
-    ``"numba"`` backend and NumPy array code under ``"numpy"``; CuPy, torch and
-    ``array_api_strict`` arrays take the array code written once against the standard.
+    arguments of two libraries or devices raise :class:`TypeError`. NumPy arrays take the
+    Numba kernel of the bulk sums under the ``"numba"`` backend and NumPy array code under
+    ``"numpy"``; CuPy, torch and ``array_api_strict`` arrays take the array code written
+    once against the standard.
     Through torch it is differentiable in every argument (autograd; the backward keeps the
     chunks' work arrays, about 8 x 840 numbers per point). The checks are one reduction read
     back per call; the quadrature rule is copied to a device once and cached.

@@ -209,6 +209,26 @@ def _reference_part(i):
     return _reference_rule()[i]
 
 
+def _implicit_optimum(ctx, s0, alpha, amplitude, noise, regular):
+    """The optimum ``s0`` found by bisection, given its implicit gradient (torch).
+
+    s* solves g(s*, theta) = 0 for the slope g, so ds*/dtheta = -g_theta / g_s (the implicit
+    function theorem; g_s > 0 at a minimum). Returned as s0 - (g - stop(g)) / stop(g_s): the
+    value is s0, the gradient the implicit one. Two more bulk sums, no read-back.
+    """
+    import torch
+
+    xp = ctx.xp
+    s_leaf = s0.detach().requires_grad_(True)
+    with torch.enable_grad():
+        _, _, g_fixed = _bulk(ctx, s_leaf, alpha.detach(), amplitude.detach(), noise.detach())
+        (g_s,) = torch.autograd.grad(xp.sum(g_fixed), s_leaf)
+    _, _, g = _bulk(ctx, s0.detach(), alpha, amplitude, noise)
+    # where the bisection does not run (no noise, no signal) g_s may vanish: divide by 1
+    safe_g_s = xp.where(regular, g_s, 1.0)
+    return s0.detach() - (g - g.detach()) / safe_g_s
+
+
 def _stop_gradient(x):
     """``x`` without autograd history (torch); other libraries have none to drop."""
     return x.detach() if is_torch_array(x) else x
@@ -719,9 +739,10 @@ def optimal_stopping(
     namespace and on their device; the bisection reads nothing back). Through torch the
     error is differentiable: at the optimum :math:`dE_g/dt = 0`, so its gradient is the
     partial derivative at fixed :math:`t_{opt}`, and the bisection runs without autograd
-    history. :math:`t_{opt}` is differentiable in ``tau`` (it is proportional to it);
-    its dependence on ``alpha`` and the standard deviations is implicit and carries no
-    gradient.
+    history. :math:`t_{opt}` is differentiable too, by the implicit function theorem: at
+    the optimum the slope :math:`g(s, \theta)` of :math:`E_g` in :math:`s = t/\tau`
+    vanishes, so :math:`ds/d\theta = -g_\theta/g_s` (two more bulk sums, only when a
+    torch argument requires grad).
 
     References
     ----------
@@ -766,6 +787,10 @@ def optimal_stopping(
         high = xp.where(rising, mid, high)
         low = xp.where(rising, low, mid)
     s_opt = xp.exp(0.5 * (low + high))
+    if is_torch_array(alpha) and any(
+        x.requires_grad for x in (alpha, sigma_w, sigma_eps, sigma_w0, tau)
+    ):
+        s_opt = _implicit_optimum(ctx, s_opt, alpha, amplitude, noise, regular)
     s_opt = xp.where(regular, s_opt, 0.0)
     bulk, _, _ = _bulk(ctx, s_opt, alpha, amplitude, noise)
     error = bulk + _positive_part(1.0 - alpha, xp) * amplitude + noise

@@ -137,6 +137,25 @@ def test_optimal_stopping_error_gradient():
     _gradcheck(lambda a, e: optimal_stopping(a, sigma_eps=e)[1], alpha, sigma_eps)
 
 
+def test_optimal_stopping_time_gradient_is_the_implicit_one():
+    # t_opt is found by bisection; its gradient comes from the implicit function theorem
+    # (ds/dtheta = -g_theta/g_s). Finite differences of the bisection's own result agree.
+    alpha = _leaf([0.5, 2.0])
+    sigma_w = _leaf(1.1)
+    sigma_eps = _leaf(0.7)
+    tau = _leaf(1.3)
+    t_opt, _ = optimal_stopping(alpha, sigma_w=sigma_w, sigma_eps=sigma_eps, tau=tau)
+    assert t_opt.requires_grad
+    _gradcheck(lambda a, w, e, s: optimal_stopping(a, sigma_w=w, sigma_eps=e, tau=s)[0],
+               alpha, sigma_w, sigma_eps, tau)
+    # no noise: t_opt = inf whatever alpha is (gradient 0, not NaN)
+    alpha = _leaf([0.5, 2.0])
+    t_opt, error = optimal_stopping(alpha, sigma_eps=_leaf(0.0))
+    assert torch.isinf(t_opt).all()
+    error.sum().backward()
+    assert torch.isfinite(alpha.grad).all()
+
+
 def test_tensors_stay_on_their_device_and_dtype():
     t = torch.linspace(0.0, 5.0, 4, dtype=torch.float32)
     out = generalization_error(t, alpha=torch.tensor(2.0), sigma_eps=torch.tensor(0.5))

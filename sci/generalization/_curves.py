@@ -74,7 +74,9 @@ def _bulk_integrals_array(s, alpha, amplitude, noise, s2, c2, gw):
     """Sums over the bulk for flat arrays of equal length (array code for any backend).
 
     Written once against the array API standard (NumPy, CuPy, torch, ``array_api_strict``),
-    without in-place updates, so torch's autograd differentiates it. Returns
+    without in-place updates, so torch's autograd differentiates it.
+
+    Returns
     -------
     generalization : sum_j w_j [A e^{-2 l s} + sigma^2 expm1(-l s)^2 / l]
     training : sum_j w_j (l A + sigma^2) e^{-2 l s}
@@ -188,7 +190,8 @@ def _time_curve_arguments(t, alpha, sigma_w, sigma_eps, sigma_w0, tau, *, what):
         ctx, *arrays, what=what, n_arrays=_TIME_CURVE_ARRAYS
     )
     infinite = xp.isinf(t)
-    s = xp.where(infinite, 0.0, t / tau)
+    # t replaced before the division: the gradient of inf/tau in tau would be NaN
+    s = xp.where(infinite, 0.0, t) / tau
     amplitude = sigma_w * sigma_w + sigma_w0 * sigma_w0
     return ctx, shape, dtype, alpha, amplitude, sigma_eps * sigma_eps, s, infinite
 

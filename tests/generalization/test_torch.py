@@ -85,6 +85,16 @@ def test_time_curve_gradients(curve):
                t, alpha, sigma_w, sigma_eps, sigma_w0, tau)
 
 
+def test_infinite_time_has_finite_gradients():
+    # t = inf gives the asymptotic error; its gradient in tau is 0 (not NaN from inf/tau),
+    # in alpha the closed form's: d/dalpha sigma^2 alpha/(alpha - 1) = -sigma^2/(alpha - 1)^2.
+    alpha, tau = _leaf(2.0), _leaf(1.5)
+    generalization_error(torch.tensor([math.inf], dtype=torch.float64), alpha=alpha,
+                         sigma_eps=0.5, tau=tau).sum().backward()
+    assert float(tau.grad) == 0.0
+    assert float(alpha.grad) == pytest.approx(-0.25, rel=1e-14)
+
+
 def test_generalization_error_time_derivative_is_the_slope():
     # An independent check of the backward: dE_g/dt at t = 0 is -2 A integral(rho lambda) / tau
     # = -2 A alpha / tau (the mean of the Marchenko-Pastur law is alpha).

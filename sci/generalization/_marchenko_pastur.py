@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import array_api_compat
 import numpy as np
 import scipy.linalg
 
 from .._typing import Array
-from .._validation import as_float_array, check_integer
-from ..backend import array_namespace, implementation, register
+from .._validation import check_integer
+from ..backend import implementation, register, to_numpy
+from ._arguments import as_floats, context, is_weak, result_dtype
 
 __all__ = [
     "marchenko_pastur_pdf",
@@ -18,15 +21,11 @@ __all__ = [
 ]
 
 
-def _check_alpha(alpha: Any) -> Any:
-    alpha = as_float_array(alpha, "alpha")
-    xp = array_namespace()
-    if alpha.size and not bool(xp.all(alpha > 0)):
-        raise ValueError(
-            "alpha (examples per parameter, P/N) must be > 0; got a minimum of "
-            f"{float(xp.min(alpha))}"
-        )
-    return alpha
+def _check_alpha(alpha: Any) -> tuple[Any, Any]:
+    """alpha as a checked float array, and the context of the call."""
+    ctx = context({"alpha": alpha})
+    (alpha,) = as_floats(ctx, {"alpha": (alpha, "alpha")})
+    return alpha, ctx
 
 
 def _edges(alpha: Any, xp: Any) -> tuple[Any, Any]:
@@ -48,8 +47,11 @@ def marchenko_pastur_support(alpha: Any) -> tuple[Array, Array]:
 
     Returns
     -------
-    lower, upper : ndarray
-        :math:`\lambda_-` and :math:`\lambda_+`, shaped like ``alpha`` (0-d for a scalar).
+    lower, upper : array
+        :math:`\lambda_-` and :math:`\lambda_+`, shaped like ``alpha`` (0-d for a scalar),
+        arrays of ``alpha``'s library on its device (NumPy, CuPy, torch, ``array_api_strict``,
+        ...; lists and numbers follow the backend switch). Torch takes the array code and is
+        differentiable.
 
     Raises
     ------
@@ -78,19 +80,22 @@ def marchenko_pastur_support(alpha: Any) -> tuple[Array, Array]:
     >>> float(lower), float(upper)
     (1.0, 9.0)
     """
-    alpha = _check_alpha(alpha)
-    return _edges(alpha, array_namespace())
+    alpha, ctx = _check_alpha(alpha)
+    return _edges(alpha, ctx.xp)
 
 
 @register("generalization.marchenko_pastur_pdf", "array")
 def _pdf_array(lam: Any, alpha: Any) -> Any:
-    xp = array_namespace()
+    # Written once against the standard: NumPy (the "numpy" backend), CuPy, torch, strict.
+    xp = array_api_compat.array_namespace(lam, alpha)
     lower, upper = _edges(alpha, xp)
     inside = (lam > lower) & (lam < upper)
-    # Zero outside the open bulk; the clipped product keeps sqrt away from negative rounding.
-    product = xp.where(inside, (upper - lam) * (lam - lower), 0.0)
+    # Outside the open bulk the product is replaced by 1, not 0: sqrt stays away from negative
+    # rounding, and autograd's derivative of the unused branch is finite (sqrt'(0) = inf
+    # times a zero gradient would be NaN).
+    product = xp.where(inside, (upper - lam) * (lam - lower), 1.0)
     safe_lam = xp.where(inside, lam, 1.0)
-    return xp.where(inside, xp.sqrt(product) / (2.0 * np.pi * safe_lam), 0.0)
+    return xp.where(inside, xp.sqrt(product) / (2.0 * math.pi * safe_lam), 0.0)
 
 
 register("generalization.marchenko_pastur_pdf", "numba", "sci.generalization._cpu:mp_pdf")
@@ -116,19 +121,26 @@ def marchenko_pastur_pdf(lam: Any, alpha: Any) -> Array:
 
     Returns
     -------
-    ndarray
+    array
         :math:`\rho(\lambda)` with the broadcast shape, in the dtype of the inputs (float32
-        stays float32).
+        stays float32), an array of the inputs' library on their device.
 
     Raises
     ------
     ValueError
         If ``alpha`` is not positive, or an input is NaN or infinite.
     TypeError
-        If an input is complex or not numeric.
+        If an input is complex or not numeric, or ``lam`` and ``alpha`` are arrays of two
+        libraries or on two devices.
 
     Notes
     -----
+    NumPy arrays take the Numba kernel under the ``"numba"`` backend and NumPy array code
+    under ``"numpy"``; CuPy, torch and other array-API arrays take the array code written
+    against the standard, on their device. Through torch it is differentiable (autograd; the
+    backward keeps a few arrays of the broadcast shape); outside the bulk the gradient is 0.
+    The checks are one reduction read back per call.
+
     This is the spectral density of :math:`XX^\top` for :math:`X` of shape
     :math:`N \times P` with entries of variance :math:`1/N` (no :math:`1/P`), the convention
     of Advani, Saxe & Sompolinsky. scikit-rmt's ``MarchenkoPasturDistribution(ratio=1/alpha)``
@@ -150,15 +162,13 @@ def marchenko_pastur_pdf(lam: Any, alpha: Any) -> Array:
     """
     # A Python number does not decide the precision (NumPy's weak scalars, NEP 50):
     # float32 eigenvalues with alpha=0.5 stay float32.
-    weak = [isinstance(v, (int, float)) and not isinstance(v, (bool, np.generic))
-            for v in (lam, alpha)]
-    lam = as_float_array(lam, "lam")
-    alpha = _check_alpha(alpha)
-    xp = array_namespace()
-    strong = [v for v, w in zip((lam, alpha), weak, strict=True) if not w]
-    dtype = xp.result_type(*strong) if strong else xp.result_type(lam, alpha)
-    return implementation("generalization.marchenko_pastur_pdf")(
-        lam.astype(dtype, copy=False), alpha.astype(dtype, copy=False)
+    weak = [is_weak(lam), is_weak(alpha)]
+    ctx = context({"lam": lam, "alpha": alpha})
+    lam, alpha = as_floats(ctx, {"lam": (lam, "real"), "alpha": (alpha, "alpha")})
+    xp = ctx.xp
+    dtype = result_dtype(ctx, [lam, alpha], weak)
+    return implementation("generalization.marchenko_pastur_pdf", ctx.backend)(
+        xp.astype(lam, dtype, copy=False), xp.astype(alpha, dtype, copy=False)
     )
 
 
@@ -232,8 +242,9 @@ def marchenko_pastur_quadrature(
 
     Returns
     -------
-    nodes, weights : ndarray
-        Shape ``alpha.shape + (n_nodes,)``, arrays of the active backend.
+    nodes, weights : array
+        Shape ``alpha.shape + (n_nodes,)``, arrays of ``alpha``'s library on its device, in its
+        float dtype (lists and numbers follow the backend switch).
 
     Raises
     ------
@@ -250,6 +261,10 @@ def marchenko_pastur_quadrature(
     off-diagonal and mass :math:`\alpha`. The Golub–Welsch algorithm turns either into the Gauss
     rule. Both rules are checked against exact moments in :mod:`theory.generalization`.
 
+    The rules are computed on the host (SciPy's tridiagonal eigensolver): ``alpha`` is read
+    back once and the nodes and weights are copied to its device once. They carry no torch
+    gradient with respect to ``alpha``.
+
     References
     ----------
     .. [1] G. H. Golub, J. H. Welsch, "Calculation of Gauss quadrature rules", Math. Comp. 23,
@@ -263,12 +278,12 @@ def marchenko_pastur_quadrature(
     >>> round(float(weights.sum()), 12), round(float(weights @ nodes), 12)  # mass, mean
     (0.5, 0.5)
     """
-    alpha = _check_alpha(alpha)
+    alpha, ctx = _check_alpha(alpha)
     n_nodes = check_integer(n_nodes, "n_nodes", minimum=1, maximum=100_000)
     if rule not in _RULES:
         raise ValueError(f"rule must be one of {', '.join(map(repr, _RULES))}; got {rule!r}")
-    xp = array_namespace()
-    host_alpha = np.atleast_1d(np.asarray(alpha.get() if hasattr(alpha, "get") else alpha))
+    # One explicit read-back of alpha: the rules are host computations (see Notes).
+    host_alpha = np.atleast_1d(to_numpy(alpha))
     nodes = np.empty(host_alpha.shape + (n_nodes,))
     weights = np.empty_like(nodes)
     for index, value in np.ndenumerate(host_alpha):
@@ -276,6 +291,6 @@ def marchenko_pastur_quadrature(
     shape = tuple(alpha.shape) + (n_nodes,)
     dtype = alpha.dtype
     return (
-        xp.asarray(nodes.reshape(shape), dtype=dtype),
-        xp.asarray(weights.reshape(shape), dtype=dtype),
+        ctx.xp.astype(ctx.asarray(nodes.reshape(shape)), dtype, copy=False),
+        ctx.xp.astype(ctx.asarray(weights.reshape(shape)), dtype, copy=False),
     )

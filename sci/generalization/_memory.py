@@ -26,8 +26,17 @@ def chunk_length(n_items: int, bytes_per_item: float, max_items: int) -> int:
 def broadcast_points(*arrays) -> tuple[tuple[int, ...], int, int]:
     """Broadcast shape, number of points and the widest float itemsize of ``arrays``."""
     shape = tuple(int(n) for n in np.broadcast_shapes(*(tuple(a.shape) for a in arrays)))
-    itemsize = max(np.dtype(a.dtype).itemsize for a in arrays)
+    itemsize = max(itemsize_of(a.dtype) for a in arrays)
     return shape, math.prod(shape), itemsize
+
+
+def itemsize_of(dtype) -> int:
+    """Bytes per element of a dtype of any array library (torch and array_api_strict dtypes
+    are not NumPy's; their names are)."""
+    try:
+        return np.dtype(dtype).itemsize
+    except TypeError:
+        return np.dtype(str(dtype).rsplit(".", 1)[-1]).itemsize
 
 
 def check_points(what: str, shape: tuple[int, ...], itemsize: int, n_arrays: float,

@@ -8,7 +8,7 @@ import mpmath
 import numpy as np
 import pytest
 import sympy
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sci
@@ -27,12 +27,14 @@ from theory import generalization as theory
 SPEC = {"alpha": 2.0, "sigma_w": 1.0, "sigma_eps": math.sqrt(0.2), "sigma_w0": 0.0}
 
 
-def test_spec_reference_values(backend, to_numpy):
-    eg = to_numpy(generalization_error([0.0, 1.0, 2.0, 10.0, math.inf], **SPEC))
+def test_spec_reference_values(xp):
+    eg = generalization_error(xp.asarray(np.array([0.0, 1.0, 2.0, 10.0, math.inf])), **SPEC)
+    assert xp.is_leg_array(eg)
     # The spec quotes 4 decimals.
-    np.testing.assert_allclose(eg, [1.2, 0.3947, 0.3555, 0.3909, 0.4], atol=5e-5)
-    et = to_numpy(training_error([math.inf, 1e9], **SPEC))
-    np.testing.assert_allclose(et, [0.1, 0.1], rtol=1e-12)
+    np.testing.assert_allclose(xp.to_numpy(eg), [1.2, 0.3947, 0.3555, 0.3909, 0.4], atol=5e-5)
+    et = training_error(xp.asarray(np.array([math.inf, 1e9])), **SPEC)
+    assert xp.is_leg_array(et)
+    np.testing.assert_allclose(xp.to_numpy(et), [0.1, 0.1], rtol=1e-12)
 
 
 # (t, alpha, sigma_eps, sigma_w0): the bulk, both sides of the peak within 1e-6, the peak itself,
@@ -219,16 +221,21 @@ def test_optimal_stopping_edge_cases():
     assert float(t) == 0.0 and float(e) == pytest.approx(0.25)
 
 
-def test_broadcasting_shapes(backend, backend_xp):
-    t = backend_xp.linspace(0, 5, 7)[:, None]
-    alpha = backend_xp.asarray([0.5, 1.0, 2.0])
-    sigma_eps = backend_xp.asarray([[0.1], [0.2], [0.3], [0.4], [0.5], [0.6], [0.7]])
+def test_broadcasting_shapes(xp):
+    t = xp.asarray(np.linspace(0, 5, 7)[:, None])
+    alpha = xp.asarray(np.array([0.5, 1.0, 2.0]))
+    sigma_eps = xp.asarray(np.arange(1, 8)[:, None] / 10)
     eg = generalization_error(t, alpha=alpha, sigma_eps=sigma_eps)
-    assert eg.shape == (7, 3)
-    assert isinstance(eg, type(backend_xp.asarray(0.0)))
-    sigma_w0 = backend_xp.asarray([[0.0], [1.0]])
+    assert tuple(eg.shape) == (7, 3)
+    assert xp.is_leg_array(eg)
+    with sci.use_backend("numpy"):
+        reference = generalization_error(np.linspace(0, 5, 7)[:, None], alpha=[0.5, 1.0, 2.0],
+                                         sigma_eps=np.arange(1, 8)[:, None] / 10)
+    np.testing.assert_allclose(xp.to_numpy(eg), reference, rtol=1e-13)
+    sigma_w0 = xp.asarray(np.array([[0.0], [1.0]]))
     t_opt, e_opt = optimal_stopping(alpha, sigma_eps=0.5, sigma_w0=sigma_w0)
-    assert t_opt.shape == e_opt.shape == (2, 3)
+    assert tuple(t_opt.shape) == tuple(e_opt.shape) == (2, 3)
+    assert xp.is_leg_array(t_opt) and xp.is_leg_array(e_opt)
 
 
 @given(
@@ -237,21 +244,27 @@ def test_broadcasting_shapes(backend, backend_xp):
     sigma_eps=st.floats(0.0, 3.0),
     sigma_w0=st.floats(0.0, 3.0),
 )
-def test_backends_agree(alpha, t, sigma_eps, sigma_w0):
-    kw = {"alpha": alpha, "sigma_eps": sigma_eps, "sigma_w0": sigma_w0}
-    results = []
-    for name in ("numpy", "numba"):
-        with sci.use_backend(name):
-            results.append((generalization_error(t, **kw), training_error(t, **kw)))
-    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-13)
-    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-13, atol=1e-300)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # the leg is stateless
+def test_legs_agree_with_numpy(xp, alpha, t, sigma_eps, sigma_w0):
+    """Every leg (the Numba kernel, the array code on strict, torch, CuPy) against the NumPy
+    array code, on the same points."""
+    kw = {"sigma_eps": sigma_eps, "sigma_w0": sigma_w0}
+    with sci.use_backend("numpy"):
+        want = (generalization_error(t, alpha=alpha, **kw), training_error(t, alpha=alpha, **kw))
+    t, alpha = xp.asarray(np.array([t])), xp.asarray(np.array(alpha))  # float64 on every leg
+    got = (generalization_error(t, alpha=alpha, **kw), training_error(t, alpha=alpha, **kw))
+    assert all(xp.is_leg_array(g) for g in got)
+    np.testing.assert_allclose(xp.to_numpy(got[0]), [want[0]], rtol=1e-13)
+    np.testing.assert_allclose(xp.to_numpy(got[1]), [want[1]], rtol=1e-13, atol=1e-300)
 
 
-def test_float32_kept(backend, to_numpy):
-    t = np.array([0.0, 1.0, 10.0], dtype=np.float32)
-    eg = generalization_error(t, alpha=np.float32(2.0), sigma_eps=np.float32(0.2**0.5))
-    assert eg.dtype == np.float32
-    np.testing.assert_allclose(to_numpy(eg), [1.2, 0.3946711, 0.39090904], rtol=2e-5)
+def test_float32_kept(xp):
+    t = xp.asarray([0.0, 1.0, 10.0], dtype=xp.float32)
+    alpha = xp.asarray(2.0, dtype=xp.float32)
+    sigma_eps = xp.asarray(0.2**0.5, dtype=xp.float32)
+    eg = generalization_error(t, alpha=alpha, sigma_eps=sigma_eps)
+    assert eg.dtype == xp.float32 and xp.is_leg_array(eg)
+    np.testing.assert_allclose(xp.to_numpy(eg), [1.2, 0.3946711, 0.39090904], rtol=2e-5)
 
 
 @pytest.mark.parametrize(
@@ -302,14 +315,17 @@ def test_inputs_not_mutated():
     sigma_eps=st.floats(0.05, 2.0),
     sigma_w0=st.floats(0.0, 2.0),
 )
-def test_bounds_and_monotonicity(alpha, t, sigma_eps, sigma_w0):
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # the leg is stateless
+def test_bounds_and_monotonicity(xp, alpha, t, sigma_eps, sigma_w0):
     # Gradient flow at any time is an estimator (randomised by its start): never below the
-    # Bayes error. Training error only decreases. Both tend to their limits.
-    t = np.sort(np.asarray(t))
+    # Bayes error. Training error only decreases. Both tend to their limits. On every leg.
+    t = xp.asarray(np.sort(np.asarray(t)))
+    alpha = xp.asarray(np.array(alpha))
     kw = {"alpha": alpha, "sigma_eps": sigma_eps, "sigma_w0": sigma_w0}
-    eg = generalization_error(t, **kw)
-    et = training_error(t, **kw)
-    assert np.all(eg >= ridge_error(alpha, sigma_eps=sigma_eps) * (1 - 1e-12))
+    eg = xp.to_numpy(generalization_error(t, **kw))
+    et = xp.to_numpy(training_error(t, **kw))
+    assert np.all(eg >= xp.to_numpy(ridge_error(alpha, sigma_eps=sigma_eps)) * (1 - 1e-12))
     assert np.all(np.diff(et) <= 1e-14)
     eg_inf, et_inf = asymptotic_errors(alpha, **{k: v for k, v in kw.items() if k != "alpha"})
-    assert np.all(et >= et_inf - 1e-14)
+    assert xp.is_leg_array(eg_inf) and xp.is_leg_array(et_inf)
+    assert np.all(et >= xp.to_numpy(et_inf) - 1e-14)

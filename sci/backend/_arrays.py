@@ -104,9 +104,11 @@ class ArrayContext:
         if not _is_host(x) and library_of(x) == library_of_namespace(self.xp):
             # already here (array_context checked the device): no copy, autograd kept
             return x if dtype is None else self.xp.astype(x, dtype)
-        if isinstance(x, np.ndarray | np.generic) and self.library == "torch":
-            # torch.asarray on a NumPy array would share the host buffer; device= copies
-            return self.xp.asarray(np.ascontiguousarray(x), dtype=dtype, device=self.device)
+        if self.library == "torch" and _is_host(x):
+            # Through NumPy: torch reads Python floats as float32 (its default dtype), which
+            # would round 0.2 ** 0.5 in a float64 call; and torch.asarray would share a NumPy
+            # array's buffer. np.array copies, in C order, and keeps a 0-d input 0-d.
+            return self.xp.asarray(np.array(x, order="C"), dtype=dtype, device=self.device)
         return self.xp.asarray(x, dtype=dtype, device=self.device)
 
     def describe(self) -> str:

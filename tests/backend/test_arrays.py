@@ -151,17 +151,16 @@ def test_creation_context_refuses_bad_requests():
         creation_context("torch")
 
 
+@needs_torch
 def test_functions_not_yet_on_the_array_api_refuse_other_libraries_clearly():
-    # (chebyshev_tucker, generalization) They take NumPy (and CuPy under the switch); a torch
+    # (chebyshev_tucker) They take NumPy (and CuPy under the switch); a torch
     # tensor is refused with a message
     # that says how to convert it, never copied to NumPy silently (gradients would be lost).
     from sci.chebyshev_tucker import chebyshev_vandermonde, direct_potential
-    from sci.generalization import marchenko_pastur_pdf
 
     t = torch.ones((4, 3), dtype=torch.float64)
     calls = [
         lambda: chebyshev_vandermonde(t[:, 0], 3),
-        lambda: marchenko_pastur_pdf(t, alpha=0.5),
         lambda: direct_potential(t, np.ones(4), np.zeros((1, 3))),
     ]
     with sci.use_backend("numpy"):
@@ -177,3 +176,18 @@ def test_dask_arrays_are_refused_where_they_are_not_taken():
 
     with pytest.raises(TypeError, match=r"x is a Dask array, which this function does not take"):
         gaunt_tensor_product(da.ones(4), np.ones(4))
+
+
+@needs_torch
+def test_host_values_reach_torch_in_float64_and_keep_their_shape():
+    # torch's default dtype is float32: a Python float or list must not pass through it
+    ctx = array_context(torch.ones(2, dtype=torch.float64))
+    for value in (0.2**0.5, [0.2**0.5], np.float64(0.2**0.5), np.array(0.2**0.5)):
+        got = ctx.asarray(value)
+        assert got.dtype == torch.float64, value
+        assert float(got.reshape(-1)[0]) == 0.2**0.5
+        assert tuple(got.shape) == np.shape(value)
+    source = np.ones(3)
+    copy = ctx.asarray(source)
+    copy[0] = 5.0
+    assert source[0] == 1.0  # a copy, not a view of the caller's buffer

@@ -238,7 +238,9 @@ def _stop_gradient(x):
 
 
 def _positive_part(x, xp):
-    return xp.maximum(x, 0.0)
+    # where with an array, not maximum(x, 0.0): a Python scalar there needs the 2024.12
+    # standard, which torch < 2.14 and array-api-strict < 2.3 do not implement
+    return xp.where(x > 0, x, xp.zeros_like(x))
 
 
 def _asymptotic_generalization(alpha, amplitude, noise, ctx):

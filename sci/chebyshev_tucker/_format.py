@@ -129,8 +129,10 @@ class ChebTucker:
     def from_coefficients(cls, coefficients: Any, *, domain: Any, tol: float | None = None,
                           ranks: Any = None, refine: bool = False) -> ChebTucker:
         """Compress a full coefficient tensor (m1 x m2 x m3) by :func:`hosvd` (and :func:`hooi`
-        at the same ranks when ``refine``)."""
-        coefficients = as_float_array(coefficients, "coefficients", ndim=3)
+        at the same ranks when ``refine``). The result lives in the library and on the device
+        of ``coefficients`` (NumPy and lists follow the switch)."""
+        ctx = array_context(coefficients, names=("coefficients",))
+        coefficients = as_float_array(coefficients, "coefficients", ndim=3, ctx=ctx)
         if tol is None and ranks is None:
             raise ValueError("give tol (epsilon-ranks) or ranks")
         tucker = hosvd(coefficients, tol=tol, ranks=None if tol is not None else ranks)

@@ -272,3 +272,19 @@ def test_stable_grid_fit_is_silent_and_accurate_between_points():
         # below tol = 1e-7, and the resolved Gaussian stays accurate between points.
         on_grid, between = _gaussian_fit_on_grid(512, 128, tol=1e-7)
         assert on_grid < 1e-10 and between < 1e-10
+
+
+def test_from_coefficients_on_every_leg(xp, rng):
+    from sci.chebyshev_tucker import chebyshev_points, values_to_coefficients
+
+    with sci.use_backend("numpy"):
+        nodes = chebyshev_points(13)
+        values = erf_kernel(nodes[:, None, None], nodes[None, :, None], nodes[None, None, :])
+        coefficients = values_to_coefficients(values)
+        expected = ChebTucker.from_coefficients(coefficients, domain=(-1, 1), tol=1e-8,
+                                                refine=True)
+    ct = ChebTucker.from_coefficients(xp.asarray(coefficients), domain=(-1, 1), tol=1e-8,
+                                      refine=True)
+    assert ct.ranks == expected.ranks and xp.is_leg_array(ct.core)
+    p = rng.uniform(-1, 1, (50, 3))
+    np.testing.assert_allclose(xp.to_numpy(ct(xp.asarray(p))), expected(p), atol=1e-10)

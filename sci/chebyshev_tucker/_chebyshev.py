@@ -101,11 +101,13 @@ def chebyshev_vandermonde(x: Any, degree: int, *, domain: Sequence[float] = (-1.
     Returns
     -------
     array, shape (n, degree + 1)
+        In the library, on the device and in the dtype of ``x``.
 
     Notes
     -----
     The three-term recurrence :math:`T_{p+1} = 2\hat x T_p - T_{p-1}` is stable on ``[-1, 1]``
-    (as :func:`numpy.polynomial.chebyshev.chebvander`).
+    (as :func:`numpy.polynomial.chebyshev.chebvander`). NumPy and CuPy fill the columns in
+    place; torch and the other array-API libraries stack them (differentiable by torch).
 
     Examples
     --------
@@ -115,7 +117,12 @@ def chebyshev_vandermonde(x: Any, degree: int, *, domain: Sequence[float] = (-1.
     """
     degree = check_integer(degree, "degree", minimum=0, maximum=MAX_DEGREE)
     a, b = _check_interval(domain, "domain")
-    x = as_float_array(x, "x", ndim=1)
+    ctx = array_context(x, names=("x",))
+    x = as_float_array(x, "x", ndim=1, ctx=ctx)
+    if ctx.backend == "array":
+        from ._array import vandermonde
+
+        return vandermonde(ctx.xp, to_reference(x, a, b), degree)
     return _vandermonde(to_reference(x, a, b), degree)
 
 

@@ -78,11 +78,15 @@ def test_single_axis_transform():
                                atol=1e-14)
 
 
-def test_vandermonde_matches_numpy():
+@pytest.mark.parametrize("degree", [0, 1, 7])
+def test_vandermonde_matches_numpy(xp, degree):
     x = np.linspace(-1, 1, 11)
-    np.testing.assert_allclose(chebyshev_vandermonde(x, 7), npcheb.chebvander(x, 7), atol=1e-14)
+    v = chebyshev_vandermonde(xp.asarray(x), degree)
+    assert xp.is_leg_array(v)
+    np.testing.assert_allclose(xp.to_numpy(v), npcheb.chebvander(x, degree), atol=1e-14)
     y = 3 + 2 * x  # domain (1, 5)
-    np.testing.assert_allclose(chebyshev_vandermonde(y, 5, domain=(1, 5)),
+    np.testing.assert_allclose(xp.to_numpy(chebyshev_vandermonde(xp.asarray(y), 5,
+                                                                 domain=(1, 5))),
                                npcheb.chebvander(x, 5), atol=1e-13)
 
 

@@ -115,3 +115,31 @@ def move(x: Any, target: Any) -> Any:
     if library_of(x) == target.library:
         return array_api_compat.to_device(x, target.device)
     return target.asarray(to_numpy(x))
+
+
+def own_context(array: Any) -> Any:
+    """The context an object holding ``array`` lives in (NumPy: the host, whatever the switch
+    says; for restoring a pickled object, whose context holds a module and is not pickled)."""
+    import numpy as np
+
+    from ..backend import array_context, creation_context
+
+    if isinstance(array, np.ndarray):
+        return creation_context(np)
+    return array_context(array)
+
+
+class PlacedState:
+    """Pickling for objects that keep their array context in ``_ctx`` (a module does not
+    pickle): the context is dropped and rebuilt from the arrays on loading."""
+
+    _placed_by: str = "core"
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_ctx", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._ctx = own_context(state[self._placed_by])

@@ -46,7 +46,7 @@ def _check_degree(degree: Any) -> int:
     return degree
 
 
-class ChebTucker:
+class ChebTucker(_array.PlacedState):
     r"""A function on a box as a Tucker tensor of Chebyshev coefficients.
 
     .. math::

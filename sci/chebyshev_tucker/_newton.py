@@ -368,7 +368,7 @@ def long_range_potential(positions: Any, charges: Any, *, tol: float = 1e-6,
     return rs.long_range
 
 
-class RangeSeparatedPotential:
+class RangeSeparatedPotential(_array.PlacedState):
     r"""The Coulomb potential of N point charges, range-separated: a Chebyshev-Tucker tensor
     for the long-range part plus a direct neighbour sum for the short-range part.
 
@@ -431,6 +431,8 @@ class RangeSeparatedPotential:
     >>> bool(np.max(np.abs(v(pts) - ref) / np.abs(ref)) < 1e-4)
     True
     """
+
+    _placed_by = "positions"
 
     def __init__(self, positions: Any, charges: Any, *, tol: float = 1e-6,
                  degree: int | None = None, domain: Any = None, n_long: int | None = None,

@@ -250,3 +250,18 @@ def test_range_separated_torch_gradient_is_the_field(particles):
     # the long-range part is a polynomial fit to tol: its derivative is accurate to about
     # tol times the degree squared relative to the field's scale
     np.testing.assert_allclose(grad.numpy(), field, atol=1e-4 * np.abs(field).max())
+
+
+def test_potential_and_format_pickle(particles):
+    # Dask's distributed scheduler sends them to workers pickled (their array context holds a
+    # module, which is rebuilt on loading)
+    import pickle
+
+    x, q = particles
+    v = RangeSeparatedPotential(x, q, tol=1e-6, degree=32)
+    pts = np.random.default_rng(9).uniform(-4, 4, (20, 3))
+    w = pickle.loads(pickle.dumps(v))
+    np.testing.assert_array_equal(w(pts), v(pts))
+    ct = pickle.loads(pickle.dumps(v.long_range))
+    np.testing.assert_array_equal(ct(pts), v.long_range(pts))
+    assert ct.device == "cpu" and ct.exponential_sum is not None

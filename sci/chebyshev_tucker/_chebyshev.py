@@ -14,7 +14,14 @@ import numpy as np
 
 from .._typing import Array
 from .._validation import as_float_array, check_integer, check_real
-from ..backend import array_namespace, creation_context, implementation, register
+from ..backend import (
+    array_context,
+    array_namespace,
+    cached_constant,
+    creation_context,
+    implementation,
+    register,
+)
 
 __all__ = [
     "chebyshev_points",
@@ -94,11 +101,13 @@ def chebyshev_vandermonde(x: Any, degree: int, *, domain: Sequence[float] = (-1.
     Returns
     -------
     array, shape (n, degree + 1)
+        In the library, on the device and in the dtype of ``x``.
 
     Notes
     -----
     The three-term recurrence :math:`T_{p+1} = 2\hat x T_p - T_{p-1}` is stable on ``[-1, 1]``
-    (as :func:`numpy.polynomial.chebyshev.chebvander`).
+    (as :func:`numpy.polynomial.chebyshev.chebvander`). NumPy and CuPy fill the columns in
+    place; torch and the other array-API libraries stack them (differentiable by torch).
 
     Examples
     --------
@@ -108,7 +117,12 @@ def chebyshev_vandermonde(x: Any, degree: int, *, domain: Sequence[float] = (-1.
     """
     degree = check_integer(degree, "degree", minimum=0, maximum=MAX_DEGREE)
     a, b = _check_interval(domain, "domain")
-    x = as_float_array(x, "x", ndim=1)
+    ctx = array_context(x, names=("x",))
+    x = as_float_array(x, "x", ndim=1, ctx=ctx)
+    if ctx.backend == "array":
+        from ._array import vandermonde
+
+        return vandermonde(ctx.xp, to_reference(x, a, b), degree)
     return _vandermonde(to_reference(x, a, b), degree)
 
 
@@ -151,7 +165,7 @@ def as_box(domain: Any, name: str = "domain") -> tuple[tuple[float, float], ...]
         return tuple(_check_interval(d, f"{name}[{k}]") for k, d in enumerate(domain))
     raise ValueError(
         f"{name} must be a pair (a, b) or three pairs ((a1, b1), (a2, b2), (a3, b3)); "
-        f"got shape {arr.shape}"
+        f"got shape {tuple(arr.shape)}"
     )
 
 
@@ -171,13 +185,17 @@ def _dct1_scipy(values, axis: int):
 
 
 def _dct1_fft(values, axis: int):
-    """DCT-I via the real FFT of the even extension (CuPy has no DCT-I)."""
-    xp = array_namespace()
+    """DCT-I via the real FFT of the even extension (CuPy has no DCT-I; torch and the other
+    array-API libraries take it too: written against the standard, differentiable)."""
+    import array_api_compat
+
+    xp = array_api_compat.array_namespace(values)
     n = values.shape[axis] - 1
-    moved = xp.moveaxis(values, axis, -1)
-    extended = xp.concatenate([moved, xp.flip(moved[..., 1:n], axis=-1)], axis=-1)
-    out = xp.fft.rfft(extended, axis=-1).real
-    return xp.moveaxis(out.astype(values.dtype, copy=False), -1, axis)
+    order = tuple(k for k in range(values.ndim) if k != axis) + (axis,)
+    moved = xp.permute_dims(values, order)
+    extended = xp.concat([moved, xp.flip(moved[..., 1:n], axis=-1)], axis=-1)
+    out = xp.astype(xp.real(xp.fft.rfft(extended, axis=-1)), values.dtype)
+    return xp.permute_dims(out, tuple(order.index(k) for k in range(values.ndim)))
 
 
 register("chebyshev_tucker.dct1", "numpy", _dct1_scipy)
@@ -198,13 +216,19 @@ def _axes(ndim: int, axes: Any) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _edge_scale(xp, n: int, dtype, axis: int, ndim: int, first: float, rest: float):
-    scale = xp.full((n + 1,), rest, dtype=dtype)
-    scale[0] = first
-    scale[n] = first
+def _edge_scale(ctx, n: int, dtype, axis: int, ndim: int, first: float, rest: float):
+    """``[first, rest, ..., rest, first]`` along ``axis``: a constant, converted to the call's
+    namespace, device and dtype once."""
     shape = [1] * ndim
     shape[axis] = n + 1
-    return scale.reshape(shape)
+
+    def build():
+        scale = np.full(n + 1, rest)
+        scale[0] = scale[n] = first
+        return scale.reshape(shape)
+
+    return cached_constant(("chebyshev_tucker.edge_scale", n, axis, ndim, first, rest), build,
+                           ctx, dtype)
 
 
 def values_to_coefficients(values: Any, *, axes: Any = None) -> Array:
@@ -226,7 +250,10 @@ def values_to_coefficients(values: Any, *, axes: Any = None) -> Array:
     Notes
     -----
     A DCT-I along each axis, :math:`O(m\log m)` per fibre: ``scipy.fft.dct`` on the CPU
-    backends, the real FFT of the even extension on CuPy (which lacks DCT-I).
+    backends, the real FFT of the even extension on CuPy (which lacks DCT-I) and on torch and
+    the other array-API libraries (written against the standard; torch's autograd
+    differentiates it). The result is in the library, on the device and in the dtype of
+    ``values``.
 
     Examples
     --------
@@ -236,17 +263,18 @@ def values_to_coefficients(values: Any, *, axes: Any = None) -> Array:
     >>> values_to_coefficients(2 * x**2 - 1).round(12).tolist()  # T_2
     [0.0, 0.0, 1.0, 0.0, 0.0]
     """
-    arr = as_float_array(values, "values")
-    xp = array_namespace()
-    dct1 = implementation("chebyshev_tucker.dct1")
+    ctx = array_context(values, names=("values",))
+    arr = as_float_array(values, "values", ctx=ctx)
+    xp = ctx.xp
+    dct1 = implementation("chebyshev_tucker.dct1", ctx.backend)
     for axis in _axes(arr.ndim, axes):
         n = arr.shape[axis] - 1
         if n < 1:
             raise ValueError(
-                f"values needs at least 2 points along axis {axis}; got shape {arr.shape}"
+                f"values needs at least 2 points along axis {axis}; got shape {tuple(arr.shape)}"
             )
         arr = dct1(xp.flip(arr, axis=axis), axis)
-        arr = arr * _edge_scale(xp, n, arr.dtype, axis, arr.ndim, 1.0 / (2 * n), 1.0 / n)
+        arr = arr * _edge_scale(ctx, n, arr.dtype, axis, arr.ndim, 1.0 / (2 * n), 1.0 / n)
     return arr
 
 
@@ -271,16 +299,18 @@ def coefficients_to_values(coefficients: Any, *, axes: Any = None) -> Array:
     >>> coefficients_to_values([0.0, 0.0, 1.0]).tolist()  # T_2 at -1, 0, 1
     [1.0, -1.0, 1.0]
     """
-    arr = as_float_array(coefficients, "coefficients")
-    xp = array_namespace()
-    dct1 = implementation("chebyshev_tucker.dct1")
+    ctx = array_context(coefficients, names=("coefficients",))
+    arr = as_float_array(coefficients, "coefficients", ctx=ctx)
+    xp = ctx.xp
+    dct1 = implementation("chebyshev_tucker.dct1", ctx.backend)
     for axis in _axes(arr.ndim, axes):
         n = arr.shape[axis] - 1
         if n < 1:
             raise ValueError(
-                f"coefficients needs at least 2 entries along axis {axis}; got shape {arr.shape}"
+                f"coefficients needs at least 2 entries along axis {axis}; "
+                f"got shape {tuple(arr.shape)}"
             )
-        arr = arr * _edge_scale(xp, n, arr.dtype, axis, arr.ndim, 1.0, 0.5)
+        arr = arr * _edge_scale(ctx, n, arr.dtype, axis, arr.ndim, 1.0, 0.5)
         arr = xp.flip(dct1(arr, axis), axis=axis)
     return arr
 

@@ -8,18 +8,18 @@ import numpy as np
 
 from .._typing import Array
 from .._validation import as_float_array, check_dask_rows, check_integer
-from ..backend import array_namespace, implementation, register
+from ..backend import ArrayContext, array_context, array_namespace, implementation, register
 
 __all__ = ["direct_potential"]
 
 _KERNELS = ("newton", "long_range", "short_range")
 
 
-def _check_particles(positions: Any, charges: Any):
-    pos = as_float_array(positions, "positions", ndim=2, dtype=np.float64)
+def _check_particles(positions: Any, charges: Any, ctx: ArrayContext | None = None):
+    pos = as_float_array(positions, "positions", ndim=2, dtype=np.float64, ctx=ctx)
     if pos.shape[1] != 3:
         raise ValueError(f"positions must have shape (N, 3); got {tuple(pos.shape)}")
-    q = as_float_array(charges, "charges", ndim=1, dtype=np.float64)
+    q = as_float_array(charges, "charges", ndim=1, dtype=np.float64, ctx=ctx)
     if q.shape[0] != pos.shape[0]:
         raise ValueError(
             f"charges has {q.shape[0]} entries but positions has {pos.shape[0]} particles"
@@ -27,8 +27,8 @@ def _check_particles(positions: Any, charges: Any):
     return pos, q
 
 
-def _check_targets(targets: Any):
-    t = as_float_array(targets, "targets", ndim=2, dtype=np.float64)
+def _check_targets(targets: Any, ctx: ArrayContext | None = None):
+    t = as_float_array(targets, "targets", ndim=2, dtype=np.float64, ctx=ctx)
     if t.shape[1] != 3:
         raise ValueError(f"targets must have shape (M, 3); got {tuple(t.shape)}")
     return t
@@ -60,13 +60,24 @@ def direct_potential(positions: Any, charges: Any, targets: Any, *, kernel: str 
     Returns
     -------
     array, shape (M,)
-        Charges in e and distances in the positions' unit give e/unit. A Dask array when any
-        input is one (see Notes).
+        float64, in the library and on the device of the inputs (NumPy ones and lists follow
+        the switch). Charges in e and distances in the positions' unit give e/unit. A Dask
+        array when any input is one (see Notes).
+
+    Raises
+    ------
+    TypeError
+        Arrays of two libraries or on two devices (the message names them).
 
     Notes
     -----
     Implementations: vectorised NumPy blocks (``numpy``), a parallel Numba loop over targets
-    (``numba``), a CUDA kernel with one thread per target (``cupy``).
+    (``numba``), a CUDA kernel with one thread per target (``cupy``). Torch tensors (CPU or
+    CUDA), ``array_api_strict`` and other array-API arrays take the array path: the same
+    blocks written against the standard, without in-place updates, so torch's autograd
+    differentiates it with respect to ``positions``, ``charges`` and ``targets`` (away from
+    coincident points; the backward keeps each block's ``chunk x N`` pair terms, so
+    ``O(M N)`` numbers in all).
 
     Dask arrays (:doc:`/dask`): Dask ``targets`` chunked along M give a result chunked the
     same way, one task per block running the kernel above against the sources. Dask
@@ -87,22 +98,28 @@ def direct_potential(positions: Any, charges: Any, targets: Any, *, kernel: str 
 
     if _dask.any_dask(positions, charges, targets):
         return _direct_dask(positions, charges, targets, kernel, exponential_sum, cutoff, chunk)
-    pos, q = _check_particles(positions, charges)
-    tgt = _check_targets(targets)
+    ctx = array_context(positions, charges, targets, names=("positions", "charges", "targets"))
+    pos, q = _check_particles(positions, charges, ctx)
+    tgt = _check_targets(targets, ctx)
     chunk = check_integer(chunk, "chunk", minimum=1)
-    xp = array_namespace()
-    weights, exponents, rc = _kernel_parameters(kernel, exponential_sum, cutoff)
+    # the array path takes the kernel's parameters as host numbers; the kernels as arrays
+    # of their own library
+    host = ctx.backend == "array"
+    weights, exponents, rc = _kernel_parameters(kernel, exponential_sum, cutoff, host=host)
     if pos.shape[0] == 0 or tgt.shape[0] == 0:
-        return xp.zeros(tgt.shape[0], dtype=xp.float64)
+        if ctx.is_numpy:
+            return np.zeros(tgt.shape[0])
+        return ctx.xp.zeros(tgt.shape[0], dtype=ctx.xp.float64, device=ctx.device)
     code = _KERNELS.index(kernel)
-    return implementation("chebyshev_tucker.direct")(
+    return implementation("chebyshev_tucker.direct", ctx.backend)(
         pos, q, tgt, code, weights, exponents, rc, chunk
     )
 
 
-def _kernel_parameters(kernel: str, exponential_sum: Any, cutoff: Any):
-    """(weights, squared exponents, cutoff) of the kernel's smooth part, checked."""
-    xp = array_namespace()
+def _kernel_parameters(kernel: str, exponential_sum: Any, cutoff: Any, *, host: bool = False):
+    """(weights, squared exponents, cutoff) of the kernel's smooth part, checked (NumPy
+    arrays if ``host``, else arrays of the switch's library)."""
+    xp = np if host else array_namespace()
     if kernel == "newton":
         return xp.zeros(0), xp.zeros(0), 0.0
     if exponential_sum is None:
@@ -196,6 +213,8 @@ def _pair_kernel(xp, r2, code, weights, exponents, cutoff):
     return xp.where(inside, inv - smooth, 0.0)
 
 
-register("chebyshev_tucker.direct", "array", _direct_xp)
+register("chebyshev_tucker.direct", "numpy", _direct_xp)
+# torch, array_api_strict, ...: the same blocks against the standard, differentiable
+register("chebyshev_tucker.direct", "array", "sci.chebyshev_tucker._array:direct")
 register("chebyshev_tucker.direct", "numba", "sci.chebyshev_tucker._cpu:direct")
 register("chebyshev_tucker.direct", "cupy", "sci.chebyshev_tucker._gpu:direct")

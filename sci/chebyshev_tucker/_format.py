@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,8 +16,8 @@ from .._validation import (
     check_memory,
     check_real,
 )
-from ..backend import array_namespace, to_numpy
-from . import _fit
+from ..backend import array_context, array_namespace, creation_context, to_numpy
+from . import _array, _fit
 from ._chebyshev import (
     MAX_DEGREE,
     _vandermonde,
@@ -44,7 +46,7 @@ def _check_degree(degree: Any) -> int:
     return degree
 
 
-class ChebTucker:
+class ChebTucker(_array.PlacedState):
     r"""A function on a box as a Tucker tensor of Chebyshev coefficients.
 
     .. math::
@@ -68,7 +70,17 @@ class ChebTucker:
 
     Attributes
     ----------
-    core, factors, domain, ranks, degrees, nbytes, truncation_error
+    core, factors, domain, ranks, degrees, nbytes, truncation_error, device
+
+    Notes
+    -----
+    The object lives where its core and factors do: NumPy (served by the switch's kernels),
+    CuPy, torch (CPU or CUDA), ``array_api_strict``, ... Evaluation takes points of that
+    library and device (lists follow the object) and returns arrays there; points of another
+    library or device raise :class:`TypeError` naming both. :meth:`to` moves the object.
+    Torch and other array-API libraries take the array path (code written against the
+    standard, in blocks, without in-place updates): torch's autograd differentiates the
+    values with respect to the points and to the core and factors.
 
     References
     ----------
@@ -89,10 +101,13 @@ class ChebTucker:
 
     def __init__(self, core: Any, factors: Sequence[Any], *, domain: Any,
                  truncation_error: float = 0.0, singular_values: Sequence[Any] = ()):
-        core = as_float_array(core, "core", ndim=3)
         if len(factors) != 3:
             raise ValueError(f"factors must be three matrices; got {len(factors)}")
-        factors = [as_float_array(u, f"factors[{k}]", ndim=2) for k, u in enumerate(factors)]
+        ctx = array_context(core, *factors,
+                            names=("core", "factors[0]", "factors[1]", "factors[2]"))
+        core = as_float_array(core, "core", ndim=3, ctx=ctx)
+        factors = [as_float_array(u, f"factors[{k}]", ndim=2, ctx=ctx)
+                   for k, u in enumerate(factors)]
         for k, u in enumerate(factors):
             if u.shape[1] != core.shape[k]:
                 raise ValueError(
@@ -101,6 +116,7 @@ class ChebTucker:
                 )
             if u.shape[0] < 1:
                 raise ValueError(f"factors[{k}] needs at least one coefficient row")
+        self._ctx = ctx
         self.core = core
         self.factors = factors
         self.domain = as_box(domain)
@@ -113,8 +129,10 @@ class ChebTucker:
     def from_coefficients(cls, coefficients: Any, *, domain: Any, tol: float | None = None,
                           ranks: Any = None, refine: bool = False) -> ChebTucker:
         """Compress a full coefficient tensor (m1 x m2 x m3) by :func:`hosvd` (and :func:`hooi`
-        at the same ranks when ``refine``)."""
-        coefficients = as_float_array(coefficients, "coefficients", ndim=3)
+        at the same ranks when ``refine``). The result lives in the library and on the device
+        of ``coefficients`` (NumPy and lists follow the switch)."""
+        ctx = array_context(coefficients, names=("coefficients",))
+        coefficients = as_float_array(coefficients, "coefficients", ndim=3, ctx=ctx)
         if tol is None and ranks is None:
             raise ValueError("give tol (epsilon-ranks) or ranks")
         tucker = hosvd(coefficients, tol=tol, ranks=None if tol is not None else ranks)
@@ -404,7 +422,46 @@ class ChebTucker:
     @property
     def nbytes(self) -> int:
         """Bytes held by the core and the factors."""
-        return int(self.core.nbytes + sum(u.nbytes for u in self.factors))
+        itemsize = self._ctx.xp.finfo(self.core.dtype).bits // 8
+        return itemsize * sum(math.prod(a.shape) for a in (self.core, *self.factors))
+
+    @property
+    def device(self) -> Any:
+        """The device of the core and factors (``"cpu"`` for NumPy)."""
+        return self._ctx.device
+
+    def to(self, xp: Any = None, device: Any = None) -> ChebTucker:
+        """A copy in the array library ``xp`` on ``device`` (as
+        :func:`sci.backend.creation_context` takes them; default: the switch's library and
+        its default device).
+
+        Arrays already there are shared; between libraries the core and factors are copied
+        through the host (they are small: :attr:`nbytes`).
+
+        Examples
+        --------
+        >>> import numpy as np, array_api_strict as strict
+        >>> from sci.chebyshev_tucker import ChebTucker
+        >>> ct = ChebTucker.from_function(lambda x, y, z: x * y + z, domain=(0, 1),
+        ...                               degree=3, tol=1e-12)
+        >>> moved = ct.to(strict, strict.Device("device1"))
+        >>> moved.device
+        array_api_strict.Device('device1')
+        >>> points = strict.asarray([[0.5, 0.5, 0.5]], device=strict.Device("device1"))
+        >>> round(float(ct(np.asarray([[0.5, 0.5, 0.5]]))[0]), 9)
+        0.75
+        >>> moved(points).device
+        array_api_strict.Device('device1')
+        """
+        target = creation_context(xp, device)
+        out = copy.copy(self)
+        out._ctx = target
+        out.core = _array.move(self.core, target)
+        out.factors = [_array.move(u, target) for u in self.factors]
+        return out
+
+    def _call_context(self, arrays: tuple, names: tuple):
+        return _array.bound_context("ChebTucker", self._ctx, arrays, names)
 
     def __repr__(self) -> str:
         return (f"ChebTucker(ranks={self.ranks}, degrees={self.degrees}, "
@@ -429,32 +486,51 @@ class ChebTucker:
         -------
         float
         """
-        xp = array_namespace()
-        g_norm = float(xp.linalg.norm(self.core.ravel()))
+        xp = self._ctx.xp
+        g_norm = float(to_numpy(xp.linalg.vector_norm(self.core)))
         if g_norm == 0:
             return self.truncation_error
         tail = 0.0
         for mode, u in enumerate(self.factors):
-            unfolded = xp.moveaxis(self.core, mode, 0).reshape(self.core.shape[mode], -1)
-            last = u[-2:, :] @ unfolded
-            tail = max(tail, float(xp.linalg.norm(last.ravel())) / g_norm)
+            order = (mode,) + tuple(k for k in range(3) if k != mode)
+            unfolded = xp.reshape(xp.permute_dims(self.core, order), (self.core.shape[mode], -1))
+            m = u.shape[0]
+            last = u[max(m - 2, 0):, :] @ unfolded
+            tail = max(tail, float(to_numpy(xp.linalg.vector_norm(last))) / g_norm)
         return self.truncation_error + tail
 
     # -- evaluation -------------------------------------------------------------------------
 
+    def _check_inside(self, lo: float, hi: float, mode: int, name: str) -> None:
+        a, b = self.domain[mode]
+        slack = _BOX_SLACK * (b - a)
+        if lo < a - slack or hi > b + slack:
+            raise ValueError(
+                f"{name} has coordinates in [{lo:.6g}, {hi:.6g}] along axis {mode}, outside "
+                f"the box [{a:.6g}, {b:.6g}]; Chebyshev series diverge quickly outside it. "
+                "Build on a larger domain, or pass extrapolate=True to evaluate the "
+                "polynomial anyway"
+            )
+
+    def _mode_matrix_xp(self, coordinate, mode: int):
+        """``T(x) U_mode`` on the array path (the box was checked by the caller)."""
+        u = self.factors[mode]
+        a, b = self.domain[mode]
+        xp = self._ctx.xp
+        t = to_reference(xp.astype(coordinate, u.dtype), a, b)
+        return _array.vandermonde(xp, t, u.shape[0] - 1) @ u
+
     def _mode_matrix(self, coordinate, mode: int, name: str, extrapolate: bool):
         """``T(x) U_mode`` for coordinates ``x`` (checked against the box)."""
         a, b = self.domain[mode]
-        slack = _BOX_SLACK * (b - a)
+        if self._ctx.backend == "array":
+            if coordinate.shape[0] and not extrapolate:
+                xp = self._ctx.xp
+                lo, hi = to_numpy(xp.stack([xp.min(coordinate), xp.max(coordinate)])).tolist()
+                self._check_inside(lo, hi, mode, name)
+            return self._mode_matrix_xp(coordinate, mode)
         if coordinate.size and not extrapolate:
-            lo, hi = float(coordinate.min()), float(coordinate.max())
-            if lo < a - slack or hi > b + slack:
-                raise ValueError(
-                    f"{name} has coordinates in [{lo:.6g}, {hi:.6g}] along axis {mode}, outside "
-                    f"the box [{a:.6g}, {b:.6g}]; Chebyshev series diverge quickly outside it. "
-                    "Build on a larger domain, or pass extrapolate=True to evaluate the "
-                    "polynomial anyway"
-                )
+            self._check_inside(float(coordinate.min()), float(coordinate.max()), mode, name)
         u = self.factors[mode]
         t = to_reference(coordinate.astype(u.dtype, copy=False), a, b)
         return _vandermonde(t, u.shape[0] - 1) @ u
@@ -474,22 +550,40 @@ class ChebTucker:
         Returns
         -------
         array, shape (M,)
-            A Dask array chunked like the rows of ``points`` when ``points`` is one (each
-            block evaluated by one task; see :doc:`/dask`).
+            In the object's library and on its device. A Dask array chunked like the rows of
+            ``points`` when ``points`` is one (each block evaluated by one task; see
+            :doc:`/dask`).
+
+        Raises
+        ------
+        TypeError
+            ``points`` of another library or device than the object's (see :meth:`to`).
 
         Notes
         -----
         Per point :math:`O(3mr + r^3)`: the Chebyshev polynomials of each coordinate times the
-        factor, then the core contracted with the three resulting vectors.
+        factor, then the core contracted with the three resulting vectors. NumPy and CuPy
+        write blocks in place; torch and other array-API libraries take the array path (the
+        same blocks, concatenated; differentiable by torch's autograd, whose backward keeps
+        each block's ``chunk x r2 x r3`` products). The box check reads two numbers per axis
+        back from the device once per call.
         """
         from .. import _dask
 
         if _dask.is_dask_array(points):
             return self._call_dask(points, extrapolate, chunk)
-        pts = as_float_array(points, "points", ndim=2)
+        ctx = self._call_context((points,), ("points",))
+        pts = as_float_array(points, "points", ndim=2, ctx=ctx)
         if pts.shape[1] != 3:
             raise ValueError(f"points must have shape (M, 3); got {tuple(pts.shape)}")
         chunk = check_integer(chunk, "chunk", minimum=1)
+        if ctx.backend == "array":
+            xp = ctx.xp
+            if pts.shape[0] and not extrapolate:
+                bounds = to_numpy(xp.stack([xp.min(pts, axis=0), xp.max(pts, axis=0)]))
+                for k in range(3):
+                    self._check_inside(float(bounds[0, k]), float(bounds[1, k]), k, "points")
+            return _array.evaluate(xp, self.core, self._mode_matrix_xp, pts, chunk)
         xp = array_namespace()
         r1, r2, r3 = self.ranks
         out = xp.empty(pts.shape[0], dtype=self.core.dtype)
@@ -555,8 +649,9 @@ class ChebTucker:
                 )
                 for k, c in enumerate(lazy)
             ]
-        coords = [as_float_array(c, name, ndim=1) for c, name in zip((x, y, z), "xyz",
-                                                                      strict=True)]
+        ctx = self._call_context((x, y, z), ("x", "y", "z"))
+        coords = [as_float_array(c, name, ndim=1, ctx=ctx)
+                  for c, name in zip((x, y, z), "xyz", strict=True)]
         return [self._mode_matrix(c, k, "xyz"[k], extrapolate) for k, c in enumerate(coords)]
 
     def on_grid(self, x: Any, y: Any, z: Any, *, extrapolate: bool = False, chunks: Any = None):
@@ -667,7 +762,7 @@ class ChebTucker:
                 meta=_dask.meta_array(backend, 3, self.core.dtype),
             )
             return TuckerTensor(core=core, factors=list(qs), error=self.truncation_error)
-        xp = array_namespace()
+        xp = self._ctx.xp
         qs, rs = zip(*(xp.linalg.qr(f) for f in factors), strict=True)
         core = multi_mode_product(self.core, list(rs))
         return TuckerTensor(core=core, factors=list(qs), error=self.truncation_error)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from dataclasses import dataclass
@@ -10,7 +11,15 @@ from typing import Any
 import numpy as np
 
 from .._validation import as_float_array, check_integer, check_memory, check_real
-from ..backend import array_namespace, implementation, register, to_numpy
+from ..backend import (
+    array_context,
+    array_namespace,
+    creation_context,
+    implementation,
+    register,
+    to_numpy,
+)
+from . import _array
 from ._chebyshev import (
     MAX_DEGREE,
     as_box,
@@ -359,7 +368,7 @@ def long_range_potential(positions: Any, charges: Any, *, tol: float = 1e-6,
     return rs.long_range
 
 
-class RangeSeparatedPotential:
+class RangeSeparatedPotential(_array.PlacedState):
     r"""The Coulomb potential of N point charges, range-separated: a Chebyshev-Tucker tensor
     for the long-range part plus a direct neighbour sum for the short-range part.
 
@@ -400,6 +409,16 @@ class RangeSeparatedPotential:
     other charges. Points outside the box raise :class:`ValueError` (the long-range part is
     a polynomial there).
 
+    The potential lives in the library and on the device of ``positions`` and ``charges``
+    (NumPy ones follow the switch) and is evaluated at targets of that library and device
+    only (lists follow it; others raise :class:`TypeError` naming both); :meth:`to` moves
+    it. Torch and other array-API positions: the long-range tensor is built on the host
+    from one explicit copy of the positions and charges (:func:`sci.backend.to_numpy`) and
+    moved to their library and device; evaluation then runs there on the array path (the
+    Chebyshev-Tucker sum plus a brute-force short-range sum over all pairs in blocks, masked
+    by the cutoff), differentiable by torch's autograd with respect to the targets (and,
+    through the short-range part only, the positions and charges).
+
     Examples
     --------
     >>> import numpy as np
@@ -413,10 +432,18 @@ class RangeSeparatedPotential:
     True
     """
 
+    _placed_by = "positions"
+
     def __init__(self, positions: Any, charges: Any, *, tol: float = 1e-6,
                  degree: int | None = None, domain: Any = None, n_long: int | None = None,
                  cutoff: float | None = None, margin: float | None = None,
                  units: str = "e/A"):
+        ctx = array_context(positions, charges, names=("positions", "charges"))
+        on_host = ctx.backend != "array"
+        if not on_host:
+            # torch, array_api_strict, ...: checked in their namespace, built from one host copy
+            pos_xp, q_xp = _check_particles(positions, charges, ctx)
+            positions, charges = to_numpy(pos_xp), to_numpy(q_xp)
         pos, q = _check_particles(positions, charges)
         if pos.shape[0] == 0:
             raise ValueError("positions is empty: a potential needs at least one particle")
@@ -457,6 +484,43 @@ class RangeSeparatedPotential:
         self.long_range = _long_range_tucker(pos, q, long_sum, box, degree, tol)
         self.long_range.exponential_sum = long_sum
         self.long_range.cutoff = self.cutoff
+        self._ctx = ctx
+        if not on_host:
+            self.positions, self.charges = pos_xp, q_xp
+            self.long_range = self.long_range.to(ctx.xp, ctx.device)
+
+    @property
+    def device(self) -> Any:
+        """The device of the positions, charges and long-range tensor (``"cpu"`` for NumPy)."""
+        return self._ctx.device
+
+    def to(self, xp: Any = None, device: Any = None) -> RangeSeparatedPotential:
+        """A copy in the array library ``xp`` on ``device`` (as
+        :func:`sci.backend.creation_context` takes them; default: the switch's library).
+
+        Arrays already there are shared; between libraries the positions, charges and the
+        long-range tensor are copied through the host.
+
+        Examples
+        --------
+        >>> import numpy as np, array_api_strict as strict
+        >>> from sci.chebyshev_tucker import RangeSeparatedPotential
+        >>> v = RangeSeparatedPotential([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]], [1.0, -1.0],
+        ...                             tol=1e-6, degree=24, domain=(-2, 2))
+        >>> moved = v.to(strict, strict.Device("device1"))
+        >>> moved(strict.asarray([[0.0, 1.0, 0.0]], device=moved.device)).device
+        array_api_strict.Device('device1')
+        """
+        target = creation_context(xp, device)
+        out = copy.copy(self)
+        out._ctx = target
+        out.positions = _array.move(self.positions, target)
+        out.charges = _array.move(self.charges, target)
+        out.long_range = self.long_range.to(xp, device)
+        return out
+
+    def _call_context(self, arrays: tuple, names: tuple):
+        return _array.bound_context("RangeSeparatedPotential", self._ctx, arrays, names)
 
     def __repr__(self) -> str:
         return (f"RangeSeparatedPotential(N={self.positions.shape[0]}, tol={self.tol}, "
@@ -466,8 +530,9 @@ class RangeSeparatedPotential:
     def short_range(self, targets: Any):
         """The short-range part at ``targets`` (M, 3), summed over neighbours within the
         cutoff (in e per length unit, before ``units`` scaling)."""
-        tgt = _check_targets(targets)
-        return implementation("chebyshev_tucker.short_range")(
+        ctx = self._call_context((targets,), ("targets",))
+        tgt = _check_targets(targets, ctx)
+        return implementation("chebyshev_tucker.short_range", ctx.backend)(
             self.positions, self.charges, tgt, self.long_range.exponential_sum, self.cutoff
         )
 
@@ -483,18 +548,20 @@ class RangeSeparatedPotential:
         if _dask.is_dask_array(targets):
             return _dask.map_rows(_evaluate_block, targets, "targets", potential=self,
                                   extrapolate=extrapolate)
-        tgt = _check_targets(targets)
+        ctx = self._call_context((targets,), ("targets",))
+        tgt = _check_targets(targets, ctx)
         total = self.long_range(tgt, extrapolate=extrapolate) + self.short_range(tgt)
         return total * self.scale if self.scale != 1.0 else total
 
     def on_grid(self, x: Any, y: Any, z: Any):
         """The total potential on the grid ``x x y x z`` (a full array, memory checked)."""
-        xp = array_namespace()
+        ctx = self._call_context((x, y, z), ("x", "y", "z"))
+        xp = ctx.xp
         long_part = self.long_range.on_grid(x, y, z)
-        gx, gy, gz = (as_float_array(c, n, ndim=1) for c, n in zip((x, y, z), "xyz",
-                                                                    strict=True))
-        mesh = xp.stack(xp.meshgrid(gx, gy, gz, indexing="ij"), axis=-1).reshape(-1, 3)
-        total = long_part + self.short_range(mesh).reshape(long_part.shape)
+        gx, gy, gz = (as_float_array(c, n, ndim=1, ctx=ctx)
+                      for c, n in zip((x, y, z), "xyz", strict=True))
+        mesh = xp.reshape(xp.stack(xp.meshgrid(gx, gy, gz, indexing="ij"), axis=-1), (-1, 3))
+        total = long_part + xp.reshape(self.short_range(mesh), tuple(long_part.shape))
         return total * self.scale if self.scale != 1.0 else total
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import as_float_array, check_integer, check_memory, check_real
-from ..backend import array_context, array_namespace, to_numpy
+from ..backend import ArrayContext, array_context, array_namespace, creation_context, to_numpy
 
 __all__ = ["TuckerTensor", "hooi", "hosvd", "reduced_hosvd", "reduced_hosvd_blocks"]
 
@@ -50,29 +50,65 @@ class TuckerTensor:
 
         Computed in the library and on the device of the core and factors (NumPy ones follow
         the switch: on the GPU under ``use_backend("cupy")``); a core and factors of two
-        libraries or devices raise :class:`TypeError`. To move a Tucker tensor, convert its
-        core and factors and build a new one: ``TuckerTensor(to(core), [to(u) for u in
-        factors])``.
+        libraries or devices raise :class:`TypeError`. :meth:`to` moves a Tucker tensor.
         """
         n = self.shape
         check_memory(8.0 * n[0] * n[1] * n[2], f"a full {n[0]}x{n[1]}x{n[2]} tensor")
         return multi_mode_product(self.core, self.factors)
 
+    def to(self, xp: Any = None, device: Any = None) -> TuckerTensor:
+        """A copy with the core and factors in the array library ``xp`` on ``device`` (as
+        :func:`sci.backend.creation_context` takes them; default: the switch's library).
 
-def unfold(tensor, mode: int):
-    """Mode-``mode`` unfolding, shape ``(n_mode, prod(other sizes))``."""
-    xp = array_namespace()
-    return xp.moveaxis(tensor, mode, 0).reshape(tensor.shape[mode], -1)
+        Arrays already there are shared; between libraries they are copied through the host.
+        ``singular_values`` stay NumPy arrays (host data for plots) and ``error`` a float.
+
+        Examples
+        --------
+        >>> import numpy as np, array_api_strict as strict
+        >>> from sci.chebyshev_tucker import hosvd
+        >>> t = hosvd(np.ones((2, 3, 4)), ranks=1).to(strict, strict.Device("device1"))
+        >>> t.core.device, t.to_full().device
+        (array_api_strict.Device('device1'), array_api_strict.Device('device1'))
+        """
+        from ._array import move
+
+        target = creation_context(xp, device)
+        return TuckerTensor(core=move(self.core, target),
+                            factors=[move(u, target) for u in self.factors],
+                            singular_values=list(self.singular_values), error=self.error)
 
 
-def mode_product(tensor, matrix, mode: int):
+def _front(mode: int) -> tuple[int, int, int]:
+    """The axis order that moves axis ``mode`` of a 3-way tensor to the front."""
+    return (mode,) + tuple(k for k in range(3) if k != mode)
+
+
+def unfold(tensor, mode: int, xp=None):
+    """Mode-``mode`` unfolding, shape ``(n_mode, prod(other sizes))`` (``xp``: the namespace
+    of ``tensor``; default the switch's)."""
+    if xp is None:
+        xp = array_namespace()
+        return xp.moveaxis(tensor, mode, 0).reshape(tensor.shape[mode], -1)
+    return xp.reshape(xp.permute_dims(tensor, _front(mode)), (tensor.shape[mode], -1))
+
+
+def mode_product(tensor, matrix, mode: int, xp=None):
     """``tensor x_mode matrix``: contracts axis ``mode`` of ``tensor`` with the columns of
     ``matrix`` (shape (new, old))."""
-    xp = array_namespace()
-    moved = xp.moveaxis(tensor, mode, 0)
-    shape = moved.shape
-    out = (matrix @ moved.reshape(shape[0], -1)).reshape((matrix.shape[0],) + shape[1:])
-    return xp.moveaxis(out, 0, mode)
+    if xp is None:
+        xp = array_namespace()
+        moved = xp.moveaxis(tensor, mode, 0)
+        shape = moved.shape
+        out = (matrix @ moved.reshape(shape[0], -1)).reshape((matrix.shape[0],) + shape[1:])
+        return xp.moveaxis(out, 0, mode)
+    order = _front(mode)
+    moved = xp.permute_dims(tensor, order)
+    shape = tuple(moved.shape)
+    out = xp.reshape(matrix @ xp.reshape(moved, (shape[0], -1)),
+                     (matrix.shape[0],) + shape[1:])
+    inverse = tuple(order.index(k) for k in range(3))
+    return xp.permute_dims(out, inverse)
 
 
 def multi_mode_product(core, factors, *, transpose: bool = False):
@@ -123,8 +159,8 @@ def _check_ranks(ranks: Any, shape: tuple[int, ...]) -> tuple[int, int, int]:
     )
 
 
-def _check_tensor(tensor: Any, name: str = "tensor"):
-    arr = as_float_array(tensor, name, ndim=3)
+def _check_tensor(tensor: Any, name: str = "tensor", ctx: ArrayContext | None = None):
+    arr = as_float_array(tensor, name, ndim=3, ctx=ctx)
     if min(arr.shape) < 1:
         raise ValueError(f"{name} must be non-empty; got shape {tuple(arr.shape)}")
     return arr
@@ -133,6 +169,11 @@ def _check_tensor(tensor: Any, name: str = "tensor"):
 def _left_singular(matrix, xp):
     u, s, _ = xp.linalg.svd(matrix, full_matrices=False)
     return u, s
+
+
+def _norm(x, xp) -> float:
+    """The Frobenius norm of ``x`` on the host (one read)."""
+    return float(to_numpy(xp.linalg.vector_norm(x))) if math.prod(x.shape) else 0.0
 
 
 def hosvd(tensor: Any, *, tol: float | None = None, ranks: Any = None) -> TuckerTensor:
@@ -151,7 +192,10 @@ def hosvd(tensor: Any, *, tol: float | None = None, ranks: Any = None) -> Tucker
     -------
     TuckerTensor
         With orthonormal factors, the core :math:`A\times_k U_k^T` and the relative error
-        bound :math:`\le \varepsilon`.
+        bound :math:`\le \varepsilon`; core and factors in the library and on the device of
+        ``tensor`` (NumPy and lists follow the switch). Torch and other array-API arrays take
+        the same algorithm through the standard (``linalg.svd``); the three mode spectra are
+        read back to the host to choose the ranks.
 
     Raises
     ------
@@ -180,18 +224,19 @@ def hosvd(tensor: Any, *, tol: float | None = None, ranks: Any = None) -> Tucker
     >>> hosvd(t, tol=1e-10).ranks
     (2, 1, 2)
     """
-    arr = _check_tensor(tensor)
+    ctx = array_context(tensor, names=("tensor",))
+    arr = _check_tensor(tensor, ctx=ctx)
     if (tol is None) == (ranks is None):
         raise ValueError("give exactly one of tol (epsilon-ranks) and ranks (fixed ranks)")
-    xp = array_namespace()
-    norm = float(xp.linalg.norm(arr.ravel()))
+    xp = ctx.xp
+    norm = _norm(arr, xp)
     if tol is not None:
         tol = check_real(tol, "tol", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
     else:
         ranks = _check_ranks(ranks, arr.shape)
     factors, spectra, tails = [], [], []
     for mode in range(3):
-        u, s = _left_singular(unfold(arr, mode), xp)
+        u, s = _left_singular(unfold(arr, mode, xp), xp)
         s_host = to_numpy(s).astype(np.float64)
         r = epsilon_rank(s_host, tol * norm / math.sqrt(3.0)) if tol is not None else ranks[mode]
         factors.append(u[:, :r])
@@ -208,7 +253,7 @@ def _weighted_subspace_change(u_old, u_new, s_new, xp) -> float:
     by the singular values, so directions that barely matter cannot stall it with rounding
     noise."""
     residual = (u_new - u_old @ (u_old.T @ u_new)) * s_new[None, :]
-    return float(xp.linalg.norm(residual.ravel())) if residual.size else 0.0
+    return _norm(residual, xp)
 
 
 def hooi(
@@ -255,12 +300,13 @@ def hooi(
     >>> hooi(t, 3).error <= hosvd(t, ranks=3).error
     True
     """
-    arr = _check_tensor(tensor)
+    ctx = array_context(tensor, names=("tensor",))
+    arr = _check_tensor(tensor, ctx=ctx)
     ranks = _check_ranks(ranks, arr.shape)
     tol = check_real(tol, "tol", low=0.0, low_inclusive=False)
     max_iterations = check_integer(max_iterations, "max_iterations", minimum=1)
-    xp = array_namespace()
-    norm = float(xp.linalg.norm(arr.ravel()))
+    xp = ctx.xp
+    norm = _norm(arr, xp)
     start = hosvd(arr, ranks=ranks) if init is None else init
     factors = [u[:, :r] for u, r in zip(start.factors, ranks, strict=True)]
     for _ in range(max_iterations):
@@ -270,15 +316,15 @@ def hooi(
             y = arr
             for j, m in enumerate(others):
                 if m is not None:
-                    y = mode_product(y, m, j)
-            u, s = _left_singular(unfold(y, mode), xp)
+                    y = mode_product(y, m, j, xp)
+            u, s = _left_singular(unfold(y, mode, xp), xp)
             u, s = u[:, : ranks[mode]], s[: ranks[mode]]
             moved = max(moved, _weighted_subspace_change(factors[mode], u, s, xp))
             factors[mode] = u
         if moved <= tol * norm:
             break
     core = multi_mode_product(arr, factors, transpose=True)
-    residual = float(xp.linalg.norm((arr - multi_mode_product(core, factors)).ravel()))
+    residual = _norm(arr - multi_mode_product(core, factors), xp)
     return TuckerTensor(
         core=core, factors=factors, singular_values=start.singular_values,
         error=residual / norm if norm > 0 else 0.0,

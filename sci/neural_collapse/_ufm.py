@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import as_float_array, as_int_array, check_integer, check_real, resolve_rng
-from ..backend import array_namespace, asarray
+from ..backend import array_context, array_namespace, asarray
 
 __all__ = ["UFMMinimizer", "collapse_threshold", "ufm_minimizer", "ufm_objective"]
 
@@ -415,22 +415,38 @@ def ufm_minimizer(
 
 def _loss_and_gradients(
     weights: list[Any], H: Any, labels: Any, b: Any, lambdas: Sequence[float], lam_H: float,
-    loss: str, *, gradients: bool = True,
+    loss: str, *, gradients: bool = True, ctx: Any = None,
 ) -> tuple[Any, list[Any] | None, Any, Any]:
     """Loss (S,) and gradients of the batched model: H (S, N, d), W_j (S, out, in), b (S, K).
 
-    Returns (loss, [dW_1..dW_M], dH, db); gradients are None when not asked for.
+    Returns (loss, [dW_1..dW_M], dH, db); gradients are None when not asked for. ``ctx``: the
+    array context of a call on the array API (default: the switch's NumPy or CuPy).
     """
-    xp = array_namespace()
+    if ctx is None:
+        xp = array_namespace()
+
+        def swap(A):
+            return xp.swapaxes(A, 1, 2)
+
+    else:
+        xp = ctx.xp
+
+        def swap(A):
+            return xp.permute_dims(A, (0, 2, 1))
+
     N = H.shape[1]
     activations = [H]
     for W in weights:
-        activations.append(activations[-1] @ xp.swapaxes(W, 1, 2))
+        activations.append(activations[-1] @ swap(W))
     Z = activations[-1] if b is None else activations[-1] + b[:, None, :]
     K = Z.shape[2]
-    onehot = (labels[:, None] == xp.arange(K)[None, :]).astype(Z.dtype)
+    if ctx is None:
+        onehot = (labels[:, None] == xp.arange(K)[None, :]).astype(Z.dtype)
+    else:
+        onehot = xp.astype(labels[:, None] == xp.arange(K, device=ctx.device)[None, :], Z.dtype)
+    onehot = onehot[None, ...]
     if loss == "mse":
-        residual = Z - onehot[None]
+        residual = Z - onehot
         data = 0.5 * xp.sum(residual * residual, axis=(1, 2)) / N
         G = residual / N
     else:
@@ -438,8 +454,8 @@ def _loss_and_gradients(
         expz = xp.exp(shifted)
         total = xp.sum(expz, axis=2, keepdims=True)
         log_softmax = shifted - xp.log(total)
-        data = -xp.sum(log_softmax * onehot[None], axis=(1, 2)) / N
-        G = (expz / total - onehot[None]) / N
+        data = -xp.sum(log_softmax * onehot, axis=(1, 2)) / N
+        G = (expz / total - onehot) / N
     reg = 0.5 * lam_H * xp.sum(H * H, axis=(1, 2))
     for lam, W in zip(lambdas, weights, strict=True):
         reg = reg + 0.5 * lam * xp.sum(W * W, axis=(1, 2))
@@ -449,7 +465,7 @@ def _loss_and_gradients(
     grads: list[Any] = [None] * len(weights)
     upstream = G
     for j in range(len(weights) - 1, -1, -1):
-        grads[j] = xp.swapaxes(upstream, 1, 2) @ activations[j] + lambdas[j] * weights[j]
+        grads[j] = swap(upstream) @ activations[j] + lambdas[j] * weights[j]
         upstream = upstream @ weights[j]
     dH = upstream + lam_H * H
     db = None if b is None else xp.sum(G, axis=1)
@@ -483,7 +499,11 @@ def ufm_objective(
 
     Returns
     -------
-    float
+    float, or a 0-d array
+        A float for NumPy and CuPy inputs; for torch, ``array_api_strict``, ... a 0-d array
+        of that library on the inputs' device (torch: differentiable, the loss written against
+        the standard):
+
         :math:`\\frac1{2N}\\|W_M\\cdots W_1H^\\top + b\\mathbf 1^\\top - Y\\|_F^2` (or the mean
         cross-entropy) :math:`+ \\sum_j\\frac{\\lambda_{W_j}}2\\|W_j\\|_F^2
         + \\frac{\\lambda_H}2\\|H\\|_F^2`.
@@ -496,12 +516,17 @@ def ufm_objective(
     ...     - r.objective) < 1e-12
     True
     """
-    weights = [as_float_array(W, f"weights[{j}]", ndim=2) for j, W in enumerate(weights)]
+    weights = list(weights)
     if not weights:
         raise ValueError("weights must hold at least one matrix W_1")
+    ctx = array_context(*weights, features, bias,
+                        names=[f"weights[{j}]" for j in range(len(weights))]
+                        + ["features", "bias"])
+    weights = [as_float_array(W, f"weights[{j}]", ndim=2, ctx=ctx)
+               for j, W in enumerate(weights)]
     lambdas, lam_H = _check_lambdas(lambda_W, lambda_H, len(weights))
     loss = _check_loss(loss)
-    H = as_float_array(features, "features", ndim=2)
+    H = as_float_array(features, "features", ndim=2, ctx=ctx)
     labels_np = as_int_array(labels, "labels", minimum=0)
     if labels_np.shape != (H.shape[0],):
         raise ValueError(
@@ -520,12 +545,18 @@ def ufm_objective(
         raise ValueError(f"labels must be in 0..{K - 1} (K = rows of W_M); got {labels_np.max()}")
     b = None
     if bias is not None:
-        b = as_float_array(bias, "bias", ndim=1)
+        b = as_float_array(bias, "bias", ndim=1, ctx=ctx)
         if b.shape[0] != K:
             raise ValueError(f"bias must have shape ({K},); got {tuple(b.shape)}")
-        b = b[None]
+        b = b[None, ...]
+    if ctx.backend != "array":  # NumPy, Numba, CuPy: the switch's path, a float as before
+        value, *_ = _loss_and_gradients(
+            [W[None] for W in weights], H[None], asarray(labels_np), b, lambdas, lam_H, loss,
+            gradients=False,
+        )
+        return float(value[0])
     value, *_ = _loss_and_gradients(
-        [W[None] for W in weights], H[None], asarray(labels_np), b, lambdas, lam_H, loss,
-        gradients=False,
+        [W[None, ...] for W in weights], H[None, ...], ctx.asarray(labels_np), b, lambdas,
+        lam_H, loss, gradients=False, ctx=ctx,
     )
-    return float(value[0])
+    return value[0]

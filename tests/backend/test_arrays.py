@@ -156,12 +156,11 @@ def test_functions_not_yet_on_the_array_api_refuse_other_libraries_clearly():
     # (chebyshev_tucker) They take NumPy (and CuPy under the switch); a torch
     # tensor is refused with a message
     # that says how to convert it, never copied to NumPy silently (gradients would be lost).
-    from sci.chebyshev_tucker import chebyshev_vandermonde, direct_potential
+    from sci.chebyshev_tucker import reduced_hosvd
 
     t = torch.ones((4, 3), dtype=torch.float64)
     calls = [
-        lambda: chebyshev_vandermonde(t[:, 0], 3),
-        lambda: direct_potential(t, np.ones(4), np.zeros((1, 3))),
+        lambda: reduced_hosvd(t[0, :], [t, t, t], tol=1e-3),
     ]
     with sci.use_backend("numpy"):
         for call in calls:

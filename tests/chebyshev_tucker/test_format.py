@@ -115,15 +115,82 @@ def test_properties(rng):
     np.testing.assert_allclose(ct.coefficients()[1, 0, 0], 1.0, atol=1e-14)  # T1(x)
 
 
-def test_backends_agree_on_evaluation(rng):
+def _on_leg(ct, xp):
+    """``ct`` rebuilt from the leg's arrays (the constructor), and moved there (``.to``)."""
+    built = ChebTucker(xp.asarray(ct.core), [xp.asarray(u) for u in ct.factors],
+                       domain=ct.domain, truncation_error=ct.truncation_error)
+    moved = ct.to(xp.namespace, xp.device)
+    assert xp.is_leg_array(built.core) and xp.is_leg_array(moved.core)
+    assert all(xp.is_leg_array(u) for u in moved.factors)
+    return built, moved
+
+
+def test_legs_agree_with_numpy_on_evaluation(xp, rng):
     p = rng.uniform(-1, 1, (200, 3))
-    out = []
-    for name in sci.available_backends():
-        with sci.use_backend(name):
-            ct = ChebTucker.from_function(erf_kernel, domain=(-1, 1), degree=32, tol=1e-6)
-            out.append(sci.backend.to_numpy(ct(p)))
-    for o in out[1:]:
-        np.testing.assert_allclose(o, out[0], atol=1e-13)
+    with sci.use_backend("numpy"):
+        ct = ChebTucker.from_function(erf_kernel, domain=(-1, 1), degree=32, tol=1e-6)
+        expected = ct(p)
+    for leg_ct in _on_leg(ct, xp):
+        out = leg_ct(xp.asarray(p), chunk=64)
+        assert xp.is_leg_array(out)
+        np.testing.assert_allclose(xp.to_numpy(out), expected, atol=1e-13)
+        assert leg_ct.nbytes == ct.nbytes
+        assert leg_ct.error_estimate() == pytest.approx(ct.error_estimate(), rel=1e-12)
+        assert xp.to_numpy(leg_ct(xp.asarray(np.zeros((0, 3))))).shape == (0,)
+
+
+def test_grid_export_on_every_leg(xp):
+    with sci.use_backend("numpy"):
+        ct = ChebTucker.from_function(lambda x, y, z: np.cos(x * y) + np.exp(z) * x,
+                                      domain=((0, 1), (-1, 2), (-2, 0)), degree=20, tol=1e-12)
+    x, y, z = np.linspace(0, 1, 5), np.linspace(-1, 2, 6), np.linspace(-2, 0, 7)
+    exact = (np.cos(x[:, None, None] * y[None, :, None])
+             + np.exp(z)[None, None, :] * x[:, None, None])
+    _, leg_ct = _on_leg(ct, xp)
+    grid = leg_ct.on_grid(xp.asarray(x), xp.asarray(y), xp.asarray(z))
+    assert xp.is_leg_array(grid)
+    np.testing.assert_allclose(xp.to_numpy(grid), exact, atol=1e-11)
+    tt = leg_ct.to_tucker(xp.asarray(x), xp.asarray(y), xp.asarray(z))
+    assert xp.is_leg_array(tt.core) and all(xp.is_leg_array(q) for q in tt.factors)
+    np.testing.assert_allclose(xp.to_numpy(tt.to_full()), exact, atol=1e-11)
+    with pytest.raises(ValueError, match="outside the box"):
+        leg_ct(xp.asarray([[2.0, 0.0, -1.0]]))
+    with pytest.raises(ValueError, match="outside the box"):
+        leg_ct.on_grid(xp.asarray([0.5]), xp.asarray([3.0]), xp.asarray([-1.0]))
+
+
+def test_arrays_of_another_library_are_refused(xp):
+    import array_api_strict as strict
+
+    with sci.use_backend("numpy"):
+        ct = ChebTucker.from_function(lambda x, y, z: x + y + z, domain=(-1, 1), degree=3,
+                                      tol=1e-12)
+    _, leg_ct = _on_leg(ct, xp)
+    other = (strict.zeros((1, 3), dtype=strict.float64) if xp.is_numpy
+             else np.zeros((1, 3)))
+    with pytest.raises(TypeError, match=r"points is .* but this ChebTucker holds .*\.to\("):
+        leg_ct(other)
+    # lists follow the object
+    assert xp.is_leg_array(leg_ct([[0.25, 0.25, 0.25]]))
+    back = leg_ct.to(np)
+    assert isinstance(back.core, np.ndarray)
+    np.testing.assert_allclose(back([[0.25, 0.25, 0.5]]), [1.0], atol=1e-13)
+
+
+def test_torch_gradients_with_respect_to_points():
+    torch = pytest.importorskip("torch")
+    with sci.use_backend("numpy"):
+        ct = ChebTucker.from_function(lambda x, y, z: np.sin(x + 2 * y) * np.exp(z),
+                                      domain=(-1, 1), degree=24, tol=1e-13)
+    leg = ct.to(torch)
+    p = torch.tensor([[0.1, 0.2, -0.3], [0.5, -0.4, 0.7]], dtype=torch.float64,
+                     requires_grad=True)
+    assert torch.autograd.gradcheck(lambda q: leg(q, chunk=1), (p,))
+    (grad,) = torch.autograd.grad(leg(p).sum(), p)
+    x, y, z = p.detach().numpy().T
+    exact = np.stack([np.cos(x + 2 * y) * np.exp(z), 2 * np.cos(x + 2 * y) * np.exp(z),
+                      np.sin(x + 2 * y) * np.exp(z)], axis=1)
+    np.testing.assert_allclose(grad.numpy(), exact, atol=1e-10)
 
 
 def test_outside_box_raises_or_extrapolates():
@@ -205,3 +272,19 @@ def test_stable_grid_fit_is_silent_and_accurate_between_points():
         # below tol = 1e-7, and the resolved Gaussian stays accurate between points.
         on_grid, between = _gaussian_fit_on_grid(512, 128, tol=1e-7)
         assert on_grid < 1e-10 and between < 1e-10
+
+
+def test_from_coefficients_on_every_leg(xp, rng):
+    from sci.chebyshev_tucker import chebyshev_points, values_to_coefficients
+
+    with sci.use_backend("numpy"):
+        nodes = chebyshev_points(13)
+        values = erf_kernel(nodes[:, None, None], nodes[None, :, None], nodes[None, None, :])
+        coefficients = values_to_coefficients(values)
+        expected = ChebTucker.from_coefficients(coefficients, domain=(-1, 1), tol=1e-8,
+                                                refine=True)
+    ct = ChebTucker.from_coefficients(xp.asarray(coefficients), domain=(-1, 1), tol=1e-8,
+                                      refine=True)
+    assert ct.ranks == expected.ranks and xp.is_leg_array(ct.core)
+    p = rng.uniform(-1, 1, (50, 3))
+    np.testing.assert_allclose(xp.to_numpy(ct(xp.asarray(p))), expected(p), atol=1e-10)

@@ -206,3 +206,62 @@ def test_coincident_and_single_particles():
                                   degree=32)
     np.testing.assert_allclose(one([[0.3, 0.0, 0.0]]), [2.0 / 0.3], rtol=1e-7)
     assert math.isfinite(float(one([[0.0, 0.0, 0.0]])[0]))
+
+
+def test_range_separated_on_every_leg(particles, xp):
+    x, q = particles
+    with sci.use_backend("numpy"):
+        v = RangeSeparatedPotential(x, q, tol=1e-6, degree=32)
+    rng = np.random.default_rng(8)
+    pts = np.concatenate([rng.uniform(-4, 4, (100, 3)), x[:5]])  # and at particles
+    expected = v(pts)
+    built = RangeSeparatedPotential(xp.asarray(x), xp.asarray(q), tol=1e-6, degree=32)
+    moved = v.to(xp.namespace, xp.device)
+    for leg in (built, moved):
+        assert xp.is_leg_array(leg.positions) and xp.is_leg_array(leg.long_range.core)
+        out = leg(xp.asarray(pts))
+        assert xp.is_leg_array(out)
+        np.testing.assert_allclose(xp.to_numpy(out), expected, rtol=1e-10, atol=1e-12)
+    g = np.linspace(-3, 3, 3)
+    grid = moved.on_grid(xp.asarray(g), xp.asarray(g), xp.asarray(g))
+    assert xp.is_leg_array(grid)
+    np.testing.assert_allclose(xp.to_numpy(grid), v.on_grid(g, g, g), rtol=1e-10, atol=1e-12)
+    import array_api_strict as strict
+
+    other = strict.zeros((1, 3), dtype=strict.float64) if xp.is_numpy else np.zeros((1, 3))
+    with pytest.raises(TypeError, match="targets is .* but this RangeSeparatedPotential holds"):
+        moved(other)
+    with pytest.raises(TypeError, match="positions and charges are arrays of different"):
+        RangeSeparatedPotential(xp.asarray(x), other[0, :], tol=1e-6)
+
+
+def test_range_separated_torch_gradient_is_the_field(particles):
+    torch = pytest.importorskip("torch")
+    x, q = particles
+    v = RangeSeparatedPotential(torch.from_numpy(x), torch.from_numpy(q), tol=1e-8)
+    p = torch.tensor([[0.3, -1.2, 2.1], [-2.5, 0.4, 1.0]], dtype=torch.float64,
+                     requires_grad=True)
+    assert torch.autograd.gradcheck(v, (p,))
+    (grad,) = torch.autograd.grad(v(p).sum(), p)
+    t = p.detach().numpy()
+    d = t[:, None, :] - x[None, :, :]
+    r = np.linalg.norm(d, axis=2)
+    field = -(q[None, :, None] * d / r[:, :, None] ** 3).sum(axis=1)
+    # the long-range part is a polynomial fit to tol: its derivative is accurate to about
+    # tol times the degree squared relative to the field's scale
+    np.testing.assert_allclose(grad.numpy(), field, atol=1e-4 * np.abs(field).max())
+
+
+def test_potential_and_format_pickle(particles):
+    # Dask's distributed scheduler sends them to workers pickled (their array context holds a
+    # module, which is rebuilt on loading)
+    import pickle
+
+    x, q = particles
+    v = RangeSeparatedPotential(x, q, tol=1e-6, degree=32)
+    pts = np.random.default_rng(9).uniform(-4, 4, (20, 3))
+    w = pickle.loads(pickle.dumps(v))
+    np.testing.assert_array_equal(w(pts), v(pts))
+    ct = pickle.loads(pickle.dumps(v.long_range))
+    np.testing.assert_array_equal(ct(pts), v.long_range(pts))
+    assert ct.device == "cpu" and ct.exponential_sum is not None

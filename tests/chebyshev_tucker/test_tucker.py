@@ -138,17 +138,35 @@ def test_reduced_hosvd_against_full_hosvd(seed, terms, eps):
         assert abs(a - b) <= 1
 
 
-def test_backends_agree_on_hosvd(rng):
+def test_legs_agree_with_numpy_on_hosvd_and_hooi(rng, xp):
     t = _random_tucker(rng, (9, 9, 9), (5, 5, 5), decay=0.2)
-    results = {}
-    for name in sci.available_backends():
-        with sci.use_backend(name):
-            d = hosvd(t, tol=1e-8)
-            results[name] = (d.ranks, sci.backend.to_numpy(d.to_full()))
-    ranks0, full0 = next(iter(results.values()))
-    for ranks, full in results.values():
-        assert ranks == ranks0
-        np.testing.assert_allclose(full, full0, atol=1e-12)
+    with sci.use_backend("numpy"):
+        expected = hosvd(t, tol=1e-8)
+        refined = hooi(t, (3, 3, 3))
+    d = hosvd(xp.asarray(t), tol=1e-8)
+    assert d.ranks == expected.ranks
+    assert xp.is_leg_array(d.core) and all(xp.is_leg_array(u) for u in d.factors)
+    assert d.error == pytest.approx(expected.error, rel=1e-6)
+    full = d.to_full()
+    assert xp.is_leg_array(full)
+    np.testing.assert_allclose(xp.to_numpy(full), xp.to_numpy(expected.to_full()), atol=1e-12)
+    h = hooi(xp.asarray(t), (3, 3, 3))
+    assert xp.is_leg_array(h.core)
+    assert h.error == pytest.approx(refined.error, rel=1e-8)
+    np.testing.assert_allclose(xp.to_numpy(h.to_full()), refined.to_full(), atol=1e-10)
+
+
+def test_tucker_tensor_moves_between_libraries(rng, xp):
+    t = _random_tucker(rng, (4, 5, 6), (2, 2, 2))
+    with sci.use_backend("numpy"):
+        d = hosvd(t, ranks=2)
+    moved = d.to(xp.namespace, xp.device)
+    assert xp.is_leg_array(moved.core) and all(xp.is_leg_array(u) for u in moved.factors)
+    assert moved.ranks == d.ranks and moved.error == d.error
+    np.testing.assert_allclose(xp.to_numpy(moved.to_full()), t, atol=1e-12)
+    back = moved.to(np)
+    assert isinstance(back.core, np.ndarray)
+    np.testing.assert_allclose(back.to_full(), t, atol=1e-12)
 
 
 def test_bad_input(rng):

@@ -40,6 +40,19 @@ def test_frames_on_every_backend(backend, to_numpy):
     assert is_simplex_etf(simplex_etf(5, 7, rng=3))
 
 
+def test_checks_on_every_leg(xp):
+    K = 4
+    etf, ortho = np.asarray(simplex_etf(K, 6, rng=2)), np.asarray(orthogonal_frame(K, 6, rng=2))
+    assert is_simplex_etf(xp.asarray(3.0 * etf)) and not is_simplex_etf(xp.asarray(ortho))
+    assert is_orthogonal_frame(xp.asarray(ortho)) and not is_orthogonal_frame(xp.asarray(etf))
+    assert not is_simplex_etf(xp.asarray(etf + np.array([0, 0, 0, 0, 0, 1.0])))
+    target = np.linalg.norm((np.eye(K) - 1 / K) / np.sqrt(K - 1) - np.eye(K) / np.sqrt(K))
+    assert frame_error(xp.asarray(ortho)) == pytest.approx(target, rel=1e-13)
+    assert frame_error(xp.asarray(ortho), "orthogonal") < 1e-13
+    with pytest.raises(ValueError, match="M is zero"):
+        frame_error(xp.asarray(np.zeros((3, 2))))
+
+
 def test_checks_reject_the_wrong_frame():
     assert not is_simplex_etf(orthogonal_frame(4))
     assert not is_orthogonal_frame(simplex_etf(4))

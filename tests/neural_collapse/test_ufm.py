@@ -270,3 +270,50 @@ def test_objective_bad_input():
         ufm_objective(r.weights, np.ones((6, 3)), r.labels, lambda_W=1e-3, lambda_H=1e-3)
     with pytest.raises(ValueError, match=r"labels must be in 0\.\.1"):
         ufm_objective(r.weights, r.features, r.labels + 1, lambda_W=1e-3, lambda_H=1e-3)
+
+
+@pytest.mark.parametrize("loss", ["mse", "ce"])
+def test_objective_on_every_leg(xp, loss, rng):
+    labels = np.repeat(np.arange(3), 4)
+    weights = [rng.standard_normal((5, 4)), rng.standard_normal((3, 5))]
+    H, bias = rng.standard_normal((12, 4)), rng.standard_normal(3)
+    kw = dict(lambda_W=[1e-2, 2e-2], lambda_H=3e-2, loss=loss)
+    expected = ufm_objective(weights, H, labels, bias=bias, **kw)
+    out = ufm_objective([xp.asarray(w) for w in weights], xp.asarray(H), labels,
+                        bias=xp.asarray(bias), **kw)
+    if xp.is_numpy or xp.name == "cupy":
+        assert isinstance(out, float)
+    else:
+        assert xp.is_leg_array(out) and out.shape == ()
+    assert float(xp.to_numpy(out)) == pytest.approx(expected, rel=1e-13)
+
+
+def test_objective_refuses_two_libraries(rng):
+    import array_api_strict as strict
+
+    w = rng.standard_normal((2, 3))
+    with pytest.raises(TypeError, match=r"weights\[0\] and features are arrays of different"):
+        ufm_objective([w], strict.ones((4, 3), dtype=strict.float64), [0, 1, 0, 1],
+                      lambda_W=1e-3, lambda_H=1e-3)
+
+
+@pytest.mark.parametrize("loss", ["mse", "ce"])
+def test_objective_torch_gradient_is_the_derived_one(loss):
+    torch = pytest.importorskip("torch")
+    r = ufm_minimizer([3, 3, 3], depth=2, lambda_W=1e-2, lambda_H=1e-2, loss=loss)
+    rng = np.random.default_rng(4)
+    # away from the minimiser, where the gradient is not zero
+    weights = [np.asarray(w) + 0.1 * rng.standard_normal(np.shape(w)) for w in r.weights]
+    H = np.asarray(r.features) + 0.1 * rng.standard_normal(np.shape(r.features))
+    tensors = [torch.tensor(a, requires_grad=True) for a in (*weights, H)]
+
+    def f(*t):
+        return ufm_objective(list(t[:-1]), t[-1], r.labels, lambda_W=list(r.lambda_W),
+                             lambda_H=r.lambda_H, loss=loss)
+
+    assert torch.autograd.gradcheck(f, tuple(tensors))
+    autograd = torch.autograd.grad(f(*tensors), tensors)
+    _, derived, dH, _ = _loss_and_gradients(
+        [w[None] for w in weights], H[None], r.labels, None, r.lambda_W, r.lambda_H, loss)
+    for got, want in zip(autograd, [g[0] for g in derived] + [dH[0]], strict=True):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-10, atol=1e-14)

@@ -2,10 +2,13 @@
 
 Cases (one process, same inputs):
 
-* ``fourier vs e3nn L=..``: ``gaunt_tensor_product`` (float32, method "fourier") against e3nn
-  ``o3.FullTensorProduct`` (CPU torch, float32, every path) for batch 1024, L = 1..12 (e3nn's
-  limit). The e3nn product has more paths (the odd ones) and another normalisation: it is the
-  tool a user replaces, not the same numbers, so no discrepancy is recorded.
+* ``<method> vs e3nn L=.. <dtype>``: ``gaunt_tensor_product`` with each method ("auto", the
+  default, and the three exact ones it chooses from) against e3nn ``o3.FullTensorProduct``
+  (torch on the same device: CPU, or CUDA under ``--backend cupy``; every path) in float32 and
+  float64, batch 1024, L = 1..12 (e3nn's limit). The e3nn product has more paths (the odd ones)
+  and another normalisation: it is the tool a user replaces, not the same numbers, so no
+  discrepancy is recorded. The summary gives each method's speed-up, the auto choice and its
+  ratio to the best method measured in the same run.
 * ``fourier vs direct L=..``: the Fourier method against the sparse Gaunt contraction
   (float64), with the largest relative discrepancy.
 * ``fourier L=..``: the Fourier method alone up to L = 64 (smaller batch, recorded), for the
@@ -39,32 +42,68 @@ def _inputs(lmax: int, batch: int, dtype, seed: int = 0):
             rng.standard_normal((batch, n)).astype(dtype))
 
 
-def _e3nn_case(lmax: int, batch: int):
+def _e3nn_peer(lmax: int, dtype):
+    """e3nn's FullTensorProduct (every path) on the device the switch computes on, or None."""
     try:
         import torch
         from e3nn import o3
     except ImportError:
-        print(f"  (e3nn not installed: case fourier vs e3nn L={lmax} omitted)")
         return None
-    from sci.gaunt import gaunt_tensor_product
+    import sci
 
-    x, y = _inputs(lmax, batch, np.float32)
+    device = "cuda" if sci.get_backend() == "cupy" and torch.cuda.is_available() else "cpu"
     irreps = o3.Irreps("+".join(f"1x{l}{'e' if l % 2 == 0 else 'o'}" for l in range(lmax + 1)))
-    tp = o3.FullTensorProduct(irreps, irreps)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    tdtype = torch.float32 if dtype == np.float32 else torch.float64
+    tp = o3.FullTensorProduct(irreps, irreps).to(device=device, dtype=tdtype)
+    return tp, device, torch
 
-    def peer():
-        with torch.no_grad():
-            return tp(xt, yt)
 
-    return Case(
-        label=f"fourier vs e3nn L={lmax}",
-        ours=lambda: gaunt_tensor_product(x, y),
-        peer=peer,
-        params={"L": lmax, "batch": batch, "dtype": "float32", "paths_e3nn": len(tp.instructions)},
-        ours_name="sci fourier",
-        peer_name="e3nn FullTensorProduct",
-    )
+def _method_cases(lmax: int, batch: int, dtype):
+    """Every method (and "auto") against e3nn, same inputs, one precision."""
+    from sci.backend import asarray
+    from sci.backend._arrays import switch_context
+    from sci.gaunt import gaunt_tensor_product
+    from sci.gaunt._auto import choose_method, platform_of
+
+    x, y = _inputs(lmax, batch, dtype)
+    peer_parts = _e3nn_peer(lmax, dtype)
+    if peer_parts is None:
+        print(f"  (e3nn not installed: the e3nn peer of L={lmax} omitted)")
+        peer = None
+    else:
+        tp, device, torch = peer_parts
+        xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+
+        def peer():
+            with torch.no_grad():
+                out = tp(xt, yt)
+            if device != "cpu":
+                torch.cuda.synchronize()
+            return out
+    xd, yd = asarray(x), asarray(y)  # on the switch's device once, not per call
+    ctx = switch_context()
+    chosen = choose_method("product", lmax, batch, np.dtype(dtype), ctx)
+    name = np.dtype(dtype).name
+    for method in ("auto", "fourier", "direct", "grid"):
+        yield Case(
+            label=f"{method} vs e3nn L={lmax} {name}",
+            ours=lambda m=method: _synchronised(gaunt_tensor_product(xd, yd, method=m)),
+            peer=peer,
+            params={"L": lmax, "batch": batch, "dtype": name, "method": method,
+                    "auto_choice": chosen, "platform": platform_of(ctx),
+                    "paths_e3nn": len(tp.instructions) if peer is not None else None},
+            ours_name=f"sci {method}",
+            peer_name="e3nn FullTensorProduct" if peer is not None else None,
+        )
+
+
+def _synchronised(z):
+    """Wait for a GPU result (CuPy): its time is the time of its kernels."""
+    if type(z).__module__.split(".")[0] == "cupy":
+        import cupy
+
+        cupy.cuda.get_current_stream().synchronize()
+    return z
 
 
 def _direct_case(lmax: int, batch: int):
@@ -77,7 +116,7 @@ def _direct_case(lmax: int, batch: int):
 
     return Case(
         label=f"fourier vs direct L={lmax}",
-        ours=lambda: gaunt_tensor_product(x, y),
+        ours=lambda: gaunt_tensor_product(x, y, method="fourier"),
         peer=lambda: gaunt_tensor_product(x, y, method="direct"),
         params={"L": lmax, "batch": batch, "dtype": "float64"},
         ours_name="sci fourier",
@@ -92,7 +131,7 @@ def _fourier_case(lmax: int, batch: int):
     x, y = _inputs(lmax, batch, np.float32)
     return Case(
         label=f"fourier L={lmax}",
-        ours=lambda: gaunt_tensor_product(x, y),
+        ours=lambda: gaunt_tensor_product(x, y, method="fourier"),
         params={"L": lmax, "batch": batch, "dtype": "float32"},
         ours_name="sci fourier",
         repeats=3,
@@ -173,10 +212,9 @@ def cases(quick: bool):
 def _all_cases(quick: bool):
     batch = 128 if quick else BATCH
     lmaxes = (1, 2, 4) if quick else tuple(range(1, E3NN_LMAX + 1))
-    for lmax in lmaxes:
-        case = _e3nn_case(lmax, batch)
-        if case is not None:
-            yield case
+    for dtype in (np.float32, np.float64):
+        for lmax in lmaxes:
+            yield from _method_cases(lmax, batch, dtype)
     for lmax in ((2, 4) if quick else (2, 4, 8)):
         yield _direct_case(lmax, batch)
     big_batch = 16 if quick else 64
@@ -189,17 +227,31 @@ def _all_cases(quick: bool):
 
 def summarize(rows):
     out: dict = {"threads": dict(_THREADS)}
-    e3nn = [r for r in rows if r["case"].startswith("fourier vs e3nn")]
     out["methods_timed"] = sorted({r["ours_name"] for r in rows}
                                   | {r["peer_name"] for r in rows if r.get("peer_name")})
-    if e3nn:
-        out["speedup_vs_e3nn"] = {r["params"]["L"]: round(r["ratio"], 3) for r in e3nn}
-        slower = [r["params"]["L"] for r in e3nn if r["ratio"] < 1]
-        out["e3nn_faster_at_L"] = slower
-        out["e3nn_fitted_exponent"] = fitted_exponent(
-            [r["params"]["L"] for r in e3nn if r["params"]["L"] >= 4],
-            [r["peer_median_s"] for r in e3nn if r["params"]["L"] >= 4],
-        ) if sum(r["params"]["L"] >= 4 for r in e3nn) >= 2 else None
+    for name in ("float32", "float64"):
+        versus = [r for r in rows if " vs e3nn " in r["case"] and r["params"]["dtype"] == name
+                  and r.get("ratio") is not None]
+        if not versus:
+            continue
+        by_method: dict = {}
+        for r in versus:
+            by_method.setdefault(r["params"]["method"], {})[r["params"]["L"]] = round(
+                r["ratio"], 3)
+        auto = by_method.get("auto", {})
+        out[f"speedup_vs_e3nn_{name}"] = by_method
+        out[f"auto_choice_{name}"] = {r["params"]["L"]: r["params"]["auto_choice"]
+                                      for r in versus if r["params"]["method"] == "auto"}
+        # the auto choice against the best measured method at each L, in this same run
+        out[f"auto_vs_best_{name}"] = {
+            L: round(auto[L] / max(v[L] for v in by_method.values() if L in v), 3)
+            for L in auto
+        }
+        out[f"auto_below_1.5x_e3nn_at_L_{name}"] = [L for L, v in auto.items() if v < 1.5]
+        e3nn = {r["params"]["L"]: r["peer_median_s"] for r in versus
+                if r["params"]["method"] == "auto" and r["params"]["L"] >= 4}
+        if len(e3nn) >= 2:
+            out[f"e3nn_fitted_exponent_{name}"] = fitted_exponent(list(e3nn), list(e3nn.values()))
     alone = [r for r in rows if r["case"].startswith("fourier L=")]
     if len(alone) >= 2:
         sizes = [r["params"]["L"] for r in alone]
@@ -222,7 +274,8 @@ def summarize(rows):
 
 BENCHMARK = Benchmark(
     name="gaunt",
-    description="Gaunt tensor product: Fourier vs direct vs e3nn; scaling to L=64; coefficients",
+    description="Gaunt tensor product: every method and the auto choice vs e3nn (float32 and "
+    "float64); Fourier scaling to L=64; coefficients",
     cases=cases,
     summarize=summarize,
 )

@@ -1,8 +1,9 @@
 """Time of a Gaunt tensor product against the degree L, per method; equivariance error vs L.
 
 Reproduces the efficiency comparison of Luo, Chen, Krishnapriyan (ICLR 2024), Fig. 2 (time of
-the feature interaction against L, log-log, e3nn against the Fourier method), on the CPU, and
-adds the equivariance error of the Fourier method against L.
+the feature interaction against L, log-log, e3nn against the Fourier method), on the CPU, with
+every exact method and the one ``method="auto"`` (the default) chooses at each L, and adds the
+equivariance error of the Fourier method against L.
 """
 
 from __future__ import annotations
@@ -56,19 +57,25 @@ def _e3nn_product(lmax):
 def compute(*, lmaxes, lmax_direct, lmax_e3nn, lmax_equivariance, batch, repeats, progress=None):
     from benchmarks._harness import single_threaded
     from sci._progress import progress_bar
+    from sci.backend._arrays import switch_context
     from sci.gaunt import gaunt_tensor_product, random_rotation, rotate
+    from sci.gaunt._auto import choose_method
 
     # One thread for BLAS, Numba and torch while timing: the comparison is per core
     # (recorded); the previous thread counts come back afterwards.
     rng = np.random.default_rng(0)
     with single_threaded() as threads:
-        times: dict[str, list] = {"fourier": [], "direct": [], "grid": [], "e3nn": []}
+        times: dict[str, list] = {"auto": [], "fourier": [], "direct": [], "grid": [],
+                                  "e3nn": []}
+        chosen: list[str] = []
         timed_l: dict[str, list] = {k: [] for k in times}
         for lmax in progress_bar(lmaxes, progress=progress, desc="gaunt timing"):
             n = (lmax + 1) ** 2
             x = rng.standard_normal((batch, n)).astype(np.float32)
             y = rng.standard_normal((batch, n)).astype(np.float32)
-            methods = ["fourier", "grid"] + (["direct"] if lmax <= lmax_direct else [])
+            methods = ["auto", "fourier", "grid"] + (["direct"] if lmax <= lmax_direct else [])
+            chosen.append(choose_method("product", lmax, batch, np.dtype(np.float32),
+                                        switch_context()))
             for method in methods:
                 times[method].append(_best_time(
                     lambda m=method, a=x, b=y: gaunt_tensor_product(a, b, method=m), repeats))
@@ -84,8 +91,8 @@ def compute(*, lmaxes, lmax_direct, lmax_e3nn, lmax_equivariance, batch, repeats
         n = (lmax + 1) ** 2
         x, y = rng.standard_normal((2, 4, n))
         r = random_rotation(rng=rng)
-        z = gaunt_tensor_product(x, y)
-        zr = gaunt_tensor_product(rotate(x, r), rotate(y, r))
+        z = gaunt_tensor_product(x, y, method="fourier")
+        zr = gaunt_tensor_product(rotate(x, r), rotate(y, r), method="fourier")
         errors.append(float(np.abs(zr - rotate(z, r)).max() / np.abs(z).max()))
     return {
         "batch": batch,
@@ -94,6 +101,7 @@ def compute(*, lmaxes, lmax_direct, lmax_e3nn, lmax_equivariance, batch, repeats
         "lmax": {k: v for k, v in timed_l.items() if v},
         "seconds": {k: v for k, v in times.items() if v},
         "methods_timed": [k for k, v in times.items() if v],
+        "auto_choice": chosen,
         "equivariance_lmax": eq_l,
         "equivariance_error": errors,
     }
@@ -107,8 +115,19 @@ def plot(data):
     labels = {"fourier": "Gaunt, 2D Fourier (sci)", "direct": "Gaunt, sparse direct (sci)",
               "grid": "Gaunt, S² quadrature (sci)", "e3nn": "e3nn FullTensorProduct"}
     for method in data["methods_timed"]:
+        if method == "auto":
+            continue
         ax.loglog(data["lmax"][method], np.asarray(data["seconds"][method]) * 1e3,
-                  styles[method], label=labels[method])
+                  styles[method], label=labels[method], alpha=0.6)
+    if "auto" in data["methods_timed"]:
+        # the default: a thick line, each point lettered with the method the table chose
+        auto_ms = np.asarray(data["seconds"]["auto"]) * 1e3
+        ax.loglog(data["lmax"]["auto"], auto_ms, "-", color="black", lw=2.5, alpha=0.35,
+                  label="method='auto' (default; letter = its choice)")
+        for L, t, m in zip(data["lmax"]["auto"], auto_ms, data.get("auto_choice", []),
+                           strict=False):
+            ax.annotate(m[0].upper(), (L, t), textcoords="offset points", xytext=(0, -11),
+                        ha="center", fontsize=7)
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     ax.set_xticks(sorted({l for v in data["lmax"].values() for l in v}))

@@ -28,9 +28,10 @@ legendre_fourier_coefficients   the sparse conversion coefficients y^{lm}_u
 
 Gaunt tensor products
 ---------------------
-gaunt_tensor_product    channel-wise product x (x) y (methods "fourier", "direct", "grid")
+gaunt_tensor_product    channel-wise product x (x) y (methods "auto", "fourier", "direct", "grid")
 gaunt_convolution       features times harmonics of edge directions
 gaunt_power             many-body features x^{(x) nu}
+calibrate_methods       measure the methods here for method="auto" (python -m sci.gaunt.calibrate)
 
 Rotations
 ---------
@@ -39,6 +40,7 @@ rotate                  rotate coefficient vectors
 random_rotation         Haar-random rotation matrices
 """
 
+from ._auto import calibrate_methods
 from ._coefficients import GauntTable, gaunt, gaunt_table, real_gaunt, wigner_3j
 from ._fourier import fourier_to_sh, legendre_fourier_coefficients, sh_to_fourier
 from ._harmonics import (
@@ -55,6 +57,7 @@ from ._rotation import random_rotation, rotate, wigner_D
 
 __all__ = [
     "GauntTable",
+    "calibrate_methods",
     "coefficient_index",
     "complex_to_real",
     "degree_order",

@@ -474,7 +474,7 @@ def _work_per_row(method, lmaxes, powers, keep):
 def gaunt_tensor_product_entry(x, y, *, lmax_out, method, basis, weights, ctx,
                                check_finite=True):
     from ._harmonics import _check_basis, coefficient_array
-    from ._product import _method, _output_lmax, _unpack_weights
+    from ._product import _method, _output_lmax, _resolve, _unpack_weights
 
     xp = ctx.xp
     basis = _check_basis(basis)
@@ -501,6 +501,7 @@ def gaunt_tensor_product_entry(x, y, *, lmax_out, method, basis, weights, ctx,
     w2 = _weights(w2, l2, "weights[1]", dtype, ctx)
     w3 = _weights(w3, lo, "weights[2]", dtype, ctx)
     keep = min(lo, l1 + l2)
+    method = _resolve(method, "product", -(-(l1 + l2) // 2), math.prod(batch), dtype, ctx)
     _check_product_memory(batch, (l1 + 1) ** 2 + (l2 + 1) ** 2, (lo + 1) ** 2,
                           _work_per_row(method, [l1, l2], [1, 1], keep),
                           f"gaunt_tensor_product (method={method!r})", ctx)
@@ -548,7 +549,7 @@ def gaunt_convolution_entry(x, edge_vectors, *, lmax_edge, lmax_out, method, bas
 def gaunt_power_entry(x, nu, *, lmax_out, method, basis, ctx, check_finite=True):
     from .._validation import check_integer
     from ._harmonics import LMAX_LIMIT, _check_basis, coefficient_array
-    from ._product import _method, _output_lmax
+    from ._product import _method, _output_lmax, _resolve
 
     xp = ctx.xp
     basis = _check_basis(basis)
@@ -559,6 +560,8 @@ def gaunt_power_entry(x, nu, *, lmax_out, method, basis, ctx, check_finite=True)
     if nu * lmax > LMAX_LIMIT:
         raise ValueError(f"nu * L = {nu * lmax} exceeds the degree limit {LMAX_LIMIT}")
     keep = min(lo, nu * lmax)
+    method = _resolve(method, "power", lmax, math.prod(tuple(a.shape[:-1])), a.dtype, ctx,
+                      nu=nu)
     _check_product_memory(tuple(a.shape[:-1]), (lmax + 1) ** 2, (lo + 1) ** 2,
                           _work_per_row(method, [lmax], [nu], keep) * max(1, nu.bit_length()),
                           f"gaunt_power (nu={nu}, method={method!r})", ctx)

@@ -38,7 +38,7 @@ from ._rotation import sphere_quadrature
 
 __all__ = ["gaunt_convolution", "gaunt_power", "gaunt_tensor_product"]
 
-METHODS = ("fourier", "direct", "grid")
+METHODS = ("auto", "fourier", "direct", "grid")
 _PRODUCT_ARGS = ("x", "y", "weights[0]", "weights[1]", "weights[2]")
 _CONVOLUTION_ARGS = ("x", "edge_vectors", "weights[0]", "weights[1]", "weights[2]")
 _CHUNK_BYTES = 64 * 2**20
@@ -86,6 +86,18 @@ def _method(method):
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}; got {method!r}")
     return method
+
+
+def _resolve(method, operation, degree, rows, dtype, ctx, nu=1):
+    """An exact method for ``method="auto"``: the measured-fastest here (sci/gaunt/_auto.py)."""
+    if method != "auto":
+        return method
+    from ..backend._arrays import switch_context
+    from ._auto import choose_method
+
+    if ctx is None:
+        ctx = switch_context()
+    return choose_method(operation, degree, rows, dtype, ctx, nu=nu)
 
 
 def _degree_weights(w: Any, lmax: int, name: str, dtype, xp):
@@ -383,7 +395,7 @@ def gaunt_tensor_product(
     y: Any,
     *,
     lmax_out: int | None = None,
-    method: str = "fourier",
+    method: str = "auto",
     basis: str = "real",
     weights: Any = None,
     check_finite: bool = True,
@@ -398,10 +410,14 @@ def gaunt_tensor_product(
     y : array_like, shape (..., (L2+1)**2)
     lmax_out : int, optional
         Highest output degree (default ``L1 + L2``: the full product, nothing lost).
-    method : {"fourier", "direct", "grid"}
-        ``"fourier"``: 2D Fourier basis and FFT convolution, :math:`O(L^3)` per channel (the
-        paper's algorithm); ``"direct"``: sparse contraction with the Gaunt table (the
-        reference, :math:`O(L^5)`); ``"grid"``: Gauss-Legendre quadrature on the sphere.
+    method : {"auto", "fourier", "direct", "grid"}
+        ``"auto"`` (default): the fastest of the three exact methods for this degree, number of
+        rows, precision and platform, from a table of measured times (the packaged one, or
+        the user's from ``python -m sci.gaunt.calibrate``; see :func:`calibrate_methods`);
+        all three agree to round-off. ``"fourier"``: 2D Fourier basis and FFT convolution,
+        :math:`O(L^3)` per channel (the paper's algorithm); ``"direct"``: sparse contraction
+        with the Gaunt table (the reference, :math:`O(L^5)`); ``"grid"``: Gauss-Legendre
+        quadrature on the sphere.
     basis : {"real", "complex"}
         Real harmonics (real arrays in and out) or complex (complex arrays).
     weights : (w1, w2, w_out), optional
@@ -477,7 +493,7 @@ def _gaunt_tensor_product_switch(
     y: Any,
     *,
     lmax_out: int | None = None,
-    method: str = "fourier",
+    method: str = "auto",
     basis: str = "real",
     weights: Any = None,
     check_finite: bool = True,
@@ -497,6 +513,7 @@ def _gaunt_tensor_product_switch(
     batch = np.broadcast_shapes(batch, *(w.shape[:-1] for w in (w1, w2, w3) if w is not None))
     keep = min(lo, l1 + l2)
     rows = math.prod(batch)
+    method = _resolve(method, "product", -(-(l1 + l2) // 2), rows, dtype, ctx)
     src_a = _weighted(_row_source(a, batch, dtype, xp),
                       None if w1 is None else _row_source(w1, batch, dtype, xp))
     src_b = _weighted(_row_source(b, batch, dtype, xp),
@@ -531,7 +548,7 @@ def gaunt_convolution(
     *,
     lmax_edge: int,
     lmax_out: int | None = None,
-    method: str = "fourier",
+    method: str = "auto",
     basis: str = "real",
     weights: Any = None,
     check_finite: bool = True,
@@ -590,7 +607,7 @@ def _gaunt_convolution_switch(
     *,
     lmax_edge: int,
     lmax_out: int | None = None,
-    method: str = "fourier",
+    method: str = "auto",
     basis: str = "real",
     weights: Any = None,
     check_finite: bool = True,
@@ -639,7 +656,7 @@ def gaunt_power(
     nu: int,
     *,
     lmax_out: int | None = None,
-    method: str = "fourier",
+    method: str = "auto",
     basis: str = "real",
     check_finite: bool = True,
 ) -> Array:
@@ -652,8 +669,10 @@ def gaunt_power(
         Body order (>= 1).
     lmax_out : int, optional
         Highest output degree (default ``nu * L``, nothing lost).
-    method : {"fourier", "direct", "grid"}
-        ``"fourier"``: one forward conversion, the power on a torus grid fine enough for degree
+    method : {"auto", "fourier", "direct", "grid"}
+        ``"auto"`` (default): the measured-fastest exact method (as in
+        :func:`gaunt_tensor_product`, keyed by ``L`` and ``nu``). ``"fourier"``: one forward
+        conversion, the power on a torus grid fine enough for degree
         :math:`\nu L` (repeated FFT convolution by binary splitting), one backward conversion;
         ``"direct"``: repeated Gaunt contractions (binary splitting); ``"grid"``: quadrature.
     basis : {"real", "complex"}
@@ -694,7 +713,7 @@ def _gaunt_power_switch(
     nu: int,
     *,
     lmax_out: int | None = None,
-    method: str = "fourier",
+    method: str = "auto",
     basis: str = "real",
     check_finite: bool = True,
     ctx: Any = None,
@@ -710,6 +729,7 @@ def _gaunt_power_switch(
         raise ValueError(f"nu * L = {nu * lmax} exceeds the degree limit {LMAX_LIMIT}")
     batch = tuple(a.shape[:-1])
     rows = math.prod(batch)
+    method = _resolve(method, "power", lmax, rows, a.dtype, ctx, nu=nu)
     keep = min(lo, nu * lmax)
     src = _row_source(a, batch, a.dtype, xp)
     what = f"gaunt_power (nu={nu}, method={method!r})"

@@ -15,10 +15,13 @@ def test_gaunt_efficiency_quick(tmp_path, figure_cache):
     data = json.loads((tmp_path / "gaunt_efficiency.json").read_text())["data"]
     assert record["figure"] == "gaunt_efficiency"
     assert (tmp_path / "gaunt_efficiency.png").stat().st_size > 0
-    for method in ("fourier", "direct", "grid"):
+    for method in ("auto", "fourier", "direct", "grid"):
         assert method in data["methods_timed"]
         assert len(data["seconds"][method]) == len(data["lmax"][method])
         assert all(t > 0 for t in data["seconds"][method])
+    # the auto line is lettered with one exact method per degree it was timed at
+    assert len(data["auto_choice"]) == len(data["lmax"]["auto"])
+    assert set(data["auto_choice"]) <= {"fourier", "direct", "grid"}
     # The equivariance identity GTP(Dx, Dy) = D GTP(x, y) (spec: <= 1e-13 for L <= 6).
     assert np.max(data["equivariance_error"]) <= 1e-13
     assert data["threads"]["numba"] in (1, None)

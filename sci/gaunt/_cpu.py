@@ -43,42 +43,41 @@ _recursion_globals["real_gaunt_elements"] = real_gaunt_elements
 complex_table = _compile(_recursion.complex_table)
 
 
-@numba.njit(cache=True, parallel=True)
-def _contract_real(x, y, i1, i2, starts, vals, out):
-    rows = x.shape[0]
-    n_out = starts.shape[0] - 1
-    for r in numba.prange(rows):
-        for o in range(n_out):
-            acc = 0.0
-            for k in range(starts[o], starts[o + 1]):
-                acc += vals[k] * x[r, i1[k]] * y[r, i2[k]]
-            out[r, o] = acc
+# Rows along the fast axis: each table entry k is one multiply-add over a block of rows,
+# contiguous in memory, so the loop runs in SIMD lanes (the row-major gather x[r, i1[k]]
+# could not: 5-14x slower, ~1 % of the FLOP/s on the performance page). "contract" lets LLVM
+# fuse the multiply-add; nothing is reassociated, so each row's sum keeps the table's order.
+_ROW_BLOCK = 256
 
 
-@numba.njit(cache=True, parallel=True)
-def _contract_complex(x, y, i1, i2, starts, vals, out):
-    rows = x.shape[0]
+@numba.njit(cache=True, parallel=True, fastmath={"contract"}, error_model="numpy")
+def _contract_rows_last(xt, yt, i1, i2, starts, vals, out_t, block):
     n_out = starts.shape[0] - 1
-    for r in numba.prange(rows):
+    rows = xt.shape[1]
+    n_blocks = (rows + block - 1) // block
+    for b in numba.prange(n_blocks):
+        r0 = b * block
+        r1 = min(rows, r0 + block)
+        acc = np.empty(r1 - r0, dtype=out_t.dtype)
         for o in range(n_out):
-            acc = 0.0j
+            acc[:] = 0
             for k in range(starts[o], starts[o + 1]):
-                acc += vals[k] * x[r, i1[k]] * y[r, i2[k]]
-            out[r, o] = acc
+                v = vals[k]
+                xa = xt[i1[k], r0:r1]
+                yb = yt[i2[k], r0:r1]
+                for r in range(r1 - r0):
+                    acc[r] += v * xa[r] * yb[r]
+            out_t[o, r0:r1] = acc
 
 
 def direct_contract(x, y, i1, i2, starts, vals, n_out):
     """z[r, o] = sum over the entries k of output o of vals[k] x[r, i1[k]] y[r, i2[k]]."""
     dtype = np.result_type(x.dtype, y.dtype)
-    x = np.ascontiguousarray(x, dtype=dtype)
-    y = np.ascontiguousarray(y, dtype=dtype)
-    out = np.empty((x.shape[0], n_out), dtype=dtype)
-    vals = vals.astype(dtype.type(0).real.dtype)
-    if dtype.kind == "c":
-        _contract_complex(x, y, i1, i2, starts, vals, out)
-    else:
-        _contract_real(x, y, i1, i2, starts, vals, out)
-    return out
+    xt = np.ascontiguousarray(np.asarray(x, dtype=dtype).T)  # (coefficients, rows)
+    yt = np.ascontiguousarray(np.asarray(y, dtype=dtype).T)
+    out_t = np.empty((n_out, xt.shape[1]), dtype=dtype)
+    _contract_rows_last(xt, yt, i1, i2, starts, vals.astype(dtype), out_t, _ROW_BLOCK)
+    return np.ascontiguousarray(out_t.T)
 
 
 @numba.njit(cache=True, parallel=True)

@@ -137,6 +137,7 @@ def choose_method(operation: str, degree: int, rows: int, dtype: Any, ctx: Any,
 DEFAULT_DEGREES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 24, 32)
 DEFAULT_BATCHES = (64, 1024)
 DEFAULT_POWERS = (2, 3)
+_SLOW = 0.05  # seconds: below this, timing a method at the next degree costs little
 
 
 def _time(call, repeats: int) -> float:
@@ -179,8 +180,9 @@ def calibrate_methods(
     repeats : int
         Timed calls per case after a warm-up; the best is kept.
     give_up : float
-        A method slower than ``give_up`` times the fastest at some degree is not timed at
-        higher degrees (its cost grows faster: the direct method's O(L^5)).
+        A method slower than ``give_up`` times the fastest, and slower than 50 ms, at some
+        degree is not timed at higher degrees (its cost grows faster: the direct method's
+        O(L^5)).
     path : path-like, optional
         Where to write the table (default :func:`user_table_path`); its entry for this
         platform is replaced, the others kept.
@@ -232,7 +234,10 @@ def calibrate_methods(
                                                      check_finite=False)
                         times[method] = _time(lambda c=call: _synchronised(c(), ctx), repeats)
                     best = min(times, key=times.get)
-                    alive = [m for m in alive if times[m] <= give_up * times[best]]
+                    # a method is dropped only once it is both far behind and slow in
+                    # absolute terms: one noisy fast case must not end its measurements
+                    alive = [m for m in alive
+                             if times[m] <= give_up * times[best] or times[m] < _SLOW]
                     rows_out.append({"operation": operation, "dtype": dtype, "batch": int(batch),
                                      "L": int(degree), "nu": nu, "times_s": times, "best": best})
                     if progress is not None:

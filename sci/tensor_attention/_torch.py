@@ -76,11 +76,14 @@ def _outer_block(keys, values, o0: int, o1: int, n_k: int):
     return k_rows, v_rows, digits, largest, int(largest_host.min())
 
 
-def _future(largest, q0: int, q1: int, n_k: int):
-    """The causal mask of a block, shape (bq, bo, n_k): a tuple index beyond the query's."""
+def _mask_future(logits, largest, q0: int, q1: int, n_k: int) -> None:
+    """Set to -inf, in place, the logits of a (bq, bo, n_k) block whose tuple has an index
+    beyond the query's: two broadcast masks, (bq, bo, 1) for the outer tuples and (bq, 1, n_k)
+    for the last key, so no block-sized boolean array is formed."""
     rows = torch.arange(q0, q1, device=largest.device)
     last = torch.arange(n_k, device=largest.device)
-    return (largest[None, :, None] > rows[:, None, None]) | (last[None, None, :] > rows[:, None, None])
+    logits.masked_fill_((largest[None, :] > rows[:, None])[:, :, None], -torch.inf)
+    logits.masked_fill_((last[None, :] > rows[:, None])[:, None, :], -torch.inf)
 
 
 def _forward(Q, keys, values, scale: float, causal: bool):
@@ -111,7 +114,7 @@ def _forward(Q, keys, values, scale: float, causal: bool):
             rows_block = (sq[:, None, :] * k_rows[None, :, :]).reshape(-1, d)
             logits = (rows_block @ k_last.T).reshape(q1 - q0, o1 - o0, n_k)
             if causal:
-                logits.masked_fill_(_future(largest, q0, q1, n_k), -torch.inf)
+                _mask_future(logits, largest, q0, q1, n_k)
             new_max = torch.maximum(run_max, logits.amax(dim=(1, 2)))
             # A query whose keys are all masked so far keeps max -inf; shift it by 0 instead
             # so that no -inf - (-inf) is ever formed.
@@ -174,8 +177,7 @@ def _backward(Q, keys, values, out, lse, grad_out, scale: float, causal: bool, n
             rows_block = (sq[:, None, :] * k_rows[None, :, :]).reshape(-1, d)  # s Q_i * k_O
             logits = rows_block @ k_last.T  # (bq bo, n_k)
             if causal:
-                logits.view(q1 - q0, o1 - o0, n_k).masked_fill_(
-                    _future(largest, q0, q1, n_k), -torch.inf)
+                _mask_future(logits.view(q1 - q0, o1 - o0, n_k), largest, q0, q1, n_k)
             weights = logits.view(q1 - q0, o1 - o0, n_k).sub_(lse[q0:q1, None, None]).exp_()
             weights = weights.reshape(-1, n_k)  # P, (bq bo, n_k)
             dout = grad_out[q0:q1]

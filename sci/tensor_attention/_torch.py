@@ -188,15 +188,17 @@ def _backward(Q, keys, values, out, lse, grad_out, scale: float, causal: bool, n
             ds = ds.reshape(-1, n_k).mul_(weights)
             if want_v:
                 grad_v[-1] += weights.T @ dout_rows
-                pv = (weights @ v_last).view(q1 - q0, o1 - o0, d)
-                grad_v_rows += torch.einsum("qod,qd->od", pv, dout)
+                if p > 1:  # t = 2: the outer rows are ones, with no gradient to pass on
+                    pv = (weights @ v_last).view(q1 - q0, o1 - o0, d)
+                    grad_v_rows += torch.einsum("qod,qd->od", pv, dout)
             if needs[0] or want_k:
                 g = (ds @ k_last).view(q1 - q0, o1 - o0, d)  # sum_j dS_iOj K_last[j]
                 if needs[0]:
                     grad_q[q0:q1] += scale * torch.einsum("qod,od->qd", g, k_rows)
                 if want_k:
                     grad_k[-1] += ds.T @ rows_block
-                    grad_k_rows += torch.einsum("qod,qd->od", g, sq)
+                    if p > 1:
+                        grad_k_rows += torch.einsum("qod,qd->od", g, sq)
         if p > 1:
             if want_k:
                 _scatter_product_rule(grad_k_rows, keys[:-1], digits, grad_k)

@@ -18,6 +18,8 @@ Four series, d = 4, entries uniform in [-1, 1] (±1 for the accuracy table):
   t = 2, with the numbers the node saves for the backward (inputs, output, log-sum-exp)
   against the n^t weights; and forward + backward of the Function against autograd through the
   array-API code (which stores every block's weights), with their gradients' difference.
+  The torch cases run on one thread: on a shared machine torch's intra-op threads waiting for
+  a descheduled sibling made a 6 ms call take 600 ms.
 
 ``summarize`` fits log-log slopes, finds the crossover and extrapolates the exact time to the
 largest n (labelled as an extrapolation: it is not measured).
@@ -156,15 +158,18 @@ def _torch_grad_cases(quick: bool):
             return torch.autograd.grad(out, leaves, upstream, retain_graph=True)
 
         params = {"series": "torch-grad", "order": order, "n": n, "d": D, "causal": causal,
-                  "dtype": "float64", "torch_threads": torch.get_num_threads(),
+                  "dtype": "float64", "torch_threads": 1,
                   "node_saved_numbers": sum(t.numel() for t in out.grad_fn.saved_tensors),
                   "weights_n_to_the_t": n**order}
         if order == 3 and not causal:
-            params["cpu_s"] = {"forward": _cpu_seconds(forward), "backward": _cpu_seconds(backward)}
+            params["cpu_s"] = {
+                "forward, one thread": _cpu_seconds(_single_thread(forward)),
+                "backward, one thread": _cpu_seconds(_single_thread(backward)),
+            }
         yield Case(
             label=f"torch grad t={order} n={n}{' causal' if causal else ''}",
-            ours=forward,
-            peer=backward,
+            ours=_single_thread(forward),
+            peer=_single_thread(backward),
             ours_name="torch forward (autograd.Function)",
             peer_name="recomputing backward",
             params=params,
@@ -184,8 +189,8 @@ def _torch_grad_cases(quick: bool):
 
     yield Case(
         label=f"torch fwd+bwd t=3 n={n3}",
-        ours=gradients(False),
-        peer=gradients(True),
+        ours=_single_thread(gradients(False)),
+        peer=_single_thread(gradients(True)),
         ours_name="autograd.Function (recomputing)",
         peer_name="autograd through the array code (stores weights)",
         params={"series": "torch-grad-vs-array", "order": 3, "n": n3, "d": D,
@@ -350,8 +355,8 @@ def _summarize(rows):
             r["case"]: round(r["ratio"], 2) for r in grad_rows}
         cpu_grad = [r["params"]["cpu_s"] for r in grad_rows if "cpu_s" in r["params"]]
         if cpu_grad:
-            summary["torch_backward_over_forward_cpu_time_t3"] = round(
-                cpu_grad[0]["backward"] / cpu_grad[0]["forward"], 2)
+            summary["torch_backward_over_forward_cpu_time_t3_one_thread"] = round(
+                cpu_grad[0]["backward, one thread"] / cpu_grad[0]["forward, one thread"], 2)
         summary["torch_node_saved_numbers_over_weights"] = {
             r["case"]: float(f"{p['node_saved_numbers'] / p['weights_n_to_the_t']:.3g}")
             for r in grad_rows for p in (r["params"],)}

@@ -122,7 +122,7 @@ def _forward(Q, keys, values, scale: float, causal: bool):
             weights = logits.sub_(safe_max[:, None, None]).exp_()  # in place: the one big array
             rescale = torch.exp(run_max - safe_max)
             inner = (weights.reshape(-1, n_k) @ v_last).reshape(q1 - q0, o1 - o0, d)
-            numerator = rescale[:, None] * numerator + torch.einsum("qod,od->qd", inner, v_rows)
+            numerator = rescale[:, None] * numerator + (inner * v_rows[None, :, :]).sum(dim=1)
             denominator = rescale * denominator + weights.sum(dim=(1, 2))
             run_max = new_max
         out[q0:q1] = numerator / denominator[:, None]
@@ -190,15 +190,15 @@ def _backward(Q, keys, values, out, lse, grad_out, scale: float, causal: bool, n
                 grad_v[-1] += weights.T @ dout_rows
                 if p > 1:  # t = 2: the outer rows are ones, with no gradient to pass on
                     pv = (weights @ v_last).view(q1 - q0, o1 - o0, d)
-                    grad_v_rows += torch.einsum("qod,qd->od", pv, dout)
+                    grad_v_rows += (pv * dout[:, None, :]).sum(dim=0)
             if needs[0] or want_k:
                 g = (ds @ k_last).view(q1 - q0, o1 - o0, d)  # sum_j dS_iOj K_last[j]
                 if needs[0]:
-                    grad_q[q0:q1] += scale * torch.einsum("qod,od->qd", g, k_rows)
+                    grad_q[q0:q1] += scale * (g * k_rows[None, :, :]).sum(dim=1)
                 if want_k:
                     grad_k[-1] += ds.T @ rows_block
                     if p > 1:
-                        grad_k_rows += torch.einsum("qod,qd->od", g, sq)
+                        grad_k_rows += (g * sq[:, None, :]).sum(dim=0)
         if p > 1:
             if want_k:
                 _scatter_product_rule(grad_k_rows, keys[:-1], digits, grad_k)

@@ -273,3 +273,24 @@ def test_api_page_torch_example_runs():
                               optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 7
     assert result.failed == 0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("causal", [False, True])
+def test_cuda_tensors_give_the_cpu_values_and_gradients_on_the_device(causal):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device for torch")
+    rng = np.random.default_rng(13)
+    Q, keys, values = _leaves(rng, 7, 7, 3, 2)
+    on_cpu = (Q, *keys, *values)
+    on_gpu = [x.detach().cuda().requires_grad_() for x in on_cpu]
+    out_cpu = _call(2, causal)(*on_cpu)
+    out_gpu = _call(2, causal)(*on_gpu)
+    assert out_gpu.device.type == "cuda"
+    torch.testing.assert_close(out_gpu.cpu(), out_cpu.detach(), rtol=0, atol=TOL64)
+    weight = torch.tensor(rng.standard_normal((7, 3)))
+    grads_cpu = torch.autograd.grad((out_cpu * weight).sum(), on_cpu)
+    grads_gpu = torch.autograd.grad((out_gpu * weight.cuda()).sum(), on_gpu)
+    for g, e in zip(grads_gpu, grads_cpu, strict=True):
+        assert g.device.type == "cuda"
+        torch.testing.assert_close(g.cpu(), e, rtol=0, atol=TOL64)

@@ -14,6 +14,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sci.tensor_attention import higher_order_attention, softmax_attention, tensor_attention
 
@@ -106,6 +108,52 @@ def test_gradients_equal_autograd_through_the_dense_formula(order, causal, block
     expected = torch.autograd.grad((want * weight).sum(), inputs)
     for g, e in zip(got, expected, strict=True):
         torch.testing.assert_close(g, e, rtol=0, atol=TOL64 * max(1.0, float(e.abs().max())))
+
+
+@given(
+    n=st.integers(1, 7), m=st.integers(1, 7), d=st.integers(1, 4), order=st.sampled_from([2, 3]),
+    causal=st.booleans(), seed=st.integers(0, 2**32 - 1), spread=st.sampled_from([0.1, 1, 3]),
+    scale=st.sampled_from([None, 0.3, 2.0]), block=st.sampled_from([7, 64, 1 << 16]),
+)
+def test_gradients_match_the_dense_formula_property(n, m, d, order, causal, seed, spread, scale,
+                                                    block):
+    """Any shape, scale, spread of the logits (up to ~ s d 3^t) and block size."""
+    from sci.tensor_attention import _exact
+
+    if causal:
+        m = n
+    pairs = order - 1
+    Q, keys, values = _leaves(np.random.default_rng(seed), n, m, d, pairs, spread=spread)
+    inputs = (Q, *keys, *values)
+    weight = torch.tensor(np.random.default_rng(seed + 1).standard_normal((n, d)))
+    saved_block = _exact._BLOCK_ELEMENTS
+    _exact._BLOCK_ELEMENTS = block  # restored below (hypothesis reruns the body: no monkeypatch)
+    try:
+        ours = _call(pairs, causal, scale)(*inputs)
+        got = torch.autograd.grad((ours * weight).sum(), inputs)
+    finally:
+        _exact._BLOCK_ELEMENTS = saved_block
+    want = dense_torch(Q, keys, values, scale=scale, causal=causal)
+    expected = torch.autograd.grad((want * weight).sum(), inputs)
+    # gradients carry a factor s |Q| |K|^(t-2) ~ up to 2 * 3^2 of the output's size
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, e, rtol=0, atol=1e-11 * max(1.0, float(e.abs().max())))
+
+
+def test_huge_logits_have_finite_exact_gradients():
+    """Logits of ~ 1e3 (exp would overflow unshifted): the recomputed weights exp(L - lse) stay
+    <= 1 and the gradients equal the dense (max-shifted) softmax's."""
+    rng = np.random.default_rng(14)
+    Q, keys, values = _leaves(rng, 6, 6, 2, 2, spread=4.0)
+    inputs = (Q, *keys, *values)
+    out = tensor_attention(*inputs, causal=True, scale=40.0)
+    want = dense_torch(Q, keys, values, scale=40.0, causal=True)
+    torch.testing.assert_close(out, want, rtol=0, atol=TOL64)
+    got = torch.autograd.grad(out.sum(), inputs)
+    expected = torch.autograd.grad(want.sum(), inputs)
+    for g, e in zip(got, expected, strict=True):
+        assert torch.isfinite(g).all()
+        torch.testing.assert_close(g, e, rtol=0, atol=1e-10 * max(1.0, float(e.abs().max())))
 
 
 @pytest.mark.parametrize("order", [2, 3, 4])

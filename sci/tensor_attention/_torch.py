@@ -158,7 +158,7 @@ def _backward(Q, keys, values, out, lse, grad_out, scale: float, causal: bool, n
     # D_i = dO_i . O_i = sum_J P_iJ dP_iJ: the softmax's correction, one number per query
     delta = (grad_out * out).sum(dim=1)
     # lse is finite for every query that attends to anything; a query with no key at all
-    # (none exists after validation) would get weights exp(-inf - 0) = 0, not NaN
+    # (none exists after validation) gets lse = +inf here: weights exp(L - inf) = 0, not NaN
     lse = torch.where(torch.isfinite(lse), lse, torch.inf)
     want_k = any(needs[1 : 1 + p])
     want_v = any(needs[1 + p :])

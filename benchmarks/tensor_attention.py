@@ -11,7 +11,15 @@ Four series, d = 4, entries uniform in [-1, 1] (±1 for the accuracy table):
 * ``poly n=...``: the polynomial method (Taylor, degree 6, rank C(10, 6) = 210) against the
   exact Numba kernel while that fits the time budget (n <= 1024; 512 in quick mode), alone
   beyond, up to n = 262 144 (16 384 in quick mode);
-* the peak Python-heap memory (tracemalloc) of the NumPy paths, in the case parameters.
+* the peak Python-heap memory (tracemalloc) of the NumPy paths, in the case parameters;
+* ``torch grad ...`` (when torch is installed): torch CPU tensors that require grad, the
+  forward (the ``torch.autograd.Function`` of ``sci/tensor_attention/_torch.py``) against its
+  recomputing backward (``ratio`` = backward / forward time), for t = 3 (causal and not) and
+  t = 2, with the numbers the node saves for the backward (inputs, output, log-sum-exp)
+  against the n^t weights; and forward + backward of the Function against autograd through the
+  array-API code (which stores every block's weights), with their gradients' difference.
+  The torch cases run on one thread: on a shared machine torch's intra-op threads waiting for
+  a descheduled sibling made a 6 ms call take 600 ms.
 
 ``summarize`` fits log-log slopes, finds the crossover and extrapolates the exact time to the
 largest n (labelled as an extrapolation: it is not measured).
@@ -91,6 +99,107 @@ def _cpu_seconds(fn, repeats: int = 5) -> float:
         fn()
         best = min(best, time.process_time() - start)
     return best
+
+
+def _torch_leaves(order: int, n: int, seed: int = 3):
+    import torch
+
+    arrays = np.random.default_rng(seed).uniform(-1.0, 1.0, (2 * order - 1, n, D))
+    return [torch.tensor(a, requires_grad=True) for a in arrays]
+
+
+def _torch_forward(leaves, causal: bool, *, array_code: bool = False):
+    """Exact order-t attention of torch leaves: the autograd.Function (what the public functions
+    run) or, with ``array_code``, the array-API code differentiated by autograd."""
+    from sci.tensor_attention import _array, higher_order_attention
+
+    pairs = (len(leaves) - 1) // 2
+    q, keys, values = leaves[0], leaves[1 : 1 + pairs], leaves[1 + pairs :]
+    if array_code:
+        return _array.standard_exact_attention(q, keys, values, 1.0 / D, causal)
+    return higher_order_attention(q, keys, values, causal=causal)
+
+
+def _saved_numbers(fn) -> int:
+    """Numbers autograd saves for the backward while ``fn`` runs (saved_tensors_hooks)."""
+    import torch
+
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        total += t.numel()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return total
+
+
+def _torch_grad_cases(quick: bool):
+    """Backward against forward of exact attention on torch CPU tensors (see the docstring)."""
+    try:
+        import torch
+    except ImportError:
+        print("  (torch not installed: the torch grad cases omitted)")
+        return
+    n3 = 64 if quick else 256
+    n2 = 512 if quick else 4096
+    for order, n, causal in ((3, n3, False), (3, n3, True), (2, n2, False)):
+        leaves = _torch_leaves(order, n)
+        out = _torch_forward(leaves, causal)
+        upstream = torch.ones_like(out)
+
+        def forward(leaves=leaves, causal=causal):
+            return _torch_forward(leaves, causal)
+
+        def backward(out=out, leaves=leaves, upstream=upstream):
+            # the graph is kept (retain_graph): each repeat runs the backward alone
+            return torch.autograd.grad(out, leaves, upstream, retain_graph=True)
+
+        params = {"series": "torch-grad", "order": order, "n": n, "d": D, "causal": causal,
+                  "dtype": "float64", "torch_threads": 1,
+                  "node_saved_numbers": sum(t.numel() for t in out.grad_fn.saved_tensors),
+                  "weights_n_to_the_t": n**order}
+        if order == 3 and not causal:
+            params["cpu_s"] = {
+                "forward, one thread": _cpu_seconds(_single_thread(forward)),
+                "backward, one thread": _cpu_seconds(_single_thread(backward)),
+            }
+        yield Case(
+            label=f"torch grad t={order} n={n}{' causal' if causal else ''}",
+            ours=_single_thread(forward),
+            peer=_single_thread(backward),
+            ours_name="torch forward (autograd.Function)",
+            peer_name="recomputing backward",
+            params=params,
+            repeats=3 if quick else 5,
+        )
+    leaves = _torch_leaves(3, n3)
+
+    def gradients(array_code):
+        def run():
+            out = _torch_forward(leaves, False, array_code=array_code)
+            return torch.autograd.grad(out.sum(), leaves)
+
+        return run
+
+    def difference(a, b):
+        return max(float((x - y).abs().max()) for x, y in zip(a, b, strict=True))
+
+    yield Case(
+        label=f"torch fwd+bwd t=3 n={n3}",
+        ours=_single_thread(gradients(False)),
+        peer=_single_thread(gradients(True)),
+        ours_name="autograd.Function (recomputing)",
+        peer_name="autograd through the array code (stores weights)",
+        params={"series": "torch-grad-vs-array", "order": 3, "n": n3, "d": D,
+                "saved_numbers_function": _saved_numbers(lambda: _torch_forward(leaves, False)),
+                "saved_numbers_array_code": _saved_numbers(
+                    lambda: _torch_forward(leaves, False, array_code=True))},
+        check=difference,
+        repeats=3 if quick else 5,
+    )
 
 
 def _accuracy(n: int) -> dict:
@@ -173,6 +282,7 @@ def _cases(quick: bool):
             check=_max_abs_difference if with_exact else None,
             repeats=2 if n >= 65536 or n >= 512 and with_exact else 3,
         )
+    yield from _torch_grad_cases(quick)
 
 
 def _summarize(rows):
@@ -239,6 +349,23 @@ def _summarize(rows):
         f"poly n={r['params']['n']}": round(r["params"]["poly_peak_bytes"] / 2**20, 2)
         for r in poly_rows
     }
+    grad_rows = [r for r in rows if r["params"]["series"] == "torch-grad"]
+    if grad_rows:
+        summary["torch_backward_over_forward_time"] = {
+            r["case"]: round(r["ratio"], 2) for r in grad_rows}
+        cpu_grad = [r["params"]["cpu_s"] for r in grad_rows if "cpu_s" in r["params"]]
+        if cpu_grad:
+            summary["torch_backward_over_forward_cpu_time_t3_one_thread"] = round(
+                cpu_grad[0]["backward, one thread"] / cpu_grad[0]["forward, one thread"], 2)
+        summary["torch_node_saved_numbers_over_weights"] = {
+            r["case"]: float(f"{p['node_saved_numbers'] / p['weights_n_to_the_t']:.3g}")
+            for r in grad_rows for p in (r["params"],)}
+    versus = [r for r in rows if r["params"]["series"] == "torch-grad-vs-array"]
+    if versus:
+        summary["torch_fwd_bwd_array_code_over_function_time"] = round(versus[0]["ratio"], 2)
+        summary["torch_saved_numbers_array_code_over_function"] = round(
+            versus[0]["params"]["saved_numbers_array_code"]
+            / versus[0]["params"]["saved_numbers_function"], 1)
     summary["note"] = (
         "wall ratios depend on the machine's load (see machine.load_average): "
         "'speedup_*' are ratios of medians, 'speedup_min_times_*' of "

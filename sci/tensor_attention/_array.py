@@ -1,26 +1,47 @@
-"""Exact attention written once against the array API standard (torch, array_api_strict, ...).
+"""Exact attention written once against the array API standard (array_api_strict, ...).
 
 The blocked, overflow-safe algorithm of ``_exact._exact_attention_xp`` without NumPy-only
-calls or in-place updates, so torch's autograd differentiates it: query blocks x blocks of
-key tuples (j_1, ..., j_{t-2}) x all last keys, with a running maximum per query. The tuple
-indices and the causal skips are computed on the host from the block bounds (no device value
-is read in the loops).
+calls or in-place updates: query blocks x blocks of key tuples (j_1, ..., j_{t-2}) x all last
+keys, with a running maximum per query. The tuple indices and the causal skips are computed on
+the host from the block bounds (no device value is read in the loops). Memory: one logit block
+of at most ``_BLOCK_ELEMENTS`` elements.
 
-Memory: the forward holds one logit block of at most ``_BLOCK_ELEMENTS`` elements; through
-torch the backward keeps every block's weights, O(n_q n_k^(t-1)) numbers in all (autograd
-stores what it differentiates; a recomputing backward is left to a kernel of its own).
+Torch tensors (CPU or CUDA) do not run this code: the dispatch key ``"array"`` serves every
+library without kernels of its own, and ``_LIBRARY_IMPLEMENTATIONS`` sends torch on to
+``_torch.py``, a ``torch.autograd.Function`` whose backward recomputes the logit blocks
+(O(n d) backward memory; autograd through this code would store every block's weights,
+O(n_q n_k^(t-1)) numbers).
 """
 
 from __future__ import annotations
+
+import importlib
 
 import array_api_compat
 import numpy as np
 
 from .._validation import chunk_length
+from ..backend._arrays import library_of
 from . import _exact
+
+# Libraries on the array path that have an implementation of their own ("module:attribute",
+# imported on first use, so that importing sci never imports torch).
+_LIBRARY_IMPLEMENTATIONS = {"torch": "sci.tensor_attention._torch:exact_attention"}
 
 
 def exact_attention(Q, keys, values, scale, causal):
+    """Dispatch entry of the key ``"array"``: a library's own implementation, else the code
+    below."""
+    own = _LIBRARY_IMPLEMENTATIONS.get(library_of(Q))
+    if own is not None:
+        module, _, attribute = own.partition(":")
+        return getattr(importlib.import_module(module), attribute)(Q, keys, values, scale, causal)
+    return standard_exact_attention(Q, keys, values, scale, causal)
+
+
+def standard_exact_attention(Q, keys, values, scale, causal):
+    """The blocked algorithm against the standard (torch too, when called directly: then
+    autograd differentiates it, storing every block's weights)."""
     xp = array_api_compat.array_namespace(Q)
     device = array_api_compat.device(Q)
     n_q, d = Q.shape

@@ -179,7 +179,8 @@ def _run_exact(Q, keys, values, scale, causal, max_work, ctx):
 
 register("tensor_attention.exact", "numpy", _exact_attention_xp)
 register("tensor_attention.exact", "cupy", _exact_attention_xp)
-# torch, array_api_strict, ...: the same blocked algorithm against the standard, differentiable
+# array_api_strict, ...: the same blocked algorithm against the standard; torch tensors go on
+# from there to the autograd.Function of _torch.py (recomputing backward)
 register("tensor_attention.exact", "array", "sci.tensor_attention._array:exact_attention")
 register("tensor_attention.exact", "numba", "sci.tensor_attention._cpu:exact_attention")
 register("tensor_attention.exact", "cupy", "sci.tensor_attention._gpu:exact_attention")
@@ -249,12 +250,16 @@ def higher_order_attention(
     any size are safe.
 
     Arrays of any library (the Backends page of the docs): NumPy arrays follow the switch (the
-    blocked NumPy code or the Numba kernel; CuPy under ``use_backend("cupy")``); torch tensors
-    (CPU or CUDA), ``array_api_strict`` and other array-API arrays take the same blocked
-    algorithm written against the standard (``sci/tensor_attention/_array.py``) and come back in
-    their library, on their device. Through torch the result is differentiable (causal too):
-    autograd differentiates the array path, and its backward keeps every logit block's weights,
-    O(n m^(t-1)) numbers (a recomputing backward would need a kernel of its own).
+    blocked NumPy code or the Numba kernel; CuPy under ``use_backend("cupy")``);
+    ``array_api_strict`` and other array-API arrays take the same blocked algorithm written
+    against the standard (``sci/tensor_attention/_array.py``); torch tensors (CPU or CUDA) take
+    it written in torch, as a ``torch.autograd.Function`` (``sci/tensor_attention/_torch.py``),
+    with or without ``requires_grad``. Each comes back in its library, on its device. Through
+    torch the result is differentiable (causal too): the Function saves the inputs, the output
+    and one log-sum-exp per query, and its backward recomputes the logit blocks one at a time
+    (FlashAttention-2's backward over the Kronecker keys), so the backward's memory is
+    :math:`O(n d)` beyond the inputs, like the forward's, never the :math:`n m^{t-1}` weights.
+    It is once differentiable: a second derivative through it raises.
 
     References
     ----------
@@ -322,12 +327,16 @@ def softmax_attention(
     :math:`O(n m d)` time, :math:`O(n d)` memory beyond the inputs, stable for large logits.
 
     Arrays of any library (the Backends page of the docs): NumPy arrays follow the switch (the
-    blocked NumPy code or the Numba kernel; CuPy under ``use_backend("cupy")``); torch tensors
-    (CPU or CUDA), ``array_api_strict`` and other array-API arrays take the same blocked
-    algorithm written against the standard (``sci/tensor_attention/_array.py``) and come back in
-    their library, on their device. Through torch the result is differentiable (causal too):
-    autograd differentiates the array path, and its backward keeps every logit block's weights,
-    O(n m^(t-1)) numbers (a recomputing backward would need a kernel of its own).
+    blocked NumPy code or the Numba kernel; CuPy under ``use_backend("cupy")``);
+    ``array_api_strict`` and other array-API arrays take the same blocked algorithm written
+    against the standard (``sci/tensor_attention/_array.py``); torch tensors (CPU or CUDA) take
+    it written in torch, as a ``torch.autograd.Function`` (``sci/tensor_attention/_torch.py``),
+    with or without ``requires_grad``. Each comes back in its library, on its device. Through
+    torch the result is differentiable (causal too): the Function saves the inputs, the output
+    and one log-sum-exp per query, and its backward recomputes the logit blocks one at a time
+    (FlashAttention-2's backward over the Kronecker keys), so the backward's memory is
+    :math:`O(n d)` beyond the inputs, like the forward's, never the :math:`n m^{t-1}` weights.
+    It is once differentiable: a second derivative through it raises.
 
     References
     ----------
@@ -396,12 +405,16 @@ def tensor_attention(
     :math:`n m^2`). On the ``numba`` backend a kernel parallel over queries runs it.
 
     Arrays of any library (the Backends page of the docs): NumPy arrays follow the switch (the
-    blocked NumPy code or the Numba kernel; CuPy under ``use_backend("cupy")``); torch tensors
-    (CPU or CUDA), ``array_api_strict`` and other array-API arrays take the same blocked
-    algorithm written against the standard (``sci/tensor_attention/_array.py``) and come back in
-    their library, on their device. Through torch the result is differentiable (causal too):
-    autograd differentiates the array path, and its backward keeps every logit block's weights,
-    O(n m^(t-1)) numbers (a recomputing backward would need a kernel of its own).
+    blocked NumPy code or the Numba kernel; CuPy under ``use_backend("cupy")``);
+    ``array_api_strict`` and other array-API arrays take the same blocked algorithm written
+    against the standard (``sci/tensor_attention/_array.py``); torch tensors (CPU or CUDA) take
+    it written in torch, as a ``torch.autograd.Function`` (``sci/tensor_attention/_torch.py``),
+    with or without ``requires_grad``. Each comes back in its library, on its device. Through
+    torch the result is differentiable (causal too): the Function saves the inputs, the output
+    and one log-sum-exp per query, and its backward recomputes the logit blocks one at a time
+    (FlashAttention-2's backward over the Kronecker keys), so the backward's memory is
+    :math:`O(n d)` beyond the inputs, like the forward's, never the :math:`n m^{t-1}` weights.
+    It is once differentiable: a second derivative through it raises.
 
     References
     ----------

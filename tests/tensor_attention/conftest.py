@@ -23,12 +23,15 @@ def dense_attention(Q, keys, values, *, scale=None, causal=False, weight=None):
 
     khatri_rao_k, khatri_rao_v = khatri_rao(keys), khatri_rao(values)
     logits = s * Q @ khatri_rao_k.T
+    future = np.array([max(J) for J in tuples])[None, :] > np.arange(n)[:, None]
     if weight is None:
-        A = np.exp(logits - logits.max(axis=1, keepdims=True))
+        # shift by the largest logit a query may attend to: a larger future one would make
+        # every allowed weight underflow to 0 (and the row 0/0)
+        allowed = np.where(future, -np.inf, logits) if causal else logits
+        A = np.exp(allowed - allowed.max(axis=1, keepdims=True))
     else:
         A = weight(logits)
     if causal:
-        future = np.array([max(J) for J in tuples])[None, :] > np.arange(n)[:, None]
         A = np.where(future, 0.0, A)
     return (A @ khatri_rao_v) / A.sum(axis=1, keepdims=True)
 

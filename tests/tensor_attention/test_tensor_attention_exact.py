@@ -64,7 +64,7 @@ def test_exact_matches_dense_reference(xp, n, m, d, order, causal, seed, spread,
 
 def test_blocked_array_code_covers_many_blocks(xp, monkeypatch, rng, dense_reference):
     """Small blocks force the online max shift across many query and tuple blocks (the
-    NumPy blocked code on the numpy leg, the standard array code on strict and torch)."""
+    NumPy blocked code on the numpy leg, the standard array code on strict, _torch.py on torch)."""
     from sci.tensor_attention import _exact
 
     monkeypatch.setattr(_exact, "_BLOCK_ELEMENTS", 7)
@@ -164,7 +164,8 @@ def test_more_queries_than_keys(xp, rng, dense_reference):
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_torch_gradients_of_exact_attention(causal):
-    """Torch tensors take the array path; autograd's backward passes gradcheck in float64."""
+    """Torch tensors take the autograd.Function of _torch.py; its backward passes gradcheck in
+    float64 (test_tensor_attention_torch_grad.py tests it in depth)."""
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(11)
 

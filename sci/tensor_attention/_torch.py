@@ -1,0 +1,249 @@
+"""Exact attention for torch tensors: a ``torch.autograd.Function`` whose backward recomputes.
+
+Torch tensors (CPU or CUDA) of :func:`~sci.tensor_attention.higher_order_attention` (and of
+``softmax_attention``, ``tensor_attention``) come here from the array path (``_array.py``),
+with or without ``requires_grad``. This module imports torch; it is imported on first use only,
+so ``import sci`` never imports torch.
+
+Forward: the blocked algorithm of ``_exact._exact_attention_xp`` in torch operations. Query
+blocks x blocks of outer tuples ``O = (j_1, ..., j_{t-2})`` x all last keys ``j_{t-1}``, the
+logit block formed by one matrix product, a running maximum per query (the online softmax),
+causal blocks that lie wholly in the future skipped. Besides the output it keeps the
+log-sum-exp of each query's logits, ``lse_i = log sum_J exp(L_iJ)`` (masked tuples excluded).
+
+Backward (FlashAttention-2's, Dao 2023, arXiv:2307.08691, Algorithm 2, generalised to the
+Kronecker keys): the saved tensors are the inputs, the output ``O`` and ``lse`` -- O(n d)
+numbers beyond the inputs, never a weight. Each logit block is recomputed and its weights
+``P = exp(L - lse)`` (zero where masked) formed again, then with ``D_i = dO_i . O_i``::
+
+    dP_iJ = dO_i . (V_1[j_1] * ... * V_{t-1}[j_{t-1}])
+    dS_iJ = P_iJ (dP_iJ - D_i)
+    dQ_i  = s sum_J dS_iJ k_J,      k_J = K_1[j_1] * ... * K_{t-1}[j_{t-1}]  (elementwise)
+    dk_J  = s sum_i dS_iJ Q_i,      dv_J = sum_i P_iJ dO_i
+
+and the product rule sends ``dk_J`` to each factor: ``dK_m[j_m] += dk_J * prod_{m' != m}
+K_{m'}[j_{m'}]`` (likewise for the values). ``k_J`` is split as ``k_O * K_{t-1}[j_{t-1}]``: the
+last factor's gradient comes out of two matrix products per block, the outer factors' through
+per-block sums over the queries scattered with ``index_add_``. The backward holds one block of
+at most ``_exact._BLOCK_ELEMENTS`` weights (and its dS) at a time, plus O(n d) accumulators:
+its memory is O(n d) like the forward's, for every order t.
+
+The backward is itself not differentiable (``once_differentiable``): a second derivative of
+exact attention through torch raises rather than returning a wrong value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.autograd.function import once_differentiable
+
+from .._validation import chunk_length
+from . import _exact
+
+
+def _block_sizes(n_q: int, n_k: int, n_outer: int) -> tuple[int, int]:
+    """Query-block and outer-tuple-block lengths: a logit block of at most the budget."""
+    budget = _exact._BLOCK_ELEMENTS
+    block_q = chunk_length(n_q, n_k, budget=budget)
+    block_o = chunk_length(n_outer, block_q * n_k, budget=budget)
+    return block_q, block_o
+
+
+def _outer_block(keys, values, o0: int, o1: int, n_k: int):
+    """Rows ``o0:o1`` of K_1 ⊘ ... ⊘ K_{t-2} and of the values, the digit index tensors
+    ``j_m(O)`` and, on the host, the largest digit of each tuple (for the causal mask and skips).
+
+    The digits are computed twice, on the host (NumPy, for the skip decision: no device read)
+    and on the device (torch, for the gathers: no host-to-device copy in the loop).
+    """
+    p = len(keys) - 1
+    like = keys[-1]
+    o = torch.arange(o0, o1, device=like.device)
+    digits = [torch.div(o, n_k**m, rounding_mode="floor") % n_k for m in range(p)]
+    k_rows = torch.ones((o1 - o0, like.shape[1]), dtype=like.dtype, device=like.device)
+    v_rows = torch.ones_like(k_rows)
+    for m, j in enumerate(digits):
+        k_rows = k_rows * keys[m].index_select(0, j)
+        v_rows = v_rows * values[m].index_select(0, j)
+    host = np.arange(o0, o1)
+    largest_host = np.zeros(o1 - o0, dtype=np.int64)
+    for m in range(p):
+        largest_host = np.maximum(largest_host, (host // n_k**m) % n_k)
+    largest = torch.zeros(o1 - o0, dtype=torch.long, device=like.device)
+    for j in digits:
+        largest = torch.maximum(largest, j)
+    return k_rows, v_rows, digits, largest, int(largest_host.min())
+
+
+def _mask_future(logits, largest, q0: int, q1: int, n_k: int) -> None:
+    """Set to -inf, in place, the logits of a (bq, bo, n_k) block whose tuple has an index
+    beyond the query's: two broadcast masks, (bq, bo, 1) for the outer tuples and (bq, 1, n_k)
+    for the last key, so no block-sized boolean array is formed."""
+    rows = torch.arange(q0, q1, device=largest.device)
+    last = torch.arange(n_k, device=largest.device)
+    logits.masked_fill_((largest[None, :] > rows[:, None])[:, :, None], -torch.inf)
+    logits.masked_fill_((last[None, :] > rows[:, None])[:, None, :], -torch.inf)
+
+
+def _forward(Q, keys, values, scale: float, causal: bool):
+    """Attention and the per-query log-sum-exp of the (scaled, masked) logits."""
+    n_q, d = Q.shape
+    n_k = keys[0].shape[0]
+    n_outer = n_k ** (len(keys) - 1)
+    k_last, v_last = keys[-1], values[-1]
+    block_q, block_o = _block_sizes(n_q, n_k, n_outer)
+    outer = [_outer_block(keys, values, o0, min(n_outer, o0 + block_o), n_k)
+             for o0 in range(0, n_outer, block_o)] if n_outer <= block_o else None
+    out = torch.empty((n_q, d), dtype=Q.dtype, device=Q.device)
+    lse = torch.empty(n_q, dtype=Q.dtype, device=Q.device)
+    for q0 in range(0, n_q, block_q):
+        q1 = min(n_q, q0 + block_q)
+        sq = scale * Q[q0:q1]
+        run_max = torch.full((q1 - q0,), -torch.inf, dtype=Q.dtype, device=Q.device)
+        numerator = torch.zeros((q1 - q0, d), dtype=Q.dtype, device=Q.device)
+        denominator = torch.zeros(q1 - q0, dtype=Q.dtype, device=Q.device)
+        for b, o0 in enumerate(range(0, n_outer, block_o)):
+            o1 = min(n_outer, o0 + block_o)
+            # one outer block (t = 2, or small n): formed once for every query block
+            k_rows, v_rows, _, largest, smallest = (
+                outer[b] if outer is not None else _outer_block(keys, values, o0, o1, n_k))
+            if causal and smallest > q1 - 1:
+                continue  # every tuple of this block lies in the future of every query
+            # one 2-D product (a single BLAS call) rather than a stack of bq small ones
+            rows_block = (sq[:, None, :] * k_rows[None, :, :]).reshape(-1, d)
+            logits = (rows_block @ k_last.T).reshape(q1 - q0, o1 - o0, n_k)
+            if causal:
+                _mask_future(logits, largest, q0, q1, n_k)
+            new_max = torch.maximum(run_max, logits.amax(dim=(1, 2)))
+            # A query whose keys are all masked so far keeps max -inf; shift it by 0 instead
+            # so that no -inf - (-inf) is ever formed.
+            safe_max = torch.where(torch.isfinite(new_max), new_max, 0.0)
+            weights = logits.sub_(safe_max[:, None, None]).exp_()  # in place: the one big array
+            rescale = torch.exp(run_max - safe_max)
+            inner = (weights.reshape(-1, n_k) @ v_last).reshape(q1 - q0, o1 - o0, d)
+            numerator = rescale[:, None] * numerator + (inner * v_rows[None, :, :]).sum(dim=1)
+            denominator = rescale * denominator + weights.sum(dim=(1, 2))
+            run_max = new_max
+        out[q0:q1] = numerator / denominator[:, None]
+        lse[q0:q1] = torch.where(torch.isfinite(run_max), run_max, 0.0) + torch.log(denominator)
+    return out, lse
+
+
+def _scatter_product_rule(grad_rows, factors, digits, grads):
+    """``grads[m][j_m(O)] += grad_rows[O] * prod_{m' != m} factors[m'][j_{m'}(O)]``.
+
+    The product of the other factors is formed explicitly (no division: a factor may be 0).
+    """
+    gathered = [f.index_select(0, j) for f, j in zip(factors, digits, strict=True)]
+    for m, j in enumerate(digits):
+        others = grad_rows
+        for mm, g in enumerate(gathered):
+            if mm != m:
+                others = others * g
+        grads[m].index_add_(0, j, others)
+
+
+def _backward(Q, keys, values, out, lse, grad_out, scale: float, causal: bool, needs):
+    """dQ, dK_m, dV_m by recomputing each logit block (the module docstring has the formulas)."""
+    n_q, d = Q.shape
+    n_k = keys[0].shape[0]
+    p = len(keys)
+    n_outer = n_k ** (p - 1)
+    k_last, v_last = keys[-1], values[-1]
+    block_q, block_o = _block_sizes(n_q, n_k, n_outer)
+    grad_q = torch.zeros_like(Q)
+    grad_k = [torch.zeros_like(k) for k in keys]
+    grad_v = [torch.zeros_like(v) for v in values]
+    # D_i = dO_i . O_i = sum_J P_iJ dP_iJ: the softmax's correction, one number per query
+    delta = (grad_out * out).sum(dim=1)
+    # lse is finite for every query that attends to anything; a query with no key at all
+    # (none exists after validation) gets lse = +inf here: weights exp(L - inf) = 0, not NaN
+    lse = torch.where(torch.isfinite(lse), lse, torch.inf)
+    want_k = any(needs[1 : 1 + p])
+    want_v = any(needs[1 + p :])
+    for o0 in range(0, n_outer, block_o):
+        o1 = min(n_outer, o0 + block_o)
+        k_rows, v_rows, digits, largest, smallest = _outer_block(keys, values, o0, o1, n_k)
+        grad_k_rows = torch.zeros_like(k_rows)
+        grad_v_rows = torch.zeros_like(v_rows)
+        # causal: a query block before the block's earliest tuple sees none of it
+        first_q = smallest if causal else 0
+        for q0 in range(first_q - first_q % block_q, n_q, block_q):
+            q1 = min(n_q, q0 + block_q)
+            if causal and smallest > q1 - 1:
+                continue
+            sq = scale * Q[q0:q1]
+            rows_block = (sq[:, None, :] * k_rows[None, :, :]).reshape(-1, d)  # s Q_i * k_O
+            logits = rows_block @ k_last.T  # (bq bo, n_k)
+            if causal:
+                _mask_future(logits.view(q1 - q0, o1 - o0, n_k), largest, q0, q1, n_k)
+            weights = logits.view(q1 - q0, o1 - o0, n_k).sub_(lse[q0:q1, None, None]).exp_()
+            weights = weights.reshape(-1, n_k)  # P, (bq bo, n_k)
+            dout = grad_out[q0:q1]
+            dout_rows = (dout[:, None, :] * v_rows[None, :, :]).reshape(-1, d)  # dO_i * v_O
+            # dS = P (dP - D), formed in the buffer of dP
+            ds = (dout_rows @ v_last.T).view(q1 - q0, o1 - o0, n_k)
+            ds.sub_(delta[q0:q1, None, None])
+            ds = ds.reshape(-1, n_k).mul_(weights)
+            if want_v:
+                grad_v[-1] += weights.T @ dout_rows
+                if p > 1:  # t = 2: the outer rows are ones, with no gradient to pass on
+                    pv = (weights @ v_last).view(q1 - q0, o1 - o0, d)
+                    grad_v_rows += (pv * dout[:, None, :]).sum(dim=0)
+            if needs[0] or want_k:
+                g = (ds @ k_last).view(q1 - q0, o1 - o0, d)  # sum_j dS_iOj K_last[j]
+                if needs[0]:
+                    grad_q[q0:q1] += scale * (g * k_rows[None, :, :]).sum(dim=1)
+                if want_k:
+                    grad_k[-1] += ds.T @ rows_block
+                    if p > 1:
+                        grad_k_rows += (g * sq[:, None, :]).sum(dim=0)
+        if p > 1:
+            if want_k:
+                _scatter_product_rule(grad_k_rows, keys[:-1], digits, grad_k)
+            if want_v:
+                _scatter_product_rule(grad_v_rows, values[:-1], digits, grad_v)
+    return grad_q, grad_k, grad_v
+
+
+class ExactAttention(torch.autograd.Function):
+    """Exact order-t attention with a recomputing backward (see the module docstring).
+
+    ``apply(scale, causal, pairs, Q, K_1, ..., K_{t-1}, V_1, ..., V_{t-1})``. Saved for the
+    backward: the inputs, the output and the per-query log-sum-exp -- no weight. Backward
+    memory O(n d) beyond the inputs (one fixed-size block of recomputed weights at a time).
+    Once differentiable: a double backward raises.
+    """
+
+    @staticmethod
+    def forward(ctx, scale, causal, pairs, Q, *keys_values):
+        keys, values = list(keys_values[:pairs]), list(keys_values[pairs:])
+        out, lse = _forward(Q, keys, values, scale, causal)
+        ctx.save_for_backward(Q, *keys, *values, out, lse)
+        ctx.scale, ctx.causal, ctx.pairs = scale, causal, pairs
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        saved = ctx.saved_tensors
+        p = ctx.pairs
+        Q, keys, values = saved[0], list(saved[1 : 1 + p]), list(saved[1 + p : 1 + 2 * p])
+        out, lse = saved[-2], saved[-1]
+        needs = ctx.needs_input_grad[3:]
+        grad_q, grad_k, grad_v = _backward(Q, keys, values, out, lse, grad_out.contiguous(),
+                                           ctx.scale, ctx.causal, needs)
+        grads = [grad_q, *grad_k, *grad_v]
+        return (None, None, None, *(g if need else None
+                                    for g, need in zip(grads, needs, strict=True)))
+
+
+def exact_attention(Q, keys, values, scale, causal):
+    """The dispatch entry for torch tensors: the Function when a gradient is wanted, else the
+    same forward without the autograd bookkeeping."""
+    inputs = (Q, *keys, *values)
+    if torch.is_grad_enabled() and any(x.requires_grad for x in inputs):
+        return ExactAttention.apply(float(scale), bool(causal), len(keys), *inputs)
+    with torch.no_grad():
+        return _forward(Q, keys, values, scale, causal)[0]

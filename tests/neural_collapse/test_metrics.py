@@ -215,7 +215,7 @@ def test_kernels_agree(rng):
     (serial below 2**18 entries, parallel above) give the same sums: exact up to the order of
     float64 additions."""
     from sci.neural_collapse._cpu import class_sums
-    from sci.neural_collapse._metrics import (
+    from sci.neural_collapse._accumulate import (
         _accumulate_gram_array,
         _accumulate_gram_numpy,
         _class_sums_array,

@@ -404,8 +404,8 @@ def _train_seeds(chunk, *, counts, M, lambdas, lam_H, loss, bias, d, steps, lr, 
         weights, H = params[:M], params[M]
         W = product(weights)
         means = (xp.astype(onehot_t, H.dtype) @ H) / xp.astype(counts_dev, H.dtype)[:, None]
-        final = [xp.linalg.svdvals(xp.where(xp.isfinite(W), W, 0.0)), xp.sqrt(xp.sum(W * W, axis=2)),
-                 xp.sqrt(xp.sum(means * means, axis=2))]
+        final = [xp.linalg.svdvals(xp.where(xp.isfinite(W), W, 0.0)),
+                 xp.sqrt(xp.sum(W * W, axis=2)), xp.sqrt(xp.sum(means * means, axis=2))]
     # The one read of the run: the history, the final summaries and the divergence step.
     packed = to_numpy(xp.concat(
         [xp.reshape(xp.stack(history), (-1,))]

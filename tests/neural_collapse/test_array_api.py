@@ -166,3 +166,15 @@ def test_training_reads_the_device_once_whatever_the_steps(strict_reads):
         counts.append(len(reads))
         assert run.features.device == device and run.loss.shape == (2, steps // 5 + 1)
     assert counts[0] == counts[1] == 1, counts
+
+
+def test_the_tasks_context_pickles(xp):
+    """A task sent to a worker process carries its array context (a module does not pickle:
+    it goes by its namespace's name and is rebuilt)."""
+    import pickle
+
+    from sci.backend import creation_context
+
+    ctx = creation_context(xp.namespace, xp.device)
+    back = pickle.loads(pickle.dumps(ctx))
+    assert back == ctx and back.xp is ctx.xp

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sci.generalization import (
     draw_linear_problem,
@@ -52,6 +54,24 @@ def test_linear_simulation_in_every_library_matches_numpy(xp, n, p, learning_rat
             assert xp.is_leg_array(value) and value.dtype == getattr(xp, dtype)
             assert tuple(value.shape) == (3, len(TIMES))
             np.testing.assert_allclose(xp.to_numpy(value), expected, rtol=rtol)
+
+
+@given(
+    n=st.integers(1, 10),
+    p=st.integers(1, 10),
+    eta=st.sampled_from([None, 0.05, 0.2]),
+    tau=st.sampled_from([0.5, 1.0, 3.0]),
+    seed=st.integers(0, 2**31),
+)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # the leg is stateless
+def test_linear_legs_agree_with_numpy_property(xp, n, p, eta, tau, seed):
+    t = np.array([0.0, 0.4, 3.0, 1e3])
+    kw = dict(sigma_eps=0.5, sigma_w0=0.2, learning_rate=eta, tau=tau, n_trials=2, rng=seed)
+    ref = simulate_linear(n, p, t, **kw)
+    got = simulate_linear(n, p, xp.asarray(t), **kw)
+    for a, b in zip(got, ref, strict=True):
+        assert xp.is_leg_array(a)
+        np.testing.assert_allclose(xp.to_numpy(a), b, rtol=1e-9, atol=1e-13)
 
 
 def test_linear_tasks_concatenate_in_the_library(xp):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sci.neural_collapse import nc_metrics, train_ufm, ufm_minimizer, ufm_objective
 
@@ -178,3 +180,38 @@ def test_the_tasks_context_pickles(xp):
     ctx = creation_context(xp.namespace, xp.device)
     back = pickle.loads(pickle.dumps(ctx))
     assert back == ctx and back.xp is ctx.xp
+
+
+@given(
+    counts=st.lists(st.integers(1, 6), min_size=2, max_size=5),
+    d=st.integers(1, 6),
+    seeds=st.integers(1, 3),
+    seed=st.integers(0, 2**31 - 1),
+)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # the leg is stateless
+def test_batched_history_metrics_are_nc_metrics(xp, counts, d, seeds, seed):
+    """Property, on every leg: the trainer's batched metrics of random states equal
+    nc_metrics (checked against the definitions in test_metrics.py), seed by seed."""
+    from sci.backend import cached_constant, creation_context
+    from sci.neural_collapse._train import (
+        RECORDED_METRICS,
+        _complement_of_counts,
+        _seed_metrics,
+    )
+
+    rng = np.random.default_rng(seed)
+    counts = np.array(counts)
+    K, N = counts.size, int(counts.sum())
+    labels = np.repeat(np.arange(K), counts)
+    H = rng.standard_normal((seeds, N, d)) + 3.0 * rng.standard_normal((seeds, K, d))[:, labels]
+    W = rng.standard_normal((seeds, K, d))
+    ctx = creation_context(xp.namespace, xp.device)
+    onehot_t = xp.asarray((labels[None, :] == np.arange(K)[:, None]).astype(np.float64))
+    complement = cached_constant(("test.complement", tuple(counts.tolist())),
+                                 lambda: _complement_of_counts(counts.astype(np.float64)), ctx)
+    got = xp.to_numpy(_seed_metrics(xp.asarray(H), xp.asarray(W), xp.asarray(labels), onehot_t,
+                                    xp.asarray(counts.astype(np.float64)), complement, ctx))
+    for s in range(seeds):
+        m = nc_metrics(H[s], labels, W=W[s])
+        expected = np.array([getattr(m, name) for name in RECORDED_METRICS])
+        np.testing.assert_allclose(got[:, s], expected, rtol=1e-7, atol=1e-12)

@@ -42,7 +42,7 @@ class UFMTraining:
     feature_norms: np.ndarray
     """(S, K) final class-mean norms ``||h_k||``."""
     weights: tuple[Any, ...] = field(repr=False)
-    """Final W_1..W_M, each (S, out, in), of the active backend."""
+    """Final W_1..W_M, each (S, out, in), arrays of the library and device the run used."""
     features: Any = field(repr=False)
     """Final H, (S, N, d)."""
     bias: Any = field(repr=False)

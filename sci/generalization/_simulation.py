@@ -67,7 +67,7 @@ def _foreign(arrays: dict) -> bool:
                for a in arrays.values() if a is not None)
 
 
-def placed(problem: dict[str, np.ndarray], ctx: Any, dtype: Any) -> dict[str, Any]:
+def placed(problem: dict[str, np.ndarray], ctx: Any, dtype: Any) -> dict[str, Array]:
     """The host draws in ``ctx``'s library, on its device, in ``dtype``: one copy each."""
     work = getattr(ctx.xp, np.dtype(dtype).name)
     return {k: ctx.asarray(v, dtype=work) for k, v in problem.items()}
@@ -84,7 +84,7 @@ def draw_linear_problem(
     rng: Any = None,
     xp: Any = None,
     device: Any = None,
-) -> dict[str, Any]:
+) -> dict[str, Array]:
     r"""Draw the random data of :func:`simulate_linear` (float64, in its order).
 
     Returns a dict with ``inputs`` :math:`X` of shape ``(n_trials, N, P)`` (entries
@@ -375,7 +375,9 @@ def simulate_linear(
     of the standard on its device: one batched ``eigh`` of the trials of a task, then the
     closed form at every time, chunked over the times. The trials are drawn on the host
     (NumPy, from ``rng``: the same numbers in every library) and copied to the device once;
-    the call reads from the device once, to check ``t``. The tasks
+    the call reads from the device once, to check ``t``. With torch the curves of the flow
+    are differentiable in ``t`` (autograd through the closed form; descent rounds the times
+    to whole steps, so its gradient in ``t`` is zero). The tasks
     (chunks of trials) run on the executor (:mod:`sci.parallel`): the numbers depend on the
     seed and on ``trials_per_task``, not on where the tasks ran.
 

@@ -58,7 +58,7 @@ def draw_two_layer_problem(
     rng: Any = None,
     xp: Any = None,
     device: Any = None,
-) -> dict[str, Any]:
+) -> dict[str, Array]:
     r"""Draw the data of :func:`simulate_two_layer` (float64, in this order per call).
 
     Inputs :math:`x \sim \mathcal N(0, I/N_i)` (``train_inputs`` ``(n_trials, N_i, P)``,

@@ -174,3 +174,25 @@ def test_simulations_read_the_device_a_fixed_number_of_times(strict_reads):
                                device=device, **SMALL)
             counts.append(len(reads))
     assert counts == [1, 1, 1, 1], counts
+
+
+def test_flow_curves_are_differentiable_in_time_through_torch():
+    """The flow's errors are smooth in t: torch differentiates the closed form in the
+    eigenbasis (gradcheck, float64), and the gradient is the slope of the NumPy curve
+    (central differences)."""
+    torch = pytest.importorskip("torch")
+    kw = dict(sigma_eps=0.3, sigma_w0=0.2, n_trials=2, rng=4)
+    times = np.array([0.05, 0.2, 1.5, 8.0])
+
+    def curves(t):
+        return simulate_linear(7, 5, t, **kw)
+
+    t = torch.tensor(times, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(curves, (t,), eps=1e-6, atol=1e-8)
+    eg, et = curves(t)
+    for curve, index in ((eg, 0), (et, 1)):
+        (slope,) = torch.autograd.grad(curve.sum(), t, retain_graph=True)
+        h = 1e-5
+        central = (simulate_linear(7, 5, times + h, **kw)[index].sum(axis=0)
+                   - simulate_linear(7, 5, times - h, **kw)[index].sum(axis=0)) / (2 * h)
+        np.testing.assert_allclose(slope.numpy(), central, rtol=1e-6, atol=1e-9)

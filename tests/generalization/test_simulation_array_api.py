@@ -65,7 +65,8 @@ def test_linear_simulation_in_every_library_matches_numpy(xp, n, p, learning_rat
 )
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # the leg is stateless
 def test_linear_legs_agree_with_numpy_property(xp, n, p, eta, tau, seed):
-    t = np.array([0.0, 0.4, 3.0, 1e3])
+    # descent diverges (and overflows) where eta lam_max > 2: short times keep it finite
+    t = np.array([0.0, 0.4, 3.0])
     kw = dict(sigma_eps=0.5, sigma_w0=0.2, learning_rate=eta, tau=tau, n_trials=2, rng=seed)
     ref = simulate_linear(n, p, t, **kw)
     got = simulate_linear(n, p, xp.asarray(t), **kw)

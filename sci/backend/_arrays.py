@@ -115,6 +115,15 @@ class ArrayContext:
         """e.g. ``"torch arrays on cpu"``, for messages."""
         return f"{self.library} arrays on {self.device}"
 
+    def __reduce__(self):
+        # A module does not pickle: a context sent to a worker (a task of sci.parallel) goes
+        # by its namespace's name and is rebuilt there.
+        return (_rebuild_context, (self.xp.__name__, self.device, self.backend))
+
+
+def _rebuild_context(namespace: str, device: Any, backend: str) -> ArrayContext:
+    return ArrayContext(importlib.import_module(namespace), device, backend)
+
 
 def library_of_namespace(xp: ModuleType) -> str:
     """The library a namespace's arrays belong to (``array_api_compat.torch`` -> ``torch``)."""

@@ -162,17 +162,18 @@ def _two_layer_kernel(train_x, train_y, test_x, test_y, hidden, output, epochs, 
         a = output[trial].copy()
         x = train_x[trial]
         xt = np.ascontiguousarray(x.T)
-        pre = np.empty((n_hidden, n_examples))
-        active = np.empty((n_hidden, n_examples))
-        back = np.empty((n_hidden, n_examples))
-        residual = np.empty(n_examples)
+        # work arrays in the inputs' dtype: the products below need one dtype (float32 runs)
+        pre = np.empty((n_hidden, n_examples), dtype=hidden.dtype)
+        active = np.empty((n_hidden, n_examples), dtype=hidden.dtype)
+        back = np.empty((n_hidden, n_examples), dtype=hidden.dtype)
+        residual = np.empty(n_examples, dtype=hidden.dtype)
         record = 0
         for epoch in range(last + 1):
             pre[:, :] = w @ x
             for mu in range(n_examples):
                 acc = 0.0
                 for j in range(n_hidden):
-                    if pre[j, mu] > 0.0:
+                    if not pre[j, mu] <= 0.0:  # NaN counts as active (relu(NaN) = NaN)
                         acc += a[j] * pre[j, mu]
                 residual[mu] = acc * scale - train_y[trial, mu]
             while record < epochs.size and epochs[record] == epoch:
@@ -181,7 +182,7 @@ def _two_layer_kernel(train_x, train_y, test_x, test_y, hidden, output, epochs, 
                 for nu in range(n_test):
                     acc = 0.0
                     for j in range(n_hidden):
-                        if test_pre[j, nu] > 0.0:
+                        if not test_pre[j, nu] <= 0.0:
                             acc += a[j] * test_pre[j, nu]
                     d = acc * scale - test_y[trial, nu]
                     err += d * d
@@ -197,7 +198,7 @@ def _two_layer_kernel(train_x, train_y, test_x, test_y, hidden, output, epochs, 
             # two products go to BLAS through np.dot.
             for j in range(n_hidden):
                 for mu in range(n_examples):
-                    if pre[j, mu] > 0.0:
+                    if not pre[j, mu] <= 0.0:  # NaN counts as active (relu(NaN) = NaN)
                         active[j, mu] = pre[j, mu]
                         back[j, mu] = a[j] * residual[mu]
                     else:

@@ -121,12 +121,21 @@ def _bulk_chunk_points(n, n_nodes, itemsize):
     )
 
 
-def _bulk_work_bytes(n, itemsize, backend):
-    """Bytes of the chunked intermediates of the bulk sums over n points (none in kernels)."""
-    if implementation("generalization.bulk_integrals", backend) is not _bulk_integrals_array:
-        return 0.0  # the Numba kernel accumulates in registers
+def _bulk_work_array(n, itemsize):
+    """Bytes of the chunked (points x nodes) intermediates of :func:`_bulk_integrals_array`."""
     n_nodes = N_PANELS * NODES_PER_PANEL
     return float(_bulk_chunk_points(n, n_nodes, itemsize)) * n_nodes * itemsize * _BULK_TEMPORARIES
+
+
+# What each implementation allocates beyond its outputs, beside it in the table: the Numba
+# kernel accumulates in registers.
+register("generalization.bulk_integrals_work", "array", _bulk_work_array)
+register("generalization.bulk_integrals_work", "numba", lambda n, itemsize: 0.0)
+
+
+def _bulk_work_bytes(n, itemsize, backend):
+    """Bytes of the chunked intermediates of the bulk sums over n points."""
+    return implementation("generalization.bulk_integrals_work", backend)(n, itemsize)
 
 
 # --------------------------------------------------------------------------------------------

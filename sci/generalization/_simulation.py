@@ -22,11 +22,55 @@ from .._validation import (
     resolve_dtype,
     resolve_rng,
 )
-from ..backend import array_namespace, implementation, register, to_numpy
+from ..backend import (
+    array_context,
+    creation_context,
+    implementation,
+    register,
+    to_numpy,
+)
 from ..parallel import map_trials, split_trials
-from ._memory import chunk_length
+from ._memory import chunk_length, itemsize_of
 
 __all__ = ["draw_linear_problem", "simulate_linear"]
+
+
+def _namespace_of(x):
+    """The array-API namespace of an array (the kernels of the table take arrays only)."""
+    import array_api_compat
+
+    return array_api_compat.array_namespace(x)
+
+
+def simulation_context(xp: Any, device: Any, **arrays: Any):
+    """Where a simulation computes: its array arguments' library and device if they are not
+    NumPy (then ``xp``/``device``, when given, must name the same), else ``xp``/``device``
+    (default: the switch's)."""
+    ctx = array_context(*arrays.values(), names=tuple(arrays))
+    if ctx.backend != "array" and not (ctx.backend == "cupy" and _foreign(arrays)):
+        return creation_context(xp, device)
+    if xp is None and device is None:
+        return ctx
+    asked = creation_context(xp, device)
+    if asked.xp is not ctx.xp or asked.device != ctx.device:
+        names = " and ".join(tuple(arrays))
+        raise TypeError(
+            f"{names} is {ctx.describe()} but xp/device ask for {asked.describe()}; pass "
+            "arrays of the library asked for (or leave xp and device out)"
+        )
+    return asked
+
+
+def _foreign(arrays: dict) -> bool:
+    """Whether any of ``arrays`` is an array of a library (not NumPy, a list or a number)."""
+    return any(not isinstance(a, np.ndarray | np.generic | int | float | list | tuple)
+               for a in arrays.values() if a is not None)
+
+
+def placed(problem: dict[str, np.ndarray], ctx: Any, dtype: Any) -> dict[str, Array]:
+    """The host draws in ``ctx``'s library, on its device, in ``dtype``: one copy each."""
+    work = getattr(ctx.xp, np.dtype(dtype).name)
+    return {k: ctx.asarray(v, dtype=work) for k, v in problem.items()}
 
 
 def draw_linear_problem(
@@ -38,13 +82,20 @@ def draw_linear_problem(
     sigma_w0: float = 0.0,
     n_trials: int = 1,
     rng: Any = None,
-) -> dict[str, np.ndarray]:
-    r"""Draw the random data of :func:`simulate_linear` (NumPy, float64, in its order).
+    xp: Any = None,
+    device: Any = None,
+) -> dict[str, Array]:
+    r"""Draw the random data of :func:`simulate_linear` (float64, in its order).
 
     Returns a dict with ``inputs`` :math:`X` of shape ``(n_trials, N, P)`` (entries
     :math:`\mathcal N(0, 1/N)`), ``teacher`` :math:`\bar w` ``(n_trials, N)``, ``initial``
     :math:`w(0)` ``(n_trials, N)`` and ``noise`` :math:`\epsilon` ``(n_trials, P)``, drawn in
-    that order from ``rng``. The same seed gives the same problem on every backend.
+    that order from ``rng``. The same seed gives the same problem on every backend and in
+    every library: the numbers are drawn on the host by NumPy.
+
+    The arrays are NumPy arrays unless ``xp`` (numpy, cupy, torch, array_api_strict, ...) or
+    ``device`` is given: then they are float64 arrays of that library on that device (default:
+    its default device; ``device`` alone: the switch's library), each copied there once.
 
     Examples
     --------
@@ -52,7 +103,11 @@ def draw_linear_problem(
     >>> problem = draw_linear_problem(3, 5, sigma_eps=0.1, n_trials=2, rng=0)
     >>> problem["inputs"].shape, problem["noise"].shape
     ((2, 3, 5), (2, 5))
+    >>> import torch
+    >>> draw_linear_problem(3, 5, sigma_eps=0.1, rng=0, xp=torch)["noise"].dtype
+    torch.float64
     """
+    ctx = None if xp is None and device is None else creation_context(xp, device)
     n_inputs = check_integer(n_inputs, "n_inputs", minimum=1)
     n_examples = check_integer(n_examples, "n_examples", minimum=1)
     n_trials = check_integer(n_trials, "n_trials", minimum=1)
@@ -69,21 +124,26 @@ def draw_linear_problem(
     teacher = sigma_w * rng.standard_normal((n_trials, n_inputs))
     initial = sigma_w0 * rng.standard_normal((n_trials, n_inputs))
     noise = sigma_eps * rng.standard_normal((n_trials, n_examples))
-    return {"inputs": inputs, "teacher": teacher, "initial": initial, "noise": noise}
+    problem = {"inputs": inputs, "teacher": teacher, "initial": initial, "noise": noise}
+    return problem if ctx is None else placed(problem, ctx, np.float64)
 
 
-def _eigenmodes(inputs, teacher, initial, noise):
+def _eigenmodes(inputs, teacher, initial, noise, xp):
     """Nonzero modes of XX^T for a stack of trials.
 
     Returns the eigenvalues lam, the initial errors z(0) = (w_bar - w(0)) v, the drives
     b = eps X^T v, the initial training residual per mode (lam z(0) + b)^2 / lam, the squared
     initial error in the frozen null space of XX^T, and the squared noise outside the span of
-    the inputs (what no student can fit).
+    the inputs (what no student can fit). Array code of the standard (namespace ``xp``): each
+    step is one batched operation over the trials.
     """
-    xp = array_namespace()
     n_inputs, n_examples = inputs.shape[-2:]
     error0 = teacher - initial
-    inputs_t = xp.swapaxes(inputs, -1, -2)
+    inputs_t = xp.permute_dims(inputs, (0, 2, 1))
+    tiny = float(xp.finfo(inputs.dtype).smallest_normal)
+
+    def floor(lam):  # max(lam, tiny), without maximum's Python scalar (torch)
+        return xp.where(lam > tiny, lam, tiny)
 
     def times(matrix, vector):  # a stack of matrix-vector products
         return (matrix @ vector[:, :, None])[:, :, 0]
@@ -92,21 +152,22 @@ def _eigenmodes(inputs, teacher, initial, noise):
     # matrix of eigenvectors is formed, so memory stays at that of X itself.
     if n_inputs <= n_examples:
         lam, vectors = xp.linalg.eigh(inputs @ inputs_t)
-        lam = xp.maximum(lam, xp.finfo(inputs.dtype).tiny)
+        lam = floor(lam)
         root = xp.sqrt(lam)
-        z0 = times(xp.swapaxes(vectors, -1, -2), error0)
-        drive = times(xp.swapaxes(vectors, -1, -2), times(inputs, noise))
+        vectors_t = xp.permute_dims(vectors, (0, 2, 1))
+        z0 = times(vectors_t, error0)
+        drive = times(vectors_t, times(inputs, noise))
         # eps projected on the span of the inputs, sum_i c_i u_i with u_i = X^T v_i / sqrt(lam)
         coefficient = drive / root
         inside = times(inputs_t, times(vectors, coefficient / root))
-        frozen = xp.zeros(inputs.shape[0], dtype=inputs.dtype)
+        frozen = xp.zeros_like(inputs[:, 0, 0])
     else:
         # N > P: the P nonzero modes from the smaller Gram matrix X^T X = U diag(lam) U^T,
         # v_i = X u_i / sqrt(lam_i); the N - P others have lam = 0 and never move.
         lam, directions = xp.linalg.eigh(inputs_t @ inputs)
-        lam = xp.maximum(lam, xp.finfo(inputs.dtype).tiny)
+        lam = floor(lam)
         root = xp.sqrt(lam)
-        directions_t = xp.swapaxes(directions, -1, -2)
+        directions_t = xp.permute_dims(directions, (0, 2, 1))
         z0 = times(directions_t, times(inputs_t, error0)) / root
         coefficient = times(directions_t, noise)
         drive = root * coefficient
@@ -126,7 +187,7 @@ def _mode_factors(lam, s, learning_rate, xp):
     if learning_rate is None:
         x = -lam * s
         return xp.exp(x), -xp.expm1(x) / lam
-    steps = xp.rint(s / learning_rate)
+    steps = xp.round(s / learning_rate)
     base = 1.0 - learning_rate * lam
     contracting = base > 0
     log_base = xp.log1p(-learning_rate * xp.where(contracting, lam, 0.0))
@@ -140,26 +201,39 @@ def _linear_errors_array(lam, z0, drive, fit0, frozen, noise_out, s, learning_ra
 
     The residual of mode i is decay_i^2 (lam_i z_i(0) + b_i)^2 / lam_i (since lam z(t) + b =
     decay (lam z(0) + b)), a sum of squares free of cancellation, plus the noise outside the
-    span of the inputs.
+    span of the inputs. Array code of the standard, in the arrays' namespace, chunked over
+    the times.
     """
-    xp = array_namespace()
+    xp = _namespace_of(lam)
     n_trials, n_modes = lam.shape
-    weights = xp.empty((n_trials, s.shape[0]), dtype=lam.dtype)
-    residual = xp.empty_like(weights)
-    step = _linear_chunk_times(s.shape[0], n_trials, n_modes, lam.dtype.itemsize)
-    for start in range(0, s.shape[0], step):
-        times = s[start:start + step][None, :, None]
+    n_times = s.shape[0]
+    if n_times == 0:
+        return xp.zeros_like(lam[:, :0]), xp.zeros_like(lam[:, :0])
+    weights, residual = [], []
+    step = _linear_chunk_times(n_times, n_trials, n_modes, itemsize_of(lam.dtype))
+    for start in range(0, n_times, step):
+        times = s[start:min(n_times, start + step)][None, :, None]
         decay, gain = _mode_factors(lam[:, None, :], times, learning_rate, xp)
         z = z0[:, None, :] * decay - drive[:, None, :] * gain
-        weights[:, start:start + step] = xp.sum(z * z, axis=2) + frozen[:, None]
-        residual[:, start:start + step] = (
-            xp.sum(decay * decay * fit0[:, None, :], axis=2) + noise_out[:, None]
-        )
-    return weights, residual
+        weights.append(xp.sum(z * z, axis=2) + frozen[:, None])
+        residual.append(xp.sum(decay * decay * fit0[:, None, :], axis=2) + noise_out[:, None])
+    if len(weights) == 1:
+        return weights[0], residual[0]
+    return xp.concat(weights, axis=1), xp.concat(residual, axis=1)
+
+
+def _linear_work_array(n_times, n_trials, n_modes, itemsize):
+    """Bytes of the chunked (trials x times x modes) intermediates of the array code."""
+    step = _linear_chunk_times(n_times, n_trials, n_modes, itemsize)
+    return float(step) * n_trials * n_modes * itemsize * _LINEAR_TEMPORARIES
 
 
 register("generalization.linear_errors", "array", _linear_errors_array)
 register("generalization.linear_errors", "numba", "sci.generalization._cpu:linear_errors")
+# What each implementation allocates beyond its outputs, beside it in the table: the Numba
+# kernel accumulates in registers.
+register("generalization.linear_errors_work", "array", _linear_work_array)
+register("generalization.linear_errors_work", "numba", lambda *sizes: 0.0)
 
 # (trials x times x modes) work arrays alive at once in a chunk of _linear_errors_array:
 # the exponents, decay, gain, z and the products of the two sums.
@@ -175,7 +249,8 @@ def _linear_chunk_times(n_times, n_trials, n_modes, itemsize):
                         max(1, _LINEAR_CHUNK_ELEMENTS // per_time))
 
 
-def _check_linear_memory(n_inputs, n_examples, n_times, n_trials, itemsize, trials=None):
+def _check_linear_memory(n_inputs, n_examples, n_times, n_trials, itemsize, trials=None,
+                         ctx=None):
     """Refuse up front a simulation that would need more than the memory limit: one task of
     ``trials`` trials (default all) at its peak, and the curves of all ``n_trials``."""
     modes = min(n_inputs, n_examples)
@@ -193,13 +268,14 @@ def _check_linear_memory(n_inputs, n_examples, n_times, n_trials, itemsize, tria
         + itemsize * 12.0 * (n_inputs + n_examples)  # per-mode and per-example vectors
         + itemsize * 4.0 * n_times  # weights, residual and the two returned curves
     )
-    if implementation("generalization.linear_errors") is _linear_errors_array:
-        step = _linear_chunk_times(n_times, n_trials, modes, itemsize)
-        nbytes += float(step) * n_trials * modes * itemsize * _LINEAR_TEMPORARIES
+    backend = None if ctx is None else ctx.backend
+    nbytes += implementation("generalization.linear_errors_work", backend)(
+        n_times, n_trials, modes, itemsize)
     check_memory(
         nbytes,
         what,
         hint="use fewer trials (per task) or times per call",
+        ctx=ctx,
     )
 
 
@@ -218,6 +294,8 @@ def simulate_linear(
     dtype: Any = None,
     trials_per_task: int | None = None,
     executor: Any = None,
+    xp: Any = None,
+    device: Any = None,
 ) -> tuple[Array, Array]:
     r"""Generalization and training error of simulated linear students, trial by trial.
 
@@ -232,7 +310,8 @@ def simulate_linear(
     n_inputs, n_examples : int
         :math:`N` and :math:`P` (:math:`\alpha = P/N`).
     t : array_like
-        1-D array of training times :math:`\ge 0`.
+        1-D array of training times :math:`\ge 0`. An array of a library (torch, CuPy,
+        ``array_api_strict``, ...) sets where the simulation runs and what it returns.
     sigma_w, sigma_eps, sigma_w0 : float
         Standard deviations of teacher weights, label noise and initial student weights.
     tau : float
@@ -256,13 +335,19 @@ def simulate_linear(
     executor : optional
         Where the tasks run (anything :func:`sci.parallel.get_executor` accepts); default
         :func:`sci.parallel.current_executor`. The results do not depend on it.
+    xp : module, optional
+        The array library to simulate in (numpy, cupy, torch, array_api_strict, ...);
+        default: ``t``'s library if it is not NumPy, else the switch's (NumPy, or CuPy under
+        ``use_backend("cupy")``).
+    device : optional
+        The device in that library (default: ``t``'s, or the library's default device).
 
     Returns
     -------
-    generalization, training : ndarray
-        Shape ``(n_trials, len(t))``: :math:`\|\bar w - w(t)\|^2/N + \sigma_\epsilon^2` (the
-        expected error on a fresh example) and the mean squared residual over the :math:`P`
-        training examples.
+    generalization, training : array
+        Shape ``(n_trials, len(t))``, arrays of that library on that device, in ``dtype``:
+        :math:`\|\bar w - w(t)\|^2/N + \sigma_\epsilon^2` (the expected error on a fresh
+        example) and the mean squared residual over the :math:`P` training examples.
 
     Raises
     ------
@@ -270,7 +355,10 @@ def simulate_linear(
         For non-positive sizes, negative times or scales, a non-positive ``tau`` or
         ``learning_rate``; ``MemoryLimitError`` (a ValueError) for a problem too large for
         ``SCI_MEMORY_LIMIT`` (the data, the Gram matrix and its eigenvectors, and the
-        ``(n_trials, len(t))`` curves are counted up front).
+        ``(n_trials, len(t))`` curves are counted up front; on a GPU the limit is its free
+        memory).
+    TypeError
+        ``t`` of another library or device than ``xp``/``device`` name.
 
     Notes
     -----
@@ -283,7 +371,13 @@ def simulate_linear(
     uses the smaller of :math:`XX^\top` and :math:`X^\top X`; when :math:`N > P` the
     :math:`N-P` frozen
     directions keep their initial error. The Numba kernel evaluates trials × times in
-    parallel; on CuPy the batched ``eigh`` and the array code run on the GPU. The tasks
+    parallel (NumPy arrays under the ``numba`` switch); every other library runs array code
+    of the standard on its device: one batched ``eigh`` of the trials of a task, then the
+    closed form at every time, chunked over the times. The trials are drawn on the host
+    (NumPy, from ``rng``: the same numbers in every library) and copied to the device once;
+    the call reads from the device once, to check ``t``. With torch the curves of the flow
+    are differentiable in ``t`` (autograd through the closed form; descent rounds the times
+    to whole steps, so its gradient in ``t`` is zero). The tasks
     (chunks of trials) run on the executor (:mod:`sci.parallel`): the numbers depend on the
     seed and on ``trials_per_task``, not on where the tasks ran.
 
@@ -299,11 +393,28 @@ def simulate_linear(
     (4, 2)
     >>> bool(abs(et[:, 1].mean() - 0.25 * 0.5) < 0.05)  # sigma^2 (1 - 1/alpha)
     True
+
+    In torch (or any array-API library; ``device="cuda"`` for a GPU), the same draws:
+
+    >>> import torch
+    >>> eg_t, _ = simulate_linear(50, 100, torch.tensor([0.0, 1e6]), sigma_eps=0.5, n_trials=4,
+    ...                           rng=1)
+    >>> type(eg_t).__name__, bool(abs(eg_t - torch.from_numpy(eg)).max() < 1e-10)
+    ('Tensor', True)
     """
-    t = as_float_array(t, "t", ndim=1, dtype=np.float64)
-    xp = array_namespace()
-    if t.size and not bool(xp.all(t >= 0)):
-        raise ValueError(f"t (training times) must be >= 0; got a minimum of {float(xp.min(t))}")
+    if isinstance(t, str | bytes):
+        raise TypeError(f"t must be a real array_like of numbers; got {type(t).__name__}")
+    ctx = simulation_context(xp, device, t=t)
+    t = as_float_array(t, "t", ndim=1, dtype=np.float64, ctx=ctx, check_finite=False)
+    xp = ctx.xp
+    if t.shape[0]:  # one read: finite and >= 0
+        finite, positive = (bool(v) for v in to_numpy(
+            xp.stack([xp.all(xp.isfinite(t)), xp.all(t >= 0)])).tolist())
+        if not finite:
+            raise ValueError("t must be finite; it contains NaN or infinity")
+        if not positive:
+            raise ValueError(
+                f"t (training times) must be >= 0; got a minimum of {float(xp.min(t))}")
     tau = check_real(tau, "tau", low=0.0, low_inclusive=False)
     if learning_rate is not None:
         learning_rate = check_real(learning_rate, "learning_rate", low=0.0, low_inclusive=False)
@@ -318,7 +429,7 @@ def simulate_linear(
     # Each task holds its own trials only (the others may be on other machines); the returned
     # curves of all of them are counted by the first check.
     _check_linear_memory(n_inputs, n_examples, int(t.shape[0]), n_trials,
-                         dtype.itemsize, trials=max(sizes))
+                         dtype.itemsize, trials=max(sizes), ctx=ctx)
     sigma_w = check_real(sigma_w, "sigma_w", low=0.0)
     sigma_eps = check_real(sigma_eps, "sigma_eps", low=0.0)
     sigma_w0 = check_real(sigma_w0, "sigma_w0", low=0.0)
@@ -326,15 +437,15 @@ def simulate_linear(
     # One task: the draws of draw_linear_problem(..., rng=rng); several: child k of the
     # generator's seed for task k (an int seed gives the same children as task_seeds(seed)).
     task = functools.partial(
-        _linear_task, n_inputs=n_inputs, n_examples=n_examples, t=to_numpy(t),
+        _linear_task, n_inputs=n_inputs, n_examples=n_examples, t=t,
         sigma_w=sigma_w, sigma_eps=sigma_eps, sigma_w0=sigma_w0, tau=tau,
-        learning_rate=learning_rate, dtype=dtype,
+        learning_rate=learning_rate, dtype=dtype, ctx=ctx,
     )
     results = map_trials(task, sizes, generator, executor=executor)
     if len(results) == 1:
         return results[0]
-    generalization = xp.concatenate([xp.asarray(g) for g, _ in results], axis=0)
-    training = xp.concatenate([xp.asarray(e) for _, e in results], axis=0)
+    generalization = xp.concat([g for g, _ in results], axis=0)
+    training = xp.concat([e for _, e in results], axis=0)
     return generalization, training
 
 
@@ -353,23 +464,23 @@ def _default_trials_per_task(n_inputs, n_examples):
 
 
 def _linear_task(chunk, *, n_inputs, n_examples, t, sigma_w, sigma_eps, sigma_w0, tau,
-                 learning_rate, dtype):
-    """One task of :func:`simulate_linear`: ``chunk = (n_trials, seed)``."""
+                 learning_rate, dtype, ctx):
+    """One task of :func:`simulate_linear`: ``chunk = (n_trials, seed)``, in ``ctx``."""
     n_trials, seed = chunk
-    xp = array_namespace()
+    xp = ctx.xp
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     problem = draw_linear_problem(
         n_inputs, n_examples, sigma_w=sigma_w, sigma_eps=sigma_eps, sigma_w0=sigma_w0,
         n_trials=n_trials, rng=rng,
     )
-    arrays = {k: xp.asarray(v, dtype=dtype) for k, v in problem.items()}
+    arrays = placed(problem, ctx, dtype)
     lam, z0, drive, fit0, frozen, noise_out = _eigenmodes(
-        arrays["inputs"], arrays["teacher"], arrays["initial"], arrays["noise"]
+        arrays["inputs"], arrays["teacher"], arrays["initial"], arrays["noise"], xp
     )
-    s = (xp.asarray(t) / tau).astype(dtype)
-    weights, residual = implementation("generalization.linear_errors")(
+    s = xp.astype(t / tau, lam.dtype)
+    weights, residual = implementation("generalization.linear_errors", ctx.backend)(
         lam, z0, drive, fit0, frozen, noise_out, s, learning_rate
     )
-    generalization = weights / n_inputs + dtype.type(sigma_eps) ** 2
+    generalization = weights / n_inputs + float(dtype.type(sigma_eps) ** 2)
     training = residual / n_examples
     return generalization, training

@@ -23,15 +23,17 @@ from .._validation import (
     resolve_dtype,
     resolve_rng,
 )
-from ..backend import array_namespace, implementation, register
+from ..backend import creation_context, implementation, register, to_numpy
 from ..parallel import map_trials, split_trials
-from ._simulation import _OPERATIONS_PER_TASK
+from ._simulation import _OPERATIONS_PER_TASK, _namespace_of, placed
 
 __all__ = ["draw_two_layer_problem", "simulate_two_layer"]
 
 
 def _relu(x, xp):
-    return xp.maximum(x, 0.0)
+    # where, not maximum with a Python scalar (torch refuses it); NaN stays NaN, as in
+    # maximum, so that a diverged run is seen
+    return xp.where(x < 0, 0.0, x)
 
 
 def _draw_per_trial(n_hidden, n_inputs, n_teacher_hidden, n_examples, n_test):
@@ -54,8 +56,10 @@ def draw_two_layer_problem(
     sigma_w0: float = 0.0,
     n_trials: int = 1,
     rng: Any = None,
-) -> dict[str, np.ndarray]:
-    r"""Draw the data of :func:`simulate_two_layer` (NumPy, float64, in this order per call).
+    xp: Any = None,
+    device: Any = None,
+) -> dict[str, Array]:
+    r"""Draw the data of :func:`simulate_two_layer` (float64, in this order per call).
 
     Inputs :math:`x \sim \mathcal N(0, I/N_i)` (``train_inputs`` ``(n_trials, N_i, P)``,
     ``test_inputs`` ``(n_trials, N_i, n_test)``); teacher
@@ -65,6 +69,11 @@ def draw_two_layer_problem(
     ``student_output`` :math:`\sim \mathcal N(0, \sigma_{w_0}^2)`; label noise of variance
     :math:`\sigma_\epsilon^2 = \mathrm{Var}_{test}(f)/\mathrm{SNR}` (``noise_variance``).
 
+    Everything is drawn and computed on the host by NumPy (the same numbers in every library).
+    The arrays are NumPy arrays unless ``xp`` (numpy, cupy, torch, array_api_strict, ...) or
+    ``device`` is given: then they are float64 arrays of that library on that device (default:
+    its default device; ``device`` alone: the switch's library), each copied there once.
+
     Examples
     --------
     >>> from sci.generalization import draw_two_layer_problem
@@ -72,6 +81,7 @@ def draw_two_layer_problem(
     >>> data["train_labels"].shape, data["student_hidden"].shape
     ((1, 50), (1, 20, 15))
     """
+    ctx = None if xp is None and device is None else creation_context(xp, device)
     n_hidden = check_integer(n_hidden, "n_hidden", minimum=1)
     n_inputs = check_integer(n_inputs, "n_inputs", minimum=1)
     n_teacher_hidden = check_integer(n_teacher_hidden, "n_teacher_hidden", minimum=1)
@@ -104,7 +114,7 @@ def draw_two_layer_problem(
     test_labels = teacher(test_inputs)
     noise_variance = np.var(test_labels, axis=1) / snr
     train_labels = teacher(train_inputs) + np.sqrt(noise_variance)[:, None] * unit_noise
-    return {
+    data = {
         "train_inputs": train_inputs,
         "train_labels": train_labels,
         "test_inputs": test_inputs,
@@ -113,16 +123,24 @@ def draw_two_layer_problem(
         "student_output": student_output,
         "noise_variance": noise_variance,
     }
+    return data if ctx is None else placed(data, ctx, np.float64)
 
 
-def _random_features_curves(data, epochs, learning_rate, xp):
+def _random_features_curves(data, epochs, learning_rate, ctx):
     """Exact descent iterates of the output weights (first layer frozen), at every epoch.
 
     With features phi = relu(W x)/sqrt(H) and K = Phi^T Phi / P (P x P), the training residual
     obeys r_{k+1} = r_k (I - eta K), so r_k = r_0 U (1 - eta lam)^k U^T and the weights are
     w_k = w_0 + r_0 U diag((1 - (1 - eta lam)^k)/(P lam)) U^T Phi^T: one eigendecomposition
-    per trial whatever the number of epochs or hidden units.
+    per trial whatever the number of epochs or hidden units; one batched eigendecomposition
+    for the trials of a task (array code of the standard, in ``ctx``). The divergence check
+    is the one read from the device.
     """
+    xp = ctx.xp
+
+    def swap(A):
+        return xp.permute_dims(A, (0, 2, 1))
+
     hidden = data["student_hidden"]
     n_hidden = hidden.shape[1]
     n_examples = data["train_inputs"].shape[2]
@@ -130,9 +148,9 @@ def _random_features_curves(data, epochs, learning_rate, xp):
     features = _relu(hidden @ data["train_inputs"], xp) * scale  # (trials, H, P)
     test_features = _relu(hidden @ data["test_inputs"], xp) * scale  # (trials, H, T)
     w0 = data["student_output"][:, None, :]
-    kernel = xp.swapaxes(features, 1, 2) @ features / n_examples  # (trials, P, P)
+    kernel = swap(features) @ features / n_examples  # (trials, P, P)
     lam, vectors = xp.linalg.eigh(kernel)
-    largest = float(xp.max(lam))
+    largest = float(to_numpy(xp.max(lam)))
     # Eigenvalues at the rounding level are the kernel's exact zeros (rank min(H, P)): leave
     # them exactly frozen rather than let them drift over 10^9 epochs (the lstsq rank rule).
     cutoff = n_examples * float(xp.finfo(lam.dtype).eps) * xp.max(lam, axis=1, keepdims=True)
@@ -145,10 +163,10 @@ def _random_features_curves(data, epochs, learning_rate, xp):
         )
     residual0 = data["train_labels"][:, None, :] - (w0 @ features)  # (trials, 1, P)
     coefficient = (residual0 @ vectors)[:, 0, :]  # (trials, P)
-    cross = xp.swapaxes(features, 1, 2) @ test_features  # (trials, P, T)
+    cross = swap(features) @ test_features  # (trials, P, T)
     test_base = (w0 @ test_features)[:, 0, :]
-    test_modes = xp.swapaxes(vectors, 1, 2) @ cross  # (trials, P modes, T)
-    steps = xp.asarray(epochs, dtype=lam.dtype)[None, :, None]
+    test_modes = swap(vectors) @ cross  # (trials, P modes, T)
+    steps = ctx.asarray(epochs.astype(np.float64), dtype=lam.dtype)[None, :, None]
     rate = learning_rate * lam[:, None, :]
     base = 1.0 - rate
     contracting = base > 0
@@ -168,15 +186,14 @@ def _random_features_curves(data, epochs, learning_rate, xp):
 
 def _two_layer_descent_array(train_inputs, train_labels, test_inputs, test_labels, hidden,
                              output, epochs, learning_rate):
-    """Full-batch descent on both layers for a stack of trials (array code, any backend)."""
-    xp = array_namespace()
-    n_trials, n_hidden, _ = hidden.shape
+    """Full-batch descent on both layers for a stack of trials (array code of the standard,
+    in the arrays' namespace: every step is batched over the trials, nothing is read back)."""
+    xp = _namespace_of(hidden)
+    n_hidden = hidden.shape[1]
     n_examples = train_inputs.shape[2]
     scale = 1.0 / math.sqrt(n_hidden)
-    hidden = hidden.copy()
-    output = output.copy()
-    generalization = xp.empty((n_trials, len(epochs)), dtype=hidden.dtype)
-    training = xp.empty_like(generalization)
+    inputs_t = xp.permute_dims(train_inputs, (0, 2, 1))
+    generalization, training = [], []
     record = 0
     for epoch in range(int(epochs[-1]) + 1):
         pre = hidden @ train_inputs  # (trials, H, P)
@@ -184,18 +201,18 @@ def _two_layer_descent_array(train_inputs, train_labels, test_inputs, test_label
         residual = (output[:, None, :] @ active)[:, 0, :] * scale - train_labels
         while record < len(epochs) and epochs[record] == epoch:
             test_pred = (output[:, None, :] @ _relu(hidden @ test_inputs, xp))[:, 0, :] * scale
-            generalization[:, record] = xp.mean((test_pred - test_labels) ** 2, axis=1)
-            training[:, record] = xp.mean(residual**2, axis=1)
+            generalization.append(xp.mean((test_pred - test_labels) ** 2, axis=1))
+            training.append(xp.mean(residual**2, axis=1))
             record += 1
         if epoch == epochs[-1]:
             break
         step = learning_rate * scale / n_examples
         grad_output = (active @ residual[:, :, None])[:, :, 0]
-        back = output[:, :, None] * (pre > 0) * residual[:, None, :]  # (trials, H, P)
-        grad_hidden = back @ xp.swapaxes(train_inputs, 1, 2)
-        output -= step * grad_output
-        hidden -= step * grad_hidden
-    return generalization, training
+        back = output[:, :, None] * xp.astype(pre > 0, pre.dtype) * residual[:, None, :]
+        grad_hidden = back @ inputs_t  # back: (trials, H, P)
+        output = output - step * grad_output
+        hidden = hidden - step * grad_hidden
+    return xp.stack(generalization, axis=1), xp.stack(training, axis=1)
 
 
 register("generalization.two_layer_descent", "array", _two_layer_descent_array)
@@ -219,6 +236,8 @@ def simulate_two_layer(
     dtype: Any = None,
     trials_per_task: int | None = None,
     executor: Any = None,
+    xp: Any = None,
+    device: Any = None,
 ) -> tuple[Array, Array]:
     r"""Errors of two-layer ReLU students trained by full-batch gradient descent on a teacher.
 
@@ -263,13 +282,18 @@ def simulate_two_layer(
     executor : optional
         Where the tasks run (anything :func:`sci.parallel.get_executor` accepts); default
         :func:`sci.parallel.current_executor`. The results do not depend on it.
+    xp : module, optional
+        The array library to simulate in (numpy, cupy, torch, array_api_strict, ...); default:
+        the switch's (NumPy, or CuPy under ``use_backend("cupy")``).
+    device : optional
+        The device in that library (default: its default device).
 
     Returns
     -------
-    generalization, training : ndarray
-        Shape ``(n_trials, len(epochs))``: the expected squared error on a fresh noisy example
-        (test error against :math:`f` plus :math:`\sigma_\epsilon^2`) and the training mean
-        squared error.
+    generalization, training : array
+        Shape ``(n_trials, len(epochs))``, arrays of that library on that device, in
+        ``dtype``: the expected squared error on a fresh noisy example (test error against
+        :math:`f` plus :math:`\sigma_\epsilon^2`) and the training mean squared error.
 
     Raises
     ------
@@ -284,7 +308,12 @@ def simulate_two_layer(
     With the first layer frozen the student is linear in :math:`H` random ReLU features and its
     training dynamics are those of the linear model with the feature kernel's spectrum in
     place of the Marchenko–Pastur law: the spectrum reaches zero when :math:`H \approx P`, which
-    is where overtraining peaks (Advani et al., Fig. 7D). The tasks run on the executor of
+    is where overtraining peaks (Advani et al., Fig. 7D). The trials are drawn on the host
+    (NumPy, from ``rng``: the same numbers in every library) and copied to the device once;
+    NumPy arrays under the ``numba`` switch take the Numba kernel for ``train_hidden=True``,
+    every other case array code of the standard, batched over the trials of a task (one
+    batched eigendecomposition, or one batched product per layer and epoch), with one read
+    from the device per task (the divergence check). The tasks run on the executor of
     :mod:`sci.parallel`: the numbers depend on the seed and ``trials_per_task``, not on where
     they ran.
 
@@ -301,7 +330,13 @@ def simulate_two_layer(
     (3, 3)
     >>> bool((et[:, -1] < et[:, 0]).all())
     True
+    >>> import torch
+    >>> eg_t, _ = simulate_two_layer(40, [0, 10, 1000], n_examples=60, n_trials=3, rng=0,
+    ...                              xp=torch)
+    >>> type(eg_t).__name__, bool(abs(eg_t.numpy() - eg).max() < 1e-10)
+    ('Tensor', True)
     """
+    ctx = creation_context(xp, device)
     epochs = as_int_array(epochs, "epochs", minimum=0)
     if epochs.ndim != 1 or epochs.size == 0:
         raise ValueError(f"epochs must be a non-empty 1-D array; got shape {epochs.shape}")
@@ -344,6 +379,7 @@ def simulate_two_layer(
         f"{n_trials} two-layer trials with H={h}, P={p}, {t} test points and "
         f"{n_epochs:,} recorded epochs" + (f" ({max(sizes)} per task)" if len(sizes) > 1 else ""),
         hint="use fewer trials per task, test points or recorded epochs per call",
+        ctx=ctx,
     )
     snr = check_real(snr, "snr", low=0.0, low_inclusive=False)
     sigma_w0 = check_real(sigma_w0, "sigma_w0", low=0.0)
@@ -354,34 +390,35 @@ def simulate_two_layer(
         _two_layer_task, n_hidden=n_hidden, epochs=epochs, n_inputs=n_inputs,
         n_teacher_hidden=n_teacher_hidden, n_examples=n_examples, snr=snr,
         learning_rate=learning_rate, train_hidden=train_hidden, sigma_w0=sigma_w0,
-        n_test=n_test, dtype=dtype,
+        n_test=n_test, dtype=dtype, ctx=ctx,
     )
     results = map_trials(task, sizes, generator, executor=executor)
     if len(results) == 1:
         return results[0]
-    xp = array_namespace()
-    return tuple(xp.concatenate([xp.asarray(r[i]) for r in results], axis=0) for i in (0, 1))
+    return tuple(ctx.xp.concat([r[i] for r in results], axis=0) for i in (0, 1))
 
 
 def _two_layer_task(chunk, *, n_hidden, epochs, n_inputs, n_teacher_hidden, n_examples, snr,
-                    learning_rate, train_hidden, sigma_w0, n_test, dtype):
-    """One task of :func:`simulate_two_layer`: ``chunk = (n_trials, seed)``."""
+                    learning_rate, train_hidden, sigma_w0, n_test, dtype, ctx):
+    """One task of :func:`simulate_two_layer`: ``chunk = (n_trials, seed)``, in ``ctx``."""
     n_trials, seed = chunk
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     data = draw_two_layer_problem(
         n_hidden, n_inputs=n_inputs, n_teacher_hidden=n_teacher_hidden, n_examples=n_examples,
         n_test=n_test, snr=snr, sigma_w0=sigma_w0, n_trials=n_trials, rng=rng,
     )
-    xp = array_namespace()
-    arrays = {k: xp.asarray(v, dtype=dtype) for k, v in data.items()}
+    xp = ctx.xp
+    arrays = placed(data, ctx, dtype)
     if not train_hidden:
-        return _random_features_curves(arrays, epochs, learning_rate, xp)
-    generalization, training = implementation("generalization.two_layer_descent")(
-        arrays["train_inputs"], arrays["train_labels"], arrays["test_inputs"],
-        arrays["test_labels"], arrays["student_hidden"], arrays["student_output"],
-        epochs, learning_rate,
-    )
-    if not bool(xp.all(xp.isfinite(training))):
+        return _random_features_curves(arrays, epochs, learning_rate, ctx)
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverged run is reported below
+        generalization, training = implementation("generalization.two_layer_descent",
+                                                  ctx.backend)(
+            arrays["train_inputs"], arrays["train_labels"], arrays["test_inputs"],
+            arrays["test_labels"], arrays["student_hidden"], arrays["student_output"],
+            epochs, learning_rate,
+        )
+    if not bool(to_numpy(xp.all(xp.isfinite(training)))):
         raise ValueError(
             f"gradient descent diverged at learning_rate={learning_rate}; use a smaller one"
         )

@@ -2,7 +2,7 @@
 
 The heavy part, the class sums and the within-class scatter over N samples (O(N d^2)), runs in
 the features' namespace and on their device, in row chunks of bounded memory, with the shift
-of ``_metrics._FeatureStatistics`` (each class's first sample is subtracted first, so nothing
+of ``_accumulate._FeatureStatistics`` (each class's first sample is subtracted first, so nothing
 cancels when the features have collapsed). The metrics are host floats: the small statistics
 (K x d means, d x d covariance) are brought to the host once, explicitly, and the metrics
 computed there by the NumPy code; NC4's second pass over H runs on the device. Labels are

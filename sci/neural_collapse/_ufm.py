@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import as_float_array, as_int_array, check_integer, check_real, resolve_rng
-from ..backend import array_context, array_namespace, asarray
+from ..backend import array_context, array_namespace, asarray, creation_context
 
 __all__ = ["UFMMinimizer", "collapse_threshold", "ufm_minimizer", "ufm_objective"]
 
@@ -167,7 +167,8 @@ class UFMMinimizer:
     layer_singular_values: np.ndarray
     """(M, r): the nonzero-direction singular values of each W_j."""
     weights: tuple[Any, ...] = field(repr=False)
-    """W_1 (d, d), ..., W_M (K, d), arrays of the active backend."""
+    """W_1 (d, d), ..., W_M (K, d), arrays of the library asked for (``xp=``, ``device=``;
+    default the switch's)."""
     features: Any = field(repr=False)
     """H as (N, d), one row per sample, classes in order."""
     labels: np.ndarray = field(repr=False)
@@ -207,6 +208,8 @@ def ufm_minimizer(
     bias: bool = False,
     width: int | None = None,
     rng: Any = None,
+    xp: Any = None,
+    device: Any = None,
 ) -> UFMMinimizer:
     """The exact global minimiser of the deep linear unconstrained-feature model.
 
@@ -230,10 +233,19 @@ def ufm_minimizer(
     rng : None, int or numpy.random.Generator
         Rotates the realised frames by Haar-random orthogonal matrices (the minimiser is
         unique only up to such rotations); ``None`` uses coordinate axes.
+    xp : module, optional
+        The array library of the realised point ``weights``, ``features`` and ``bias``
+        (numpy, cupy, torch, array_api_strict, ...); default: the switch's (NumPy, or CuPy
+        under ``use_backend("cupy")``).
+    device : optional
+        Their device in that library (default: its default device).
 
     Returns
     -------
     UFMMinimizer
+        ``weights``, ``features`` and ``bias`` are float64 arrays of ``xp`` on ``device``,
+        each copied there once; the singular values, norms and Gram matrices are small NumPy
+        arrays (the closed form is evaluated on the host, in float64, whatever ``xp`` is).
 
     Raises
     ------
@@ -307,7 +319,15 @@ def ufm_minimizer(
     array([3.48456, 2.82843, 2.2519 , 2.2519 ])
     >>> r.feature_norms.round(5)
     array([0.2464 , 0.28284, 0.31847, 0.31847])
+
+    The realised point in another library, e.g. torch (``xp=torch, device="cuda"`` for a GPU):
+
+    >>> import torch
+    >>> r = ufm_minimizer([3, 3], depth=2, lambda_W=1e-3, lambda_H=1e-3, xp=torch)
+    >>> type(r.features).__name__, r.features.dtype, tuple(r.weights[1].shape)
+    ('Tensor', torch.float64, (2, 2))
     """
+    ctx = creation_context(xp, device)
     counts = _check_counts(n_per_class)
     M = check_integer(depth, "depth", minimum=1)
     lambdas, lam_H = _check_lambdas(lambda_W, lambda_H, M)
@@ -395,10 +415,10 @@ def ufm_minimizer(
         feature_gram=means.T @ means,
         logits_of_means=logits,
         layer_singular_values=layer_sv,
-        weights=tuple(asarray(w) for w in weights),
-        features=asarray(np.ascontiguousarray(means.T[labels])),
+        weights=tuple(ctx.asarray(w, dtype=ctx.xp.float64) for w in weights),
+        features=ctx.asarray(np.ascontiguousarray(means.T[labels]), dtype=ctx.xp.float64),
         labels=labels,
-        bias=None if b_vec is None else asarray(b_vec),
+        bias=None if b_vec is None else ctx.asarray(b_vec, dtype=ctx.xp.float64),
         proven_global=loss == "mse" or M == 1,
         depth=M,
         loss=loss,

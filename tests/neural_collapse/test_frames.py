@@ -80,3 +80,19 @@ def test_checks_reject_the_wrong_frame():
 def test_bad_input(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call()
+
+
+@pytest.mark.parametrize("rng", [None, 4])
+def test_frames_created_on_every_leg(xp, rng):
+    """xp=/device=: the frame in that library and device, float64, the NumPy frame's values
+    (drawn on the host), and the defining Gram identities."""
+    K, d = 5, 7
+    etf = simplex_etf(K, d, rng=rng, xp=xp.namespace, device=xp.device)
+    ortho = orthogonal_frame(K, d, rng=rng, xp=xp.namespace, device=xp.device)
+    for frame, expected_gram, ref in ((etf, (K * np.eye(K) - 1) / (K - 1), simplex_etf),
+                                      (ortho, np.eye(K), orthogonal_frame)):
+        assert xp.is_leg_array(frame) and frame.dtype == xp.float64
+        host = xp.to_numpy(frame)
+        np.testing.assert_array_equal(host, ref(K, d, rng=rng))
+        np.testing.assert_allclose(host @ host.T, expected_gram, atol=1e-14)
+    assert is_simplex_etf(etf) and is_orthogonal_frame(ortho)  # checked where they live

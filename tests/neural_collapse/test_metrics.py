@@ -214,13 +214,13 @@ def test_kernels_agree(rng):
     """The portable array kernels (what CuPy runs), the BLAS syrk path and both Numba paths
     (serial below 2**18 entries, parallel above) give the same sums: exact up to the order of
     float64 additions."""
-    from sci.neural_collapse._cpu import class_sums
-    from sci.neural_collapse._metrics import (
+    from sci.neural_collapse._accumulate import (
         _accumulate_gram_array,
         _accumulate_gram_numpy,
         _class_sums_array,
         _symmetrised_gram,
     )
+    from sci.neural_collapse._cpu import class_sums
 
     for n, d, K in [(50, 7, 3), (700, 512, 9)]:
         D = rng.standard_normal((n, d))

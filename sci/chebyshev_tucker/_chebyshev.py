@@ -33,6 +33,9 @@ __all__ = [
 MAX_DEGREE = 1 << 16
 """A degree beyond which every use here would be a mistake (65537 points per mode)."""
 
+BOX_SLACK = 1e-10
+"""Points this far outside the box (relative to its size) still count as inside (rounding)."""
+
 
 def chebyshev_points(
     m: int,

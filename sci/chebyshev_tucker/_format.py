@@ -144,13 +144,17 @@ class ChebTucker(_array.PlacedState):
 
     @classmethod
     def from_function(cls, f: Callable[..., Any], *, domain: Any, degree: int, tol: float,
-                      refine: bool = False, vectorized: bool = True) -> ChebTucker:
+                      refine: bool = False, vectorized: bool = True, xp: Any = None,
+                      device: Any = None) -> ChebTucker:
         r"""Interpolate ``f`` at the :math:`m^3` Lobatto points, ``m = degree + 1``, and compress.
 
         Parameters
         ----------
         f : callable
-            ``f(x, y, z)`` on broadcastable arrays (``vectorized=True``), returning real values.
+            ``f(x, y, z)`` on broadcastable arrays (``vectorized=True``: shapes (m, 1, 1),
+            (1, m, 1), (1, 1, m), arrays of the library ``xp`` on ``device``), returning real
+            values of that library (or numbers); with ``vectorized=False``, ``f`` takes and
+            returns Python numbers.
         domain : (a, b) or three pairs
         degree : int
             Polynomial degree per mode (``m = degree + 1`` points).
@@ -159,21 +163,41 @@ class ChebTucker(_array.PlacedState):
             \varepsilon\|C\|_F/\sqrt3`).
         refine : bool
             Refine by HOOI at the epsilon-ranks.
+        vectorized : bool
+            ``False``: ``f`` is called once per point, on the host, and its :math:`m^3` values
+            are copied to ``device`` once.
+        xp : module, optional
+            The array library the points are given to ``f`` in, and the object is built and
+            lives in (numpy, cupy, torch, array_api_strict, ...; as
+            :func:`sci.backend.creation_context` takes it). Default: the switch's (NumPy, or
+            CuPy under ``use_backend("cupy")``). There is no array argument to take it from:
+            ``f`` is written for one library, so the library is named here, as for
+            :func:`chebyshev_points`.
+        device : optional
+            The device of that library (default: its default device).
 
         Returns
         -------
         ChebTucker
+            In the library ``xp``, on ``device``, in the floating dtype of ``f``'s values
+            (float32 values give a float32 object).
 
         Raises
         ------
         ValueError
             ``f`` returns the wrong shape or non-finite values; the degree does not fit in
             memory (the message says how much it needs).
+        TypeError
+            ``f`` returns arrays of another library or device than the points it was given
+            (e.g. NumPy for torch points): they are not copied behind the user's back.
 
         Notes
         -----
         Cost: :math:`m^3` samples, a DCT-I along each mode (:math:`O(m^3\log m)`) and an HOSVD
-        (:math:`O(m^4)`).
+        (:math:`O(m^4)`). Torch and other array-API libraries take the array path (the DCT-I
+        by a real FFT, ``linalg.svd``): torch's autograd differentiates the result with respect
+        to tensors that ``f`` closes over, away from ties among the kept singular values. The
+        HOSVD reads the three mode spectra back to the host once to choose the ranks.
 
         Examples
         --------
@@ -185,21 +209,44 @@ class ChebTucker(_array.PlacedState):
         (1, 1, 1)
         >>> float(abs(ct([[0.1, 0.2, 0.3]])[0] - np.exp(0.5) * np.cos(0.3))) < 1e-12
         True
+
+        In another library, on one of its devices (``f`` gets its arrays there; torch works
+        the same way, with ``xp=torch, device="cuda"``):
+
+        >>> import array_api_strict as strict
+        >>> dev = strict.Device("device1")
+        >>> ct = ChebTucker.from_function(lambda x, y, z: strict.exp(x + 2 * y) * strict.cos(z),
+        ...                               domain=(-1, 1), degree=24, tol=1e-12, xp=strict,
+        ...                               device=dev)
+        >>> ct.device, ct(strict.asarray([[0.1, 0.2, 0.3]], device=dev)).device
+        (array_api_strict.Device('device1'), array_api_strict.Device('device1'))
         """
         box = as_box(domain)
         degree = _check_degree(degree)
         tol = check_real(tol, "tol", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
         if not callable(f):
             raise TypeError(f"f must be callable; got {type(f).__name__}")
-        xp = array_namespace()
+        ctx = creation_context(xp, device)
         m = degree + 1
-        nodes = [chebyshev_points(m, domain=box[k]) for k in range(3)]
-        grids = (nodes[0][:, None, None], nodes[1][None, :, None], nodes[2][None, None, :])
         if vectorized:
+            nodes = [chebyshev_points(m, domain=box[k], xp=ctx.xp, device=ctx.device)
+                     for k in range(3)]
+            grids = [ctx.xp.reshape(p, shape) for p, shape in
+                     zip(nodes, ((m, 1, 1), (1, m, 1), (1, 1, m)), strict=True)]
             values = f(*grids)
+            if not ctx.is_numpy:
+                # a result of another library (NumPy for torch points, say) is refused, not
+                # copied to the device behind the user's back
+                array_context(grids[0], values, names=("the points given to f", "f(x, y, z)"))
         else:
-            values = np.vectorize(f)(*(to_numpy(g) for g in grids))
-        values = xp.broadcast_to(as_float_array(values, "f(x, y, z)"), (m, m, m))
+            # f takes Python numbers: called point by point on the host, its values copied to
+            # the device once
+            nodes = [chebyshev_points(m, domain=box[k], xp=np) for k in range(3)]
+            values = ctx.asarray(np.vectorize(f)(nodes[0][:, None, None],
+                                                 nodes[1][None, :, None],
+                                                 nodes[2][None, None, :]))
+        values = as_float_array(values, "f(x, y, z)", ctx=ctx)
+        values = ctx.xp.broadcast_to(values, (m, m, m))
         coefficients = values_to_coefficients(values)
         return cls.from_coefficients(coefficients, domain=box, tol=tol, refine=refine)
 

@@ -374,10 +374,12 @@ def reduced_hosvd(
     """
     tol = check_real(tol, "tol", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
     chunk = check_integer(chunk, "chunk", minimum=1)
-    lam = as_float_array(weights, "weights", ndim=1)
     if len(factors) != 3:
         raise ValueError(f"factors must be three matrices; got {len(factors)}")
-    mats = [as_float_array(f, f"factors[{k}]", ndim=2) for k, f in enumerate(factors)]
+    ctx = array_context(weights, *factors,
+                        names=("weights", "factors[0]", "factors[1]", "factors[2]"))
+    lam = as_float_array(weights, "weights", ndim=1, ctx=ctx)
+    mats = [as_float_array(f, f"factors[{k}]", ndim=2, ctx=ctx) for k, f in enumerate(factors)]
     for k, a in enumerate(mats):
         if a.shape[1] != lam.shape[0]:
             raise ValueError(
@@ -385,18 +387,31 @@ def reduced_hosvd(
             )
     if lam.shape[0] == 0:
         raise ValueError("the CP tensor has no terms (weights is empty)")
+    dtype = _common_float(lam, mats, ctx)
+    lam, *mats = (a if a.dtype == dtype else ctx.xp.astype(a, dtype) for a in (lam, *mats))
     return reduced_hosvd_blocks(
-        lam, lambda sl: [a[:, sl] for a in mats], lam.shape[0], tol=tol, chunk=chunk
+        lam, lambda sl: [a[:, sl] for a in mats], lam.shape[0], tol=tol, chunk=chunk, ctx=ctx
     )
 
 
-def reduced_hosvd_blocks(lam, blocks, total: int, *, tol: float, chunk: int) -> TuckerTensor:
+def _common_float(lam, mats, ctx: ArrayContext):
+    """float32 only when every input is float32 (float32 in, float32 out), else float64."""
+    xp = ctx.xp
+    return xp.float32 if all(a.dtype == xp.float32 for a in (lam, *mats)) else xp.float64
+
+
+def reduced_hosvd_blocks(lam, blocks, total: int, *, tol: float, chunk: int,
+                         ctx: ArrayContext | None = None) -> TuckerTensor:
     """:func:`reduced_hosvd` with the factor columns produced block by block.
 
     ``blocks(sl)`` returns the three factor blocks ``(n_k, len(sl))`` of the columns in the
     slice ``sl``; they are regenerated on every pass, so ``n_k x R`` is never held in memory
-    (the multi-particle route with :math:`R = N R_l` up to millions of terms).
+    (the multi-particle route with :math:`R = N R_l` up to millions of terms). ``ctx``: where
+    ``lam`` and the blocks live (default: the switch's library); every context but NumPy's
+    takes :func:`_reduced_hosvd_blocks_xp`.
     """
+    if ctx is not None and not ctx.is_numpy:
+        return _reduced_hosvd_blocks_xp(lam, blocks, total, tol=tol, chunk=chunk, ctx=ctx)
     xp = array_namespace()
     slices = [slice(s, min(s + chunk, total)) for s in range(0, total, chunk)]
     scaled = xp.empty(total, dtype=lam.dtype)
@@ -450,6 +465,93 @@ def reduced_hosvd_blocks(lam, blocks, total: int, *, tol: float, chunk: int) -> 
     return TuckerTensor(
         core=inner.core, factors=factors_out, singular_values=inner.singular_values, error=error
     )
+
+
+def _reduced_hosvd_blocks_xp(lam, blocks, total: int, *, tol: float, chunk: int,
+                             ctx: ArrayContext) -> TuckerTensor:
+    """:func:`reduced_hosvd_blocks` written against the array API (torch, CuPy,
+    ``array_api_strict``, ...): the same passes over the blocks, without in-place updates
+    (torch's autograd differentiates it, through ``linalg.qr`` and ``linalg.svd``).
+
+    Host reads: the norm of the scaled weights and the three mode spectra in one read; then
+    one norm per pass of the rank refinement (at most four, each choosing the ranks from the
+    last). None inside the loops over the blocks.
+    """
+    xp = ctx.xp
+    slices = [slice(s, min(s + chunk, total)) for s in range(0, total, chunk)]
+
+    def normalized(sl):
+        mats = blocks(sl)
+        norms = [xp.linalg.vector_norm(a, axis=0) for a in mats]
+        return [a / xp.where(nrm > 0, nrm, 1.0) for a, nrm in zip(mats, norms, strict=True)], norms
+
+    scaled_parts: list = []
+    carries: list = [None, None, None]
+    for sl in slices:
+        mats, norms = normalized(sl)
+        scaled_parts.append(lam[sl] * norms[0] * norms[1] * norms[2])
+        for k, a in enumerate(mats):
+            carries[k] = _tsqr_step_xp(carries[k], a, xp)
+    scaled = scaled_parts[0] if len(scaled_parts) == 1 else xp.concat(scaled_parts)
+    dtype = scaled.dtype
+    bases, spectra_xp = [], []
+    for k in range(3):
+        u, s, _ = xp.linalg.svd(carries[k].T, full_matrices=False)
+        bases.append(u)
+        spectra_xp.append(s)
+    # the weights' norm and the three spectra come to the host in one read
+    host = to_numpy(xp.astype(xp.concat([xp.reshape(xp.linalg.vector_norm(scaled), (1,)),
+                                         *spectra_xp]), xp.float64))
+    lam_norm, spectra, start = float(host[0]), [], 1
+    for s in spectra_xp:
+        spectra.append(host[start:start + s.shape[0]])
+        start += s.shape[0]
+    if lam_norm == 0:
+        # Every term vanishes (zero charges, say): the exact answer is the zero tensor.
+        factors = [xp.eye(carries[k].shape[1], 1, dtype=dtype, device=ctx.device)
+                   for k in range(3)]
+        zero = xp.zeros((1, 1, 1), dtype=dtype, device=ctx.device)
+        return TuckerTensor(core=zero, factors=factors,
+                            singular_values=[np.zeros(1), np.zeros(1), np.zeros(1)], error=0.0)
+    norm_estimate = lam_norm
+    for _ in range(4):
+        target = 0.1 * tol * norm_estimate
+        ranks = [_rhosvd_rank(s, target / (3 * lam_norm)) for s in spectra]
+        z = [u[:, :r] for u, r in zip(bases, ranks, strict=True)]
+        core = None
+        for sl in slices:
+            block = _projected_core_block_xp(scaled[sl], normalized(sl)[0], z, xp)
+            core = block if core is None else core + block
+        core = xp.reshape(core, tuple(ranks))
+        core_norm = _norm(core, xp)
+        bound = lam_norm * sum(
+            float(s[r]) if r < s.size else 0.0 for s, r in zip(spectra, ranks, strict=True)
+        )
+        if bound <= 0.1 * tol * core_norm or core_norm == 0:
+            break
+        norm_estimate = core_norm
+    inner = hosvd(core, tol=0.9 * tol) if core_norm > 0 else hosvd(core, ranks=1)
+    factors_out = [zk @ uk for zk, uk in zip(z, inner.factors, strict=True)]
+    error = (bound / core_norm if core_norm > 0 else 0.0) + inner.error
+    return TuckerTensor(
+        core=inner.core, factors=factors_out, singular_values=inner.singular_values, error=error
+    )
+
+
+def _tsqr_step_xp(carry, block, xp):
+    """:func:`_tsqr_step` on the array API (its ``linalg.qr`` has no R-only mode)."""
+    stacked = block.T if carry is None else xp.concat([carry, block.T], axis=0)
+    if stacked.shape[0] <= stacked.shape[1] and carry is None:
+        return stacked
+    return xp.linalg.qr(stacked)[1]
+
+
+def _projected_core_block_xp(lam, mats, z, xp):
+    """:func:`_projected_core_block` on the array API."""
+    r1, r2 = z[0].shape[1], z[1].shape[1]
+    p1, p2, p3 = (zk.T @ a for zk, a in zip(z, mats, strict=True))
+    khatri_rao = xp.reshape(p1[:, None, :] * p2[None, :, :], (r1 * r2, -1))
+    return khatri_rao @ (lam[:, None] * p3.T)
 
 
 def _tsqr_step(carry, block, xp):

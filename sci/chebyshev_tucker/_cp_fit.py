@@ -30,7 +30,7 @@ from ._chebyshev import (
     _vandermonde,
     chebyshev_points,
     to_reference,
-    values_to_coefficients,
+    transform_values,
 )
 
 __all__ = ["FITS", "CoefficientFactors", "IllConditionedFitWarning", "coefficient_factors",
@@ -99,7 +99,7 @@ def coefficient_factors(weights: Any, factors: Sequence[Any], *, grid: Any, box:
     for k, fac in enumerate(factors):
         if callable(fac):
             samples = _sample_callable(fac, k, box[k], degree, ctx)
-            out.append(values_to_coefficients(samples, axes=0))
+            out.append(transform_values(samples, (0,), ctx))
         elif grid is None:
             samples = as_float_array(fac, f"factors[{k}]", ndim=2, ctx=ctx)
             if degree is not None and samples.shape[0] != degree + 1:
@@ -107,7 +107,7 @@ def coefficient_factors(weights: Any, factors: Sequence[Any], *, grid: Any, box:
                     f"factors[{k}] has {samples.shape[0]} rows; samples at the Lobatto "
                     f"points of degree {degree} need {degree + 1} (or pass grid=)"
                 )
-            out.append(values_to_coefficients(samples, axes=0))
+            out.append(transform_values(samples, (0,), ctx))
         else:
             out.append(_least_squares_coefficients(fac, grid, host_grid[k], k, box[k], degree,
                                                    qr_cache, tol, ctx))
@@ -288,7 +288,7 @@ def _floater_hormann_factors(weights, factors, grid, box, degree, tol, blending_
             stacklevel=4,
         )
     return CoefficientFactors(
-        [values_to_coefficients(v, axes=0) for v in values],
+        [transform_values(v, (0,), ctx) for v in values],
         blending_degrees=tuple(chosen),
         fit_error_estimate=(estimate if blending_degree is None and estimated
                             else float("nan")),

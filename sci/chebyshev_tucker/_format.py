@@ -290,12 +290,27 @@ class ChebTucker(_array.PlacedState):
         Returns
         -------
         ChebTucker
+            In the library and on the device of ``weights``, the factor arrays and ``grid``
+            (NumPy arrays and lists follow the switch; arrays of two libraries or devices
+            raise :class:`TypeError` naming them). A callable factor is given the Lobatto
+            points as arrays there (float64) and must return arrays there: a NumPy result for
+            torch points is refused, not copied.
 
         Notes
         -----
         Coefficient factors come from one-dimensional transforms of each factor column
         (DCT-I, :math:`O(dRm\log m)`), then :func:`reduced_hosvd` (:math:`O(dmR\min(m,R) +
         r^3R)`).
+
+        Torch, CuPy and the other array-API libraries take code written against the standard
+        (the grid fits as matrices applied to the samples on their device): torch's autograd
+        differentiates the result with respect to the weights and the samples (the blending
+        degree chosen from the data is a piecewise-constant function of them: autograd
+        differentiates at the degree chosen). Grid coordinates are host data by nature: the
+        three vectors are read back in one read to be checked and to build the fits'
+        matrices, which go to the device once per call; the Floater-Hormann choice of the
+        blending degree reads back the column scales and the estimates of all degrees of all
+        modes in one read each. NumPy arrays keep the NumPy code.
 
         Grid samples :math:`v_i = f(x_i)`, ``fit="floater-hormann"``: the interpolant
 

@@ -26,7 +26,7 @@ from ._chebyshev import (
     as_box,
     chebyshev_points,
     degree_for_gaussian,
-    values_to_coefficients,
+    transform_values,
 )
 from ._direct import _check_particles, _check_targets, direct_potential
 from ._format import ChebTucker
@@ -275,7 +275,7 @@ def _long_range_tucker(pos, q, long_sum: ExponentialSum, domain, degree: int, to
             for d in range(3):
                 diff = nodes[d][:, None, None] - pos[first:last, d][None, :, None]
                 values = xp.exp(-(t[None, None, :] * diff) ** 2).reshape(m, -1)
-                out.append(values_to_coefficients(values, axes=0))
+                out.append(transform_values(values, (0,), ctx))
             return out
 
         tucker = reduced_hosvd_blocks(weights, blocks, n * k, tol=tol, chunk=per_block * k)
@@ -294,7 +294,8 @@ def _long_range_tucker(pos, q, long_sum: ExponentialSum, domain, degree: int, to
         for d in range(3):
             diff = nodes[d][:, None, None] - pos[first:last, d][None, :, None]
             values = xp.reshape(xp.exp(-((t[None, None, :] * diff) ** 2)), (m, -1))
-            out.append(values_to_coefficients(values, axes=0))
+            # finite by construction: no finiteness check (a device read) per block
+            out.append(transform_values(values, (0,), ctx))
         return out
 
     tucker = reduced_hosvd_blocks(weights, blocks_xp, n * k, tol=tol, chunk=per_block * k,
@@ -372,7 +373,19 @@ def long_range_potential(positions: Any, charges: Any, *, tol: float = 1e-6,
     -------
     ChebTucker
         Its attribute ``exponential_sum`` holds the long-range terms used, ``cutoff`` the
-        short-range radius.
+        short-range radius. In the library and on the device of ``positions`` and
+        ``charges`` (NumPy and lists follow the switch; two libraries or devices raise
+        :class:`TypeError` naming them).
+
+    Notes
+    -----
+    Torch, CuPy and the other array-API libraries build the tensor where the charges live
+    (the CP columns a block of particles at a time, the reduced HOSVD on the array API; the
+    Lobatto points and the exponents are converted there once per call). Host reads: the
+    particles' bounding box (one read, for the box) and those of :func:`reduced_hosvd`; none
+    per block of particles. Torch's autograd differentiates the values with respect to the
+    points they are evaluated at, and with respect to the charges and positions through the
+    reduced HOSVD (defined where the kept singular values are separated).
 
     Examples
     --------
@@ -435,12 +448,11 @@ class RangeSeparatedPotential(_array.PlacedState):
     The potential lives in the library and on the device of ``positions`` and ``charges``
     (NumPy ones follow the switch) and is evaluated at targets of that library and device
     only (lists follow it; others raise :class:`TypeError` naming both); :meth:`to` moves
-    it. Torch and other array-API positions: the long-range tensor is built on the host
-    from one explicit copy of the positions and charges (:func:`sci.backend.to_numpy`) and
-    moved to their library and device; evaluation then runs there on the array path (the
-    Chebyshev-Tucker sum plus a brute-force short-range sum over all pairs in blocks, masked
-    by the cutoff), differentiable by torch's autograd with respect to the targets (and,
-    through the short-range part only, the positions and charges).
+    it. Torch and other array-API positions: the long-range tensor is built in their library
+    and on their device (as :func:`long_range_potential`), and evaluation runs there on the
+    array path (the Chebyshev-Tucker sum plus a brute-force short-range sum over all pairs in
+    blocks, masked by the cutoff), differentiable by torch's autograd with respect to the
+    targets, the positions and the charges.
 
     Examples
     --------

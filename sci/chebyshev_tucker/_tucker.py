@@ -349,11 +349,27 @@ def reduced_hosvd(
     Returns
     -------
     TuckerTensor
-        ``singular_values`` are the mode singular values of the (RHOSVD-projected) tensor,
-        ``error`` the bound on the total relative error.
+        ``singular_values`` are the mode singular values of the (RHOSVD-projected) tensor
+        (NumPy arrays), ``error`` the bound on the total relative error. The core and factors
+        are in the library and on the device of ``weights`` and ``factors`` (NumPy and lists
+        follow the switch), float32 when all of them are float32, else float64.
+
+    Raises
+    ------
+    TypeError
+        ``weights`` and ``factors`` of two libraries or devices (the message names them).
 
     Notes
     -----
+    NumPy arrays take the NumPy code (blocks written in place, R-only QR). Torch, CuPy and
+    the other array-API libraries take the same algorithm written against the standard,
+    without in-place updates: torch's autograd differentiates the result with respect to the
+    weights and factors through ``linalg.qr`` and ``linalg.svd`` (defined where the kept
+    singular values are distinct and separated from the dropped ones; the backward keeps the
+    blocks' projections, :math:`O(r^2 R)`). Reads back to the host: the norm of the weights
+    and the three mode spectra in one read, one norm per pass of the rank refinement (at
+    most four), and those of the final :func:`hosvd`; none per block of columns.
+
     With unit-norm columns, truncating the SVD :math:`A_k = Z_k S_k V_k^T` of each factor matrix
     to :math:`r_k` columns changes the tensor by at most
     :math:`\|\lambda\|_2\sum_k \sigma^{(k)}_{r_k+1}` (Khoromskij & Khoromskaia 2009). The ranks

@@ -229,15 +229,20 @@ def hosvd(tensor: Any, *, tol: float | None = None, ranks: Any = None) -> Tucker
     if (tol is None) == (ranks is None):
         raise ValueError("give exactly one of tol (epsilon-ranks) and ranks (fixed ranks)")
     xp = ctx.xp
-    norm = _norm(arr, xp)
     if tol is not None:
         tol = check_real(tol, "tol", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
     else:
         ranks = _check_ranks(ranks, arr.shape)
+    # the three SVDs first, then the norm and the three spectra come to the host in one read
+    pairs = [_left_singular(unfold(arr, mode, xp), xp) for mode in range(3)]
+    host = to_numpy(xp.astype(
+        xp.concat([xp.reshape(xp.linalg.vector_norm(arr), (1,)), *(s for _, s in pairs)]),
+        xp.float64))
+    norm, start = float(host[0]), 1
     factors, spectra, tails = [], [], []
-    for mode in range(3):
-        u, s = _left_singular(unfold(arr, mode, xp), xp)
-        s_host = to_numpy(s).astype(np.float64)
+    for mode, (u, s) in enumerate(pairs):
+        s_host = host[start:start + s.shape[0]]
+        start += s.shape[0]
         r = epsilon_rank(s_host, tol * norm / math.sqrt(3.0)) if tol is not None else ranks[mode]
         factors.append(u[:, :r])
         spectra.append(s_host)
@@ -247,13 +252,13 @@ def hosvd(tensor: Any, *, tol: float | None = None, ranks: Any = None) -> Tucker
     return TuckerTensor(core=core, factors=factors, singular_values=spectra, error=error)
 
 
-def _weighted_subspace_change(u_old, u_new, s_new, xp) -> float:
+def _weighted_subspace_change(u_old, u_new, s_new, xp):
     """``||(I - U_old U_old^T) U_new diag(s_new)||_F``: how much of the new projection lies
-    outside the old subspace. Computed as a residual, so it is accurate near zero, and weighted
-    by the singular values, so directions that barely matter cannot stall it with rounding
-    noise."""
+    outside the old subspace (a 0-d array where the factors live). Computed as a residual, so
+    it is accurate near zero, and weighted by the singular values, so directions that barely
+    matter cannot stall it with rounding noise."""
     residual = (u_new - u_old @ (u_old.T @ u_new)) * s_new[None, :]
-    return _norm(residual, xp)
+    return xp.linalg.vector_norm(residual)
 
 
 def hooi(
@@ -310,7 +315,7 @@ def hooi(
     start = hosvd(arr, ranks=ranks) if init is None else init
     factors = [u[:, :r] for u, r in zip(start.factors, ranks, strict=True)]
     for _ in range(max_iterations):
-        moved = 0.0
+        changes = []
         for mode in range(3):
             others = [factors[j].T if j != mode else None for j in range(3)]
             y = arr
@@ -319,9 +324,10 @@ def hooi(
                     y = mode_product(y, m, j, xp)
             u, s = _left_singular(unfold(y, mode, xp), xp)
             u, s = u[:, : ranks[mode]], s[: ranks[mode]]
-            moved = max(moved, _weighted_subspace_change(factors[mode], u, s, xp))
+            changes.append(_weighted_subspace_change(factors[mode], u, s, xp))
             factors[mode] = u
-        if moved <= tol * norm:
+        # the sweep's three subspace changes come to the host in one read
+        if float(np.max(to_numpy(xp.stack(changes)))) <= tol * norm:
             break
     core = multi_mode_product(arr, factors, transpose=True)
     residual = _norm(arr - multi_mode_product(core, factors), xp)

@@ -156,3 +156,18 @@ def test_floater_hormann_fit_reads_once_per_call(monkeypatch):
     assert all(f.device == DEVICE for f in fitted.factors)
     # + the finiteness checks of the inputs: weights, three samples, three grids (one each)
     assert reads.count <= 3 + 7, reads.count
+
+
+def test_hosvd_reads_once_and_hooi_once_per_sweep(rng, monkeypatch):
+    from sci.chebyshev_tucker import hooi, hosvd
+
+    t = _on(rng.standard_normal((6, 7, 8)))
+    reads = _Reads(monkeypatch)
+    hosvd(t, tol=1e-3)
+    assert reads.count == 2  # the finiteness check, then the norm and three spectra together
+    counts = []
+    for sweeps in (1, 4):
+        reads.count = 0
+        hooi(t, 2, tol=1e-300, max_iterations=sweeps)  # tol unreachable: every sweep runs
+        counts.append(reads.count)
+    assert counts[1] - counts[0] == 3  # one read per further sweep

@@ -490,6 +490,20 @@ class ChebTucker(_array.PlacedState):
                 "polynomial anyway"
             )
 
+    def _check_bounds(self, lo, hi, names: tuple, extrapolate: bool,
+                      modes: Sequence[int] = (0, 1, 2)) -> None:
+        """Finite coordinates, inside the box unless ``extrapolate``, from their least and
+        largest values per mode (device arrays ``lo``, ``hi``: one read for all of them; a NaN
+        or infinity anywhere shows in them)."""
+        xp = self._ctx.xp
+        bounds = to_numpy(xp.stack([lo, hi]))
+        for i, mode in enumerate(modes):
+            low, high = float(bounds[0, i]), float(bounds[1, i])
+            if not (math.isfinite(low) and math.isfinite(high)):
+                raise ValueError(f"{names[i]} must be finite; it contains NaN or infinity")
+            if not extrapolate:
+                self._check_inside(low, high, mode, names[i])
+
     def _mode_matrix_xp(self, coordinate, mode: int):
         """``T(x) U_mode`` on the array path (the box was checked by the caller)."""
         u = self.factors[mode]
@@ -551,16 +565,17 @@ class ChebTucker(_array.PlacedState):
         if _dask.is_dask_array(points):
             return _lazy.call(self, points, extrapolate, chunk)
         ctx = self._call_context((points,), ("points",))
-        pts = as_float_array(points, "points", ndim=2, ctx=ctx)
+        array_path = ctx.backend == "array"
+        # the array path checks finiteness and the box in one read (below)
+        pts = as_float_array(points, "points", ndim=2, ctx=ctx, check_finite=not array_path)
         if pts.shape[1] != 3:
             raise ValueError(f"points must have shape (M, 3); got {tuple(pts.shape)}")
         chunk = check_integer(chunk, "chunk", minimum=1)
-        if ctx.backend == "array":
+        if array_path:
             xp = ctx.xp
-            if pts.shape[0] and not extrapolate:
-                bounds = to_numpy(xp.stack([xp.min(pts, axis=0), xp.max(pts, axis=0)]))
-                for k in range(3):
-                    self._check_inside(float(bounds[0, k]), float(bounds[1, k]), k, "points")
+            if pts.shape[0]:
+                self._check_bounds(xp.min(pts, axis=0), xp.max(pts, axis=0), ("points",) * 3,
+                                   extrapolate)
             return _array.evaluate(xp, self.core, self._mode_matrix_xp, pts, chunk)
         xp = array_namespace()
         r1, r2, r3 = self.ranks
@@ -587,9 +602,20 @@ class ChebTucker(_array.PlacedState):
         if lazy is not None:
             return _lazy.grid_factors(self, lazy, extrapolate)
         ctx = self._call_context((x, y, z), ("x", "y", "z"))
-        coords = [as_float_array(c, name, ndim=1, ctx=ctx)
+        array_path = ctx.backend == "array"
+        coords = [as_float_array(c, name, ndim=1, ctx=ctx, check_finite=not array_path)
                   for c, name in zip((x, y, z), "xyz", strict=True)]
-        return [self._mode_matrix(c, k, "xyz"[k], extrapolate) for k, c in enumerate(coords)]
+        if not array_path:
+            return [self._mode_matrix(c, k, "xyz"[k], extrapolate)
+                    for k, c in enumerate(coords)]
+        # finiteness and the box of the three coordinates: one read
+        xp = ctx.xp
+        present = [k for k, c in enumerate(coords) if c.shape[0]]
+        if present:
+            self._check_bounds(xp.stack([xp.min(coords[k]) for k in present]),
+                               xp.stack([xp.max(coords[k]) for k in present]),
+                               tuple("xyz"[k] for k in present), extrapolate, modes=present)
+        return [self._mode_matrix_xp(c, k) for k, c in enumerate(coords)]
 
     def on_grid(self, x: Any, y: Any, z: Any, *, extrapolate: bool = False, chunks: Any = None):
         r"""Values on the tensor grid ``x x y x z`` (a full array, memory checked).

@@ -171,3 +171,27 @@ def test_hosvd_reads_once_and_hooi_once_per_sweep(rng, monkeypatch):
         hooi(t, 2, tol=1e-300, max_iterations=sweeps)  # tol unreachable: every sweep runs
         counts.append(reads.count)
     assert counts[1] - counts[0] == 3  # one read per further sweep
+
+
+def test_evaluation_reads_once_per_call(monkeypatch):
+    ct = ChebTucker.from_function(lambda a, b, c: strict.cos(a * b) + c, domain=(-1, 1),
+                                  degree=8, tol=1e-12, xp=strict, device=DEVICE)
+    pts = _on(np.random.default_rng(2).uniform(-1, 1, (50, 3)))
+    g = _on(np.linspace(-1, 1, 5))
+    reads = _Reads(monkeypatch)
+    for chunk in (50, 7, 1):
+        reads.count = 0
+        ct(pts, chunk=chunk)
+        assert reads.count == 1  # finiteness and the box together, whatever the blocks
+    reads.count = 0
+    ct.on_grid(g, g, g)
+    assert reads.count == 1
+    for bad, name in ((np.nan, "points"), (np.inf, "points")):
+        with pytest.raises(ValueError, match=f"{name} must be finite"):
+            ct(_on([[0.0, bad, 0.0]]))
+        with pytest.raises(ValueError, match=f"{name} must be finite"):
+            ct(_on([[0.0, bad, 0.0]]), extrapolate=True)
+    with pytest.raises(ValueError, match="y must be finite"):
+        ct.on_grid(g, _on([0.0, np.nan]), g)
+    with pytest.raises(ValueError, match="z has coordinates in .* outside the box"):
+        ct.on_grid(g, g, _on([0.0, 2.0]))

@@ -244,7 +244,7 @@ def _floater_hormann_factors(weights, factors, grid, box, degree, tol, blending_
     x_host = _host_grid(grid, factors, ctx)
     for k in range(3):
         if x_host[k] is not None:
-            _fit.check_grid_host(x_host[k], k, box[k], samples[k].shape[0], BOX_SLACK)
+            _fit.check_grid(x_host[k], k, box[k], samples[k].shape[0], BOX_SLACK)
     # Each mode's interpolation error enters the tensor weighted by |lambda_r| times the
     # sizes of the other modes' columns: the blending degree is chosen for that mix. The
     # weights and the column sizes come to the host in one read.

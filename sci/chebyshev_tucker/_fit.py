@@ -21,7 +21,6 @@ from ..backend import asarray, to_numpy
 
 __all__ = [
     "check_grid",
-    "check_grid_host",
     "choose_blending_degree",
     "fh_matrix",
     "floater_hormann_coefficients",
@@ -152,23 +151,11 @@ def choose_blending_degree(estimates: Sequence[float]) -> tuple[int, float]:
     return _lowest_near_least(seen)
 
 
-def check_grid(grid: Sequence[Any], mode: int, interval: tuple[float, float], n_rows: int,
-               slack: float) -> Any:
-    """The coordinates ``grid[mode]``: 1-D, finite, strictly increasing, inside the interval
-    and covering it up to one grid step at each end (the interpolant extrapolates no further)."""
-    if len(grid) != 3:
-        raise ValueError(f"grid must be three coordinate vectors; got {len(grid)}")
-    x = as_float_array(grid[mode], f"grid[{mode}]", ndim=1)
-    if x.shape[0] != n_rows:
-        raise ValueError(
-            f"factors[{mode}] has {n_rows} rows but grid[{mode}] has {x.shape[0]} points"
-        )
-    return check_grid_host(to_numpy(x).astype(np.float64), mode, interval, n_rows, slack)
-
-
-def check_grid_host(xn: np.ndarray, mode: int, interval: tuple[float, float], n_rows: int,
-                    slack: float) -> np.ndarray:
-    """:func:`check_grid` on coordinates already on the host (float64, finite, 1-D)."""
+def check_grid(xn: np.ndarray, mode: int, interval: tuple[float, float], n_rows: int,
+               slack: float) -> np.ndarray:
+    """The coordinates ``grid[mode]`` (on the host: float64, finite, 1-D), checked: as many
+    as the samples' rows, strictly increasing, inside the interval and covering it up to one
+    grid step at each end (the interpolant extrapolates no further)."""
     if xn.shape[0] != n_rows:
         raise ValueError(
             f"factors[{mode}] has {n_rows} rows but grid[{mode}] has {xn.shape[0]} points"

@@ -72,9 +72,12 @@ class ChebTucker(_array.PlacedState):
     Notes
     -----
     The object lives where its core and factors do: NumPy (served by the switch's kernels),
-    CuPy, torch (CPU or CUDA), ``array_api_strict``, ... Evaluation takes points of that
-    library and device (lists follow the object) and returns arrays there; points of another
-    library or device raise :class:`TypeError` naming both. :meth:`to` moves the object.
+    CuPy, torch (CPU or CUDA), ``array_api_strict``, ... The constructors build it where
+    their inputs live (:meth:`from_cp`, :meth:`from_coefficients`; :meth:`from_function`,
+    which has no array input, where ``xp=`` and ``device=`` say). Evaluation takes points
+    of that library and device (lists follow the object) and returns arrays there; points of
+    another library or device raise :class:`TypeError` naming both. :meth:`to` moves the
+    object.
     Torch and other array-API libraries take the array path (code written against the
     standard, in blocks, without in-place updates): torch's autograd differentiates the
     values with respect to the points and to the core and factors.

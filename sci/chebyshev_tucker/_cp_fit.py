@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_float_array, check_integer, check_memory
+from .._validation import as_float_array, check_all_finite, check_integer, check_memory
 from ..backend import ArrayContext, array_context, to_numpy
 from . import _fit
 from ._chebyshev import (
@@ -117,7 +117,9 @@ def coefficient_factors(weights: Any, factors: Sequence[Any], *, grid: Any, box:
 def _host_grid(grid: Sequence[Any], factors: Sequence[Any], ctx: ArrayContext) -> list:
     """The grid coordinates of the fitted (non-callable) modes as float64 NumPy vectors (None
     for the others): for arrays of another library, one read of all of them."""
-    coords = [None if callable(fac) else as_float_array(grid[k], f"grid[{k}]", ndim=1, ctx=ctx)
+    coords = [None if callable(fac) else
+              as_float_array(grid[k], f"grid[{k}]", ndim=1, ctx=ctx,
+                             check_finite=ctx.is_numpy)  # else checked on the host, below
               for k, fac in enumerate(factors)]
     if ctx.is_numpy:
         return [None if c is None else to_numpy(c).astype(np.float64) for c in coords]
@@ -127,12 +129,14 @@ def _host_grid(grid: Sequence[Any], factors: Sequence[Any], ctx: ArrayContext) -
         return coords
     host = to_numpy(xp.concat([xp.astype(c, xp.float64) for c in present]))
     out, start = [], 0
-    for c in coords:
+    for k, c in enumerate(coords):
         if c is None:
             out.append(None)
         else:
             out.append(host[start:start + c.shape[0]])
             start += c.shape[0]
+            if not np.all(np.isfinite(out[-1])):
+                raise ValueError(f"grid[{k}] must be finite; it contains NaN or infinity")
     return out
 
 
@@ -232,10 +236,15 @@ def _floater_hormann_factors(weights, factors, grid, box, degree, tol, blending_
     """Grid samples: Floater-Hormann values at the Lobatto points, then coefficients."""
     nodes = [to_numpy(chebyshev_points(degree + 1, domain=box[k], xp=np)) for k in range(3)]
     # A callable factor is sampled at the Lobatto points (exact, as without grid=).
+    # the weights and the samples given are checked for finiteness in one read
     samples = [_sample_callable(fac, k, box[k], degree, ctx) if callable(fac)
-               else as_float_array(fac, f"factors[{k}]", ndim=2, ctx=ctx)
+               else as_float_array(fac, f"factors[{k}]", ndim=2, ctx=ctx,
+                                   check_finite=ctx.is_numpy)
                for k, fac in enumerate(factors)]
-    lam = as_float_array(weights, "weights", ndim=1, ctx=ctx)
+    lam = as_float_array(weights, "weights", ndim=1, ctx=ctx, check_finite=ctx.is_numpy)
+    if not ctx.is_numpy:
+        check_all_finite(ctx.xp, {"weights": lam, **{
+            f"factors[{k}]": s for k, s in enumerate(samples) if not callable(factors[k])}})
     if any(s.shape[1] != lam.shape[0] for s in samples):
         raise ValueError(
             f"weights has {lam.shape[0]} entries but the factors have "

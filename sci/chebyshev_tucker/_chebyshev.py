@@ -33,6 +33,9 @@ __all__ = [
 MAX_DEGREE = 1 << 16
 """A degree beyond which every use here would be a mistake (65537 points per mode)."""
 
+BOX_SLACK = 1e-10
+"""Points this far outside the box (relative to its size) still count as inside (rounding)."""
+
 
 def chebyshev_points(
     m: int,
@@ -265,9 +268,15 @@ def values_to_coefficients(values: Any, *, axes: Any = None) -> Array:
     """
     ctx = array_context(values, names=("values",))
     arr = as_float_array(values, "values", ctx=ctx)
+    return transform_values(arr, _axes(arr.ndim, axes), ctx)
+
+
+def transform_values(arr: Any, axes: tuple[int, ...], ctx: Any) -> Array:
+    """:func:`values_to_coefficients` of a checked float array of ``ctx`` (no validation, no
+    read from the device: for callers that transform many blocks of values they computed)."""
     xp = ctx.xp
     dct1 = implementation("chebyshev_tucker.dct1", ctx.backend)
-    for axis in _axes(arr.ndim, axes):
+    for axis in axes:
         n = arr.shape[axis] - 1
         if n < 1:
             raise ValueError(

@@ -21,6 +21,7 @@ from ..backend import asarray, to_numpy
 
 __all__ = [
     "check_grid",
+    "choose_blending_degree",
     "fh_matrix",
     "floater_hormann_coefficients",
     "floater_hormann_weights",
@@ -119,29 +120,46 @@ def select_blending_degree(nodes: np.ndarray, values: np.ndarray, points: np.nda
         current = _interpolate(cauchy, hit, floater_hormann_weights(nodes, d + 1), values)
         estimate = float(np.sum(column_scale * np.max(np.abs(current - previous), axis=0)))
         estimates.append(estimate / norm)
-        best = int(np.argmin(estimates))
-        if d >= best + 4 and estimates[-1] > 16 * estimates[best]:
-            # Past the optimum the amplified rounding grows like 2**d: no later d wins.
+        if _past_optimum(estimates):
             break
         previous = current
-    # Of the degrees within a factor 2 of the least estimate, the lowest (the smallest
-    # Lebesgue constant).
+    return _lowest_near_least(estimates)
+
+
+def _past_optimum(estimates: list) -> bool:
+    """Past the optimum the amplified rounding grows like ``2**d``: no later ``d`` wins."""
+    d = len(estimates) - 1
+    best = int(np.argmin(estimates))
+    return d >= best + 4 and estimates[-1] > 16 * estimates[best]
+
+
+def _lowest_near_least(estimates: list) -> tuple[int, float]:
+    """Of the degrees within a factor 2 of the least estimate, the lowest (the smallest
+    Lebesgue constant)."""
     d = int(np.nonzero(np.asarray(estimates) <= 2 * min(estimates))[0][0])
     return d, estimates[d]
 
 
-def check_grid(grid: Sequence[Any], mode: int, interval: tuple[float, float], n_rows: int,
-               slack: float) -> Any:
-    """The coordinates ``grid[mode]``: 1-D, finite, strictly increasing, inside the interval
-    and covering it up to one grid step at each end (the interpolant extrapolates no further)."""
-    if len(grid) != 3:
-        raise ValueError(f"grid must be three coordinate vectors; got {len(grid)}")
-    x = as_float_array(grid[mode], f"grid[{mode}]", ndim=1)
-    if x.shape[0] != n_rows:
+def choose_blending_degree(estimates: Sequence[float]) -> tuple[int, float]:
+    r""":func:`select_blending_degree`'s choice from all the estimates :math:`E(0), E(1),
+    \dots` computed at once (the array path): the same early stop, applied to the list."""
+    seen: list = []
+    for e in estimates:
+        seen.append(float(e))
+        if _past_optimum(seen):
+            break
+    return _lowest_near_least(seen)
+
+
+def check_grid(xn: np.ndarray, mode: int, interval: tuple[float, float], n_rows: int,
+               slack: float) -> np.ndarray:
+    """The coordinates ``grid[mode]`` (on the host: float64, finite, 1-D), checked: as many
+    as the samples' rows, strictly increasing, inside the interval and covering it up to one
+    grid step at each end (the interpolant extrapolates no further)."""
+    if xn.shape[0] != n_rows:
         raise ValueError(
-            f"factors[{mode}] has {n_rows} rows but grid[{mode}] has {x.shape[0]} points"
+            f"factors[{mode}] has {n_rows} rows but grid[{mode}] has {xn.shape[0]} points"
         )
-    xn = to_numpy(x).astype(np.float64)
     if xn.size < 2:
         raise ValueError(f"grid[{mode}] needs at least 2 points; got {xn.size}")
     steps = np.diff(xn)

@@ -1,4 +1,9 @@
-"""The Chebyshev-Tucker format: a Tucker tensor of Chebyshev coefficients on a box."""
+"""The Chebyshev-Tucker format: a Tucker tensor of Chebyshev coefficients on a box.
+
+The class, its construction and its evaluation. The coefficient factors of a CP tensor from
+samples of its factors (Lobatto samples, callables, grid fits) are computed in ``_cp_fit.py``,
+the Dask adapters of the evaluation and grid export live in ``_format_dask.py``.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import (
-    as_float_array,
-    check_dask_rows,
-    check_integer,
-    check_memory,
-    check_real,
-)
+from .._validation import as_float_array, check_integer, check_memory, check_real
 from ..backend import array_context, array_namespace, creation_context, to_numpy
-from . import _array, _fit
+from . import _array, _cp_fit
+from . import _format_dask as _lazy
 from ._chebyshev import (
+    BOX_SLACK,
     MAX_DEGREE,
     _vandermonde,
     as_box,
@@ -26,14 +27,10 @@ from ._chebyshev import (
     to_reference,
     values_to_coefficients,
 )
+from ._cp_fit import IllConditionedFitWarning
 from ._tucker import TuckerTensor, hooi, hosvd, multi_mode_product, reduced_hosvd
 
-__all__ = ["ChebTucker"]
-
-_FITS = ("floater-hormann", "least-squares")
-
-_BOX_SLACK = 1e-10
-"""Points this far outside the box (relative to its size) still count as inside (rounding)."""
+__all__ = ["ChebTucker", "IllConditionedFitWarning"]
 
 
 def _check_degree(degree: Any) -> int:
@@ -75,9 +72,12 @@ class ChebTucker(_array.PlacedState):
     Notes
     -----
     The object lives where its core and factors do: NumPy (served by the switch's kernels),
-    CuPy, torch (CPU or CUDA), ``array_api_strict``, ... Evaluation takes points of that
-    library and device (lists follow the object) and returns arrays there; points of another
-    library or device raise :class:`TypeError` naming both. :meth:`to` moves the object.
+    CuPy, torch (CPU or CUDA), ``array_api_strict``, ... The constructors build it where
+    their inputs live (:meth:`from_cp`, :meth:`from_coefficients`; :meth:`from_function`,
+    which has no array input, where ``xp=`` and ``device=`` say). Evaluation takes points
+    of that library and device (lists follow the object) and returns arrays there; points of
+    another library or device raise :class:`TypeError` naming both. :meth:`to` moves the
+    object.
     Torch and other array-API libraries take the array path (code written against the
     standard, in blocks, without in-place updates): torch's autograd differentiates the
     values with respect to the points and to the core and factors.
@@ -147,13 +147,17 @@ class ChebTucker(_array.PlacedState):
 
     @classmethod
     def from_function(cls, f: Callable[..., Any], *, domain: Any, degree: int, tol: float,
-                      refine: bool = False, vectorized: bool = True) -> ChebTucker:
+                      refine: bool = False, vectorized: bool = True, xp: Any = None,
+                      device: Any = None) -> ChebTucker:
         r"""Interpolate ``f`` at the :math:`m^3` Lobatto points, ``m = degree + 1``, and compress.
 
         Parameters
         ----------
         f : callable
-            ``f(x, y, z)`` on broadcastable arrays (``vectorized=True``), returning real values.
+            ``f(x, y, z)`` on broadcastable arrays (``vectorized=True``: shapes (m, 1, 1),
+            (1, m, 1), (1, 1, m), arrays of the library ``xp`` on ``device``), returning real
+            values of that library (or numbers); with ``vectorized=False``, ``f`` takes and
+            returns Python numbers.
         domain : (a, b) or three pairs
         degree : int
             Polynomial degree per mode (``m = degree + 1`` points).
@@ -162,21 +166,41 @@ class ChebTucker(_array.PlacedState):
             \varepsilon\|C\|_F/\sqrt3`).
         refine : bool
             Refine by HOOI at the epsilon-ranks.
+        vectorized : bool
+            ``False``: ``f`` is called once per point, on the host, and its :math:`m^3` values
+            are copied to ``device`` once.
+        xp : module, optional
+            The array library the points are given to ``f`` in, and the object is built and
+            lives in (numpy, cupy, torch, array_api_strict, ...; as
+            :func:`sci.backend.creation_context` takes it). Default: the switch's (NumPy, or
+            CuPy under ``use_backend("cupy")``). There is no array argument to take it from:
+            ``f`` is written for one library, so the library is named here, as for
+            :func:`chebyshev_points`.
+        device : optional
+            The device of that library (default: its default device).
 
         Returns
         -------
         ChebTucker
+            In the library ``xp``, on ``device``, in the floating dtype of ``f``'s values
+            (float32 values give a float32 object).
 
         Raises
         ------
         ValueError
             ``f`` returns the wrong shape or non-finite values; the degree does not fit in
             memory (the message says how much it needs).
+        TypeError
+            ``f`` returns arrays of another library or device than the points it was given
+            (e.g. NumPy for torch points): they are not copied behind the user's back.
 
         Notes
         -----
         Cost: :math:`m^3` samples, a DCT-I along each mode (:math:`O(m^3\log m)`) and an HOSVD
-        (:math:`O(m^4)`).
+        (:math:`O(m^4)`). Torch and other array-API libraries take the array path (the DCT-I
+        by a real FFT, ``linalg.svd``): torch's autograd differentiates the result with respect
+        to tensors that ``f`` closes over, away from ties among the kept singular values. The
+        HOSVD reads the three mode spectra back to the host once to choose the ranks.
 
         Examples
         --------
@@ -188,21 +212,44 @@ class ChebTucker(_array.PlacedState):
         (1, 1, 1)
         >>> float(abs(ct([[0.1, 0.2, 0.3]])[0] - np.exp(0.5) * np.cos(0.3))) < 1e-12
         True
+
+        In another library, on one of its devices (``f`` gets its arrays there; torch works
+        the same way, with ``xp=torch, device="cuda"``):
+
+        >>> import array_api_strict as strict
+        >>> dev = strict.Device("device1")
+        >>> ct = ChebTucker.from_function(lambda x, y, z: strict.exp(x + 2 * y) * strict.cos(z),
+        ...                               domain=(-1, 1), degree=24, tol=1e-12, xp=strict,
+        ...                               device=dev)
+        >>> ct.device, ct(strict.asarray([[0.1, 0.2, 0.3]], device=dev)).device
+        (array_api_strict.Device('device1'), array_api_strict.Device('device1'))
         """
         box = as_box(domain)
         degree = _check_degree(degree)
         tol = check_real(tol, "tol", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
         if not callable(f):
             raise TypeError(f"f must be callable; got {type(f).__name__}")
-        xp = array_namespace()
+        ctx = creation_context(xp, device)
         m = degree + 1
-        nodes = [chebyshev_points(m, domain=box[k]) for k in range(3)]
-        grids = (nodes[0][:, None, None], nodes[1][None, :, None], nodes[2][None, None, :])
         if vectorized:
+            nodes = [chebyshev_points(m, domain=box[k], xp=ctx.xp, device=ctx.device)
+                     for k in range(3)]
+            grids = [ctx.xp.reshape(p, shape) for p, shape in
+                     zip(nodes, ((m, 1, 1), (1, m, 1), (1, 1, m)), strict=True)]
             values = f(*grids)
+            if not ctx.is_numpy:
+                # a result of another library (NumPy for torch points, say) is refused, not
+                # copied to the device behind the user's back
+                array_context(grids[0], values, names=("the points given to f", "f(x, y, z)"))
         else:
-            values = np.vectorize(f)(*(to_numpy(g) for g in grids))
-        values = xp.broadcast_to(as_float_array(values, "f(x, y, z)"), (m, m, m))
+            # f takes Python numbers: called point by point on the host, its values copied to
+            # the device once
+            nodes = [chebyshev_points(m, domain=box[k], xp=np) for k in range(3)]
+            values = ctx.asarray(np.vectorize(f)(nodes[0][:, None, None],
+                                                 nodes[1][None, :, None],
+                                                 nodes[2][None, None, :]))
+        values = as_float_array(values, "f(x, y, z)", ctx=ctx)
+        values = ctx.xp.broadcast_to(values, (m, m, m))
         coefficients = values_to_coefficients(values)
         return cls.from_coefficients(coefficients, domain=box, tol=tol, refine=refine)
 
@@ -246,12 +293,27 @@ class ChebTucker(_array.PlacedState):
         Returns
         -------
         ChebTucker
+            In the library and on the device of ``weights``, the factor arrays and ``grid``
+            (NumPy arrays and lists follow the switch; arrays of two libraries or devices
+            raise :class:`TypeError` naming them). A callable factor is given the Lobatto
+            points as arrays there (float64) and must return arrays there: a NumPy result for
+            torch points is refused, not copied.
 
         Notes
         -----
         Coefficient factors come from one-dimensional transforms of each factor column
         (DCT-I, :math:`O(dRm\log m)`), then :func:`reduced_hosvd` (:math:`O(dmR\min(m,R) +
         r^3R)`).
+
+        Torch, CuPy and the other array-API libraries take code written against the standard
+        (the grid fits as matrices applied to the samples on their device): torch's autograd
+        differentiates the result with respect to the weights and the samples (the blending
+        degree chosen from the data is a piecewise-constant function of them: autograd
+        differentiates at the degree chosen). Grid coordinates are host data by nature: the
+        three vectors are read back in one read to be checked and to build the fits'
+        matrices, which go to the device once per call; the Floater-Hormann choice of the
+        blending degree reads back the column scales and the estimates of all degrees of all
+        modes in one read each. NumPy arrays keep the NumPy code.
 
         Grid samples :math:`v_i = f(x_i)`, ``fit="floater-hormann"``: the interpolant
 
@@ -308,103 +370,22 @@ class ChebTucker(_array.PlacedState):
             raise ValueError(f"factors must be three matrices or callables; got {len(factors)}")
         if degree is not None:
             degree = _check_degree(degree)
-        if fit not in _FITS:
-            raise ValueError(f"fit must be one of {_FITS}; got {fit!r}")
+        if fit not in _cp_fit.FITS:
+            raise ValueError(f"fit must be one of {_cp_fit.FITS}; got {fit!r}")
         if blending_degree is not None and (grid is None or fit != "floater-hormann"):
             raise ValueError("blending_degree applies to grid samples with "
                              "fit='floater-hormann' only")
-        if grid is not None:
-            if degree is None:
-                raise ValueError("degree is required with grid=")
-            if fit == "floater-hormann":
-                return cls._from_cp_floater_hormann(weights, factors, grid, box, degree, tol,
-                                                    blending_degree, chunk)
-        coefficient_factors = []
-        qr_cache: dict = {}  # the same grid in several modes: one QR
-        for k, fac in enumerate(factors):
-            if callable(fac):
-                if degree is None:
-                    raise ValueError("degree is required when the factors are callables")
-                nodes = chebyshev_points(degree + 1, domain=box[k])
-                samples = as_float_array(fac(nodes), f"factors[{k}](x)", ndim=2)
-                coefficient_factors.append(values_to_coefficients(samples, axes=0))
-            elif grid is None:
-                samples = as_float_array(fac, f"factors[{k}]", ndim=2)
-                if degree is not None and samples.shape[0] != degree + 1:
-                    raise ValueError(
-                        f"factors[{k}] has {samples.shape[0]} rows; samples at the Lobatto "
-                        f"points of degree {degree} need {degree + 1} (or pass grid=)"
-                    )
-                coefficient_factors.append(values_to_coefficients(samples, axes=0))
-            else:
-                coefficient_factors.append(
-                    _least_squares_coefficients(fac, grid, k, box[k], degree, qr_cache, tol)
-                )
-        tucker = reduced_hosvd(weights, coefficient_factors, tol=tol, chunk=chunk)
-        return cls._from_tucker(tucker, box)
-
-    @classmethod
-    def _from_cp_floater_hormann(cls, weights, factors, grid, box, degree, tol,
-                                 blending_degree, chunk) -> ChebTucker:
-        """``from_cp`` for grid samples: Floater-Hormann values at the Lobatto points."""
-        if len(grid) != 3:
-            raise ValueError(f"grid must be three coordinate vectors; got {len(grid)}")
-        lobatto = [chebyshev_points(degree + 1, domain=box[k]) for k in range(3)]
-        nodes = [to_numpy(p).astype(np.float64) for p in lobatto]
-        # A callable factor is sampled at the Lobatto points (exact, as without grid=).
-        samples = [as_float_array(fac(lobatto[k]), f"factors[{k}](x)", ndim=2)
-                   if callable(fac) else as_float_array(fac, f"factors[{k}]", ndim=2)
-                   for k, fac in enumerate(factors)]
-        w = np.abs(to_numpy(as_float_array(weights, "weights", ndim=1)))
-        if any(s.shape[1] != w.shape[0] for s in samples):
-            raise ValueError(
-                f"weights has {w.shape[0]} entries but the factors have "
-                f"{[int(s.shape[1]) for s in samples]} columns"
-            )
-        # Each mode's interpolation error enters the tensor weighted by |lambda_r| times the
-        # sizes of the other modes' columns: the blending degree is chosen for that mix.
-        sizes = [np.max(np.abs(to_numpy(s)), axis=0) for s in samples]
-        coefficient_factors = []
-        estimate = 0.0
-        estimated = False  # all factors callables: nothing was fitted, nothing estimated
-        chosen = []
-        for k in range(3):
-            if callable(factors[k]):
-                coefficient_factors.append(values_to_coefficients(samples[k], axes=0))
-                chosen.append(None)
-                continue
-            x = _fit.check_grid(grid, k, box[k], samples[k].shape[0], _BOX_SLACK)
-            scale = w * sizes[(k + 1) % 3] * sizes[(k + 2) % 3]
-            values, d, err = _fit.floater_hormann_coefficients(
-                samples[k], x, nodes[k], blending_degree, scale, k)
-            coefficient_factors.append(values_to_coefficients(values, axes=0))
-            chosen.append(d)
-            if err == err:  # not NaN
-                # The largest over the modes: measured within a factor ~3 of the actual error
-                # at random points (their sum overestimates it ~10x, see tests/test_fit.py).
-                estimate = max(estimate, err)
-                estimated = True
-        if estimate > tol:
-            import warnings
-
-            difference = (
-                f"differ from the next blending degree by {estimate:.1e} relative"
-                if estimate < float("inf") else
-                "cannot be checked against a second interpolant (two grid points)"
-            )
-            warnings.warn(
-                f"the Floater-Hormann interpolants of the grid samples (blending degrees "
-                f"{tuple(chosen)}) {difference}, above tol = {tol:g}: the samples do not "
-                "resolve the factors to tol between the grid points; refine the grid or raise "
-                "tol",
-                IllConditionedFitWarning,
-                stacklevel=3,
-            )
-        tucker = reduced_hosvd(weights, coefficient_factors, tol=tol, chunk=chunk)
+        if grid is not None and degree is None:
+            raise ValueError("degree is required with grid=")
+        ctx = _cp_fit.cp_context(weights, factors, grid)
+        fitted = _cp_fit.coefficient_factors(
+            weights, factors, grid=grid, box=box, degree=degree, tol=tol, fit=fit,
+            blending_degree=blending_degree, ctx=ctx)
+        tucker = reduced_hosvd(weights, fitted.factors, tol=tol, chunk=chunk)
         ct = cls._from_tucker(tucker, box)
-        ct.blending_degrees = tuple(chosen)
-        ct.fit_error_estimate = (estimate if blending_degree is None and estimated
-                                 else float("nan"))
+        if fitted.blending_degrees is not None:
+            ct.blending_degrees = fitted.blending_degrees
+            ct.fit_error_estimate = fitted.fit_error_estimate
         return ct
 
     # -- properties -------------------------------------------------------------------------
@@ -503,7 +484,7 @@ class ChebTucker(_array.PlacedState):
 
     def _check_inside(self, lo: float, hi: float, mode: int, name: str) -> None:
         a, b = self.domain[mode]
-        slack = _BOX_SLACK * (b - a)
+        slack = BOX_SLACK * (b - a)
         if lo < a - slack or hi > b + slack:
             raise ValueError(
                 f"{name} has coordinates in [{lo:.6g}, {hi:.6g}] along axis {mode}, outside "
@@ -511,6 +492,20 @@ class ChebTucker(_array.PlacedState):
                 "Build on a larger domain, or pass extrapolate=True to evaluate the "
                 "polynomial anyway"
             )
+
+    def _check_bounds(self, lo, hi, names: tuple, extrapolate: bool,
+                      modes: Sequence[int] = (0, 1, 2)) -> None:
+        """Finite coordinates, inside the box unless ``extrapolate``, from their least and
+        largest values per mode (device arrays ``lo``, ``hi``: one read for all of them; a NaN
+        or infinity anywhere shows in them)."""
+        xp = self._ctx.xp
+        bounds = to_numpy(xp.stack([lo, hi]))
+        for i, mode in enumerate(modes):
+            low, high = float(bounds[0, i]), float(bounds[1, i])
+            if not (math.isfinite(low) and math.isfinite(high)):
+                raise ValueError(f"{names[i]} must be finite; it contains NaN or infinity")
+            if not extrapolate:
+                self._check_inside(low, high, mode, names[i])
 
     def _mode_matrix_xp(self, coordinate, mode: int):
         """``T(x) U_mode`` on the array path (the box was checked by the caller)."""
@@ -571,18 +566,19 @@ class ChebTucker(_array.PlacedState):
         from .. import _dask
 
         if _dask.is_dask_array(points):
-            return self._call_dask(points, extrapolate, chunk)
+            return _lazy.call(self, points, extrapolate, chunk)
         ctx = self._call_context((points,), ("points",))
-        pts = as_float_array(points, "points", ndim=2, ctx=ctx)
+        array_path = ctx.backend == "array"
+        # the array path checks finiteness and the box in one read (below)
+        pts = as_float_array(points, "points", ndim=2, ctx=ctx, check_finite=not array_path)
         if pts.shape[1] != 3:
             raise ValueError(f"points must have shape (M, 3); got {tuple(pts.shape)}")
         chunk = check_integer(chunk, "chunk", minimum=1)
-        if ctx.backend == "array":
+        if array_path:
             xp = ctx.xp
-            if pts.shape[0] and not extrapolate:
-                bounds = to_numpy(xp.stack([xp.min(pts, axis=0), xp.max(pts, axis=0)]))
-                for k in range(3):
-                    self._check_inside(float(bounds[0, k]), float(bounds[1, k]), k, "points")
+            if pts.shape[0]:
+                self._check_bounds(xp.min(pts, axis=0), xp.max(pts, axis=0), ("points",) * 3,
+                                   extrapolate)
             return _array.evaluate(xp, self.core, self._mode_matrix_xp, pts, chunk)
         xp = array_namespace()
         r1, r2, r3 = self.ranks
@@ -596,37 +592,7 @@ class ChebTucker(_array.PlacedState):
             out[start:start + chunk] = xp.einsum("pjk,pj,pk->p", tmp, fy, fz)
         return out
 
-    # -- Dask arrays: one task per block, the small core and factors broadcast to each ------
-
-    def _call_dask(self, points: Any, extrapolate: bool, chunk: int):
-        from .. import _dask
-
-        return _dask.map_rows(_evaluate_block, points, "points", self.core.dtype, ct=self,
-                              extrapolate=extrapolate, chunk=chunk)
-
-    def _dask_coordinates(self, coords: Sequence[Any], chunks: Any):
-        """The coordinates as Dask vectors, or None when none is lazy and no ``chunks`` is
-        given (the eager path). ``chunks`` are those of the n1 x n2 x n3 grid (Dask's
-        ``normalize_chunks``: an int, three of them, ``"auto"`` for blocks of about
-        ``array.chunk-size``); without it, Dask coordinates keep their chunks and NumPy ones
-        are one block."""
-        from .. import _dask
-
-        if chunks is None and not _dask.any_dask(*coords):
-            return None
-        out = []
-        for k, c in enumerate(coords):
-            name = "xyz"[k]
-            out.append(check_dask_rows(
-                c, name, ndim=1, shape="(n,)",
-                host=lambda v, name=name: as_float_array(v, name, ndim=1),
-            ))
-        if chunks is not None:
-            da = _dask.dask_array_module()
-            shape = tuple(c.shape[0] for c in out)
-            grid_chunks = da.core.normalize_chunks(chunks, shape, dtype=self.core.dtype)
-            out = [c.rechunk((grid_chunks[k],)) for k, c in enumerate(out)]
-        return out
+    # -- grid export ------------------------------------------------------------------------
 
     def grid_factors(self, x: Any, y: Any, z: Any, *, extrapolate: bool = False,
                      chunks: Any = None):
@@ -635,24 +601,24 @@ class ChebTucker(_array.PlacedState):
         With Dask coordinates (or ``chunks=``) the factors are Dask arrays chunked like the
         coordinates along ``n_k``, one block along ``r_k``.
         """
-        lazy = self._dask_coordinates((x, y, z), chunks)
+        lazy = _lazy.coordinates(self, (x, y, z), chunks)
         if lazy is not None:
-            from .. import _dask
-
-            backend = _dask.task_backend(*lazy)
-            return [
-                c.map_blocks(
-                    _dask.in_backend(_factor_block, backend), ct=self, mode=k,
-                    extrapolate=extrapolate, chunks=(c.chunks[0], (self.ranks[k],)),
-                    new_axis=1, dtype=self.core.dtype,
-                    meta=_dask.meta_array(backend, 2, self.core.dtype),
-                )
-                for k, c in enumerate(lazy)
-            ]
+            return _lazy.grid_factors(self, lazy, extrapolate)
         ctx = self._call_context((x, y, z), ("x", "y", "z"))
-        coords = [as_float_array(c, name, ndim=1, ctx=ctx)
+        array_path = ctx.backend == "array"
+        coords = [as_float_array(c, name, ndim=1, ctx=ctx, check_finite=not array_path)
                   for c, name in zip((x, y, z), "xyz", strict=True)]
-        return [self._mode_matrix(c, k, "xyz"[k], extrapolate) for k, c in enumerate(coords)]
+        if not array_path:
+            return [self._mode_matrix(c, k, "xyz"[k], extrapolate)
+                    for k, c in enumerate(coords)]
+        # finiteness and the box of the three coordinates: one read
+        xp = ctx.xp
+        present = [k for k, c in enumerate(coords) if c.shape[0]]
+        if present:
+            self._check_bounds(xp.stack([xp.min(coords[k]) for k in present]),
+                               xp.stack([xp.max(coords[k]) for k in present]),
+                               tuple("xyz"[k] for k in present), extrapolate, modes=present)
+        return [self._mode_matrix_xp(c, k) for k, c in enumerate(coords)]
 
     def on_grid(self, x: Any, y: Any, z: Any, *, extrapolate: bool = False, chunks: Any = None):
         r"""Values on the tensor grid ``x x y x z`` (a full array, memory checked).
@@ -691,39 +657,15 @@ class ChebTucker(_array.PlacedState):
         ...                  + g[None, None, :]))
         True
         """
-        lazy = self._dask_coordinates((x, y, z), chunks)
+        lazy = _lazy.coordinates(self, (x, y, z), chunks)
         if lazy is not None:
-            return self._on_grid_dask(lazy, extrapolate)
+            return _lazy.on_grid(self, lazy, extrapolate)
         factors = self.grid_factors(x, y, z, extrapolate=extrapolate)
         n = [f.shape[0] for f in factors]
         check_memory(8.0 * n[0] * n[1] * n[2], f"the {n[0]}x{n[1]}x{n[2]} grid of values",
                      hint="use to_tucker() for the compressed grid tensor, or pass chunks= "
                      "for a Dask array built block by block")
         return multi_mode_product(self.core, factors)
-
-    def _on_grid_dask(self, coords: list, extrapolate: bool):
-        import warnings
-
-        from .. import _dask
-
-        da = _dask.dask_array_module()
-        backend = _dask.task_backend(*coords)
-        chunks = tuple(c.chunks[0] for c in coords)
-        block = _dask.largest_block(chunks)
-        check_memory(
-            float(self.core.dtype.itemsize) * block,
-            f"the largest block ({' x '.join(str(max(c, default=0)) for c in chunks)}) of the "
-            "grid of values", hint="pass smaller chunks",
-        )
-        with warnings.catch_warnings():
-            # An outer product has (blocks of x) (blocks of y) (blocks of z) blocks: intended.
-            warnings.filterwarnings("ignore", message="Increasing number of chunks")
-            return da.blockwise(
-                _dask.in_backend(_grid_block, backend), "ijk",
-                coords[0], "i", coords[1], "j", coords[2], "k",
-                dtype=self.core.dtype, meta=_dask.meta_array(backend, 3, self.core.dtype),
-                ct=self, extrapolate=extrapolate,
-            )
 
     def to_tucker(self, x: Any, y: Any, z: Any, *, extrapolate: bool = False,
                   chunks: Any = None) -> TuckerTensor:
@@ -752,116 +694,10 @@ class ChebTucker(_array.PlacedState):
         from .. import _dask
 
         if _dask.any_dask(*factors):
-            da = _dask.dask_array_module()
-            from dask import delayed  # dask is installed: the factors are Dask arrays
-            backend = _dask.task_backend(*factors)
-            qs, rs = zip(*(da.linalg.tsqr(f) for f in factors), strict=True)
-            core = da.from_delayed(
-                delayed(_dask.in_backend(multi_mode_product, backend))(self.core, list(rs)),
-                shape=self.core.shape, dtype=self.core.dtype,
-                meta=_dask.meta_array(backend, 3, self.core.dtype),
-            )
-            return TuckerTensor(core=core, factors=list(qs), error=self.truncation_error)
+            return _lazy.to_tucker(self, factors)
         xp = self._ctx.xp
         qs, rs = zip(*(xp.linalg.qr(f) for f in factors), strict=True)
         core = multi_mode_product(self.core, list(rs))
         return TuckerTensor(core=core, factors=list(qs), error=self.truncation_error)
 
 
-def _evaluate_block(points: Any, *, ct: ChebTucker, extrapolate: bool, chunk: int):
-    """One block of rows of a Dask ``points`` array, evaluated eagerly."""
-    return ct(points, extrapolate=extrapolate, chunk=chunk)
-
-
-def _factor_block(c: Any, *, ct: ChebTucker, mode: int, extrapolate: bool):
-    """The sampled factor of ``mode`` at one chunk of coordinates."""
-    name = "xyz"[mode]
-    return ct._mode_matrix(as_float_array(c, name, ndim=1), mode, name, extrapolate)
-
-
-def _grid_block(x: Any, y: Any, z: Any, *, ct: ChebTucker, extrapolate: bool):
-    """Block (a, b, c) of the grid: the core times the factors sampled at its coordinates."""
-    factors = [_factor_block(c, ct=ct, mode=k, extrapolate=extrapolate)
-               for k, c in enumerate((x, y, z))]
-    return multi_mode_product(ct.core, factors)
-
-
-def _least_squares_coefficients(samples: Any, grid: Sequence[Any], mode: int,
-                                interval: tuple[float, float], degree: int | None,
-                                qr_cache: dict | None = None, tol: float = 0.0):
-    xp = array_namespace()
-    if len(grid) != 3:
-        raise ValueError(f"grid must be three coordinate vectors; got {len(grid)}")
-    x = as_float_array(grid[mode], f"grid[{mode}]", ndim=1)
-    values = as_float_array(samples, f"factors[{mode}]", ndim=2)
-    if values.shape[0] != x.shape[0]:
-        raise ValueError(
-            f"factors[{mode}] has {values.shape[0]} rows but grid[{mode}] has {x.shape[0]} points"
-        )
-    if degree is None:
-        raise ValueError("degree is required with grid=")
-    if x.shape[0] < degree + 1:
-        raise ValueError(
-            f"a least-squares fit of degree {degree} needs at least {degree + 1} grid points; "
-            f"grid[{mode}] has {x.shape[0]}"
-        )
-    a, b = interval
-    if float(x.min()) < a - _BOX_SLACK * (b - a) or float(x.max()) > b + _BOX_SLACK * (b - a):
-        raise ValueError(f"grid[{mode}] leaves the box [{a}, {b}]")
-    key = (interval, degree, x.shape[0], hash(to_numpy(x).tobytes()))
-    if qr_cache is not None and key in qr_cache:
-        q, r = qr_cache[key]
-    else:
-        vander = _vandermonde(to_reference(x, a, b), degree)
-        # QR-based least squares: the grid values are reproduced to rounding whenever they
-        # are representable, whatever the conditioning of the equispaced Vandermonde matrix.
-        q, r = xp.linalg.qr(vander)
-        if qr_cache is not None:
-            qr_cache[key] = (q, r)
-        _warn_if_unstable_off_grid(to_numpy(q), to_numpy(r), to_numpy(to_reference(x, a, b)),
-                                   degree, mode, tol)
-    return xp.linalg.solve(r, q.T @ values)
-
-
-class IllConditionedFitWarning(UserWarning):
-    """A Chebyshev fit to grid samples is unreliable between the grid points to ``tol``: the
-    samples are too coarse (Floater-Hormann fit), or a least-squares fit amplifies rounding
-    above ``tol``."""
-
-
-def _warn_if_unstable_off_grid(q: np.ndarray, r: np.ndarray, t: np.ndarray, degree: int,
-                               mode: int, tol: float) -> None:
-    """Warn when the discrete least-squares projection amplifies values between grid points.
-
-    The fit maps grid values y to the polynomial V(s) R^-1 Qᵀ y; its Lebesgue constant
-    max_s ||V(s) R^-1 Qᵀ||_1 bounds how much more than the best approximation error the fit
-    can be off at a point s. On equispaced grids it grows exponentially unless the number of
-    points is of order degree² (Platte, Trefethen & Kuijlaars 2011), while the residual on the
-    grid stays small, so a good on-grid error says nothing about the points in between. It
-    multiplies the best approximation error and the rounding of the samples: once rounding
-    alone, amplification x eps, exceeds ``tol``, no choice of data can make the fit meet
-    ``tol`` off the grid, and the user is told. The instability lives near the ends of the
-    interval: midpoints there, plus a sparse sample of the interior and the box ends, are
-    checked.
-    """
-    grid = np.unique(t)
-    mids = (grid[:-1] + grid[1:]) / 2
-    edge = max(1, mids.size // 10)
-    points = np.concatenate([[-1.0, 1.0], mids[:edge], mids[-edge:], mids[edge:-edge:8]])
-    operator = np.linalg.solve(r, q.T)  # (degree + 1, n)
-    values = np.polynomial.chebyshev.chebvander(points, degree) @ operator
-    amplification = float(np.abs(values).sum(axis=1).max())
-    rounding_off_grid = amplification * np.finfo(np.float64).eps
-    if rounding_off_grid > tol:
-        import warnings
-
-        warnings.warn(
-            f"the least-squares fit of degree {degree} to {t.size} grid points in mode {mode} "
-            f"amplifies errors between the grid points up to {amplification:.1e} times, so "
-            f"rounding alone can reach {rounding_off_grid:.1e} there, above tol = {tol:g} "
-            "(equispaced least squares is stable only with about degree² points): values off "
-            "the grid are unreliable; use the default fit='floater-hormann', evaluate on the "
-            "grid, lower the degree, or sample the factors at Chebyshev points (callables)",
-            IllConditionedFitWarning,
-            stacklevel=4,
-        )

@@ -12,6 +12,7 @@ import numpy as np
 
 from .._validation import as_float_array, check_integer, check_memory, check_real
 from ..backend import (
+    ArrayContext,
     array_context,
     array_namespace,
     creation_context,
@@ -25,7 +26,7 @@ from ._chebyshev import (
     as_box,
     chebyshev_points,
     degree_for_gaussian,
-    values_to_coefficients,
+    transform_values,
 )
 from ._direct import _check_particles, _check_targets, direct_potential
 from ._format import ChebTucker
@@ -236,11 +237,9 @@ def newton_exponential_sum(*, tol: float = 1e-8, r_min: float = 1e-4,
 # ---------------------------------------------------------------------------------------------
 
 
-def cube_domain(positions: np.ndarray, margin: float) -> tuple[tuple[float, float], ...]:
-    """The smallest cube around the particles, widened by ``margin`` on every side."""
-    if positions.shape[0] == 0:
-        raise ValueError("no particles: give domain= explicitly")
-    lo, hi = positions.min(axis=0), positions.max(axis=0)
+def cube_domain(lo: np.ndarray, hi: np.ndarray, margin: float) -> tuple[tuple[float, float], ...]:
+    """The smallest cube around the particles (their bounds per axis ``lo``, ``hi``, host
+    vectors), widened by ``margin`` on every side."""
     centre = 0.5 * (lo + hi)
     half = 0.5 * float(np.max(hi - lo)) + margin
     if half <= 0:
@@ -249,33 +248,58 @@ def cube_domain(positions: np.ndarray, margin: float) -> tuple[tuple[float, floa
 
 
 def _long_range_tucker(pos, q, long_sum: ExponentialSum, domain, degree: int, tol: float,
-                       chunk: int = 8192) -> ChebTucker:
+                       ctx: ArrayContext, chunk: int = 8192) -> ChebTucker:
     """The CP tensor sum_j q_j sum_k a_k prod_d exp(-t_k^2 (x_d - x_jd)^2) -> ChebTucker.
 
     Columns (particle j, term k) are generated a block of particles at a time: sampled at the
     Lobatto points of each mode and transformed by a DCT-I (values_to_coefficients), never
-    held all at once (O(m * chunk) memory for any N).
+    held all at once (O(m * chunk) memory for any N). Computed where ``pos`` and ``q`` live
+    (``ctx``): the Lobatto points and the exponents are converted there once per call, before
+    the loop over the blocks.
     """
-    xp = array_namespace()
     n, k = pos.shape[0], len(long_sum)
     m = degree + 1
-    nodes = [chebyshev_points(m, domain=domain[d]) for d in range(3)]
-    t = xp.asarray(long_sum.exponents)
-    weights = (q[:, None] * xp.asarray(long_sum.weights)[None, :]).reshape(-1)
+    check_memory(8.0 * 4 * 3 * m * max(1, chunk // k) * k, "one block of CP factor columns",
+                 ctx=ctx)
     per_block = max(1, chunk // k)
-    check_memory(8.0 * 4 * 3 * m * per_block * k, "one block of CP factor columns")
+    if ctx.is_numpy:
+        xp = array_namespace()
+        nodes = [chebyshev_points(m, domain=domain[d]) for d in range(3)]
+        t = xp.asarray(long_sum.exponents)
+        weights = (q[:, None] * xp.asarray(long_sum.weights)[None, :]).reshape(-1)
 
-    def blocks(sl):
-        # sl indexes CP terms; blocks are aligned to whole particles (chunk = per_block * k).
+        def blocks(sl):
+            # sl indexes CP terms; blocks are aligned to whole particles (chunk = per_block*k).
+            first, last = sl.start // k, -(-sl.stop // k)
+            out = []
+            for d in range(3):
+                diff = nodes[d][:, None, None] - pos[first:last, d][None, :, None]
+                values = xp.exp(-(t[None, None, :] * diff) ** 2).reshape(m, -1)
+                out.append(transform_values(values, (0,), ctx))
+            return out
+
+        tucker = reduced_hosvd_blocks(weights, blocks, n * k, tol=tol, chunk=per_block * k)
+        return ChebTucker._from_tucker(tucker, domain)
+    # torch, CuPy, array_api_strict, ...: the same columns, without in-place updates
+    xp = ctx.xp
+    nodes = [chebyshev_points(m, domain=domain[d], xp=xp, device=ctx.device, dtype=np.float64)
+             for d in range(3)]
+    t = ctx.asarray(long_sum.exponents, dtype=pos.dtype)
+    weights = xp.reshape(q[:, None] * ctx.asarray(long_sum.weights, dtype=q.dtype)[None, :],
+                         (-1,))
+
+    def blocks_xp(sl):
         first, last = sl.start // k, -(-sl.stop // k)
         out = []
         for d in range(3):
             diff = nodes[d][:, None, None] - pos[first:last, d][None, :, None]
-            values = xp.exp(-(t[None, None, :] * diff) ** 2).reshape(m, -1)
-            out.append(values_to_coefficients(values, axes=0))
+            values = xp.reshape(xp.exp(-((t[None, None, :] * diff) ** 2)), (m, -1))
+            # finite by construction: no finiteness check (a device read) per block
+            out.append(transform_values(values, (0,), ctx))
         return out
 
-    tucker = reduced_hosvd_blocks(weights, blocks, n * k, tol=tol, chunk=per_block * k)
+    tucker = reduced_hosvd_blocks(weights, blocks_xp, n * k, tol=tol, chunk=per_block * k,
+                                  ctx=ctx)
     return ChebTucker._from_tucker(tucker, domain)
 
 
@@ -349,7 +373,19 @@ def long_range_potential(positions: Any, charges: Any, *, tol: float = 1e-6,
     -------
     ChebTucker
         Its attribute ``exponential_sum`` holds the long-range terms used, ``cutoff`` the
-        short-range radius.
+        short-range radius. In the library and on the device of ``positions`` and
+        ``charges`` (NumPy and lists follow the switch; two libraries or devices raise
+        :class:`TypeError` naming them).
+
+    Notes
+    -----
+    Torch, CuPy and the other array-API libraries build the tensor where the charges live
+    (the CP columns a block of particles at a time, the reduced HOSVD on the array API; the
+    Lobatto points and the exponents are converted there once per call). Host reads: the
+    particles' bounding box (one read, for the box) and those of :func:`reduced_hosvd`; none
+    per block of particles. Torch's autograd differentiates the values with respect to the
+    points they are evaluated at, and with respect to the charges and positions through the
+    reduced HOSVD (defined where the kept singular values are separated).
 
     Examples
     --------
@@ -412,12 +448,11 @@ class RangeSeparatedPotential(_array.PlacedState):
     The potential lives in the library and on the device of ``positions`` and ``charges``
     (NumPy ones follow the switch) and is evaluated at targets of that library and device
     only (lists follow it; others raise :class:`TypeError` naming both); :meth:`to` moves
-    it. Torch and other array-API positions: the long-range tensor is built on the host
-    from one explicit copy of the positions and charges (:func:`sci.backend.to_numpy`) and
-    moved to their library and device; evaluation then runs there on the array path (the
-    Chebyshev-Tucker sum plus a brute-force short-range sum over all pairs in blocks, masked
-    by the cutoff), differentiable by torch's autograd with respect to the targets (and,
-    through the short-range part only, the positions and charges).
+    it. Torch and other array-API positions: the long-range tensor is built in their library
+    and on their device (as :func:`long_range_potential`), and evaluation runs there on the
+    array path (the Chebyshev-Tucker sum plus a brute-force short-range sum over all pairs in
+    blocks, masked by the cutoff), differentiable by torch's autograd with respect to the
+    targets, the positions and the charges.
 
     Examples
     --------
@@ -439,12 +474,8 @@ class RangeSeparatedPotential(_array.PlacedState):
                  cutoff: float | None = None, margin: float | None = None,
                  units: str = "e/A"):
         ctx = array_context(positions, charges, names=("positions", "charges"))
-        on_host = ctx.backend != "array"
-        if not on_host:
-            # torch, array_api_strict, ...: checked in their namespace, built from one host copy
-            pos_xp, q_xp = _check_particles(positions, charges, ctx)
-            positions, charges = to_numpy(pos_xp), to_numpy(q_xp)
-        pos, q = _check_particles(positions, charges)
+        # torch, array_api_strict, ...: checked and built in their namespace, on their device
+        pos, q = _check_particles(positions, charges, ctx if ctx.backend == "array" else None)
         if pos.shape[0] == 0:
             raise ValueError("positions is empty: a potential needs at least one particle")
         tol = check_real(tol, "tol", low=1e-13, high=0.1)
@@ -452,18 +483,19 @@ class RangeSeparatedPotential(_array.PlacedState):
             raise ValueError(f"units must be one of {tuple(_UNITS)}; got {units!r}")
         if degree is not None:
             degree = check_integer(degree, "degree", minimum=1, maximum=MAX_DEGREE)
-        host = to_numpy(pos)
+        # the particles' bounds per axis: the only values read back (one read)
+        xp = ctx.xp
+        lo, hi = to_numpy(xp.stack([xp.min(pos, axis=0), xp.max(pos, axis=0)]))
         if domain is None:
-            extent = float(np.max(host.max(axis=0) - host.min(axis=0)))
+            extent = float(np.max(hi - lo))
             if margin is None:
                 margin = 0.1 * extent if extent > 0 else 1.0
             margin = check_real(margin, "margin", low=0.0)
-            box = as_box(cube_domain(host, margin))
+            box = as_box(cube_domain(lo, hi, margin))
         else:
             box = as_box(domain)
-            lo = np.array([b[0] for b in box])
-            hi = np.array([b[1] for b in box])
-            if np.any(host < lo) or np.any(host > hi):
+            if (np.any(lo < np.array([b[0] for b in box]))
+                    or np.any(hi > np.array([b[1] for b in box]))):
                 raise ValueError("some positions lie outside domain; enlarge it")
         half_width = max(0.5 * (b[1] - b[0]) for b in box)
         r_max = 2.0 * math.sqrt(3.0) * half_width
@@ -481,13 +513,10 @@ class RangeSeparatedPotential(_array.PlacedState):
         self.positions = pos
         self.charges = q
         long_sum = full.long_range(n_long)
-        self.long_range = _long_range_tucker(pos, q, long_sum, box, degree, tol)
+        self.long_range = _long_range_tucker(pos, q, long_sum, box, degree, tol, ctx)
         self.long_range.exponential_sum = long_sum
         self.long_range.cutoff = self.cutoff
         self._ctx = ctx
-        if not on_host:
-            self.positions, self.charges = pos_xp, q_xp
-            self.long_range = self.long_range.to(ctx.xp, ctx.device)
 
     @property
     def device(self) -> Any:

@@ -229,15 +229,20 @@ def hosvd(tensor: Any, *, tol: float | None = None, ranks: Any = None) -> Tucker
     if (tol is None) == (ranks is None):
         raise ValueError("give exactly one of tol (epsilon-ranks) and ranks (fixed ranks)")
     xp = ctx.xp
-    norm = _norm(arr, xp)
     if tol is not None:
         tol = check_real(tol, "tol", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
     else:
         ranks = _check_ranks(ranks, arr.shape)
+    # the three SVDs first, then the norm and the three spectra come to the host in one read
+    pairs = [_left_singular(unfold(arr, mode, xp), xp) for mode in range(3)]
+    host = to_numpy(xp.astype(
+        xp.concat([xp.reshape(xp.linalg.vector_norm(arr), (1,)), *(s for _, s in pairs)]),
+        xp.float64))
+    norm, start = float(host[0]), 1
     factors, spectra, tails = [], [], []
-    for mode in range(3):
-        u, s = _left_singular(unfold(arr, mode, xp), xp)
-        s_host = to_numpy(s).astype(np.float64)
+    for mode, (u, s) in enumerate(pairs):
+        s_host = host[start:start + s.shape[0]]
+        start += s.shape[0]
         r = epsilon_rank(s_host, tol * norm / math.sqrt(3.0)) if tol is not None else ranks[mode]
         factors.append(u[:, :r])
         spectra.append(s_host)
@@ -247,13 +252,13 @@ def hosvd(tensor: Any, *, tol: float | None = None, ranks: Any = None) -> Tucker
     return TuckerTensor(core=core, factors=factors, singular_values=spectra, error=error)
 
 
-def _weighted_subspace_change(u_old, u_new, s_new, xp) -> float:
+def _weighted_subspace_change(u_old, u_new, s_new, xp):
     """``||(I - U_old U_old^T) U_new diag(s_new)||_F``: how much of the new projection lies
-    outside the old subspace. Computed as a residual, so it is accurate near zero, and weighted
-    by the singular values, so directions that barely matter cannot stall it with rounding
-    noise."""
+    outside the old subspace (a 0-d array where the factors live). Computed as a residual, so
+    it is accurate near zero, and weighted by the singular values, so directions that barely
+    matter cannot stall it with rounding noise."""
     residual = (u_new - u_old @ (u_old.T @ u_new)) * s_new[None, :]
-    return _norm(residual, xp)
+    return xp.linalg.vector_norm(residual)
 
 
 def hooi(
@@ -310,7 +315,7 @@ def hooi(
     start = hosvd(arr, ranks=ranks) if init is None else init
     factors = [u[:, :r] for u, r in zip(start.factors, ranks, strict=True)]
     for _ in range(max_iterations):
-        moved = 0.0
+        changes = []
         for mode in range(3):
             others = [factors[j].T if j != mode else None for j in range(3)]
             y = arr
@@ -319,9 +324,10 @@ def hooi(
                     y = mode_product(y, m, j, xp)
             u, s = _left_singular(unfold(y, mode, xp), xp)
             u, s = u[:, : ranks[mode]], s[: ranks[mode]]
-            moved = max(moved, _weighted_subspace_change(factors[mode], u, s, xp))
+            changes.append(_weighted_subspace_change(factors[mode], u, s, xp))
             factors[mode] = u
-        if moved <= tol * norm:
+        # the sweep's three subspace changes come to the host in one read
+        if float(np.max(to_numpy(xp.stack(changes)))) <= tol * norm:
             break
     core = multi_mode_product(arr, factors, transpose=True)
     residual = _norm(arr - multi_mode_product(core, factors), xp)
@@ -349,11 +355,27 @@ def reduced_hosvd(
     Returns
     -------
     TuckerTensor
-        ``singular_values`` are the mode singular values of the (RHOSVD-projected) tensor,
-        ``error`` the bound on the total relative error.
+        ``singular_values`` are the mode singular values of the (RHOSVD-projected) tensor
+        (NumPy arrays), ``error`` the bound on the total relative error. The core and factors
+        are in the library and on the device of ``weights`` and ``factors`` (NumPy and lists
+        follow the switch), float32 when all of them are float32, else float64.
+
+    Raises
+    ------
+    TypeError
+        ``weights`` and ``factors`` of two libraries or devices (the message names them).
 
     Notes
     -----
+    NumPy arrays take the NumPy code (blocks written in place, R-only QR). Torch, CuPy and
+    the other array-API libraries take the same algorithm written against the standard,
+    without in-place updates: torch's autograd differentiates the result with respect to the
+    weights and factors through ``linalg.qr`` and ``linalg.svd`` (defined where the kept
+    singular values are distinct and separated from the dropped ones; the backward keeps the
+    blocks' projections, :math:`O(r^2 R)`). Reads back to the host: the norm of the weights
+    and the three mode spectra in one read, one norm per pass of the rank refinement (at
+    most four), and those of the final :func:`hosvd`; none per block of columns.
+
     With unit-norm columns, truncating the SVD :math:`A_k = Z_k S_k V_k^T` of each factor matrix
     to :math:`r_k` columns changes the tensor by at most
     :math:`\|\lambda\|_2\sum_k \sigma^{(k)}_{r_k+1}` (Khoromskij & Khoromskaia 2009). The ranks
@@ -374,10 +396,12 @@ def reduced_hosvd(
     """
     tol = check_real(tol, "tol", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
     chunk = check_integer(chunk, "chunk", minimum=1)
-    lam = as_float_array(weights, "weights", ndim=1)
     if len(factors) != 3:
         raise ValueError(f"factors must be three matrices; got {len(factors)}")
-    mats = [as_float_array(f, f"factors[{k}]", ndim=2) for k, f in enumerate(factors)]
+    ctx = array_context(weights, *factors,
+                        names=("weights", "factors[0]", "factors[1]", "factors[2]"))
+    lam = as_float_array(weights, "weights", ndim=1, ctx=ctx)
+    mats = [as_float_array(f, f"factors[{k}]", ndim=2, ctx=ctx) for k, f in enumerate(factors)]
     for k, a in enumerate(mats):
         if a.shape[1] != lam.shape[0]:
             raise ValueError(
@@ -385,18 +409,31 @@ def reduced_hosvd(
             )
     if lam.shape[0] == 0:
         raise ValueError("the CP tensor has no terms (weights is empty)")
+    dtype = _common_float(lam, mats, ctx)
+    lam, *mats = (a if a.dtype == dtype else ctx.xp.astype(a, dtype) for a in (lam, *mats))
     return reduced_hosvd_blocks(
-        lam, lambda sl: [a[:, sl] for a in mats], lam.shape[0], tol=tol, chunk=chunk
+        lam, lambda sl: [a[:, sl] for a in mats], lam.shape[0], tol=tol, chunk=chunk, ctx=ctx
     )
 
 
-def reduced_hosvd_blocks(lam, blocks, total: int, *, tol: float, chunk: int) -> TuckerTensor:
+def _common_float(lam, mats, ctx: ArrayContext):
+    """float32 only when every input is float32 (float32 in, float32 out), else float64."""
+    xp = ctx.xp
+    return xp.float32 if all(a.dtype == xp.float32 for a in (lam, *mats)) else xp.float64
+
+
+def reduced_hosvd_blocks(lam, blocks, total: int, *, tol: float, chunk: int,
+                         ctx: ArrayContext | None = None) -> TuckerTensor:
     """:func:`reduced_hosvd` with the factor columns produced block by block.
 
     ``blocks(sl)`` returns the three factor blocks ``(n_k, len(sl))`` of the columns in the
     slice ``sl``; they are regenerated on every pass, so ``n_k x R`` is never held in memory
-    (the multi-particle route with :math:`R = N R_l` up to millions of terms).
+    (the multi-particle route with :math:`R = N R_l` up to millions of terms). ``ctx``: where
+    ``lam`` and the blocks live (default: the switch's library); every context but NumPy's
+    takes :func:`_reduced_hosvd_blocks_xp`.
     """
+    if ctx is not None and not ctx.is_numpy:
+        return _reduced_hosvd_blocks_xp(lam, blocks, total, tol=tol, chunk=chunk, ctx=ctx)
     xp = array_namespace()
     slices = [slice(s, min(s + chunk, total)) for s in range(0, total, chunk)]
     scaled = xp.empty(total, dtype=lam.dtype)
@@ -450,6 +487,93 @@ def reduced_hosvd_blocks(lam, blocks, total: int, *, tol: float, chunk: int) -> 
     return TuckerTensor(
         core=inner.core, factors=factors_out, singular_values=inner.singular_values, error=error
     )
+
+
+def _reduced_hosvd_blocks_xp(lam, blocks, total: int, *, tol: float, chunk: int,
+                             ctx: ArrayContext) -> TuckerTensor:
+    """:func:`reduced_hosvd_blocks` written against the array API (torch, CuPy,
+    ``array_api_strict``, ...): the same passes over the blocks, without in-place updates
+    (torch's autograd differentiates it, through ``linalg.qr`` and ``linalg.svd``).
+
+    Host reads: the norm of the scaled weights and the three mode spectra in one read; then
+    one norm per pass of the rank refinement (at most four, each choosing the ranks from the
+    last). None inside the loops over the blocks.
+    """
+    xp = ctx.xp
+    slices = [slice(s, min(s + chunk, total)) for s in range(0, total, chunk)]
+
+    def normalized(sl):
+        mats = blocks(sl)
+        norms = [xp.linalg.vector_norm(a, axis=0) for a in mats]
+        return [a / xp.where(nrm > 0, nrm, 1.0) for a, nrm in zip(mats, norms, strict=True)], norms
+
+    scaled_parts: list = []
+    carries: list = [None, None, None]
+    for sl in slices:
+        mats, norms = normalized(sl)
+        scaled_parts.append(lam[sl] * norms[0] * norms[1] * norms[2])
+        for k, a in enumerate(mats):
+            carries[k] = _tsqr_step_xp(carries[k], a, xp)
+    scaled = scaled_parts[0] if len(scaled_parts) == 1 else xp.concat(scaled_parts)
+    dtype = scaled.dtype
+    bases, spectra_xp = [], []
+    for k in range(3):
+        u, s, _ = xp.linalg.svd(carries[k].T, full_matrices=False)
+        bases.append(u)
+        spectra_xp.append(s)
+    # the weights' norm and the three spectra come to the host in one read
+    host = to_numpy(xp.astype(xp.concat([xp.reshape(xp.linalg.vector_norm(scaled), (1,)),
+                                         *spectra_xp]), xp.float64))
+    lam_norm, spectra, start = float(host[0]), [], 1
+    for s in spectra_xp:
+        spectra.append(host[start:start + s.shape[0]])
+        start += s.shape[0]
+    if lam_norm == 0:
+        # Every term vanishes (zero charges, say): the exact answer is the zero tensor.
+        factors = [xp.eye(carries[k].shape[1], 1, dtype=dtype, device=ctx.device)
+                   for k in range(3)]
+        zero = xp.zeros((1, 1, 1), dtype=dtype, device=ctx.device)
+        return TuckerTensor(core=zero, factors=factors,
+                            singular_values=[np.zeros(1), np.zeros(1), np.zeros(1)], error=0.0)
+    norm_estimate = lam_norm
+    for _ in range(4):
+        target = 0.1 * tol * norm_estimate
+        ranks = [_rhosvd_rank(s, target / (3 * lam_norm)) for s in spectra]
+        z = [u[:, :r] for u, r in zip(bases, ranks, strict=True)]
+        core = None
+        for sl in slices:
+            block = _projected_core_block_xp(scaled[sl], normalized(sl)[0], z, xp)
+            core = block if core is None else core + block
+        core = xp.reshape(core, tuple(ranks))
+        core_norm = _norm(core, xp)
+        bound = lam_norm * sum(
+            float(s[r]) if r < s.size else 0.0 for s, r in zip(spectra, ranks, strict=True)
+        )
+        if bound <= 0.1 * tol * core_norm or core_norm == 0:
+            break
+        norm_estimate = core_norm
+    inner = hosvd(core, tol=0.9 * tol) if core_norm > 0 else hosvd(core, ranks=1)
+    factors_out = [zk @ uk for zk, uk in zip(z, inner.factors, strict=True)]
+    error = (bound / core_norm if core_norm > 0 else 0.0) + inner.error
+    return TuckerTensor(
+        core=inner.core, factors=factors_out, singular_values=inner.singular_values, error=error
+    )
+
+
+def _tsqr_step_xp(carry, block, xp):
+    """:func:`_tsqr_step` on the array API (its ``linalg.qr`` has no R-only mode)."""
+    stacked = block.T if carry is None else xp.concat([carry, block.T], axis=0)
+    if stacked.shape[0] <= stacked.shape[1] and carry is None:
+        return stacked
+    return xp.linalg.qr(stacked)[1]
+
+
+def _projected_core_block_xp(lam, mats, z, xp):
+    """:func:`_projected_core_block` on the array API."""
+    r1, r2 = z[0].shape[1], z[1].shape[1]
+    p1, p2, p3 = (zk.T @ a for zk, a in zip(z, mats, strict=True))
+    khatri_rao = xp.reshape(p1[:, None, :] * p2[None, :, :], (r1 * r2, -1))
+    return khatri_rao @ (lam[:, None] * p3.T)
 
 
 def _tsqr_step(carry, block, xp):

@@ -151,24 +151,6 @@ def test_creation_context_refuses_bad_requests():
         creation_context("torch")
 
 
-@needs_torch
-def test_functions_not_yet_on_the_array_api_refuse_other_libraries_clearly():
-    # (chebyshev_tucker) They take NumPy (and CuPy under the switch); a torch
-    # tensor is refused with a message
-    # that says how to convert it, never copied to NumPy silently (gradients would be lost).
-    from sci.chebyshev_tucker import reduced_hosvd
-
-    t = torch.ones((4, 3), dtype=torch.float64)
-    calls = [
-        lambda: reduced_hosvd(t[0, :], [t, t, t], tol=1e-3),
-    ]
-    with sci.use_backend("numpy"):
-        for call in calls:
-            with pytest.raises(TypeError, match=r"torch.Tensor on cpu, which this function does "
-                                                r"not take yet.*sci.backend.to_numpy"):
-                call()
-
-
 def test_dask_arrays_are_refused_where_they_are_not_taken():
     da = pytest.importorskip("dask.array")
     from sci.gaunt import gaunt_tensor_product

@@ -9,6 +9,7 @@ import scipy.interpolate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import sci
 from sci.chebyshev_tucker import ChebTucker, IllConditionedFitWarning
 from sci.chebyshev_tucker._chebyshev import degree_for_gaussian
 from sci.chebyshev_tucker._fit import fh_matrix, floater_hormann_weights
@@ -252,3 +253,119 @@ def test_memory_is_checked_before_the_evaluation_matrix(monkeypatch):
     with pytest.raises(MemoryLimitError, match="Floater-Hormann evaluation of 20000 grid"):
         ChebTucker.from_cp([1.0], [cols] * 3, domain=(-1, 1), degree=20, tol=1e-8,
                            grid=(x, x, x))
+
+
+# -- the grid fits on the array API (issue 13) ----------------------------------------------
+
+
+@pytest.mark.parametrize("fit,blending", [("floater-hormann", None), ("floater-hormann", 4),
+                                          ("least-squares", None)])
+def test_grid_fits_on_every_leg(xp, rng, fit, blending):
+    """Oracles: the factor function between the grid points, and the NumPy fit."""
+    x = _cell_centred(90, 0.0, 2.0)
+    f = _gaussians(3.0, np.array([0.8, 1.2]))
+    weights = np.array([1.0, 2.0])
+    kw = {"domain": (0, 2), "degree": 40, "tol": 1e-10, "fit": fit}
+    if blending is not None:
+        kw["blending_degree"] = blending
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IllConditionedFitWarning)  # d = 4: coarse on purpose
+        with sci.use_backend("numpy"):
+            expected = ChebTucker.from_cp(weights, [f(x)] * 3, grid=(x, x, x), **kw)
+        ct = ChebTucker.from_cp(xp.asarray(weights), [xp.asarray(f(x))] * 3,
+                                grid=(xp.asarray(x),) * 3, **kw)
+    assert xp.is_leg_array(ct.core) and all(xp.is_leg_array(u) for u in ct.factors)
+    assert ct.ranks == expected.ranks
+    pts = rng.uniform(0, 2, (100, 3))
+    out = ct(xp.asarray(pts))
+    assert xp.is_leg_array(out)
+    ref = (f(pts[:, 0]) * f(pts[:, 1]) * f(pts[:, 2])) @ weights
+    scale = np.max(np.abs(ref))
+    np.testing.assert_allclose(xp.to_numpy(out), expected(pts), atol=1e-11 * scale)
+    if blending is None:
+        np.testing.assert_allclose(xp.to_numpy(out), ref, atol=1e-8 * scale)
+    if fit == "floater-hormann" and blending is not None:
+        assert ct.blending_degrees == expected.blending_degrees == (4, 4, 4)
+        assert np.isnan(ct.fit_error_estimate)
+
+
+@pytest.mark.parametrize("n,tol", [(40, 1e-6), (8, 1e-6), (2, 1e-6)])
+def test_blending_degree_choice_on_every_leg(xp, n, tol):
+    """Where the interpolation error dominates rounding (coarse samples), every leg chooses
+    the NumPy fit's blending degrees and estimates the same error (the estimates of all the
+    degrees come back in one read there; the choice is the NumPy path's early stop)."""
+    x = _cell_centred(n)
+    f = _gaussians(math.sqrt(30), np.array([0.0, 0.3]))
+    weights = np.array([1.0, -0.5])
+    with pytest.warns(IllConditionedFitWarning):
+        with sci.use_backend("numpy"):
+            expected = ChebTucker.from_cp(weights, [f(x)] * 3, domain=(-1, 1), degree=30,
+                                          tol=tol, grid=(x, x, x))
+    with pytest.warns(IllConditionedFitWarning, match="do not resolve|cannot be checked"):
+        ct = ChebTucker.from_cp(xp.asarray(weights), [xp.asarray(f(x))] * 3, domain=(-1, 1),
+                                degree=30, tol=tol, grid=(xp.asarray(x),) * 3)
+    assert ct.blending_degrees == expected.blending_degrees
+    if np.isinf(expected.fit_error_estimate):
+        assert np.isinf(ct.fit_error_estimate)
+    else:
+        assert ct.fit_error_estimate == pytest.approx(expected.fit_error_estimate, rel=1e-6)
+
+
+def test_least_squares_instability_is_reported_on_every_leg(xp):
+    x = np.linspace(-1, 1, 61)
+    cols = np.exp(-30 * x**2)[:, None]
+    with pytest.warns(IllConditionedFitWarning, match="amplifies errors between the grid"):
+        ct = ChebTucker.from_cp(xp.asarray([1.0]), [xp.asarray(cols)] * 3, domain=(-1, 1),
+                                degree=60, tol=1e-10, grid=(xp.asarray(x),) * 3,
+                                fit="least-squares")
+    assert xp.is_leg_array(ct.core)
+
+
+def test_bad_grid_input_on_every_leg(xp):
+    x = _cell_centred(50)
+    cols = np.exp(-(x**2))[:, None]
+
+    def build(grid=(x, x, x), factors=(cols, cols, cols), **kw):
+        kw = {"domain": (-1, 1), "degree": 20, "tol": 1e-8, **kw}
+        return ChebTucker.from_cp(xp.asarray([1.0]), [xp.asarray(f) for f in factors],
+                                  grid=[xp.asarray(g) for g in grid], **kw)
+
+    with pytest.raises(ValueError, match="strictly increasing"):
+        build(grid=(x[::-1].copy(), x, x))
+    with pytest.raises(ValueError, match="outside the box"):
+        build(grid=(x * 1.1, x, x))
+    with pytest.raises(ValueError, match="rows but grid\\[2\\] has"):
+        build(grid=(x, x, x[:-1]))
+    with pytest.raises(ValueError, match="finite"):
+        build(grid=(x, np.r_[x[:-1], np.nan], x))
+    with pytest.raises(ValueError, match="blending_degree must be at most"):
+        build(blending_degree=50)
+    with pytest.raises(ValueError, match="least-squares fit of degree 60 needs"):
+        build(degree=60, fit="least-squares")
+    with pytest.raises(ValueError, match="weights has 1 entries"):
+        build(factors=(np.c_[cols, cols],) * 3)
+
+
+def test_grid_fit_torch_gradients_with_respect_to_the_samples():
+    """Both fits are linear maps of the samples; with the other modes' samples fixed, the
+    value at a point is linear in the samples of one mode, and gradcheck compares autograd
+    with finite differences. The blending degree is fixed: the automatic choice is a
+    piecewise-constant function of the samples (near rounding level a 1e-6 perturbation
+    changes it), and autograd differentiates at the degree chosen."""
+    torch = pytest.importorskip("torch")
+    x = _cell_centred(40)
+    f = _gaussians(1.5, np.array([0.1, -0.2]))
+    other = torch.from_numpy(f(x))
+    w = torch.tensor([1.0, 0.5], dtype=torch.float64)
+    grid = (torch.from_numpy(x),) * 3
+    p = torch.tensor([[0.13, -0.42, 0.77]], dtype=torch.float64)
+    for fit, extra in (("floater-hormann", {"blending_degree": 4}), ("least-squares", {})):
+        samples = torch.from_numpy(f(x)).requires_grad_(True)
+
+        def value(s, fit=fit, extra=extra):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", IllConditionedFitWarning)
+                return ChebTucker.from_cp(w, [s, other, other], domain=(-1, 1), degree=20,
+                                          tol=1e-12, grid=grid, fit=fit, **extra)(p)
+
+        assert torch.autograd.gradcheck(value, (samples,))

@@ -1,5 +1,7 @@
 """The ChebTucker format: construction, evaluation, export, errors, spec reference numbers."""
 
+import math
+
 import numpy as np
 import pytest
 from scipy.special import erf
@@ -288,3 +290,126 @@ def test_from_coefficients_on_every_leg(xp, rng):
     assert ct.ranks == expected.ranks and xp.is_leg_array(ct.core)
     p = rng.uniform(-1, 1, (50, 3))
     np.testing.assert_allclose(xp.to_numpy(ct(xp.asarray(p))), expected(p), atol=1e-10)
+
+
+# -- construction on the array API (issue 13) -----------------------------------------------
+
+_CENTRES = np.array([0.0, 0.5, -0.3])
+_CP_WEIGHTS = np.array([1.0, -2.0, 0.5])
+
+
+def _gaussian_columns(xp, dtype="float64"):
+    """exp(-4 (x - c_r)^2) per column, written with the leg's namespace."""
+    centres = xp.asarray(_CENTRES, dtype=dtype)
+    return lambda x: xp.exp(-4.0 * (x[:, None] - centres[None, :]) ** 2)
+
+
+def _cp_exact(p):
+    cols = [np.exp(-4.0 * (p[:, k:k + 1] - _CENTRES[None, :]) ** 2) for k in range(3)]
+    return (cols[0] * cols[1] * cols[2]) @ _CP_WEIGHTS
+
+
+def test_from_cp_on_every_leg(xp, rng):
+    p = rng.uniform(-1, 1, (40, 3))
+    g = _gaussian_columns(xp)
+    weights = xp.asarray(_CP_WEIGHTS)
+    nodes = xp.asarray(np.asarray(sci.chebyshev_tucker.chebyshev_points(31)))
+    built = {
+        "callables": ChebTucker.from_cp(weights, [g, g, g], domain=(-1, 1), degree=30,
+                                        tol=1e-12),
+        "Lobatto samples": ChebTucker.from_cp(weights, [g(nodes)] * 3, domain=(-1, 1),
+                                              tol=1e-12),
+        "mixed": ChebTucker.from_cp(list(_CP_WEIGHTS), [g, g(nodes), g], domain=(-1, 1),
+                                    degree=30, tol=1e-12),
+    }
+    with sci.use_backend("numpy"):
+        expected = ChebTucker.from_cp(_CP_WEIGHTS, [lambda x: np.exp(
+            -4.0 * np.subtract.outer(x, _CENTRES) ** 2)] * 3, domain=(-1, 1), degree=30,
+            tol=1e-12)
+    for what, ct in built.items():
+        assert xp.is_leg_array(ct.core), what
+        assert all(xp.is_leg_array(u) for u in ct.factors), what
+        assert ct.ranks == expected.ranks == (3, 3, 3), what
+        out = ct(xp.asarray(p))
+        assert xp.is_leg_array(out)
+        # oracles: the CP function itself, and the NumPy construction
+        np.testing.assert_allclose(xp.to_numpy(out), _cp_exact(p), atol=1e-11, err_msg=what)
+        np.testing.assert_allclose(xp.to_numpy(out), expected(p), atol=1e-12, err_msg=what)
+
+
+def test_from_cp_keeps_float32(xp, rng):
+    g = _gaussian_columns(xp, "float32")
+    nodes = xp.asarray(np.asarray(sci.chebyshev_tucker.chebyshev_points(31)), dtype="float32")
+    ct = ChebTucker.from_cp(xp.asarray(_CP_WEIGHTS, dtype="float32"), [g(nodes)] * 3,
+                            domain=(-1, 1), tol=1e-5)
+    assert ct.core.dtype == xp.float32
+    p = rng.uniform(-1, 1, (10, 3))
+    out = ct(xp.asarray(p, dtype="float32"))
+    assert out.dtype == xp.float32
+    np.testing.assert_allclose(xp.to_numpy(out), _cp_exact(p), atol=1e-4)
+
+
+def test_from_function_on_every_leg(xp, rng):
+    def f(x, y, z):
+        return xp.cos(x * y) + xp.exp(z) * x
+
+    ct = ChebTucker.from_function(f, domain=(-1, 1), degree=24, tol=1e-13,
+                                  xp=xp.namespace, device=xp.device)
+    with sci.use_backend("numpy"):
+        expected = ChebTucker.from_function(lambda x, y, z: np.cos(x * y) + np.exp(z) * x,
+                                            domain=(-1, 1), degree=24, tol=1e-13)
+    assert xp.is_leg_array(ct.core) and ct.ranks == expected.ranks
+    p = rng.uniform(-1, 1, (30, 3))
+    out = xp.to_numpy(ct(xp.asarray(p)))
+    x, y, z = p.T
+    np.testing.assert_allclose(out, np.cos(x * y) + np.exp(z) * x, atol=1e-12)
+    np.testing.assert_allclose(out, expected(p), atol=1e-13)
+    # f of Python numbers, called point by point on the host, its values sent to the device
+    scalar = ChebTucker.from_function(lambda x, y, z: math.cos(x * y) + math.exp(z) * x,
+                                      domain=(-1, 1), degree=12, tol=1e-10, vectorized=False,
+                                      xp=xp.namespace, device=xp.device)
+    assert xp.is_leg_array(scalar.core)
+    np.testing.assert_allclose(xp.to_numpy(scalar(xp.asarray(p))),
+                               np.cos(x * y) + np.exp(z) * x, atol=1e-8)
+
+
+def test_from_function_defaults_to_the_switch(rng):
+    with sci.use_backend("numpy"):
+        ct = ChebTucker.from_function(lambda x, y, z: x + y * z, domain=(0, 1), degree=3,
+                                      tol=1e-12)
+    assert isinstance(ct.core, np.ndarray) and ct.device == "cpu"
+
+
+def test_results_of_another_library_are_refused_not_copied():
+    import array_api_strict as strict
+
+    dev = strict.Device("device1")
+    # f and the CP callables get device1 arrays; NumPy values back are refused, not moved
+    with pytest.raises(TypeError, match=r"the points given to f and f\(x, y, z\) are arrays"):
+        ChebTucker.from_function(lambda x, y, z: np.ones((3, 3, 3)), domain=(-1, 1), degree=2,
+                                 tol=1e-8, xp=strict, device=dev)
+    with pytest.raises(TypeError, match=r"factors\[0\]\(x\) are arrays of different"):
+        ChebTucker.from_cp(strict.asarray([1.0], device=dev),
+                           [lambda x: np.ones((3, 1))] * 3, domain=(-1, 1), degree=2, tol=1e-8)
+    with pytest.raises(TypeError, match=r"weights and factors\[0\] are arrays of different"):
+        ChebTucker.from_cp(np.ones(1), [strict.ones((3, 1), device=dev)] * 3, domain=(-1, 1),
+                           tol=1e-8)
+
+
+def test_from_cp_torch_gradients_with_respect_to_the_weights():
+    """The values of the Chebyshev-Tucker form of an exactly representable CP tensor are
+    linear in the weights: d value / d lambda_r is the product of the columns at the point
+    (an identity), found by autograd through the DCT, linalg.qr and linalg.svd."""
+    torch = pytest.importorskip("torch")
+    centres = torch.tensor(_CENTRES)
+    g = lambda x: torch.exp(-4.0 * (x[:, None] - centres[None, :]) ** 2)  # noqa: E731
+    p = torch.tensor([[0.1, -0.7, 0.4], [0.9, 0.2, -0.5]], dtype=torch.float64)
+    w = torch.tensor(_CP_WEIGHTS, requires_grad=True)
+
+    def values(w):
+        return ChebTucker.from_cp(w, [g, g, g], domain=(-1, 1), degree=30, tol=1e-12)(p)
+
+    assert torch.autograd.gradcheck(values, (w,))
+    (grad,) = torch.autograd.grad(values(w)[0], w)
+    cols = [np.exp(-4.0 * (p[0, k].item() - _CENTRES) ** 2) for k in range(3)]
+    np.testing.assert_allclose(grad.numpy(), cols[0] * cols[1] * cols[2], atol=1e-11)

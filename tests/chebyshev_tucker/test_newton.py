@@ -265,3 +265,53 @@ def test_potential_and_format_pickle(particles):
     ct = pickle.loads(pickle.dumps(v.long_range))
     np.testing.assert_array_equal(ct(pts), v.long_range(pts))
     assert ct.device == "cpu" and ct.exponential_sum is not None
+
+
+# -- long_range_potential on the array API (issue 13) ---------------------------------------
+
+
+def test_long_range_potential_on_every_leg(particles, xp):
+    """Built where the charges live (no host copy): the same tensor as NumPy's to rounding,
+    and the long-range kernel sum (the oracle) to tol."""
+    x, q = particles
+    with sci.use_backend("numpy"):
+        expected = long_range_potential(x, q, tol=1e-6, degree=32)
+    v = long_range_potential(xp.asarray(x), xp.asarray(q), tol=1e-6, degree=32)
+    assert xp.is_leg_array(v.core) and all(xp.is_leg_array(u) for u in v.factors)
+    assert v.ranks == expected.ranks and v.domain == expected.domain
+    pts = np.random.default_rng(3).uniform(-4, 4, (60, 3))
+    out = v(xp.asarray(pts))
+    assert xp.is_leg_array(out)
+    ref = direct_potential(x, q, pts, kernel="long_range", exponential_sum=v.exponential_sum)
+    scale = np.max(np.abs(ref))
+    np.testing.assert_allclose(xp.to_numpy(out), expected(pts), atol=1e-10 * scale)
+    np.testing.assert_allclose(xp.to_numpy(out), ref, atol=3e-6 * scale)
+
+
+def test_long_range_potential_torch_gradients(particles):
+    """With respect to the targets: the evaluation (a polynomial, gradcheck). With respect
+    to the charges: V_l is linear in them, dV_l(x)/dq_j = sum_k a_k exp(-t_k^2 |x - x_j|^2)
+    (the identity, to the compression's accuracy), found by autograd through the DCT,
+    linalg.qr and linalg.svd of the reduced HOSVD, and gradcheck on a few particles, with
+    respect to their charges and their positions."""
+    torch = pytest.importorskip("torch")
+    x, q = particles
+    pos = torch.from_numpy(x[:12])
+    charges = torch.tensor(q[:12], requires_grad=True)
+    v = long_range_potential(pos, charges, tol=1e-8, degree=32)
+    p = torch.tensor([[0.3, -1.2, 2.1], [-2.5, 0.4, 1.0]], dtype=torch.float64,
+                     requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: v(t), (p,))
+    (grad,) = torch.autograd.grad(v(p)[0], charges)
+    kernel = [direct_potential(x[j:j + 1], [1.0], p.detach().numpy()[:1], kernel="long_range",
+                               exponential_sum=v.exponential_sum)[0] for j in range(12)]
+    np.testing.assert_allclose(grad.numpy(), kernel, atol=1e-6 * np.max(np.abs(kernel)))
+    few = torch.tensor(q[:3], requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda c: long_range_potential(pos[:3], c, tol=1e-8, degree=24,
+                                       domain=(-4.5, 4.5))(p.detach()), (few,))
+    # and the positions (the box fixed: chosen from the positions it is piecewise constant)
+    moving = torch.tensor(x[:3], requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda y: long_range_potential(y, few.detach(), tol=1e-8, degree=24,
+                                       domain=(-4.5, 4.5))(p.detach()), (moving,))

@@ -218,3 +218,72 @@ def test_multi_mode_product_against_einsum(ranks, sizes, seed, dtype):
     bound = 32 * eps * np.einsum("ijk,ia,jb,kc->abc", np.abs(out.astype(np.float64)), *absf)
     assert back.shape == tuple(ranks) and back.flags.c_contiguous
     assert np.all(np.abs(back - ref_back) <= bound + np.finfo(dtype).tiny)
+
+
+# -- the reduced HOSVD on the array API (issue 13) ------------------------------------------
+
+
+def _cp(rng, shape=(9, 10, 11), terms=4):
+    weights = rng.uniform(0.5, 2.0, terms) * rng.choice([-1.0, 1.0], terms)
+    factors = [rng.standard_normal((n, terms)) for n in shape]
+    return weights, factors, np.einsum("r,ir,jr,kr->ijk", weights, *factors)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 4096])
+def test_reduced_hosvd_on_every_leg(xp, rng, chunk):
+    weights, factors, full = _cp(rng)
+    with sci.use_backend("numpy"):
+        expected = reduced_hosvd(weights, factors, tol=1e-12)
+    dec = reduced_hosvd(xp.asarray(weights), [xp.asarray(f) for f in factors], tol=1e-12,
+                        chunk=chunk)
+    assert xp.is_leg_array(dec.core) and all(xp.is_leg_array(u) for u in dec.factors)
+    assert dec.ranks == expected.ranks == (4, 4, 4)
+    # oracle: an exact rank-4 CP tensor is reproduced to rounding
+    np.testing.assert_allclose(xp.to_numpy(dec.to_full()), full, atol=1e-12 * np.abs(full).max())
+    assert dec.error == pytest.approx(expected.error, abs=1e-13)
+    for u in dec.factors:  # orthonormal factors
+        host = xp.to_numpy(u)
+        np.testing.assert_allclose(host.T @ host, np.eye(host.shape[1]), atol=1e-12)
+
+
+def test_reduced_hosvd_keeps_float32(xp, rng):
+    weights, factors, full = _cp(rng)
+    dec = reduced_hosvd(xp.asarray(weights, dtype="float32"),
+                        [xp.asarray(f, dtype="float32") for f in factors], tol=1e-5)
+    assert dec.core.dtype == xp.float32 and all(u.dtype == xp.float32 for u in dec.factors)
+    np.testing.assert_allclose(xp.to_numpy(dec.to_full()), full,
+                               atol=1e-4 * np.abs(full).max())
+
+
+def test_reduced_hosvd_of_zero_weights_on_every_leg(xp, rng):
+    _, factors, _ = _cp(rng)
+    dec = reduced_hosvd(xp.asarray(np.zeros(4)), [xp.asarray(f) for f in factors], tol=1e-8)
+    assert xp.is_leg_array(dec.core) and dec.ranks == (1, 1, 1) and dec.error == 0.0
+    np.testing.assert_array_equal(xp.to_numpy(dec.to_full()), np.zeros((9, 10, 11)))
+
+
+def test_reduced_hosvd_refuses_two_libraries(rng):
+    import array_api_strict as strict
+
+    weights, factors, _ = _cp(rng)
+    with pytest.raises(TypeError, match="weights and factors\\[0\\] are arrays of different"):
+        reduced_hosvd(weights, [strict.asarray(f) for f in factors], tol=1e-8)
+
+
+def test_reduced_hosvd_torch_gradcheck(rng):
+    """The reconstructed tensor of an exact low-rank CP tensor is the CP tensor itself: a
+    multilinear function of the weights and factors, whose gradient autograd must find
+    through linalg.qr and linalg.svd (kept singular values well separated here)."""
+    torch = pytest.importorskip("torch")
+    weights, factors, _ = _cp(rng, shape=(5, 6, 7), terms=3)
+    w = torch.tensor(weights, requires_grad=True)
+    f = [torch.tensor(a, requires_grad=True) for a in factors]
+
+    def full(w, a, b, c):
+        return reduced_hosvd(w, [a, b, c], tol=1e-12, chunk=2).to_full()
+
+    assert torch.autograd.gradcheck(full, (w, *f))
+    # and the gradient is that of the CP tensor (the identity, not only self-consistency)
+    (gw,) = torch.autograd.grad(full(w, *f).sum(), w)
+    expected = np.einsum("ir,jr,kr->r", *factors)
+    np.testing.assert_allclose(gw.numpy(), expected, rtol=1e-10)

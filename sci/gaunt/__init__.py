@@ -32,6 +32,12 @@ gaunt_tensor_product    channel-wise product x (x) y (methods "fourier", "direct
 gaunt_convolution       features times harmonics of edge directions
 gaunt_power             many-body features x^{(x) nu}
 
+The complete Clebsch-Gordan product
+-----------------------------------
+cg_tensor_product       every path l1 (x) l2 -> l3: the Gaunt (even) and the bracket (odd) ones
+bracket_table           the antisymmetric coefficients int Z {Z, Z} (sparse)
+cg_path_constant        the reduced (Wigner-Eckart) constant of a path
+
 Rotations
 ---------
 wigner_D                the rotation matrices of the harmonic basis
@@ -39,6 +45,7 @@ rotate                  rotate coefficient vectors
 random_rotation         Haar-random rotation matrices
 """
 
+from ._clebsch_gordan import bracket_table, cg_path_constant, cg_tensor_product
 from ._coefficients import GauntTable, gaunt, gaunt_table, real_gaunt, wigner_3j
 from ._fourier import fourier_to_sh, legendre_fourier_coefficients, sh_to_fourier
 from ._harmonics import (
@@ -55,6 +62,9 @@ from ._rotation import random_rotation, rotate, wigner_D
 
 __all__ = [
     "GauntTable",
+    "bracket_table",
+    "cg_path_constant",
+    "cg_tensor_product",
     "coefficient_index",
     "complex_to_real",
     "degree_order",

@@ -4,6 +4,9 @@
 * :func:`wigner_3j_mp`, :func:`gaunt_mp`: Racah's formula summed in exact rational arithmetic
   (Python integers), one square root at the end in mpmath: correct to the requested digits at
   any degree (used for l up to a few hundred).
+* :func:`bracket_gaunt`, :func:`real_bracket_gaunt`: exact coupling coefficients of the surface
+  bracket :math:`\\{f, g\\} = \\hat r\\cdot(\\nabla_S f\\times\\nabla_S g)` (the antisymmetric
+  paths of the Clebsch-Gordan product), as exact polynomial integrals in sympy.
 * :func:`wigner_small_d_half_pi`: Wigner :math:`d^l_{m'm}(\\pi/2)` exactly (Edmonds'
   convention :math:`\\langle l m'| e^{-i\\beta J_y} | l m\\rangle`), for the closed form of the
   2D Fourier coefficients of the spherical harmonics.
@@ -201,7 +204,7 @@ def bracket_gaunt(l1, l2, l3, m1, m2, m3):
     Examples
     --------
     >>> bracket_gaunt(1, 1, 1, 1, 0, 1)   # the cross product, l = 1
-    sqrt(6)*I/(4*sqrt(pi))
+    sqrt(3)*I/(2*sqrt(pi))
     """
     import sympy as sp
 
@@ -235,8 +238,8 @@ def real_bracket_gaunt(l1, l2, l3, mu1, mu2, mu3):
 
     Examples
     --------
-    >>> real_bracket_gaunt(1, 1, 1, 1, -1, 0)   # Z_1^1 ~ x, Z_1^-1 ~ y, Z_1^0 ~ z
-    -sqrt(3)/(2*sqrt(pi))
+    >>> real_bracket_gaunt(1, 1, 1, 1, -1, 0)   # Z_1^1 ~ -x, Z_1^-1 ~ -y, Z_1^0 ~ z
+    sqrt(3)/(2*sqrt(pi))
     """
     import sympy as sp
 

@@ -37,6 +37,7 @@ The complete Clebsch-Gordan product
 cg_tensor_product       every path l1 (x) l2 -> l3: the Gaunt (even) and the bracket (odd) ones
 bracket_table           the antisymmetric coefficients int Z {Z, Z} (sparse)
 cg_path_constant        the reduced (Wigner-Eckart) constant of a path
+e3nn_path_factor        e3nn's FullTensorProduct path = factor x this package's
 
 Rotations
 ---------
@@ -45,7 +46,12 @@ rotate                  rotate coefficient vectors
 random_rotation         Haar-random rotation matrices
 """
 
-from ._clebsch_gordan import bracket_table, cg_path_constant, cg_tensor_product
+from ._clebsch_gordan import (
+    bracket_table,
+    cg_path_constant,
+    cg_tensor_product,
+    e3nn_path_factor,
+)
 from ._coefficients import GauntTable, gaunt, gaunt_table, real_gaunt, wigner_3j
 from ._fourier import fourier_to_sh, legendre_fourier_coefficients, sh_to_fourier
 from ._harmonics import (
@@ -68,6 +74,7 @@ __all__ = [
     "coefficient_index",
     "complex_to_real",
     "degree_order",
+    "e3nn_path_factor",
     "fourier_to_sh",
     "from_e3nn",
     "gaunt",

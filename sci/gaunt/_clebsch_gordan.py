@@ -40,7 +40,7 @@ from ..backend import ArrayContext, array_context, cached_constant, implementati
 from ._coefficients import GauntTable, gaunt_table
 from ._harmonics import LMAX_LIMIT, _legendre_rows, coefficient_array
 
-__all__ = ["bracket_table", "cg_path_constant", "cg_tensor_product"]
+__all__ = ["bracket_table", "cg_path_constant", "cg_tensor_product", "e3nn_path_factor"]
 
 PATHS = ("all", "even", "odd")
 METHODS = ("grid", "direct")
@@ -84,8 +84,8 @@ def cg_path_constant(l1: int, l2: int, l3: int) -> float:
 
     Examples
     --------
-    >>> round(cg_path_constant(1, 1, 1), 12)   # the cross product: -sqrt(3/(2 pi))
-    -0.690988298942
+    >>> round(cg_path_constant(1, 1, 1), 12)   # the cross product: sqrt(3/(2 pi))
+    0.690988298942
     """
     for name, v in (("l1", l1), ("l2", l2), ("l3", l3)):
         check_integer(v, name, minimum=0, maximum=LMAX_LIMIT)
@@ -102,6 +102,38 @@ def cg_path_constant(l1: int, l2: int, l3: int) -> float:
     start, vals = _three_j(l1, l2, 1, -1, backend)
     root = math.sqrt(l1 * (l1 + 1) * l2 * (l2 + 1))
     return sign * pref * root * float(vals[l3 - start]) if l3 >= start else 0.0
+
+
+def e3nn_path_factor(l1: int, l2: int, l3: int) -> float:
+    r"""The factor c with e3nn's path output = c x this package's, in e3nn's basis.
+
+    For inputs of single degrees :math:`l_1`, :math:`l_2` (coefficients ``x``, ``y`` here,
+    ``to_e3nn(x)``, ``to_e3nn(y)`` in e3nn), the block :math:`l_3` of e3nn's
+    ``o3.FullTensorProduct`` (its defaults: ``irrep_normalization="component"``,
+    ``path_normalization="element"``) equals ``c * to_e3nn(z)[l3 block]``, z the degree-l3
+    block of :func:`cg_tensor_product` (its even part for :math:`l_1+l_2+l_3` even, odd part
+    otherwise), with
+
+    .. math:: c = (-1)^{\lfloor (l_1+l_2-l_3)/2\rfloor} / K,
+
+    K the path constant (:func:`cg_path_constant`). Both maps are equivariant V_l1 x V_l2 ->
+    V_l3 with Frobenius norm :math:`|K|\sqrt{2l_3+1}` (here) and :math:`\sqrt{2l_3+1}`
+    (e3nn: :math:`\sqrt{2l_3+1}` times a unit-norm Clebsch-Gordan tensor), so :math:`|c| =
+    1/|K|`; the sign is that of e3nn's real Clebsch-Gordan tensors, built from the complex ones
+    with the phases :math:`(-i)^l` of its basis change (checked against e3nn for every path
+    with l <= 8 by the test suite). K is nonzero on every path of the triangle rule (the test
+    suite checks every path with l <= 24), so every path of e3nn's product is present here.
+
+    Examples
+    --------
+    >>> round(e3nn_path_factor(1, 1, 1) * cg_path_constant(1, 1, 1), 12)
+    1.0
+    """
+    k = cg_path_constant(l1, l2, l3)
+    if not abs(l1 - l2) <= l3 <= l1 + l2:
+        raise ValueError(f"(l1, l2, l3) = ({l1}, {l2}, {l3}) is not a path: l3 must satisfy "
+                         "|l1 - l2| <= l3 <= l1 + l2")
+    return (-1.0 if ((l1 + l2 - l3) // 2) % 2 else 1.0) / k
 
 
 def _bracket_table_bytes(lmax1: int, lmax2: int, lmax3: int) -> float:
@@ -393,11 +425,11 @@ def _grid_method(a, b, l1, l2, keep, paths, ctx):
     fb = _grid_values(b, l2, need, n_theta, n_phi, ctx)
     out = []
     if paths != "odd":
-        out.append(fa[:, 0] * fb[:, 0])
+        out.append(fa[:, 0, ...] * fb[:, 0, ...])
     if paths != "even":
         k = 1 if paths == "all" else 0
         # {f, g} = d_theta f (d_phi g / sin) - (d_phi f / sin) d_theta g
-        out.append(fa[:, k] * fb[:, k + 1] - fa[:, k + 1] * fb[:, k])
+        out.append(fa[:, k, ...] * fb[:, k + 1, ...] - fa[:, k + 1, ...] * fb[:, k, ...])
     return _grid_project(xp.stack(out, axis=1), keep, n_theta, n_phi, ctx)
 
 
@@ -525,14 +557,14 @@ def cg_tensor_product(
        \begin{pmatrix} l_1&l_2&l_3\\m_1&m_2&-m_3\end{pmatrix},
 
     nonzero only for :math:`l_1+l_2+l_3` odd, :math:`l_1, l_2 \ge 1`, :math:`l_3 \le l_1+l_2-1`.
-    So every path of the Clebsch-Gordan product is present, with a nonzero constant except
-    where the 3j symbol of the constant vanishes, and each output degree is a sum over the
+    So every path of the Clebsch-Gordan product is present (K is nonzero on each, checked for
+    l <= 24 by the test suite), and each output degree is a sum over the
     paths that reach it (as in the Gaunt product; isolate one path by giving inputs of one
     degree). Parity: for inputs of parity :math:`(-1)^l` (like :math:`Y_l`, e3nn's
     ``"0e+1o+2e+..."``) the even part has parity :math:`(-1)^{l_3}` and the odd part
     :math:`-(-1)^{l_3}` (a pseudotensor: the bracket is odd under inversion). e3nn's
-    ``FullTensorProduct`` path output equals this one, after :func:`to_e3nn`, times a
-    per-path constant of modulus :math:`1/|K|` (its normalisation ``"component"``:
+    ``FullTensorProduct`` path output equals this one, after :func:`to_e3nn`, times
+    :func:`e3nn_path_factor` (modulus :math:`1/|K|`: e3nn's normalisation ``"component"`` is
     :math:`\sqrt{2l_3+1}` times a unit-norm Clebsch-Gordan tensor).
 
     The grid holds :math:`n_\theta = \lfloor D/2\rfloor + 1` Gauss-Legendre nodes and
@@ -648,7 +680,7 @@ def _cg_tensor_product(x, y, *, paths, lmax_out, method, weights, check_finite, 
     a = xp.reshape(xp.broadcast_to(a, tuple(batch) + (a.shape[-1],)), (rows, a.shape[-1]))
     b = xp.reshape(xp.broadcast_to(b, tuple(batch) + (b.shape[-1],)), (rows, b.shape[-1]))
     compute = _grid_method if method == "grid" else _direct_method
-    chunks = [compute(a[s:s + step], b[s:s + step], l1, l2, keep, paths, ctx)
+    chunks = [compute(a[s:s + step, ...], b[s:s + step, ...], l1, l2, keep, paths, ctx)
               for s in range(0, rows, step)]
     if not chunks:
         z = xp.zeros((0, n_paths, (keep + 1) ** 2), dtype=dtype, device=ctx.device)

@@ -45,7 +45,7 @@ __all__ = ["bracket_table", "cg_path_constant", "cg_tensor_product", "e3nn_path_
 PATHS = ("all", "even", "odd")
 METHODS = ("grid", "direct")
 _ARGS = ("x", "y", "weights[0]", "weights[1]", "weights[2]")
-_CHUNK_BYTES = 64 * 2**20
+_CHUNK_BYTES = 256 * 2**20  # rows per chunk: large matrix products, bounded memory
 
 
 # ------------------------------------------------------------------ coupling coefficients
@@ -271,34 +271,34 @@ def _imaginary_to_real_table(i1, i2, i3, val, lmax2, lmax3):
 def _grid_sizes(l1: int, l2: int, keep: int) -> tuple[int, int, int]:
     """(degree, n_theta, n_phi) of a Gauss-Legendre x uniform grid on which every integrand
     Z_{l3} f g and Z_{l3} {f, g} (l3 <= keep) is integrated exactly."""
-    import scipy.fft
-
     degree = l1 + l2 + keep
-    n_theta = degree // 2 + 1  # 2 n - 1 >= degree
-    # n_phi > degree: no aliasing onto the kept orders; > 2 max(l): the inputs' orders fit in
-    # the half spectrum below the Nyquist frequency.
-    n_phi = scipy.fft.next_fast_len(max(degree + 1, 2 * max(l1, l2, keep) + 1), real=True)
-    return degree, n_theta, n_phi
+    # 2 n_theta - 1 >= degree; n_phi > degree: the uniform rule integrates every e^{ik phi},
+    # |k| <= degree, exactly
+    return degree, degree // 2 + 1, degree + 1
 
 
-def _grid_table_bytes(l1, l2, keep, n_theta):
-    return float(sum(3 * (l + 1) ** 2 * n_theta for l in (l1, l2))
-                 + 2 * (keep + 1) ** 2 * n_theta) * 8
+def _grid_table_bytes(l1, l2, keep, n_theta, n_phi):
+    m_in = max(l1, l2) + 1
+    legendre = sum(3 * (l + 1) ** 2 * n_theta for l in (l1, l2)) + (keep + 1) ** 2 * n_theta
+    fourier = 3 * 2 * m_in * n_phi * 2 + 2 * (keep + 1) * n_phi
+    return float(legendre + fourier) * 8
+
+
+def _nodes(n_theta):
+    x, w = np.polynomial.legendre.leggauss(n_theta)
+    return x, np.sqrt(1.0 - x * x), w
 
 
 @functools.lru_cache(maxsize=16)
-def _synthesis_table(lmax: int, n_theta: int, n_phi: int, parts: tuple[str, ...]):
+def _legendre_table(lmax: int, n_theta: int, parts: tuple[str, ...]) -> np.ndarray:
     r"""T[m, l, (part, j)]: the θ-dependence of each order m at the Gauss-Legendre nodes.
 
-    Parts: ``"P"`` :math:`\bar P_l^m(\theta_j)`, ``"dP"`` :math:`\partial_\theta \bar P_l^m`
+    Parts: ``"P"`` :math:`\bar P_l^m(\theta_j)`, ``"dP"`` :math:`\partial_\theta\bar P_l^m`
     (the ladder form :math:`\tfrac12[\sqrt{(l-m)(l+m+1)}\bar P_l^{m+1} -
     \sqrt{(l+m)(l-m+1)}\bar P_l^{m-1}]`, no division, stable at every degree), ``"Q"``
-    :math:`m \bar P_l^m / \sin\theta_j` (the nodes avoid the poles). Each column carries the
-    factor that turns a real coefficient into the half spectrum of ``irfft`` of length
-    ``n_phi``: ``n_phi`` for m = 0, ``n_phi / sqrt 2`` for m > 0.
+    :math:`m \bar P_l^m / \sin\theta_j` (the nodes avoid the poles).
     """
-    x, _ = np.polynomial.legendre.leggauss(n_theta)
-    cos, sin = x, np.sqrt(1.0 - x * x)
+    cos, sin, _ = _nodes(n_theta)
     p = np.zeros((lmax + 2, lmax + 1, n_theta))  # p[m, l, j], one extra order for the ladder
     for l, m, row in _legendre_rows(lmax, cos, sin):
         p[m, l] = row
@@ -309,38 +309,50 @@ def _synthesis_table(lmax: int, n_theta: int, n_phi: int, parts: tuple[str, ...]
     below = np.concatenate([-p[1:2], p[:lmax]], axis=0)
     down = np.sqrt(np.clip((l + m) * (l - m + 1), 0, None)) * below
     tables = {"P": p[:lmax + 1], "dP": 0.5 * (up - down), "Q": m * p[:lmax + 1] / sin}
-    scale = np.where(np.arange(lmax + 1) == 0, float(n_phi), n_phi / math.sqrt(2.0))
-    out = np.concatenate([tables[k] for k in parts], axis=-1) * scale[:, None, None]
-    return np.ascontiguousarray(out)
+    return np.ascontiguousarray(np.concatenate([tables[k] for k in parts], axis=-1))
 
 
 @functools.lru_cache(maxsize=16)
-def _analysis_table(keep: int, n_theta: int, n_phi: int) -> np.ndarray:
-    r"""W[m, j, l]: :math:`z_{l,\pm m}` from the rfft of the grid values at node j.
+def _synthesis_dft(lmax: int, n_phi: int, parts: tuple[str, ...]) -> np.ndarray:
+    r"""B[part, (s, m), k]: grid values from the per-order cosine (s = 0) and sine (s = 1)
+    coefficients. f = sum_m c_m (C_m cos m phi + S_m sin m phi), :math:`c_0 = 1`,
+    :math:`c_m = \sqrt 2` (the real harmonics); for the part ``"Q"``
+    (:math:`\partial_\phi f/\sin\theta`) the derivative swaps them: :math:`m(S_m \cos m\phi -
+    C_m \sin m\phi)`, the factor m being in the Legendre table."""
+    m = np.arange(lmax + 1)[:, None]
+    phi = 2 * np.pi * np.arange(n_phi)[None, :] / n_phi
+    c = np.where(m == 0, 1.0, math.sqrt(2.0))
+    cos, sin = c * np.cos(m * phi), c * np.sin(m * phi)
+    out = [np.concatenate([-sin, cos]) if k == "Q" else np.concatenate([cos, sin])
+           for k in parts]
+    return np.ascontiguousarray(np.stack(out))
 
-    :math:`\int Z_l^m h = \sqrt2 \sum_j w_j \bar P_l^m(\theta_j)\,2\pi\,\mathrm{Re}\,c_m(\theta_j)`
-    (m > 0; :math:`-\mathrm{Im}` for :math:`Z_l^{-m}`; no :math:`\sqrt 2` at m = 0), with
-    :math:`c_m` = rfft / n_phi.
-    """
-    x, w = np.polynomial.legendre.leggauss(n_theta)
-    cos, sin = x, np.sqrt(1.0 - x * x)
+
+@functools.lru_cache(maxsize=16)
+def _analysis_tables(keep: int, n_theta: int, n_phi: int) -> tuple[np.ndarray, np.ndarray]:
+    r"""(A[k, (s, m)], W[m, j, l]): :math:`\int Z_l^{\pm m} h = c_m \sum_j w_j \bar P_l^m
+    (\theta_j) \sum_k \tfrac{2\pi}{n_\phi} h(\theta_j, \phi_k) [\cos|\sin](m\phi_k)`."""
+    m = np.arange(keep + 1)[None, :]
+    phi = 2 * np.pi * np.arange(n_phi)[:, None] / n_phi
+    c = np.where(m == 0, 1.0, math.sqrt(2.0)) * 2 * np.pi / n_phi
+    dft = np.concatenate([c * np.cos(m * phi), c * np.sin(m * phi)], axis=1)
+    cos, sin, w = _nodes(n_theta)
     p = np.zeros((keep + 1, n_theta, keep + 1))
-    for l, m, row in _legendre_rows(keep, cos, sin):
-        p[m, :, l] = row
-    scale = np.where(np.arange(keep + 1) == 0, 1.0, math.sqrt(2.0)) * 2 * math.pi / n_phi
-    return np.ascontiguousarray(p * w[None, :, None] * scale[:, None, None])
+    for l, mm, row in _legendre_rows(keep, cos, sin):
+        p[mm, :, l] = row * w
+    return np.ascontiguousarray(dft), p
 
 
 @functools.lru_cache(maxsize=32)
 def _order_gather(lmax: int) -> np.ndarray:
-    """idx[s, m, l]: flat index of (l, m) (s = 0) or (l, -m) (s = 1), or (L+1)^2 (a zero slot)
-    where l < m or (s = 1, m = 0)."""
+    """idx[m, s, l]: flat index of (l, m) (s = 0) or (l, -m) (s = 1), or (L+1)^2 (a zero
+    slot) where l < m or (s = 1, m = 0)."""
     m = np.arange(lmax + 1)[:, None]
     l = np.arange(lmax + 1)[None, :]
     zero = (lmax + 1) ** 2
     cos = np.where(l >= m, l * l + l + m, zero)
     sin = np.where((l >= m) & (m > 0), l * l + l - m, zero)
-    return np.stack([cos, sin])
+    return np.stack([cos, sin], axis=1)
 
 
 @functools.lru_cache(maxsize=32)
@@ -364,56 +376,80 @@ def _device(a):
     return array_api_compat.device(a)
 
 
-def _complex(xp, re, im):
-    cd = xp.complex64 if re.dtype == xp.float32 else xp.complex128
-    return xp.astype(re, cd) + 1j * xp.astype(im, cd)
-
-
 def _grid_values(a, lmax, parts, n_theta, n_phi, ctx):
-    """Grid values (rows, n_parts, n_theta, n_phi) of the function and its surface derivatives:
-    a Legendre transform per order (batched matmul, O(L^2 n_theta)) and one irfft per node."""
+    """Grid values (parts, n_theta, n_phi, rows) of the function and its surface derivatives.
+
+    Rows last, so that both rounds are large matrix products and the large grid arrays are
+    written by a matrix product in place (no transposed copy): per order m the Legendre sums,
+    (parts n_theta, L+1) @ (L+1, 2 rows); then per part and node the sums over the orders,
+    (n_phi, 2(L+1)) @ (2(L+1), rows). Every step is O(L^3) per row.
+    """
     xp = ctx.xp
     dt = a.dtype
+    n_m, n_p, rows = lmax + 1, len(parts), a.shape[0]
     key = ("gaunt.cg", lmax, n_theta, n_phi, parts)
-    table = cached_constant(key + ("T",), lambda: _synthesis_table(lmax, n_theta, n_phi, parts),
-                            ctx, dt)
-    gather = cached_constant(("gaunt.cg.gather", lmax), lambda: _order_gather(lmax), ctx,
+    table = cached_constant(key + ("T",), lambda: _legendre_table_t(lmax, n_theta, parts), ctx,
+                            dt)
+    dft = cached_constant(key + ("B",), lambda: _synthesis_dft_t(lmax, n_phi, parts), ctx, dt)
+    gather = cached_constant(("gaunt.cg.gather", lmax), lambda: _order_gather_t(lmax), ctx,
                              xp.int64)
-    zero = xp.zeros(tuple(a.shape[:-1]) + (1,), dtype=dt, device=_device(a))
-    coef = _take_last(xp, xp.concat([a, zero], axis=-1), gather)  # (rows, 2, M, l)
-    # (rows, 2, M, 1, l) @ (M, l, parts * n_theta) -> (rows, 2, M, parts * n_theta)
-    val = xp.matmul(xp.expand_dims(coef, axis=-2), table)[..., 0, :]
-    rows, n_m = a.shape[0], lmax + 1
-    val = xp.reshape(val, (rows, 2, n_m, len(parts), n_theta))
-    spectra = []
-    for k, part in enumerate(parts):
-        c, s = val[:, 0, :, k, :], val[:, 1, :, k, :]
-        # f = Re sum_m (C_m - i S_m) e^{i m phi}; d_phi f / sin = Re sum_m (Q_s + i Q_c) e^{..}
-        spectra.append(_complex(xp, s, c) if part == "Q" else _complex(xp, c, -s))
-    spec = xp.stack(spectra, axis=1)  # (rows, parts, M, n_theta)
-    spec = xp.permute_dims(spec, (0, 1, 3, 2))  # (rows, parts, n_theta, M)
-    half = n_phi // 2 + 1
-    pad = xp.zeros((rows, len(parts), n_theta, half - n_m), dtype=spec.dtype,
-                   device=_device(spec))
-    spec = xp.concat([spec, pad], axis=-1)
-    return xp.fft.irfft(spec, n=n_phi, axis=-1)
+    zero = xp.zeros((1, rows), dtype=dt, device=_device(a))
+    at = xp.concat([xp.permute_dims(a, (1, 0)), zero], axis=0)  # (n + 1, rows)
+    coef = xp.reshape(xp.take(at, xp.reshape(gather, (-1,)), axis=0), (n_m, n_m, 2 * rows))
+    val = xp.matmul(table, coef)  # (M, parts n_theta, 2 rows): [m, (p, j), (s, r)]
+    val = xp.reshape(val, (n_m, n_p, n_theta, 2, rows))
+    val = xp.reshape(xp.permute_dims(val, (1, 2, 3, 0, 4)), (n_p, n_theta, 2 * n_m, rows))
+    return xp.matmul(dft, val)  # (parts, 1, n_phi, 2M) @ (parts, n_theta, 2M, rows)
 
 
 def _grid_project(h, keep, n_theta, n_phi, ctx):
-    """Coefficients (..., (keep+1)^2) of grid values h (..., n_theta, n_phi): one rfft per node
-    and a Gauss-Legendre sum per order (batched matmul)."""
+    """Coefficients (rows, H, (keep+1)^2) of grid values h (H, n_theta, n_phi, rows): the φ
+    quadrature per node, (2M, n_phi) @ (n_phi, rows), then the Gauss-Legendre sums per order,
+    (L+1, n_theta) @ (n_theta, H 2 rows)."""
     xp = ctx.xp
-    spec = xp.fft.rfft(h, axis=-1)[..., :keep + 1]  # (..., n_theta, M)
-    parts = xp.stack([xp.real(spec), -xp.imag(spec)], axis=-3)  # (..., 2, n_theta, M)
-    parts = xp.permute_dims(parts, tuple(range(parts.ndim - 2)) + (parts.ndim - 1,
-                                                                     parts.ndim - 2))
-    w = cached_constant(("gaunt.cg.W", keep, n_theta, n_phi),
-                        lambda: _analysis_table(keep, n_theta, n_phi), ctx, h.dtype)
-    z = xp.matmul(xp.expand_dims(parts, axis=-2), w)[..., 0, :]  # (..., 2, M, l)
-    flat = xp.reshape(z, tuple(z.shape[:-3]) + (-1,))
+    n_h, rows = h.shape[0], h.shape[-1]
+    n_m = keep + 1
+    key = ("gaunt.cg.analysis", keep, n_theta, n_phi)
+    dft = cached_constant(key + ("A",), lambda: _analysis_tables_t(keep, n_theta, n_phi)[0],
+                          ctx, h.dtype)
+    w = cached_constant(key + ("W",), lambda: _analysis_tables_t(keep, n_theta, n_phi)[1],
+                        ctx, h.dtype)
+    u = xp.matmul(dft, h)  # (H, n_theta, 2M, rows): [h, j, (s, m), r]
+    u = xp.reshape(u, (n_h, n_theta, 2, n_m, rows))
+    u = xp.reshape(xp.permute_dims(u, (3, 1, 0, 2, 4)), (n_m, n_theta, n_h * 2 * rows))
+    z = xp.matmul(w, u)  # (M, l, H 2 rows)
+    z = xp.reshape(z, (n_m, n_m, n_h, 2, rows))
+    z = xp.reshape(xp.permute_dims(z, (4, 2, 3, 0, 1)), (rows, n_h, 2 * n_m * n_m))
     scatter = cached_constant(("gaunt.cg.scatter", keep), lambda: _order_scatter(keep), ctx,
                               xp.int64)
-    return xp.take(flat, scatter, axis=flat.ndim - 1)
+    return xp.take(z, scatter, axis=2)
+
+
+@functools.lru_cache(maxsize=16)
+def _legendre_table_t(lmax, n_theta, parts):
+    """T[m, (part, j), l]: :func:`_legendre_table` with the degree last."""
+    t = _legendre_table(lmax, n_theta, parts)
+    return np.ascontiguousarray(np.transpose(t, (0, 2, 1)))
+
+
+@functools.lru_cache(maxsize=16)
+def _synthesis_dft_t(lmax, n_phi, parts):
+    """B[part, 1, k, (s, m)]: :func:`_synthesis_dft` transposed, broadcasting over the nodes."""
+    return np.ascontiguousarray(np.transpose(_synthesis_dft(lmax, n_phi, parts),
+                                             (0, 2, 1))[:, None])
+
+
+@functools.lru_cache(maxsize=16)
+def _analysis_tables_t(keep, n_theta, n_phi):
+    """(A[(s, m), k], W[m, l, j]): :func:`_analysis_tables` transposed."""
+    dft, w = _analysis_tables(keep, n_theta, n_phi)
+    return np.ascontiguousarray(dft.T), np.ascontiguousarray(np.transpose(w, (0, 2, 1)))
+
+
+@functools.lru_cache(maxsize=32)
+def _order_gather_t(lmax: int) -> np.ndarray:
+    """idx[m, l, s]: :func:`_order_gather` with the (cos, sin) axis last."""
+    return np.ascontiguousarray(np.transpose(_order_gather(lmax), (0, 2, 1)))
 
 
 def _grid_method(a, b, l1, l2, keep, paths, ctx):
@@ -425,19 +461,20 @@ def _grid_method(a, b, l1, l2, keep, paths, ctx):
     fb = _grid_values(b, l2, need, n_theta, n_phi, ctx)
     out = []
     if paths != "odd":
-        out.append(fa[:, 0, ...] * fb[:, 0, ...])
+        out.append(fa[0, ...] * fb[0, ...])
     if paths != "even":
         k = 1 if paths == "all" else 0
         # {f, g} = d_theta f (d_phi g / sin) - (d_phi f / sin) d_theta g
-        out.append(fa[:, k, ...] * fb[:, k + 1, ...] - fa[:, k + 1, ...] * fb[:, k, ...])
-    return _grid_project(xp.stack(out, axis=1), keep, n_theta, n_phi, ctx)
+        out.append(fa[k, ...] * fb[k + 1, ...] - fa[k + 1, ...] * fb[k, ...])
+    return _grid_project(xp.stack(out, axis=0), keep, n_theta, n_phi, ctx)
 
 
 def _grid_row_bytes(l1, l2, keep, paths, itemsize):
     _, n_theta, n_phi = _grid_sizes(l1, l2, keep)
     n_parts = {"even": 1, "odd": 2, "all": 3}[paths]
-    values = 2 * n_parts * n_theta * n_phi * itemsize * 3  # grids, spectra, products
-    legendre = 2 * n_parts * n_theta * (max(l1, l2) + 1) * itemsize * 4
+    m = max(l1, l2, keep) + 1
+    values = 2 * n_parts * n_theta * n_phi * itemsize * 2 + 3 * n_theta * n_phi * itemsize
+    legendre = 2 * n_parts * n_theta * m * 2 * itemsize * 3
     return float(values + legendre)
 
 
@@ -652,7 +689,7 @@ def _cg_tensor_product(x, y, *, paths, lmax_out, method, weights, check_finite, 
     # Refused up front: the tables, the output and the working memory of one chunk of rows.
     if method == "grid":
         _, n_theta, n_phi = _grid_sizes(l1, l2, keep)
-        check_memory(_grid_table_bytes(l1, l2, keep, n_theta),
+        check_memory(_grid_table_bytes(l1, l2, keep, n_theta, n_phi),
                      f"the grid tables of cg_tensor_product for degrees {l1} x {l2} -> {keep} "
                      f"({n_theta} x {n_phi} points)", hint="lower the degrees", ctx=ctx)
         per_row = _grid_row_bytes(l1, l2, keep, paths, itemsize)

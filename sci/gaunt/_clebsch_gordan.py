@@ -10,7 +10,8 @@ the surface bracket
                  {\sin\theta},
 
 bilinear, antisymmetric, rotation-invariant and odd under inversion. Its coupling
-coefficients (complex harmonics, Condon-Shortley phase) are
+coefficients (complex harmonics, Condon-Shortley phase) vanish for :math:`l_1+l_2+l_3` even
+(parity) and for :math:`l_1+l_2+l_3` odd are
 
 .. math:: \int \overline{Y_{l_3}^{m_3}}\,\{Y_{l_1}^{m_1}, Y_{l_2}^{m_2}\}\,d\Omega
    = i\,\sqrt{\tfrac{(2l_1+1)(2l_2+1)(2l_3+1)}{4\pi}}\,\sqrt{l_1(l_1+1)\,l_2(l_2+1)}
@@ -18,10 +19,13 @@ coefficients (complex harmonics, Condon-Shortley phase) are
      (-1)^{m_3}\begin{pmatrix} l_1 & l_2 & l_3\\ m_1 & m_2 & -m_3\end{pmatrix},
 
 the Gaunt coefficient with :math:`(l_1\,l_2\,l_3;\,0\,0\,0)` replaced by
-:math:`i\sqrt{l_1(l_1+1)l_2(l_2+1)}\,(l_1\,l_2\,l_3;\,1\,{-1}\,0)`, which vanishes unless
-:math:`l_1+l_2+l_3` is odd (``theory.gaunt.bracket_gaunt`` checks it exactly for every path
-with l <= 6). Here ``_cpu``/``_gpu`` kernels are not needed: the fast method is a few batched
-matrix products and FFTs, written once against the array API.
+:math:`i\sqrt{l_1(l_1+1)l_2(l_2+1)}\,(l_1\,l_2\,l_3;\,1\,{-1}\,0)` (with the surface
+gradients in spin-weighted harmonics of spin :math:`\pm 1`, the bracket's coefficient is
+proportional to :math:`(l_1\,l_2\,l_3;1\,{-1}\,0) - (l_1\,l_2\,l_3;{-1}\,1\,0)`, which is
+:math:`[1 - (-1)^{l_1+l_2+l_3}]\,(l_1\,l_2\,l_3;1\,{-1}\,0)`; ``theory.gaunt.bracket_gaunt``
+checks the formula and its normalisation exactly for every path with l <= 6). No
+``_cpu``/``_gpu`` kernels: the fast method is batched matrix products written once against
+the array API.
 """
 
 from __future__ import annotations
@@ -586,15 +590,15 @@ def cg_tensor_product(
     Path by path, the coefficient of :math:`l_1 \otimes l_2 \to l_3` is
     :func:`cg_path_constant` :math:`K` times the Clebsch-Gordan coefficient (complex basis; the
     real basis by the unitary change :math:`Z = UY`). The odd part is the coupling of the
-    bracket :math:`\{f, g\} = \hat r\cdot(\nabla_S f\times\nabla_S g)`:
+    bracket :math:`\{f, g\} = \hat r\cdot(\nabla_S f\times\nabla_S g)`, zero on the even
+    paths and on the odd ones
 
     .. math:: \int \overline{Y_{l_3}^{m_3}}\,\{Y_{l_1}^{m_1}, Y_{l_2}^{m_2}\}
        = i\sqrt{\tfrac{(2l_1+1)(2l_2+1)(2l_3+1)}{4\pi}}\sqrt{l_1(l_1+1)l_2(l_2+1)}
        \begin{pmatrix} l_1&l_2&l_3\\1&-1&0\end{pmatrix}(-1)^{m_3}
        \begin{pmatrix} l_1&l_2&l_3\\m_1&m_2&-m_3\end{pmatrix},
 
-    nonzero only for :math:`l_1+l_2+l_3` odd, :math:`l_1, l_2 \ge 1`, :math:`l_3 \le l_1+l_2-1`.
-    So every path of the Clebsch-Gordan product is present (K is nonzero on each, checked for
+    (odd paths have :math:`l_1, l_2 \ge 1` and :math:`l_3 \le l_1+l_2-1`). So every path of the Clebsch-Gordan product is present (K is nonzero on each, checked for
     l <= 24 by the test suite), and each output degree is a sum over the
     paths that reach it (as in the Gaunt product; isolate one path by giving inputs of one
     degree). Parity: for inputs of parity :math:`(-1)^l` (like :math:`Y_l`, e3nn's

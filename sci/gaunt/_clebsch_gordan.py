@@ -611,13 +611,15 @@ def cg_tensor_product(
     :math:`(-1)^l` (like :math:`Y_l`, e3nn's ``"0e+1o+2e+..."``) the even part has parity
     :math:`(-1)^{l_3}` and the odd part :math:`-(-1)^{l_3}` (a pseudotensor: the bracket is odd
     under inversion). e3nn's ``FullTensorProduct`` path output equals this one, after
-    :func:`to_e3nn`, times :func:`e3nn_path_factor` (modulus :math:`1/|K|`: e3nn's normalisation ``"component"`` is
-    :math:`\sqrt{2l_3+1}` times a unit-norm Clebsch-Gordan tensor).
+    :func:`to_e3nn`, times :func:`e3nn_path_factor` (modulus :math:`1/|K|`: e3nn's
+    normalisation ``"component"`` is :math:`\sqrt{2l_3+1}` times a unit-norm Clebsch-Gordan
+    tensor).
 
     The grid holds :math:`n_\theta = \lfloor D/2\rfloor + 1` Gauss-Legendre nodes and
-    :math:`n_\phi = D + 1` uniform angles, :math:`D = L_1 + L_2 + L_{out}`: the integrands :math:`Z_{l_3} f g` and :math:`Z_{l_3}\{f, g\}` are spherical
-    polynomials of degree at most D, integrated exactly. The θ-derivatives come from the
-    ladder relation of the Legendre functions, :math:`\partial_\phi f/\sin\theta` from
+    :math:`n_\phi = D + 1` uniform angles, :math:`D = L_1 + L_2 + L_{out}`: the integrands
+    :math:`Z_{l_3} f g` and :math:`Z_{l_3}\{f, g\}` are spherical polynomials of degree at
+    most D, integrated exactly. The θ-derivatives come from the ladder relation of the
+    Legendre functions, :math:`\partial_\phi f/\sin\theta` from
     :math:`m\bar P_l^m/\sin\theta` at the nodes (never at a pole).
 
     Arrays of any library, as :func:`gaunt_tensor_product` (the code is written once against

@@ -373,6 +373,25 @@ def _order_scatter(keep: int) -> np.ndarray:
     return (s * (keep + 1) + np.abs(mu)) * (keep + 1) + l
 
 
+_HOST_TABLES: dict = {}
+
+
+def _table(ctx, key, build, dtype):
+    """``cached_constant``, with the NumPy tables also cached per dtype (``cached_constant``
+    converts a NumPy table on every call: 10 MB per call at L = 64 in float32)."""
+    if not ctx.is_numpy:
+        return cached_constant(key, build, ctx, dtype)
+    full = (key, np.dtype(dtype).name)
+    value = _HOST_TABLES.get(full)
+    if value is None:
+        if len(_HOST_TABLES) > 64:
+            _HOST_TABLES.clear()
+        value = np.ascontiguousarray(build(), dtype=dtype)
+        value.flags.writeable = False
+        _HOST_TABLES[full] = value
+    return value
+
+
 def _take_last(xp, a, index):
     flat = xp.reshape(index, (-1,))
     out = xp.take(a, flat, axis=a.ndim - 1)
@@ -397,11 +416,11 @@ def _grid_values(a, lmax, parts, n_theta, n_phi, ctx):
     dt = a.dtype
     n_m, n_p, rows = lmax + 1, len(parts), a.shape[0]
     key = ("gaunt.cg", lmax, n_theta, n_phi, parts)
-    table = cached_constant(key + ("T",), lambda: _legendre_table_t(lmax, n_theta, parts), ctx,
-                            dt)
-    dft = cached_constant(key + ("B",), lambda: _synthesis_dft_t(lmax, n_phi, parts), ctx, dt)
-    gather = cached_constant(("gaunt.cg.gather", lmax), lambda: _order_gather_t(lmax), ctx,
-                             xp.int64)
+    table = _table(ctx, key + ("T",), lambda: _legendre_table_t(lmax, n_theta, parts),
+                   dt)
+    dft = _table(ctx, key + ("B",), lambda: _synthesis_dft_t(lmax, n_phi, parts), dt)
+    gather = _table(ctx, ("gaunt.cg.gather", lmax), lambda: _order_gather_t(lmax),
+                    xp.int64)
     zero = xp.zeros((1, rows), dtype=dt, device=_device(a))
     at = xp.concat([xp.permute_dims(a, (1, 0)), zero], axis=0)  # (n + 1, rows)
     coef = xp.reshape(xp.take(at, xp.reshape(gather, (-1,)), axis=0), (n_m, n_m, 2 * rows))
@@ -419,18 +438,18 @@ def _grid_project(h, keep, n_theta, n_phi, ctx):
     n_h, rows = h.shape[0], h.shape[-1]
     n_m = keep + 1
     key = ("gaunt.cg.analysis", keep, n_theta, n_phi)
-    dft = cached_constant(key + ("A",), lambda: _analysis_tables_t(keep, n_theta, n_phi)[0],
-                          ctx, h.dtype)
-    w = cached_constant(key + ("W",), lambda: _analysis_tables_t(keep, n_theta, n_phi)[1],
-                        ctx, h.dtype)
+    dft = _table(ctx, key + ("A",), lambda: _analysis_tables_t(keep, n_theta, n_phi)[0],
+                 h.dtype)
+    w = _table(ctx, key + ("W",), lambda: _analysis_tables_t(keep, n_theta, n_phi)[1],
+               h.dtype)
     u = xp.matmul(dft, h)  # (H, n_theta, 2M, rows): [h, j, (s, m), r]
     u = xp.reshape(u, (n_h, n_theta, 2, n_m, rows))
     u = xp.reshape(xp.permute_dims(u, (3, 1, 0, 2, 4)), (n_m, n_theta, n_h * 2 * rows))
     z = xp.matmul(w, u)  # (M, l, H 2 rows)
     z = xp.reshape(z, (n_m, n_m, n_h, 2, rows))
     z = xp.reshape(xp.permute_dims(z, (4, 2, 3, 0, 1)), (rows, n_h, 2 * n_m * n_m))
-    scatter = cached_constant(("gaunt.cg.scatter", keep), lambda: _order_scatter(keep), ctx,
-                              xp.int64)
+    scatter = _table(ctx, ("gaunt.cg.scatter", keep), lambda: _order_scatter(keep),
+                     xp.int64)
     return xp.take(z, scatter, axis=2)
 
 
@@ -515,9 +534,9 @@ def _direct_method(a, b, l1, l2, keep, paths, ctx):
     for kind in (("even",) if paths != "odd" else ()) + (("odd",) if paths != "even" else ()):
         i1, i2, vals = _padded(l1, l2, keep, kind)
         key = ("gaunt.cg.direct", l1, l2, keep, kind)
-        g1 = cached_constant(key + ("i1",), lambda i1=i1: i1, ctx, xp.int64)
-        g2 = cached_constant(key + ("i2",), lambda i2=i2: i2, ctx, xp.int64)
-        gv = cached_constant(key + ("v",), lambda v=vals: v, ctx, a.dtype)
+        g1 = _table(ctx, key + ("i1",), lambda i1=i1: i1, xp.int64)
+        g2 = _table(ctx, key + ("i2",), lambda i2=i2: i2, xp.int64)
+        gv = _table(ctx, key + ("v",), lambda v=vals: v, a.dtype)
         out.append(xp.sum(_take_last(xp, a, g1) * _take_last(xp, b, g2) * gv, axis=-1))
     return xp.stack(out, axis=1)
 

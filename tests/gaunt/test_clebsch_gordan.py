@@ -360,3 +360,12 @@ def test_to_numpy_roundtrip_of_the_docstring_example():
     ex, ey = np.array([0.0, 0, 0, 1]), np.array([0.0, 1, 0, 0])
     assert to_numpy(cg_tensor_product(ex, ey, paths="odd"))[2] == pytest.approx(
         math.sqrt(3 / (4 * math.pi)), rel=1e-14)
+
+
+def test_shapes_broadcast_and_empty():
+    assert cg_tensor_product(np.zeros((0, 4)), np.ones(9)).shape == (0, 2, 16)
+    z = cg_tensor_product(np.ones((2, 1, 4)), np.ones((3, 9)), paths="odd", lmax_out=1)
+    assert z.shape == (2, 3, 4)
+    # a list is a NumPy input; a constant times Y_1 has no odd part with itself
+    np.testing.assert_allclose(cg_tensor_product([0.0, 1, 2, 3], [0.0, 2, 4, 6], paths="odd"),
+                               0, atol=1e-14)

@@ -170,8 +170,7 @@ def _coefficient_case():
 
 
 def _e3nn_layout(lmax):
-    """(e3nn product, gather): e3nn's FullTensorProduct of "0e+1o+..+L" with itself, and for
-    each of its output entries the (path, l3 block) it holds, to map ours onto it."""
+    """e3nn's FullTensorProduct of "0e+1o+..+L" with itself (every path, odd ones included)."""
     from e3nn import o3
 
     irreps = o3.Irreps("+".join(f"1x{l}{'e' if l % 2 == 0 else 'o'}" for l in range(lmax + 1)))

@@ -23,6 +23,16 @@ Cases (one process, same inputs):
 
 Threads: torch, Numba and BLAS are limited to one thread each (recorded), so the comparison is
 per core.
+
+The complete Clebsch-Gordan product (issue 14) is the benchmark ``gaunt_cg`` (its cases are
+here; ``benchmarks/gaunt_cg.py`` only registers them): ``python -m benchmarks gaunt_cg``.
+
+* ``cg all vs e3nn L=..``: ``cg_tensor_product(x, y, paths="all")`` (float32, grid method)
+  against e3nn ``o3.FullTensorProduct`` (float32): every path on both sides, batch 1024,
+  L = 1..8. The discrepancy recorded is e3nn's output against ours mapped path by path to e3nn's
+  basis and normalisation (``to_e3nn``, ``e3nn_path_factor``), relative to its largest entry.
+* ``cg {all,even,odd} L=..``: sci alone, batch 1024, L = 8..64 (``--quick``: smaller), for the
+  fitted exponent of time in L between 8 and 64.
 """
 
 from __future__ import annotations
@@ -196,6 +206,128 @@ def _coefficient_case():
         check=lambda a, b: float(np.abs(to_numpy(a) - b).max()),  # explicit device-to-host
         repeats=3,
     )
+
+
+def _e3nn_layout(lmax):
+    """e3nn's FullTensorProduct of "0e+1o+..+L" with itself (every path, odd ones included)."""
+    from e3nn import o3
+
+    irreps = o3.Irreps("+".join(f"1x{l}{'e' if l % 2 == 0 else 'o'}" for l in range(lmax + 1)))
+    return o3.FullTensorProduct(irreps, irreps)
+
+
+def e3nn_layout_output(x, y, lmax, tp):
+    """Our complete product in e3nn's FullTensorProduct layout: each path (l1, l2, l3) from
+    inputs restricted to degrees l1 and l2, mapped by ``to_e3nn`` and ``e3nn_path_factor``
+    (a check of the benchmark's numbers, not the timed call)."""
+    from sci.gaunt import cg_tensor_product, e3nn_path_factor, to_e3nn
+
+    blocks = []
+    for ins in tp.instructions:
+        l1 = tp.irreps_in1[ins.i_in1].ir.l
+        l2 = tp.irreps_in2[ins.i_in2].ir.l
+        l3 = tp.irreps_out[ins.i_out].ir.l
+        xa = np.zeros_like(x[:, :(l1 + 1) ** 2])
+        xa[:, l1 * l1:] = x[:, l1 * l1:(l1 + 1) ** 2]
+        yb = np.zeros_like(y[:, :(l2 + 1) ** 2])
+        yb[:, l2 * l2:] = y[:, l2 * l2:(l2 + 1) ** 2]
+        z = cg_tensor_product(xa, yb)[:, (l1 + l2 + l3) % 2]
+        block = np.zeros_like(z)
+        block[:, l3 * l3:(l3 + 1) ** 2] = z[:, l3 * l3:(l3 + 1) ** 2]
+        blocks.append((ins.i_out, e3nn_path_factor(l1, l2, l3)
+                       * to_e3nn(block)[:, l3 * l3:(l3 + 1) ** 2]))
+    blocks.sort(key=lambda b: b[0])
+    return np.concatenate([b for _, b in blocks], axis=1)
+
+
+def _cg_e3nn_case(lmax: int, batch: int):
+    try:
+        import torch
+        from e3nn import o3  # noqa: F401
+    except ImportError:
+        print(f"  (e3nn not installed: case cg all vs e3nn L={lmax} omitted)")
+        return None
+    from sci.gaunt import cg_tensor_product, to_e3nn
+
+    x, y = _inputs(lmax, batch, np.float32)
+    tp = _e3nn_layout(lmax)
+    # e3nn works in its own basis: it gets the same functions (to_e3nn of ours)
+    xt = torch.from_numpy(np.ascontiguousarray(to_e3nn(x)))
+    yt = torch.from_numpy(np.ascontiguousarray(to_e3nn(y)))
+
+    def peer():
+        with torch.no_grad():
+            return tp(xt, yt).numpy()
+
+    def check(_ours, theirs):
+        mapped = e3nn_layout_output(x.astype(np.float64), y.astype(np.float64), lmax, tp)
+        return float(np.abs(mapped - theirs).max() / np.abs(theirs).max())
+
+    return Case(
+        label=f"cg all vs e3nn L={lmax}",
+        ours=lambda: cg_tensor_product(x, y, paths="all"),
+        peer=peer,
+        params={"L": lmax, "batch": batch, "dtype": "float32", "paths": "all",
+                "paths_e3nn": len(tp.instructions)},
+        ours_name="sci cg grid",
+        peer_name="e3nn FullTensorProduct",
+        check=check,
+    )
+
+
+def _cg_case(lmax: int, batch: int, paths: str):
+    from sci.gaunt import cg_tensor_product
+
+    x, y = _inputs(lmax, batch, np.float32)
+    return Case(
+        label=f"cg {paths} L={lmax}",
+        ours=lambda: cg_tensor_product(x, y, paths=paths),
+        params={"L": lmax, "batch": batch, "dtype": "float32", "paths": paths},
+        ours_name="sci cg grid",
+        repeats=3,
+    )
+
+
+def cg_cases(quick: bool):
+    with single_threaded() as threads:
+        _THREADS.update(threads)
+        batch = 128 if quick else BATCH
+        for lmax in ((1, 2, 4) if quick else tuple(range(1, 9))):
+            case = _cg_e3nn_case(lmax, batch)
+            if case is not None:
+                yield case
+        for lmax in ((8, 16) if quick else (8, 12, 16, 24, 32, 48, 64)):
+            for paths in ("all", "even", "odd"):
+                yield _cg_case(lmax, batch, paths)
+
+
+def cg_summarize(rows):
+    out: dict = {"threads": dict(_THREADS)}
+    e3nn = [r for r in rows if r["case"].startswith("cg all vs e3nn")]
+    if e3nn:
+        out["speedup_vs_e3nn"] = {r["params"]["L"]: round(r["ratio"], 3) for r in e3nn}
+        out["max_discrepancy_vs_e3nn"] = max(r.get("discrepancy", 0.0) for r in e3nn)
+        big = [r for r in e3nn if r["params"]["L"] >= 4]
+        if len(big) >= 2:
+            out["e3nn_fitted_exponent_L4_8"] = fitted_exponent(
+                [r["params"]["L"] for r in big], [r["peer_median_s"] for r in big])
+    for paths in ("all", "even", "odd"):
+        alone = [r for r in rows if r["case"].startswith(f"cg {paths} L=")]
+        if len(alone) >= 2:
+            sizes = [r["params"]["L"] for r in alone]
+            out[f"{paths}_fitted_exponent"] = fitted_exponent(
+                sizes, [r["ours_median_s"] for r in alone])
+            out[f"{paths}_seconds"] = dict(zip(sizes, [r["ours_median_s"] for r in alone],
+                                               strict=True))
+    return out
+
+
+CG_BENCHMARK = Benchmark(
+    name="gaunt_cg",
+    description="complete Clebsch-Gordan product (even + odd paths) vs e3nn; scaling to L=64",
+    cases=cg_cases,
+    summarize=cg_summarize,
+)
 
 
 _THREADS: dict = {}

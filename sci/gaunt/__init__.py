@@ -33,6 +33,13 @@ gaunt_convolution       features times harmonics of edge directions
 gaunt_power             many-body features x^{(x) nu}
 calibrate_methods       measure the methods here for method="auto" (python -m sci.gaunt.calibrate)
 
+The complete Clebsch-Gordan product
+-----------------------------------
+cg_tensor_product       every path l1 (x) l2 -> l3: the Gaunt (even) and the bracket (odd) ones
+bracket_table           the antisymmetric coefficients int Z {Z, Z} (sparse)
+cg_path_constant        the reduced (Wigner-Eckart) constant of a path
+e3nn_path_factor        e3nn's FullTensorProduct path = factor x this package's
+
 Rotations
 ---------
 wigner_D                the rotation matrices of the harmonic basis
@@ -41,6 +48,12 @@ random_rotation         Haar-random rotation matrices
 """
 
 from ._auto import calibrate_methods
+from ._clebsch_gordan import (
+    bracket_table,
+    cg_path_constant,
+    cg_tensor_product,
+    e3nn_path_factor,
+)
 from ._coefficients import GauntTable, gaunt, gaunt_table, real_gaunt, wigner_3j
 from ._fourier import fourier_to_sh, legendre_fourier_coefficients, sh_to_fourier
 from ._harmonics import (
@@ -57,10 +70,14 @@ from ._rotation import random_rotation, rotate, wigner_D
 
 __all__ = [
     "GauntTable",
+    "bracket_table",
     "calibrate_methods",
+    "cg_path_constant",
+    "cg_tensor_product",
     "coefficient_index",
     "complex_to_real",
     "degree_order",
+    "e3nn_path_factor",
     "fourier_to_sh",
     "from_e3nn",
     "gaunt",

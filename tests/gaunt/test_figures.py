@@ -47,3 +47,27 @@ def test_gaunt_efficiency_says_when_e3nn_is_missing(tmp_path, figure_cache):
         assert any("MISSING" in t.get_text() for t in fig.texts)
     finally:
         plt.close(fig)
+
+
+def test_gaunt_cg_quick(tmp_path, figure_cache):
+    """The complete-product figure: registered, runs, every kind timed with a fitted slope."""
+    import matplotlib.pyplot as plt
+
+    from figures._registry import discover
+    from figures.gaunt_cg import FIGURE as CG
+
+    assert discover()["gaunt_cg"] is CG
+    record = run_figure(CG, quick=True, out=tmp_path, cache_dir=figure_cache, progress=False)
+    data = json.loads((tmp_path / "gaunt_cg.json").read_text())["data"]
+    assert record["figure"] == "gaunt_cg" and (tmp_path / "gaunt_cg.png").stat().st_size > 0
+    for kind in ("all", "even", "odd"):
+        assert len(data["seconds"][kind]) == len(data["lmax"][kind]) == 4
+        assert all(t > 0 for t in data["seconds"][kind])
+        assert np.isfinite(data["fitted_slopes"][kind])
+    assert ("e3nn" in data["methods_timed"]) == (data["e3nn_missing"] is None)
+    fig = CG.plot(data | {"e3nn_missing": "ImportError: No module named 'e3nn'",
+                          "methods_timed": [m for m in data["methods_timed"] if m != "e3nn"]})
+    try:
+        assert any("MISSING" in t.get_text() for t in fig.texts)
+    finally:
+        plt.close(fig)

@@ -16,8 +16,7 @@ import pytest
 
 import sci
 from sci.backend._arrays import ArrayContext, creation_context
-from sci.gaunt import calibrate_methods, gaunt_convolution, gaunt_power, gaunt_tensor_product
-from sci.gaunt import _auto
+from sci.gaunt import _auto, calibrate_methods, gaunt_convolution, gaunt_power, gaunt_tensor_product
 
 
 def _rel(a, b):

@@ -72,7 +72,10 @@ def test_linear_legs_agree_with_numpy_property(xp, n, p, eta, tau, seed):
     got = simulate_linear(n, p, xp.asarray(t), **kw)
     for a, b in zip(got, ref, strict=True):
         assert xp.is_leg_array(a)
-        np.testing.assert_allclose(xp.to_numpy(a), b, rtol=1e-9, atol=1e-13)
+        # n = p puts eigenvalues of X^T X / n near 0 (Marchenko-Pastur at alpha = 1); the
+        # two libraries' eigensolvers then differ by ~eps lam_max / lam_min in those modes'
+        # factors (seen: 1.8e-9 relative at n = p = 9, t = 3)
+        np.testing.assert_allclose(xp.to_numpy(a), b, rtol=1e-7, atol=1e-13)
 
 
 def test_linear_tasks_concatenate_in_the_library(xp):

@@ -162,7 +162,7 @@ def calibrate_methods(
     give_up: float = 20.0,
     path: str | os.PathLike | None = None,
     progress: Any = None,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     r"""Time every exact method of the Gaunt products here and store the fastest per case.
 
     Parameters

@@ -46,6 +46,7 @@ def standard_exact_attention(Q, keys, values, scale, causal):
     device = array_api_compat.device(Q)
     n_q, d = Q.shape
     n_k = keys[0].shape[0]
+    d_v = values[0].shape[1]
     n_outer = n_k ** (len(keys) - 1)
     k_last, v_last = keys[-1], values[-1]
     budget = _exact._BLOCK_ELEMENTS
@@ -67,7 +68,7 @@ def standard_exact_attention(Q, keys, values, scale, causal):
             if causal and int(largest.min()) > q1 - 1:
                 continue  # every tuple of this block lies in the future of every query
             k_rows = xp.ones((o1 - o0, d), dtype=Q.dtype, device=device)
-            v_rows = xp.ones((o1 - o0, d), dtype=Q.dtype, device=device)
+            v_rows = xp.ones((o1 - o0, d_v), dtype=Q.dtype, device=device)
             for m, j in enumerate(digits):
                 idx = xp.asarray(j, device=device)
                 k_rows = k_rows * xp.take(keys[m], idx, axis=0)
@@ -84,7 +85,7 @@ def standard_exact_attention(Q, keys, values, scale, causal):
             # a query whose keys are all masked so far is shifted by 0: no -inf - (-inf)
             safe_max = xp.where(xp.isfinite(new_max), new_max, xp.zeros_like(new_max))
             weights = xp.exp(logits - safe_max[:, None, None])
-            inner = xp.reshape(xp.reshape(weights, (-1, n_k)) @ v_last, (q1 - q0, o1 - o0, d))
+            inner = xp.reshape(xp.reshape(weights, (-1, n_k)) @ v_last, (q1 - q0, o1 - o0, d_v))
             contribution = xp.sum(inner * v_rows[None, :, :], axis=1)
             mass = xp.sum(weights, axis=(1, 2))
             if run_max is None:

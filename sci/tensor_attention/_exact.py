@@ -391,6 +391,24 @@ def softmax_attention(
     >>> np.round(softmax_attention(Q, K, V, scale=1.0), 6)
     array([[0.731059, 0.268941],
            [0.268941, 0.731059]])
+
+    Batch and head axes broadcast, the value width is free, and ``scale="sqrt"`` is torch's
+    ``scaled_dot_product_attention`` (:math:`\mathrm{softmax}(Q K^\top/\sqrt d)\, V`,
+    written out here in NumPy; the docs page runs it against torch itself), while the
+    default, the papers' :math:`1/d`, is not:
+
+    >>> rng = np.random.default_rng(0)
+    >>> Q, K = rng.standard_normal((2, 2, 3, 5, 4))  # (batch, heads, n, d)
+    >>> V = rng.standard_normal((3, 5, 6))  # d_v = 6, no batch axis: broadcast
+    >>> def sdpa(Q, K, V):  # torch's formula
+    ...     logits = Q @ np.swapaxes(K, -1, -2) / np.sqrt(Q.shape[-1])
+    ...     weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    ...     return weights / weights.sum(axis=-1, keepdims=True) @ V
+    >>> out = softmax_attention(Q, K, V, scale="sqrt")
+    >>> out.shape, bool(np.allclose(out, sdpa(Q, K, V), rtol=0, atol=1e-12))
+    ((2, 3, 5, 6), True)
+    >>> bool(np.allclose(softmax_attention(Q, K, V), sdpa(Q, K, V)))  # scale 1/d: not SDPA
+    False
     """
     ctx = array_context(Q, K, V, names=("Q", "K", "V"))
     Q, keys, values, batch = attention_inputs(Q, [K], [V], causal=causal,

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .._typing import Array
-from .._validation import check_real, chunk_length
+from .._validation import check_integer, check_real, chunk_length
 from ..backend import array_context, array_namespace, implementation, register, to_numpy
 from ._inputs import as_sequence, attention_inputs, over_batch, pair_names, resolve_scale
 
@@ -195,6 +195,59 @@ def _run_exact(Q, keys, values, scale, causal, max_work, ctx, batch=()):
     return out
 
 
+def _resolve_window(window: Any, n_q: int, n_k: int) -> tuple[int, int] | None:
+    """``None``, or the pair ``(w1, w2)`` of positive integers (with ``m == n``)."""
+    if window is None:
+        return None
+    if not isinstance(window, tuple | list) or len(window) != 2:
+        raise TypeError(
+            f"window must be None or a pair (w1, w2) of positive integers (the key windows "
+            f"i - w1 < j <= i, i - w2 < k <= i); got {window!r}"
+        )
+    w1 = check_integer(window[0], "window[0] (w1)", minimum=1)
+    w2 = check_integer(window[1], "window[1] (w2)", minimum=1)
+    if n_q != n_k:
+        raise ValueError(
+            f"a window (causal by definition) needs as many queries as keys; got {n_q} "
+            f"queries and {n_k} keys"
+        )
+    return w1, w2
+
+
+def _run_windowed(Q, keys, values, scale, window, max_work, ctx, batch):
+    """Windowed 2-simplicial attention: the checks of :func:`_run_exact`, then the kernel."""
+    n, d = Q.shape[-2:]
+    d_v = values[0].shape[-1]
+    count = math.prod(batch)
+    w1, w2 = min(window[0], n), min(window[1], n)
+    work = count * n * w1 * w2 * max(d, d_v)
+    if max_work is not None and work > max_work:
+        raise ValueError(
+            f"the windowed tensor attention would take b * n * w1 * w2 * d = {count} * {n} * "
+            f"{w1} * {w2} * {max(d, d_v)} = {float(work):.3g} multiply-adds, about "
+            f"{_duration(work / _RATE)} at ~1e9 per second, above max_work = {max_work:.3g}; "
+            "narrow the window, or pass max_work=None (or a larger max_work) to run it anyway"
+        )
+    xp = ctx.xp if not ctx.is_numpy else array_namespace()
+    if n == 0 or count == 0:
+        return xp.empty((*batch, n, d_v), dtype=Q.dtype,
+                        **({} if ctx.is_numpy else {"device": ctx.device}))
+    _check_logit_range(Q, keys, scale, ctx)
+    kernel = implementation("tensor_attention.windowed", ctx.backend)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = over_batch(lambda q, k, v: kernel(q, *k, *v, scale, (w1, w2)), Q, keys, values,
+                         batch, xp)
+    if not bool(xp.all(xp.isfinite(out))):
+        raise FloatingPointError(
+            "the logits s * sum_l Q_il * K1_jl * K2_kl overflow the floating-point range "
+            f"({Q.dtype}); rescale the inputs or the scale"
+        )
+    return out
+
+
+# one implementation for every library, written against the array API
+register("tensor_attention.windowed", "array",
+         "sci.tensor_attention._array:windowed_tensor_attention")
 register("tensor_attention.exact", "numpy", _exact_attention_xp)
 register("tensor_attention.exact", "cupy", _exact_attention_xp)
 # array_api_strict, ...: the same blocked algorithm against the standard; torch tensors go on
@@ -238,7 +291,7 @@ def higher_order_attention(
 
     Returns
     -------
-    ndarray, shape (*batch, n, d_v)
+    ndarray, shape (..., n, d_v)
         :math:`\mathrm{Att}`, an array of the active backend (float32 if every input is);
         ``batch`` the broadcast of the inputs' leading axes; empty when there are no queries.
 
@@ -345,7 +398,7 @@ def softmax_attention(
 
     Returns
     -------
-    ndarray, shape (*batch, n, d_v)
+    ndarray, shape (..., n, d_v)
 
     Raises
     ------
@@ -428,6 +481,7 @@ def tensor_attention(
     scale: float | None = None,
     causal: bool = False,
     max_work: float | None = DEFAULT_MAX_WORK,
+    window: tuple[int, int] | None = None,
 ) -> Array:
     r"""Exact tensor (Kronecker, 2-simplicial) attention :math:`D^{-1} A (V_1 \oslash V_2)`.
 
@@ -447,10 +501,17 @@ def tensor_attention(
         Largest :math:`n m^2 d` (multiply-adds) accepted, default ``1e12`` (e.g. refused for
         :math:`n = m = 20\,000`, :math:`d = 4`: :math:`3.2 \cdot 10^{13}`, hours); ``None``
         disables the check. Above it a ValueError points to :func:`poly_tensor_attention`.
+        With a window: :math:`n\, w_1 w_2 d`.
+    window : (int, int), optional
+        Windowed 2-simplicial attention (Roy et al. 2025 [2]_): query :math:`i` attends to the
+        pairs :math:`(j, k)` with :math:`i - w_1 < j \le i` and :math:`i - w_2 < k \le i`
+        only. Causal by definition (needs ``m == n``; ``causal`` need not be given); exact,
+        with the online softmax, in :math:`O(n w_1 w_2 d)` time and :math:`O(n d)` memory
+        beyond the inputs. Windows longer than ``n`` are the plain causal attention.
 
     Returns
     -------
-    ndarray, shape (*batch, n, d_v)
+    ndarray, shape (..., n, d_v)
 
     Raises
     ------
@@ -487,6 +548,9 @@ def tensor_attention(
     References
     ----------
     .. [1] J. Alman, Z. Song, arXiv:2310.04064 (ICLR 2024), the tensor attention problem.
+    .. [2] A. Roy, T. Chou, S. S. Duvvuri, S. Chen, J. Yu, X. Wang, M. Zaheer, R. Anil,
+       "Fast and Simplex: 2-Simplicial Attention in Triton", 2025, arXiv:2507.02754
+       (the windowed 2-simplicial attention).
 
     Examples
     --------
@@ -495,10 +559,19 @@ def tensor_attention(
     >>> Q = np.zeros((3, 2)); K = np.ones((4, 2)); V = np.arange(8.0).reshape(4, 2)
     >>> tensor_attention(Q, K, K, V, V)[0]  # zero logits: the mean of V1[j] * V2[k]
     array([ 9., 16.])
+
+    A window of one key each leaves query :math:`i` the pair :math:`(i, i)` alone:
+
+    >>> Q, K1, K2, V1, V2 = np.random.default_rng(0).standard_normal((5, 6, 2))
+    >>> bool(np.allclose(tensor_attention(Q, K1, K2, V1, V2, window=(1, 1)), V1 * V2))
+    True
     """
     ctx = array_context(Q, K1, K2, V1, V2, names=pair_names(2))
     Q, keys, values, batch = attention_inputs(Q, [K1, K2], [V1, V2], causal=causal,
                                               names=pair_names(2), ctx=ctx)
     s = resolve_scale(scale, Q.shape[-1])
     work_limit = _resolve_max_work(max_work)
+    window = _resolve_window(window, Q.shape[-2], keys[0].shape[-2])
+    if window is not None:
+        return _run_windowed(Q, keys, values, s, window, work_limit, ctx, batch)
     return _run_exact(Q, keys, values, s, bool(causal), work_limit, ctx, batch)

@@ -308,7 +308,7 @@ def poly_higher_order_attention(
 
     Returns
     -------
-    ndarray, shape (*batch, n, d_v)
+    ndarray, shape (..., n, d_v)
         And a :class:`PolyAttentionInfo` if ``return_info``: without batch axes one, with
         them a NumPy object array of shape ``batch`` holding one per batch element (each
         element is its own problem: its own logit bound, degree and rank, computed one after
@@ -576,7 +576,7 @@ def poly_attention(
 
     Returns
     -------
-    ndarray, shape (*batch, n, d_v)
+    ndarray, shape (..., n, d_v)
         (and :class:`PolyAttentionInfo` with ``return_info=True``)
 
     Notes
@@ -645,7 +645,7 @@ def poly_tensor_attention(
 
     Returns
     -------
-    ndarray, shape (*batch, n, d_v)
+    ndarray, shape (..., n, d_v)
         (and :class:`PolyAttentionInfo` with ``return_info=True``)
 
     Notes

@@ -10,6 +10,11 @@ softmax_attention            D^{-1} exp(s Q K^T) V
 tensor_attention             D^{-1} A (V1 ⊘ V2), A[i,(j,k)] = exp(s Σ_l Q_il K1_jl K2_kl)
 higher_order_attention       order t, with t - 1 key/value pairs
 
+Every attention takes leading batch axes (..., n, d), broadcast as torch's
+scaled_dot_product_attention does, values of any width d_v, and scale=None (1/d, the papers'),
+"sqrt" (1/sqrt(d), torch's) or a number; tensor_attention(..., window=(w1, w2)) is the
+windowed causal 2-simplicial attention, O(n w1 w2 d).
+
 The polynomial method
 ---------------------
 poly_attention               matrix attention, near-linear for B = o(sqrt(log n))

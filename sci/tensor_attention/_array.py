@@ -46,6 +46,7 @@ def standard_exact_attention(Q, keys, values, scale, causal):
     device = array_api_compat.device(Q)
     n_q, d = Q.shape
     n_k = keys[0].shape[0]
+    d_v = values[0].shape[1]
     n_outer = n_k ** (len(keys) - 1)
     k_last, v_last = keys[-1], values[-1]
     budget = _exact._BLOCK_ELEMENTS
@@ -67,7 +68,7 @@ def standard_exact_attention(Q, keys, values, scale, causal):
             if causal and int(largest.min()) > q1 - 1:
                 continue  # every tuple of this block lies in the future of every query
             k_rows = xp.ones((o1 - o0, d), dtype=Q.dtype, device=device)
-            v_rows = xp.ones((o1 - o0, d), dtype=Q.dtype, device=device)
+            v_rows = xp.ones((o1 - o0, d_v), dtype=Q.dtype, device=device)
             for m, j in enumerate(digits):
                 idx = xp.asarray(j, device=device)
                 k_rows = k_rows * xp.take(keys[m], idx, axis=0)
@@ -84,7 +85,7 @@ def standard_exact_attention(Q, keys, values, scale, causal):
             # a query whose keys are all masked so far is shifted by 0: no -inf - (-inf)
             safe_max = xp.where(xp.isfinite(new_max), new_max, xp.zeros_like(new_max))
             weights = xp.exp(logits - safe_max[:, None, None])
-            inner = xp.reshape(xp.reshape(weights, (-1, n_k)) @ v_last, (q1 - q0, o1 - o0, d))
+            inner = xp.reshape(xp.reshape(weights, (-1, n_k)) @ v_last, (q1 - q0, o1 - o0, d_v))
             contribution = xp.sum(inner * v_rows[None, :, :], axis=1)
             mass = xp.sum(weights, axis=(1, 2))
             if run_max is None:
@@ -94,5 +95,68 @@ def standard_exact_attention(Q, keys, values, scale, causal):
                 numerator = rescale[:, None] * numerator + contribution
                 denominator = rescale * denominator + mass
             run_max = new_max
+        blocks.append(numerator / denominator[:, None])
+    return xp.concat(blocks, axis=0)
+
+
+def windowed_tensor_attention(Q, K1, K2, V1, V2, scale, window):
+    """Windowed causal 2-simplicial attention: query i attends to the pairs (j, k) with
+    ``i - w1 < j <= i`` and ``i - w2 < k <= i`` (Roy et al., "Fast and Simplex: 2-Simplicial
+    Attention in Triton", 2025), exactly, with the online softmax.
+
+    Query blocks of ``bq`` rows see the keys ``j`` in ``[q0 - w1 + 1, q1)`` and ``k`` in
+    ``[q0 - w2 + 1, q1)``; the block's logits are formed over those ranges, ``j`` in chunks
+    (a running maximum per query across the chunks), and masked to each query's window. With
+    ``bq <= min(w1, w2)`` the ranges are at most twice the windows, so the work is at most
+    ``4 n w1 w2 d`` (and ``(d + d_v)`` per logit): O(n w1 w2 d). Memory: one block of at most
+    ``_BLOCK_ELEMENTS`` logits beyond the inputs and the output. Written against the array
+    API (NumPy, CuPy, torch, array_api_strict): every library takes this code.
+    """
+    xp = array_api_compat.array_namespace(Q)
+    device = array_api_compat.device(Q)
+    n, d = Q.shape
+    d_v = V1.shape[1]
+    w1, w2 = min(window[0], n), min(window[1], n)  # a window beyond the start: plain causal
+    budget = _exact._BLOCK_ELEMENTS
+    block_q = max(1, min(n, w1, w2, budget // min(n, 2 * w2)))
+    blocks = []
+    for q0 in range(0, n, block_q):
+        q1 = min(n, q0 + block_q)
+        rows = np.arange(q0, q1)
+        j_lo, k_lo = max(0, q0 - w1 + 1), max(0, q0 - w2 + 1)
+        k_index = np.arange(k_lo, q1)
+        # each query's k window, (bq, nk): built on the host from the bounds, sent once
+        k_allowed = xp.asarray((k_index[None, :] <= rows[:, None])
+                               & (k_index[None, :] > rows[:, None] - w2), device=device)
+        K2b, V2b = K2[k_lo:q1, :], V2[k_lo:q1, :]
+        n_k = q1 - k_lo
+        block_j = max(1, budget // ((q1 - q0) * n_k))
+        sq = scale * Q[q0:q1, :]
+        run_max = numerator = denominator = None
+        for j0 in range(j_lo, q1, block_j):
+            j1 = min(q1, j0 + block_j)
+            j_index = np.arange(j0, j1)
+            j_allowed = xp.asarray((j_index[None, :] <= rows[:, None])
+                                   & (j_index[None, :] > rows[:, None] - w1), device=device)
+            rows_block = xp.reshape(sq[:, None, :] * K1[j0:j1, :][None, :, :], (-1, d))
+            logits = xp.reshape(rows_block @ K2b.T, (q1 - q0, j1 - j0, n_k))
+            allowed = j_allowed[:, :, None] & k_allowed[:, None, :]
+            logits = xp.where(allowed, logits, -xp.inf)
+            block_max = xp.max(logits, axis=(1, 2))
+            new_max = block_max if run_max is None else xp.maximum(run_max, block_max)
+            # a query with no pair in its window so far is shifted by 0: no -inf - (-inf)
+            safe_max = xp.where(xp.isfinite(new_max), new_max, xp.zeros_like(new_max))
+            weights = xp.exp(logits - safe_max[:, None, None])
+            inner = xp.reshape(xp.reshape(weights, (-1, n_k)) @ V2b, (q1 - q0, j1 - j0, d_v))
+            contribution = xp.sum(inner * V1[j0:j1, :][None, :, :], axis=1)
+            mass = xp.sum(weights, axis=(1, 2))
+            if run_max is None:
+                numerator, denominator = contribution, mass
+            else:
+                rescale = xp.exp(run_max - safe_max)
+                numerator = rescale[:, None] * numerator + contribution
+                denominator = rescale * denominator + mass
+            run_max = new_max
+        # every query has the pair (i, i) in its window: the denominator is positive
         blocks.append(numerator / denominator[:, None])
     return xp.concat(blocks, axis=0)

@@ -314,7 +314,23 @@ def exact_attention(Q, keys, values, scale, causal):
     The keys and values are stacked into ``(t - 1, m, d)`` arrays, and the last ones
     transposed and padded with zero rows to a multiple of 4 (copies of the inputs, no more), so
     that one compiled kernel serves every order and every ``d``.
+
+    The kernel holds one width for the keys and the values. A value width ``d_v`` other than
+    ``d`` is brought to ``w = max(d, d_v)`` by zero columns, which change nothing: zero
+    columns of Q and the keys add exact zeros to every logit (and to the shift's bound), zero
+    columns of the values give zero output columns, cut off at the end. The cost is that of
+    width ``w`` on both sides, at most twice the ``d + d_v`` of the unpadded sums.
     """
+    d, d_v = Q.shape[1], values[0].shape[1]
+    if d_v != d:
+        width = max(d, d_v)
+
+        def padded_to_width(X):
+            return np.pad(X, ((0, 0), (0, width - X.shape[1])))
+
+        out = exact_attention(padded_to_width(Q), [padded_to_width(K) for K in keys],
+                              [padded_to_width(V) for V in values], scale, causal)
+        return out[:, :d_v]
     K = np.ascontiguousarray(np.stack(keys))
     V = np.ascontiguousarray(np.stack(values))
     n_k, d = keys[-1].shape

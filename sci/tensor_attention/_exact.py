@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from .._typing import Array
-from .._validation import check_real, chunk_length
+from .._validation import check_integer, check_real, chunk_length
 from ..backend import array_context, array_namespace, implementation, register, to_numpy
-from ._inputs import as_sequence, attention_inputs, pair_names, resolve_scale
+from ._inputs import as_sequence, attention_inputs, over_batch, pair_names, resolve_scale
 
 __all__ = ["higher_order_attention", "softmax_attention", "tensor_attention"]
 
@@ -30,9 +30,9 @@ def _outer_rows(xp, keys, values, start, stop, n_k):
     (``j_1`` fastest). Only the requested rows are formed, never the whole n^(t-2) x d product.
     """
     o = xp.arange(start, stop)
-    d = keys[-1].shape[1]
+    d, d_v = keys[-1].shape[1], values[-1].shape[1]
     k_rows = xp.ones((stop - start, d), dtype=keys[-1].dtype)
-    v_rows = xp.ones((stop - start, d), dtype=keys[-1].dtype)
+    v_rows = xp.ones((stop - start, d_v), dtype=keys[-1].dtype)
     largest = xp.zeros(stop - start, dtype=o.dtype)
     for m in range(len(keys) - 1):
         j = (o // n_k**m) % n_k
@@ -47,17 +47,18 @@ def _exact_attention_xp(Q, keys, values, scale, causal):
     xp = array_namespace()
     n_q, d = Q.shape
     n_k = keys[0].shape[0]
+    d_v = values[0].shape[1]
     n_outer = n_k ** (len(keys) - 1)
     k_last, v_last = keys[-1], values[-1]
     block_q = chunk_length(n_q, n_k, budget=_BLOCK_ELEMENTS)
     block_o = chunk_length(n_outer, block_q * n_k, budget=_BLOCK_ELEMENTS)
-    out = xp.empty((n_q, d), dtype=Q.dtype)
+    out = xp.empty((n_q, d_v), dtype=Q.dtype)
     for q0 in range(0, n_q, block_q):
         q1 = min(n_q, q0 + block_q)
         sq = scale * Q[q0:q1]
         rows = xp.arange(q0, q1)
         run_max = xp.full(q1 - q0, -xp.inf, dtype=Q.dtype)
-        numerator = xp.zeros((q1 - q0, d), dtype=Q.dtype)
+        numerator = xp.zeros((q1 - q0, d_v), dtype=Q.dtype)
         denominator = xp.zeros(q1 - q0, dtype=Q.dtype)
         for o0 in range(0, n_outer, block_o):
             o1 = min(n_outer, o0 + block_o)
@@ -81,7 +82,7 @@ def _exact_attention_xp(Q, keys, values, scale, causal):
             logits -= safe_max[:, None, None]
             weights = xp.exp(logits, out=logits)
             rescale = xp.exp(run_max - safe_max)
-            inner = (weights.reshape(-1, n_k) @ v_last).reshape(q1 - q0, o1 - o0, d)
+            inner = (weights.reshape(-1, n_k) @ v_last).reshape(q1 - q0, o1 - o0, d_v)
             numerator = rescale[:, None] * numerator + xp.einsum("qod,od->qd", inner, v_rows)
             denominator = rescale * denominator + weights.sum(axis=(1, 2))
             run_max = new_max
@@ -106,7 +107,7 @@ def _check_logit_range(Q, keys, scale, ctx=None):
         largest = float(np.finfo(Q.dtype).max)
     if min(maxima) == 0.0:
         return
-    log_bound = math.log(scale) + math.log(Q.shape[1]) + sum(math.log(m) for m in maxima)
+    log_bound = math.log(scale) + math.log(Q.shape[-1]) + sum(math.log(m) for m in maxima)
     log_largest = math.log(largest)
     if log_bound > log_largest - math.log(1e3):
         raise FloatingPointError(
@@ -138,8 +139,13 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.3g} seconds"
 
 
-def _check_work(n_q: int, n_k: int, pairs: int, d: int, max_work: float | None) -> None:
-    """Refuse up front an exact run of more than ``max_work`` multiply-adds, with the figure."""
+def _check_work(n_q: int, n_k: int, pairs: int, d: int, max_work: float | None,
+                batch: int = 1) -> None:
+    """Refuse up front an exact run of more than ``max_work`` multiply-adds, with the figure.
+
+    ``d`` is the larger of the head dimension and the value width; ``batch`` the number of
+    batch elements.
+    """
     order = pairs + 1
     tuples = n_k**pairs
     poly = _POLY_NAMES.get(pairs, "poly_higher_order_attention")
@@ -148,27 +154,39 @@ def _check_work(n_q: int, n_k: int, pairs: int, d: int, max_work: float | None) 
             f"the exact order-{order} attention would visit m^{pairs} = {tuples:.3e} "
             f"key tuples per query (beyond 64-bit indexing and any time budget); use {poly}"
         )
-    work = n_q * tuples * d
+    work = batch * n_q * tuples * d
     if max_work is not None and work > max_work:
+        # the batch factor is named only when there are batch elements to count
+        symbols, numbers = ("b * ", f"{batch} * ") if batch != 1 else ("", "")
         raise ValueError(
-            f"the exact order-{order} attention would take n * m^{pairs} * d = {n_q} * "
-            f"{n_k}^{pairs} * {d} = {float(work):.3g} multiply-adds, about "
+            f"the exact order-{order} attention would take {symbols}n * m^{pairs} * d = "
+            f"{numbers}{n_q} * {n_k}^{pairs} * {d} = {float(work):.3g} multiply-adds, about "
             f"{_duration(work / _RATE)} at ~1e9 per second, above max_work = {max_work:.3g}; "
             f"use {poly} (the polynomial method, near-linear in n for bounded entries), or pass "
             "max_work=None (or a larger max_work) to run it anyway"
         )
 
 
-def _run_exact(Q, keys, values, scale, causal, max_work, ctx):
-    """Dispatch after the work and overflow checks; a non-finite result is refused all the same."""
-    n_q, d = Q.shape
-    _check_work(n_q, keys[0].shape[0], len(keys), d, max_work)
+def _run_exact(Q, keys, values, scale, causal, max_work, ctx, batch=()):
+    """Dispatch after the work and overflow checks; a non-finite result is refused all the same.
+
+    The inputs are broadcast to the batch shape ``batch``; the kernels see one batch element's
+    2-D arrays at a time. The checks are made once for the whole batch (one device read each).
+    """
+    n_q, d = Q.shape[-2:]
+    d_v = values[0].shape[-1]
+    count = math.prod(batch)
+    _check_work(n_q, keys[0].shape[-2], len(keys), max(d, d_v), max_work, count)
     xp = ctx.xp if not ctx.is_numpy else array_namespace()
-    if n_q == 0:  # no queries (an empty batch): an empty result, as for any other n
-        return xp.empty((0, d), dtype=Q.dtype, **({} if ctx.is_numpy else {"device": ctx.device}))
+    if n_q == 0 or count == 0:  # no queries (an empty batch): an empty result, as for any n
+        return xp.empty((*batch, n_q, d_v), dtype=Q.dtype,
+                        **({} if ctx.is_numpy else {"device": ctx.device}))
+    # |max| over the whole batch bounds every element's logits: one check for all of them
     _check_logit_range(Q, keys, scale, ctx)
+    kernel = implementation("tensor_attention.exact", ctx.backend)
     with np.errstate(over="ignore", invalid="ignore"):
-        out = implementation("tensor_attention.exact", ctx.backend)(Q, keys, values, scale, causal)
+        out = over_batch(lambda q, k, v: kernel(q, k, v, scale, causal), Q, keys, values,
+                         batch, xp)
     if not bool(xp.all(xp.isfinite(out))):
         raise FloatingPointError(
             "the logits s * sum_l Q_il * prod_m K_m[j_m, l] overflow the floating-point range "
@@ -177,6 +195,59 @@ def _run_exact(Q, keys, values, scale, causal, max_work, ctx):
     return out
 
 
+def _resolve_window(window: Any, n_q: int, n_k: int) -> tuple[int, int] | None:
+    """``None``, or the pair ``(w1, w2)`` of positive integers (with ``m == n``)."""
+    if window is None:
+        return None
+    if not isinstance(window, tuple | list) or len(window) != 2:
+        raise TypeError(
+            f"window must be None or a pair (w1, w2) of positive integers (the key windows "
+            f"i - w1 < j <= i, i - w2 < k <= i); got {window!r}"
+        )
+    w1 = check_integer(window[0], "window[0] (w1)", minimum=1)
+    w2 = check_integer(window[1], "window[1] (w2)", minimum=1)
+    if n_q != n_k:
+        raise ValueError(
+            f"a window (causal by definition) needs as many queries as keys; got {n_q} "
+            f"queries and {n_k} keys"
+        )
+    return w1, w2
+
+
+def _run_windowed(Q, keys, values, scale, window, max_work, ctx, batch):
+    """Windowed 2-simplicial attention: the checks of :func:`_run_exact`, then the kernel."""
+    n, d = Q.shape[-2:]
+    d_v = values[0].shape[-1]
+    count = math.prod(batch)
+    w1, w2 = min(window[0], n), min(window[1], n)
+    work = count * n * w1 * w2 * max(d, d_v)
+    if max_work is not None and work > max_work:
+        raise ValueError(
+            f"the windowed tensor attention would take b * n * w1 * w2 * d = {count} * {n} * "
+            f"{w1} * {w2} * {max(d, d_v)} = {float(work):.3g} multiply-adds, about "
+            f"{_duration(work / _RATE)} at ~1e9 per second, above max_work = {max_work:.3g}; "
+            "narrow the window, or pass max_work=None (or a larger max_work) to run it anyway"
+        )
+    xp = ctx.xp if not ctx.is_numpy else array_namespace()
+    if n == 0 or count == 0:
+        return xp.empty((*batch, n, d_v), dtype=Q.dtype,
+                        **({} if ctx.is_numpy else {"device": ctx.device}))
+    _check_logit_range(Q, keys, scale, ctx)
+    kernel = implementation("tensor_attention.windowed", ctx.backend)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = over_batch(lambda q, k, v: kernel(q, *k, *v, scale, (w1, w2)), Q, keys, values,
+                         batch, xp)
+    if not bool(xp.all(xp.isfinite(out))):
+        raise FloatingPointError(
+            "the logits s * sum_l Q_il * K1_jl * K2_kl overflow the floating-point range "
+            f"({Q.dtype}); rescale the inputs or the scale"
+        )
+    return out
+
+
+# one implementation for every library, written against the array API
+register("tensor_attention.windowed", "array",
+         "sci.tensor_attention._array:windowed_tensor_attention")
 register("tensor_attention.exact", "numpy", _exact_attention_xp)
 register("tensor_attention.exact", "cupy", _exact_attention_xp)
 # array_api_strict, ...: the same blocked algorithm against the standard; torch tensors go on
@@ -199,13 +270,16 @@ def higher_order_attention(
 
     Parameters
     ----------
-    Q : array_like, shape (n, d)
-        Queries.
-    keys, values : sequence of array_like, each of shape (m, d)
+    Q : array_like, shape (..., n, d)
+        Queries, with any leading batch axes.
+    keys, values : sequence of array_like, shapes (..., m, d) and (..., m, d_v)
         The :math:`t - 1` keys :math:`K_1, \dots, K_{t-1}` and values
-        :math:`V_1, \dots, V_{t-1}` (1 to 7 pairs, all with the same number of rows ``m``).
-    scale : float, optional
-        Logit scale :math:`s > 0`; default :math:`1/d`.
+        :math:`V_1, \dots, V_{t-1}` (1 to 7 pairs, all with the same number of rows ``m``;
+        the values of width ``d_v``, which need not be ``d``).
+    scale : float, "sqrt" or None
+        Logit scale :math:`s > 0`; default (``None``) :math:`1/d`, the papers' convention;
+        ``"sqrt"`` gives :math:`1/\sqrt d`, the scale of torch's
+        ``scaled_dot_product_attention``.
     causal : bool
         Attend only to tuples with every index :math:`j_m \le i` (needs ``m == n``).
     max_work : float or None
@@ -217,9 +291,9 @@ def higher_order_attention(
 
     Returns
     -------
-    ndarray, shape (n, d)
+    ndarray, shape (..., n, d_v)
         :math:`\mathrm{Att}`, an array of the active backend (float32 if every input is);
-        empty, shape ``(0, d)``, when there are no queries.
+        ``batch`` the broadcast of the inputs' leading axes; empty when there are no queries.
 
     Raises
     ------
@@ -248,6 +322,13 @@ def higher_order_attention(
     softmax); the Numba kernel shifts each query by a bound on its logits and sums again with
     the exact maximum when the bound was so loose that the sums could underflow. Logits of
     any size are safe.
+
+    Batch axes: every input may carry leading axes, ``(..., n, d)``, ``(..., m, d)``,
+    ``(..., m, d_v)``, which broadcast against each other as in NumPy and in torch's
+    ``scaled_dot_product_attention`` (equal, 1, or missing on the left); the result is
+    ``(*batch, n, d_v)``. Each batch element is computed on its own 2-D arrays (broadcast
+    views, not copies), so memory beyond the inputs and the output is that of one element.
+    The value width ``d_v`` is independent of ``d`` (every value has the same ``d_v``).
 
     Arrays of any library (the Backends page of the docs): NumPy arrays follow the switch (the
     blocked NumPy code or the Numba kernel; CuPy under ``use_backend("cupy")``);
@@ -281,10 +362,11 @@ def higher_order_attention(
     values = as_sequence(values, "values")
     names = pair_names(len(keys))
     ctx = array_context(Q, *keys, *values, names=names)
-    Q, keys, values = attention_inputs(Q, keys, values, causal=causal, names=names, ctx=ctx)
-    s = resolve_scale(scale, Q.shape[1])
+    Q, keys, values, batch = attention_inputs(Q, keys, values, causal=causal, names=names,
+                                              ctx=ctx)
+    s = resolve_scale(scale, Q.shape[-1])
     work_limit = _resolve_max_work(max_work)
-    return _run_exact(Q, keys, values, s, bool(causal), work_limit, ctx)
+    return _run_exact(Q, keys, values, s, bool(causal), work_limit, ctx, batch)
 
 
 def softmax_attention(
@@ -300,11 +382,14 @@ def softmax_attention(
 
     Parameters
     ----------
-    Q : array_like, shape (n, d)
-    K, V : array_like, shape (m, d)
-    scale : float, optional
-        Logit scale :math:`s > 0`; default :math:`1/d` (the papers' convention, not
-        :math:`1/\sqrt d`).
+    Q : array_like, shape (..., n, d)
+    K : array_like, shape (..., m, d)
+    V : array_like, shape (..., m, d_v)
+        Leading batch axes broadcast (see :func:`higher_order_attention`).
+    scale : float, "sqrt" or None
+        Logit scale :math:`s > 0`; default (``None``) :math:`1/d`, the papers' convention;
+        ``"sqrt"`` gives :math:`1/\sqrt d`, the scale of torch's
+        ``scaled_dot_product_attention``.
     causal : bool
         Row :math:`i` attends to keys :math:`j \le i` only (needs ``m == n``).
     max_work : float or None
@@ -313,7 +398,7 @@ def softmax_attention(
 
     Returns
     -------
-    ndarray, shape (n, d)
+    ndarray, shape (..., n, d_v)
 
     Raises
     ------
@@ -325,6 +410,13 @@ def softmax_attention(
     :math:`A = \exp(s Q K^\top)`, :math:`D = \mathrm{diag}(A \mathbf 1)`,
     :math:`\mathrm{Att} = D^{-1} A V`; the order-2 case of :func:`higher_order_attention`.
     :math:`O(n m d)` time, :math:`O(n d)` memory beyond the inputs, stable for large logits.
+
+    Batch axes: every input may carry leading axes, ``(..., n, d)``, ``(..., m, d)``,
+    ``(..., m, d_v)``, which broadcast against each other as in NumPy and in torch's
+    ``scaled_dot_product_attention`` (equal, 1, or missing on the left); the result is
+    ``(*batch, n, d_v)``. Each batch element is computed on its own 2-D arrays (broadcast
+    views, not copies), so memory beyond the inputs and the output is that of one element.
+    The value width ``d_v`` is independent of ``d`` (every value has the same ``d_v``).
 
     Arrays of any library (the Backends page of the docs): NumPy arrays follow the switch (the
     blocked NumPy code or the Numba kernel; CuPy under ``use_backend("cupy")``);
@@ -352,13 +444,31 @@ def softmax_attention(
     >>> np.round(softmax_attention(Q, K, V, scale=1.0), 6)
     array([[0.731059, 0.268941],
            [0.268941, 0.731059]])
+
+    Batch and head axes broadcast, the value width is free, and ``scale="sqrt"`` is torch's
+    ``scaled_dot_product_attention`` (:math:`\mathrm{softmax}(Q K^\top/\sqrt d)\, V`,
+    written out here in NumPy; the docs page runs it against torch itself), while the
+    default, the papers' :math:`1/d`, is not:
+
+    >>> rng = np.random.default_rng(0)
+    >>> Q, K = rng.standard_normal((2, 2, 3, 5, 4))  # (batch, heads, n, d)
+    >>> V = rng.standard_normal((3, 5, 6))  # d_v = 6, no batch axis: broadcast
+    >>> def sdpa(Q, K, V):  # torch's formula
+    ...     logits = Q @ np.swapaxes(K, -1, -2) / np.sqrt(Q.shape[-1])
+    ...     weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    ...     return weights / weights.sum(axis=-1, keepdims=True) @ V
+    >>> out = softmax_attention(Q, K, V, scale="sqrt")
+    >>> out.shape, bool(np.allclose(out, sdpa(Q, K, V), rtol=0, atol=1e-12))
+    ((2, 3, 5, 6), True)
+    >>> bool(np.allclose(softmax_attention(Q, K, V), sdpa(Q, K, V)))  # scale 1/d: not SDPA
+    False
     """
     ctx = array_context(Q, K, V, names=("Q", "K", "V"))
-    Q, keys, values = attention_inputs(Q, [K], [V], causal=causal, names=["Q", "K", "V"],
-                                       ctx=ctx)
-    s = resolve_scale(scale, Q.shape[1])
+    Q, keys, values, batch = attention_inputs(Q, [K], [V], causal=causal,
+                                              names=["Q", "K", "V"], ctx=ctx)
+    s = resolve_scale(scale, Q.shape[-1])
     work_limit = _resolve_max_work(max_work)
-    return _run_exact(Q, keys, values, s, bool(causal), work_limit, ctx)
+    return _run_exact(Q, keys, values, s, bool(causal), work_limit, ctx, batch)
 
 
 def tensor_attention(
@@ -371,25 +481,37 @@ def tensor_attention(
     scale: float | None = None,
     causal: bool = False,
     max_work: float | None = DEFAULT_MAX_WORK,
+    window: tuple[int, int] | None = None,
 ) -> Array:
     r"""Exact tensor (Kronecker, 2-simplicial) attention :math:`D^{-1} A (V_1 \oslash V_2)`.
 
     Parameters
     ----------
-    Q : array_like, shape (n, d)
-    K1, K2, V1, V2 : array_like, shape (m, d)
-    scale : float, optional
-        Logit scale :math:`s > 0`; default :math:`1/d`.
+    Q : array_like, shape (..., n, d)
+    K1, K2 : array_like, shape (..., m, d)
+    V1, V2 : array_like, shape (..., m, d_v)
+        Leading batch axes broadcast (see :func:`higher_order_attention`).
+    scale : float, "sqrt" or None
+        Logit scale :math:`s > 0`; default (``None``) :math:`1/d`, the papers' convention;
+        ``"sqrt"`` gives :math:`1/\sqrt d`, the scale of torch's
+        ``scaled_dot_product_attention``.
     causal : bool
         Row :math:`i` attends to pairs :math:`(j, k)` with :math:`j, k \le i` (needs ``m == n``).
     max_work : float or None
         Largest :math:`n m^2 d` (multiply-adds) accepted, default ``1e12`` (e.g. refused for
         :math:`n = m = 20\,000`, :math:`d = 4`: :math:`3.2 \cdot 10^{13}`, hours); ``None``
         disables the check. Above it a ValueError points to :func:`poly_tensor_attention`.
+        With a window: :math:`n\, w_1 w_2 d`.
+    window : (int, int), optional
+        Windowed 2-simplicial attention (Roy et al. 2025 [2]_): query :math:`i` attends to the
+        pairs :math:`(j, k)` with :math:`i - w_1 < j \le i` and :math:`i - w_2 < k \le i`
+        only. Causal by definition (needs ``m == n``; ``causal`` need not be given); exact,
+        with the online softmax, in :math:`O(n w_1 w_2 d)` time and :math:`O(n d)` memory
+        beyond the inputs. Windows longer than ``n`` are the plain causal attention.
 
     Returns
     -------
-    ndarray, shape (n, d)
+    ndarray, shape (..., n, d_v)
 
     Raises
     ------
@@ -403,6 +525,13 @@ def tensor_attention(
     :math:`\mathrm{Att}_{il} = \sum_{j,k} A_{i,(j,k)} (V_1)_{jl} (V_2)_{kl} / D_{ii}`.
     :math:`O(n m^2 d)` time (cubic); memory :math:`O(n d)` beyond the inputs (never
     :math:`n m^2`). On the ``numba`` backend a kernel parallel over queries runs it.
+
+    Batch axes: every input may carry leading axes, ``(..., n, d)``, ``(..., m, d)``,
+    ``(..., m, d_v)``, which broadcast against each other as in NumPy and in torch's
+    ``scaled_dot_product_attention`` (equal, 1, or missing on the left); the result is
+    ``(*batch, n, d_v)``. Each batch element is computed on its own 2-D arrays (broadcast
+    views, not copies), so memory beyond the inputs and the output is that of one element.
+    The value width ``d_v`` is independent of ``d`` (every value has the same ``d_v``).
 
     Arrays of any library (the Backends page of the docs): NumPy arrays follow the switch (the
     blocked NumPy code or the Numba kernel; CuPy under ``use_backend("cupy")``);
@@ -419,6 +548,9 @@ def tensor_attention(
     References
     ----------
     .. [1] J. Alman, Z. Song, arXiv:2310.04064 (ICLR 2024), the tensor attention problem.
+    .. [2] A. Roy, T. Chou, S. S. Duvvuri, S. Chen, J. Yu, X. Wang, M. Zaheer, R. Anil,
+       "Fast and Simplex: 2-Simplicial Attention in Triton", 2025, arXiv:2507.02754
+       (the windowed 2-simplicial attention).
 
     Examples
     --------
@@ -427,10 +559,19 @@ def tensor_attention(
     >>> Q = np.zeros((3, 2)); K = np.ones((4, 2)); V = np.arange(8.0).reshape(4, 2)
     >>> tensor_attention(Q, K, K, V, V)[0]  # zero logits: the mean of V1[j] * V2[k]
     array([ 9., 16.])
+
+    A window of one key each leaves query :math:`i` the pair :math:`(i, i)` alone:
+
+    >>> Q, K1, K2, V1, V2 = np.random.default_rng(0).standard_normal((5, 6, 2))
+    >>> bool(np.allclose(tensor_attention(Q, K1, K2, V1, V2, window=(1, 1)), V1 * V2))
+    True
     """
     ctx = array_context(Q, K1, K2, V1, V2, names=pair_names(2))
-    Q, keys, values = attention_inputs(Q, [K1, K2], [V1, V2], causal=causal, names=pair_names(2),
-                                       ctx=ctx)
-    s = resolve_scale(scale, Q.shape[1])
+    Q, keys, values, batch = attention_inputs(Q, [K1, K2], [V1, V2], causal=causal,
+                                              names=pair_names(2), ctx=ctx)
+    s = resolve_scale(scale, Q.shape[-1])
     work_limit = _resolve_max_work(max_work)
-    return _run_exact(Q, keys, values, s, bool(causal), work_limit, ctx)
+    window = _resolve_window(window, Q.shape[-2], keys[0].shape[-2])
+    if window is not None:
+        return _run_windowed(Q, keys, values, s, window, work_limit, ctx, batch)
+    return _run_exact(Q, keys, values, s, bool(causal), work_limit, ctx, batch)

@@ -75,7 +75,22 @@ def _kernel(d: int, dtype_name: str):
 
 
 def exact_attention(Q, keys, values, scale, causal):
-    """Exact order-t attention on the GPU (see :func:`higher_order_attention`)."""
+    """Exact order-t attention on the GPU (see :func:`higher_order_attention`).
+
+    The kernel holds one width ``D`` for keys and values: a value width ``d_v != d`` is brought
+    to ``max(d, d_v)`` by zero columns (exact zeros in the logits, zero output columns cut off),
+    as in the Numba kernel.
+    """
+    d_in, d_v = Q.shape[1], values[0].shape[1]
+    if d_v != d_in:
+        width = max(d_in, d_v)
+
+        def padded_to_width(X):
+            return cp.pad(X, ((0, 0), (0, width - X.shape[1])))
+
+        out = exact_attention(padded_to_width(Q), [padded_to_width(K) for K in keys],
+                              [padded_to_width(V) for V in values], scale, causal)
+        return cp.ascontiguousarray(out[:, :d_v])
     n_q, d = Q.shape
     K = cp.ascontiguousarray(cp.stack(keys))
     V = cp.ascontiguousarray(cp.stack(values))

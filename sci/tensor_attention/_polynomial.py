@@ -28,7 +28,7 @@ from ._approximation import (
     select_degree,
 )
 from ._features import _column_weights, _monomials_xp
-from ._inputs import as_sequence, attention_inputs, pair_names, resolve_scale
+from ._inputs import as_sequence, attention_inputs, over_batch, pair_names, resolve_scale
 
 __all__ = [
     "NonPositiveDenominatorError",
@@ -109,8 +109,9 @@ def _streamed_sums(xp, query_factor, key_factors, Q, keys, values, causal, chunk
     Array-API code without in-place updates (the chunks' results are concatenated), so
     torch's autograd differentiates it.
     """
-    n_q, d = Q.shape
+    n_q = Q.shape[0]
     n_k = keys[0].shape[0]
+    d_v = values[0].shape[1]
     w_parts, y_parts = [], []
     if not causal:
         sums = [0.0] * len(keys)  # U_m^T 1, accumulated over key chunks
@@ -129,7 +130,7 @@ def _streamed_sums(xp, query_factor, key_factors, Q, keys, values, causal, chunk
             U = query_factor(Q[q0:q1, :])
             w_parts.append(U @ h)
             y_parts.append(U @ H)
-        return _joined(xp, w_parts, (0,), Q), _joined(xp, y_parts, (0, d), Q)
+        return _joined(xp, w_parts, (0,), Q), _joined(xp, y_parts, (0, d_v), Q)
     # Causal: prefix sums of U_m[j] and U_m[j] V_m[j]^T carried across chunks; for t > 2 the
     # product over m must be taken per query, so each chunk holds its prefix moments.
     carry_sum = [0.0] * len(keys)
@@ -148,7 +149,7 @@ def _streamed_sums(xp, query_factor, key_factors, Q, keys, values, causal, chunk
         U = query_factor(Q[q0:q1, :])
         w_parts.append(xp.sum(U * h, axis=1))
         y_parts.append(xp.sum(U[:, :, None] * H, axis=1))
-    return _joined(xp, w_parts, (0,), Q), _joined(xp, y_parts, (0, d), Q)
+    return _joined(xp, w_parts, (0,), Q), _joined(xp, y_parts, (0, d_v), Q)
 
 
 def _joined(xp, parts, empty_shape, like):
@@ -231,13 +232,14 @@ def _random_feature_maps(ctx, d, degree, order, count, sigma, coefficients, dtyp
     return query_map, [key_map(m) for m in range(order - 1)]
 
 
-def _resolve_chunk(chunk_size, n, rank, d, order, causal, itemsize):
-    per_row = rank * (2 + (order - 1) * (d + 1) if causal else 2)
+def _resolve_chunk(chunk_size, n, rank, d_v, order, causal, itemsize):
+    # causal: each row holds its prefix moments, rank x d_v per pair
+    per_row = rank * (2 + (order - 1) * (d_v + 1) if causal else 2)
     if chunk_size is None:
         chunk = chunk_length(n, per_row, budget=_CHUNK_ELEMENTS)
     else:
         chunk = check_integer(chunk_size, "chunk_size", minimum=1)
-    fixed = rank * (order + 1) * (d + 1)  # the key-side sums and their products
+    fixed = rank * (order + 1) * (d_v + 1)  # the key-side sums and their products
     check_memory(
         float(itemsize) * (fixed + min(chunk, n) * per_row),
         f"the polynomial method with rank {rank}",
@@ -271,9 +273,10 @@ def poly_higher_order_attention(
 
     Parameters
     ----------
-    Q : array_like, shape (n, d)
-    keys, values : sequence of array_like, each (m, d)
-        :math:`t - 1` keys and values (1 to 7 pairs).
+    Q : array_like, shape (..., n, d)
+    keys, values : sequence of array_like, shapes (..., m, d) and (..., m, d_v)
+        :math:`t - 1` keys and values (1 to 7 pairs); leading batch axes broadcast as in
+        :func:`higher_order_attention`, and the value width ``d_v`` need not be ``d``.
     degree : int, optional
         Polynomial degree :math:`g`. When omitted it is the smallest meeting ``tol`` for the
         logit bound (even for Taylor). Give ``degree`` or ``tol``, not both.
@@ -286,8 +289,8 @@ def poly_higher_order_attention(
         Taylor polynomial (rank ``1 + degree * num_features``, for large d).
     causal : bool
         Every key index :math:`\le i` (prefix sums; needs ``m == n``).
-    scale : float, optional
-        Default :math:`1/d`.
+    scale : float, "sqrt" or None
+        Default :math:`1/d` (the papers'); ``"sqrt"``: :math:`1/\sqrt d` (torch's).
     bound : {"holder", "entry"}
         Which logit bound R chooses the degree and the Chebyshev interval (see
         :func:`logit_bound`).
@@ -305,8 +308,11 @@ def poly_higher_order_attention(
 
     Returns
     -------
-    ndarray, shape (n, d)
-        And a :class:`PolyAttentionInfo` if ``return_info``. Empty, shape ``(0, d)``, when there
+    ndarray, shape (..., n, d_v)
+        And a :class:`PolyAttentionInfo` if ``return_info``: without batch axes one, with
+        them a NumPy object array of shape ``batch`` holding one per batch element (each
+        element is its own problem: its own logit bound, degree and rank, computed one after
+        the other by the 2-D code). Empty, shape ``(*batch, 0, d_v)``, when there
         are no queries (the logit bound is then 0).
 
     Raises
@@ -381,7 +387,8 @@ def _poly_attention(
     on_nonpositive, chunk_size, return_info,
 ):
     ctx = array_context(Q, *keys, *values, names=names)
-    Q, keys, values = attention_inputs(Q, keys, values, causal=causal, names=names, ctx=ctx)
+    Q, keys, values, batch = attention_inputs(Q, keys, values, causal=causal, names=names,
+                                              ctx=ctx)
     method = _check_method(method)
     if bound not in ("holder", "entry"):
         raise ValueError(f"bound must be 'holder' or 'entry'; got {bound!r}")
@@ -389,10 +396,43 @@ def _poly_attention(
         raise ValueError(f"on_nonpositive must be 'raise' or 'taylor'; got {on_nonpositive!r}")
     if degree is not None and tol is not None:
         raise ValueError("give degree or tol, not both (tol chooses the degree)")
+    options = dict(degree=degree, tol=tol, method=method, causal=causal, scale=scale,
+                   bound=bound, num_features=num_features, rng=rng,
+                   on_nonpositive=on_nonpositive, chunk_size=chunk_size)
+    if not batch:
+        return _poly_attention_2d(ctx, Q, keys, values, return_info=return_info, **options)
+    xp = ctx.xp
+    if math.prod(batch) == 0:
+        empty = xp.zeros((*batch, Q.shape[-2], values[0].shape[-1]), dtype=Q.dtype,
+                         device=array_api_compat.device(Q))
+        return (empty, np.empty(batch, dtype=object)) if return_info else empty
+    # Each batch element is its own problem: its own logit bound, degree and rank (the
+    # polynomial is chosen from its entries), computed with the 2-D code one at a time.
+    infos = []  # in the order of over_batch: C order over the batch axes
+
+    def element(q, k, v):
+        out, info = _poly_attention_2d(ctx, q, k, v, return_info=True, **options)
+        infos.append(info)
+        return out
+
+    out = over_batch(element, Q, keys, values, batch, xp)
+    if not return_info:
+        return out
+    table = np.empty(len(infos), dtype=object)
+    table[:] = infos
+    return out, table.reshape(batch)
+
+
+def _poly_attention_2d(
+    ctx, Q, keys, values, *, degree, tol, method, causal, scale, bound, num_features, rng,
+    on_nonpositive, chunk_size, return_info,
+):
+    """One batch element: 2-D, validated inputs (the body of :func:`_poly_attention`)."""
     xp = ctx.xp
     # NumPy's view of the dtype (finfo, itemsize) whatever library holds the arrays
     np_dtype = np.dtype(np.float32) if Q.dtype == xp.float32 else np.dtype(np.float64)
     n_q, d = Q.shape
+    d_v = values[0].shape[1]
     order = len(keys) + 1
     s = resolve_scale(scale, d)
     bounds = _logit_bounds(Q, keys, s, xp)
@@ -446,7 +486,7 @@ def _poly_attention(
     value_bound = float(to_numpy(xp.max(value_bound)))  # a diagnostic: detached, read once
     epsilon, rounding = errors(degree, method)
     rank = rank_of(degree)
-    chunk = _resolve_chunk(chunk_size, max(n_q, keys[0].shape[0]), rank, d, order,
+    chunk = _resolve_chunk(chunk_size, max(n_q, keys[0].shape[0]), rank, d_v, order,
                            causal, np_dtype.itemsize)
     sigma = s ** (1.0 / order)
 
@@ -485,7 +525,7 @@ def _poly_attention(
         method = "taylor"
         degree = degree + degree % 2
         rank = math.comb(d + degree, degree)
-        chunk = _resolve_chunk(chunk_size, max(n_q, keys[0].shape[0]), rank, d, order,
+        chunk = _resolve_chunk(chunk_size, max(n_q, keys[0].shape[0]), rank, d_v, order,
                                causal, np_dtype.itemsize)
         epsilon, rounding = errors(degree, "taylor")
         w, Y = run("taylor", degree)
@@ -525,8 +565,9 @@ def poly_attention(
 
     Parameters
     ----------
-    Q : array_like, shape (n, d)
-    K, V : array_like, shape (m, d)
+    Q : array_like, shape (..., n, d)
+    K : array_like, shape (..., m, d)
+    V : array_like, shape (..., m, d_v)
     degree, tol, method, causal, scale, return_info
         As :func:`poly_higher_order_attention`.
     **options
@@ -535,7 +576,7 @@ def poly_attention(
 
     Returns
     -------
-    ndarray, shape (n, d)
+    ndarray, shape (..., n, d_v)
         (and :class:`PolyAttentionInfo` with ``return_info=True``)
 
     Notes
@@ -593,8 +634,9 @@ def poly_tensor_attention(
 
     Parameters
     ----------
-    Q : array_like, shape (n, d)
-    K1, K2, V1, V2 : array_like, shape (m, d)
+    Q : array_like, shape (..., n, d)
+    K1, K2 : array_like, shape (..., m, d)
+    V1, V2 : array_like, shape (..., m, d_v)
     degree, tol, method, causal, scale, return_info
         As :func:`poly_higher_order_attention`.
     **options
@@ -603,7 +645,7 @@ def poly_tensor_attention(
 
     Returns
     -------
-    ndarray, shape (n, d)
+    ndarray, shape (..., n, d_v)
         (and :class:`PolyAttentionInfo` with ``return_info=True``)
 
     Notes

@@ -62,7 +62,7 @@ def _outer_block(keys, values, o0: int, o1: int, n_k: int):
     o = torch.arange(o0, o1, device=like.device)
     digits = [torch.div(o, n_k**m, rounding_mode="floor") % n_k for m in range(p)]
     k_rows = torch.ones((o1 - o0, like.shape[1]), dtype=like.dtype, device=like.device)
-    v_rows = torch.ones_like(k_rows)
+    v_rows = torch.ones((o1 - o0, values[-1].shape[1]), dtype=like.dtype, device=like.device)
     for m, j in enumerate(digits):
         k_rows = k_rows * keys[m].index_select(0, j)
         v_rows = v_rows * values[m].index_select(0, j)
@@ -90,18 +90,19 @@ def _forward(Q, keys, values, scale: float, causal: bool):
     """Attention and the per-query log-sum-exp of the (scaled, masked) logits."""
     n_q, d = Q.shape
     n_k = keys[0].shape[0]
+    d_v = values[0].shape[1]
     n_outer = n_k ** (len(keys) - 1)
     k_last, v_last = keys[-1], values[-1]
     block_q, block_o = _block_sizes(n_q, n_k, n_outer)
     outer = [_outer_block(keys, values, o0, min(n_outer, o0 + block_o), n_k)
              for o0 in range(0, n_outer, block_o)] if n_outer <= block_o else None
-    out = torch.empty((n_q, d), dtype=Q.dtype, device=Q.device)
+    out = torch.empty((n_q, d_v), dtype=Q.dtype, device=Q.device)
     lse = torch.empty(n_q, dtype=Q.dtype, device=Q.device)
     for q0 in range(0, n_q, block_q):
         q1 = min(n_q, q0 + block_q)
         sq = scale * Q[q0:q1]
         run_max = torch.full((q1 - q0,), -torch.inf, dtype=Q.dtype, device=Q.device)
-        numerator = torch.zeros((q1 - q0, d), dtype=Q.dtype, device=Q.device)
+        numerator = torch.zeros((q1 - q0, d_v), dtype=Q.dtype, device=Q.device)
         denominator = torch.zeros(q1 - q0, dtype=Q.dtype, device=Q.device)
         for b, o0 in enumerate(range(0, n_outer, block_o)):
             o1 = min(n_outer, o0 + block_o)
@@ -121,7 +122,7 @@ def _forward(Q, keys, values, scale: float, causal: bool):
             safe_max = torch.where(torch.isfinite(new_max), new_max, 0.0)
             weights = logits.sub_(safe_max[:, None, None]).exp_()  # in place: the one big array
             rescale = torch.exp(run_max - safe_max)
-            inner = (weights.reshape(-1, n_k) @ v_last).reshape(q1 - q0, o1 - o0, d)
+            inner = (weights.reshape(-1, n_k) @ v_last).reshape(q1 - q0, o1 - o0, d_v)
             numerator = rescale[:, None] * numerator + (inner * v_rows[None, :, :]).sum(dim=1)
             denominator = rescale * denominator + weights.sum(dim=(1, 2))
             run_max = new_max
@@ -148,6 +149,7 @@ def _backward(Q, keys, values, out, lse, grad_out, scale: float, causal: bool, n
     """dQ, dK_m, dV_m by recomputing each logit block (the module docstring has the formulas)."""
     n_q, d = Q.shape
     n_k = keys[0].shape[0]
+    d_v = values[0].shape[1]
     p = len(keys)
     n_outer = n_k ** (p - 1)
     k_last, v_last = keys[-1], values[-1]
@@ -181,7 +183,7 @@ def _backward(Q, keys, values, out, lse, grad_out, scale: float, causal: bool, n
             weights = logits.view(q1 - q0, o1 - o0, n_k).sub_(lse[q0:q1, None, None]).exp_()
             weights = weights.reshape(-1, n_k)  # P, (bq bo, n_k)
             dout = grad_out[q0:q1]
-            dout_rows = (dout[:, None, :] * v_rows[None, :, :]).reshape(-1, d)  # dO_i * v_O
+            dout_rows = (dout[:, None, :] * v_rows[None, :, :]).reshape(-1, d_v)  # dO_i * v_O
             # dS = P (dP - D), formed in the buffer of dP
             ds = (dout_rows @ v_last.T).view(q1 - q0, o1 - o0, n_k)
             ds.sub_(delta[q0:q1, None, None])
@@ -189,7 +191,7 @@ def _backward(Q, keys, values, out, lse, grad_out, scale: float, causal: bool, n
             if want_v:
                 grad_v[-1] += weights.T @ dout_rows
                 if p > 1:  # t = 2: the outer rows are ones, with no gradient to pass on
-                    pv = (weights @ v_last).view(q1 - q0, o1 - o0, d)
+                    pv = (weights @ v_last).view(q1 - q0, o1 - o0, d_v)
                     grad_v_rows += (pv * dout[:, None, :]).sum(dim=0)
             if needs[0] or want_k:
                 g = (ds @ k_last).view(q1 - q0, o1 - o0, d)  # sum_j dS_iOj K_last[j]

@@ -30,7 +30,7 @@ def test_shapes(fn):
         fn(X, np.ones((4, 2)), X)
     with pytest.raises(ValueError, match="same number of rows; K has 4, V has 5"):
         fn(X, X, np.ones((5, 3)))
-    with pytest.raises(ValueError, match="Q must have 2 dimension"):
+    with pytest.raises(ValueError, match=r"Q must have at least 2 dimensions, \(\.\.\., n, d\)"):
         fn(np.ones(3), X, X)
     with pytest.raises(ValueError, match="at least one row"):
         fn(X, np.ones((0, 3)), np.ones((0, 3)))

@@ -314,8 +314,13 @@ def _padded_table(l1: int, l2: int, keep: int, basis: str):
     """The Gaunt table as padded segments: i1, i2 (n_out, width) and values (zero padding)."""
     from ._coefficients import gaunt_table
 
-    table = gaunt_table(l1, lmax2=l2, lmax_out=keep, basis=basis)
-    n_out = (keep + 1) ** 2
+    return padded_segments(gaunt_table(l1, lmax2=l2, lmax_out=keep, basis=basis),
+                           (keep + 1) ** 2)
+
+
+def padded_segments(table, n_out: int):
+    """A sparse coupling table (sorted by output) as padded segments, one row per output:
+    i1, i2 (n_out, width) and the values (zero on the padding), for gathers of equal width."""
     starts = np.searchsorted(table.index3, np.arange(n_out + 1))
     counts = np.diff(starts)
     width = max(int(counts.max(initial=0)), 1)

@@ -45,6 +45,7 @@ from ..backend import (
     register,
     switch_context,
 )
+from ._array import padded_segments
 from ._coefficients import GauntTable, gaunt_table
 from ._harmonics import LMAX_LIMIT, _legendre_rows, coefficient_array
 
@@ -513,18 +514,7 @@ def _grid_row_bytes(l1, l2, keep, paths, itemsize):
 def _padded(l1, l2, keep, kind):
     table = (gaunt_table(l1, lmax2=l2, lmax_out=keep) if kind == "even"
              else _bracket_table_cached(l1, l2, keep, "real", switch_context().backend))
-    n_out = (keep + 1) ** 2
-    starts = np.searchsorted(table.index3, np.arange(n_out + 1))
-    counts = np.diff(starts)
-    width = max(int(counts.max(initial=0)), 1)
-    pos = starts[:-1, None] + np.arange(width)[None, :]
-    valid = np.arange(width)[None, :] < counts[:, None]
-    pos = np.where(valid, pos, 0)
-    if table.nnz == 0:
-        z = np.zeros((n_out, width), np.int64)
-        return z, z, np.zeros((n_out, width))
-    return (np.where(valid, table.index1[pos], 0), np.where(valid, table.index2[pos], 0),
-            np.where(valid, table.value[pos], 0.0))
+    return padded_segments(table, (keep + 1) ** 2)
 
 
 def _direct_method(a, b, l1, l2, keep, paths, ctx):

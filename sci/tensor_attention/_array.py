@@ -27,15 +27,25 @@ from . import _exact
 # Libraries on the array path that have an implementation of their own ("module:attribute",
 # imported on first use, so that importing sci never imports torch).
 _LIBRARY_IMPLEMENTATIONS = {"torch": "sci.tensor_attention._torch:exact_attention"}
+_WINDOWED_LIBRARY_IMPLEMENTATIONS = {
+    "torch": "sci.tensor_attention._torch:windowed_tensor_attention"}
+
+
+def _own_implementation(table, Q):
+    """The library's own implementation of ``table`` for ``Q``'s library, or None."""
+    own = table.get(library_of(Q))
+    if own is None:
+        return None
+    module, _, attribute = own.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 def exact_attention(Q, keys, values, scale, causal):
     """Dispatch entry of the key ``"array"``: a library's own implementation, else the code
     below."""
-    own = _LIBRARY_IMPLEMENTATIONS.get(library_of(Q))
+    own = _own_implementation(_LIBRARY_IMPLEMENTATIONS, Q)
     if own is not None:
-        module, _, attribute = own.partition(":")
-        return getattr(importlib.import_module(module), attribute)(Q, keys, values, scale, causal)
+        return own(Q, keys, values, scale, causal)
     return standard_exact_attention(Q, keys, values, scale, causal)
 
 
@@ -100,6 +110,16 @@ def standard_exact_attention(Q, keys, values, scale, causal):
 
 
 def windowed_tensor_attention(Q, K1, K2, V1, V2, scale, window):
+    """Dispatch entry of the key ``"array"`` for windows: torch tensors go to the
+    ``torch.autograd.Function`` of ``_torch.py`` (recomputing backward, O(n d) memory), every
+    other library to the code below."""
+    own = _own_implementation(_WINDOWED_LIBRARY_IMPLEMENTATIONS, Q)
+    if own is not None:
+        return own(Q, K1, K2, V1, V2, scale, window)
+    return standard_windowed_tensor_attention(Q, K1, K2, V1, V2, scale, window)
+
+
+def standard_windowed_tensor_attention(Q, K1, K2, V1, V2, scale, window):
     """Windowed causal 2-simplicial attention: query i attends to the pairs (j, k) with
     ``i - w1 < j <= i`` and ``i - w2 < k <= i`` (Roy et al., "Fast and Simplex: 2-Simplicial
     Attention in Triton", 2025), exactly, with the online softmax.
@@ -110,7 +130,8 @@ def windowed_tensor_attention(Q, K1, K2, V1, V2, scale, window):
     ``bq <= min(w1, w2)`` the ranges are at most twice the windows, so the work is at most
     ``4 n w1 w2 d`` (and ``(d + d_v)`` per logit): O(n w1 w2 d). Memory: one block of at most
     ``_BLOCK_ELEMENTS`` logits beyond the inputs and the output. Written against the array
-    API (NumPy, CuPy, torch, array_api_strict): every library takes this code.
+    API (NumPy, CuPy, array_api_strict); torch tensors take it written in torch (``_torch.py``),
+    unless this is called directly (then autograd keeps every block's weights).
     """
     xp = array_api_compat.array_namespace(Q)
     device = array_api_compat.device(Q)

@@ -544,6 +544,12 @@ def tensor_attention(
     (FlashAttention-2's backward over the Kronecker keys), so the backward's memory is
     :math:`O(n d)` beyond the inputs, like the forward's, never the :math:`n m^{t-1}` weights.
     It is once differentiable: a second derivative through it raises.
+    With a window, torch tensors take a Function of their own (``WindowedTensorAttention`` in
+    ``_torch.py``): it saves the same (inputs, output, one log-sum-exp per query) and its
+    backward recomputes each block of the window's weights, so the backward's memory is
+    :math:`O(n d)` beyond the inputs (not the :math:`n w_1 w_2` weights that autograd through
+    the forward would keep) and its work :math:`O(n w_1 w_2 (d + d_v))`, a few times the
+    forward's.
 
     References
     ----------

@@ -28,8 +28,13 @@ per-block sums over the queries scattered with ``index_add_``. The backward hold
 at most ``_exact._BLOCK_ELEMENTS`` weights (and its dS) at a time, plus O(n d) accumulators:
 its memory is O(n d) like the forward's, for every order t.
 
-The backward is itself not differentiable (``once_differentiable``): a second derivative of
-exact attention through torch raises rather than returning a wrong value.
+Windowed 2-simplicial attention (``tensor_attention(..., window=(w1, w2))``) has a Function
+of its own, ``WindowedTensorAttention``, the same recomputing backward over the window's
+blocks (formulas at its section below): saved are the inputs, the output and ``lse``, so its
+backward memory is O(n d) too, never the n w1 w2 weights.
+
+The backwards are themselves not differentiable (``once_differentiable``): a second derivative
+of exact attention through torch raises rather than returning a wrong value.
 """
 
 from __future__ import annotations
@@ -249,3 +254,165 @@ def exact_attention(Q, keys, values, scale, causal):
         return ExactAttention.apply(float(scale), bool(causal), len(keys), *inputs)
     with torch.no_grad():
         return _forward(Q, keys, values, scale, causal)[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Windowed 2-simplicial attention (``tensor_attention(..., window=(w1, w2))``)
+#
+# Query i attends to the pairs (j, k) with i - w1 < j <= i and i - w2 < k <= i. The blocks are
+# those of ``_array.windowed_tensor_attention``: query blocks of bq <= min(w1, w2) rows, the
+# keys j of the block's range in chunks, all the keys k of its range at once. The Function saves
+# Q, K1, K2, V1, V2, the output and lse_i; the backward recomputes each (bq, bj, nk) block of
+# weights P = exp(L - lse) (zero outside the window) and, with D_i = dO_i . O_i,
+#
+#     dP_ijk = dO_i . (V1_j * V2_k),                dS_ijk = P_ijk (dP_ijk - D_i)
+#     dQ_i   = s sum_jk dS_ijk K1_j * K2_k,         dK1_j = s sum_ik dS_ijk Q_i * K2_k
+#     dK2_k  = s sum_ij dS_ijk Q_i * K1_j,          dV1_j = sum_ik P_ijk dO_i * V2_k
+#     dV2_k  = sum_ij P_ijk dO_i * V1_j
+#
+# (the product rule over the pair (K1_j, K2_k) and (V1_j, V2_k)). Work O(n w1 w2 (d + d_v)),
+# as the forward's; memory one block of at most ``_exact._BLOCK_ELEMENTS`` weights and its dS,
+# plus the gradients: O(n d) beyond the inputs.
+# ---------------------------------------------------------------------------------------------
+
+
+def _window_blocks(n: int, w1: int, w2: int):
+    """``(q0, q1, j_lo, k_lo, block_j)`` for each query block (the forward's and backward's)."""
+    budget = _exact._BLOCK_ELEMENTS
+    block_q = max(1, min(n, w1, w2, budget // min(n, 2 * w2)))
+    for q0 in range(0, n, block_q):
+        q1 = min(n, q0 + block_q)
+        j_lo, k_lo = max(0, q0 - w1 + 1), max(0, q0 - w2 + 1)
+        block_j = max(1, budget // ((q1 - q0) * (q1 - k_lo)))
+        yield q0, q1, j_lo, k_lo, block_j
+
+
+def _window_mask(q0: int, q1: int, lo: int, hi: int, w: int, device):
+    """(bq, hi - lo) booleans: key index in (i - w, i] for each query i of the block."""
+    rows = torch.arange(q0, q1, device=device)[:, None]
+    index = torch.arange(lo, hi, device=device)[None, :]
+    return (index <= rows) & (index > rows - w)
+
+
+def _windowed_logits(sq, K1, K2b, j0, j1, q0, q1, w1, k_allowed):
+    """The masked logits of one block, (bq, bj, nk), and the rows s Q_i * K1_j (bq bj, d)."""
+    d = sq.shape[1]
+    rows_block = (sq[:, None, :] * K1[j0:j1][None, :, :]).reshape(-1, d)
+    logits = (rows_block @ K2b.T).view(q1 - q0, j1 - j0, K2b.shape[0])
+    j_allowed = _window_mask(q0, q1, j0, j1, w1, sq.device)
+    logits.masked_fill_(~(j_allowed[:, :, None] & k_allowed[:, None, :]), -torch.inf)
+    return logits, rows_block
+
+
+def _windowed_forward(Q, K1, K2, V1, V2, scale: float, window):
+    """Windowed attention and the per-query log-sum-exp of the window's scaled logits."""
+    n = Q.shape[0]
+    d_v = V1.shape[1]
+    w1, w2 = window
+    out = torch.empty((n, d_v), dtype=Q.dtype, device=Q.device)
+    lse = torch.empty(n, dtype=Q.dtype, device=Q.device)
+    for q0, q1, j_lo, k_lo, block_j in _window_blocks(n, w1, w2):
+        k_allowed = _window_mask(q0, q1, k_lo, q1, w2, Q.device)
+        K2b, V2b = K2[k_lo:q1], V2[k_lo:q1]
+        n_k = q1 - k_lo
+        sq = scale * Q[q0:q1]
+        run_max = torch.full((q1 - q0,), -torch.inf, dtype=Q.dtype, device=Q.device)
+        numerator = torch.zeros((q1 - q0, d_v), dtype=Q.dtype, device=Q.device)
+        denominator = torch.zeros(q1 - q0, dtype=Q.dtype, device=Q.device)
+        for j0 in range(j_lo, q1, block_j):
+            j1 = min(q1, j0 + block_j)
+            logits, _ = _windowed_logits(sq, K1, K2b, j0, j1, q0, q1, w1, k_allowed)
+            new_max = torch.maximum(run_max, logits.amax(dim=(1, 2)))
+            # a query with no pair in its window so far is shifted by 0: no -inf - (-inf)
+            safe_max = torch.where(torch.isfinite(new_max), new_max, 0.0)
+            weights = logits.sub_(safe_max[:, None, None]).exp_()
+            rescale = torch.exp(run_max - safe_max)
+            inner = (weights.reshape(-1, n_k) @ V2b).view(q1 - q0, j1 - j0, d_v)
+            numerator = rescale[:, None] * numerator + (inner * V1[j0:j1][None]).sum(dim=1)
+            denominator = rescale * denominator + weights.sum(dim=(1, 2))
+            run_max = new_max
+        # every query has the pair (i, i) in its window: run_max is finite, denominator >= 1
+        out[q0:q1] = numerator / denominator[:, None]
+        lse[q0:q1] = run_max + torch.log(denominator)
+    return out, lse
+
+
+def _windowed_backward(Q, K1, K2, V1, V2, out, lse, grad_out, scale: float, window, needs):
+    """dQ, dK1, dK2, dV1, dV2 by recomputing each block of weights (formulas above)."""
+    n = Q.shape[0]
+    d, d_v = Q.shape[1], V1.shape[1]
+    w1, w2 = window
+    grad_q, grad_k1, grad_k2 = (torch.zeros_like(x) for x in (Q, K1, K2))
+    grad_v1, grad_v2 = torch.zeros_like(V1), torch.zeros_like(V2)
+    delta = (grad_out * out).sum(dim=1)  # D_i = dO_i . O_i
+    want_s = needs[0] or needs[1] or needs[2]  # a gradient through the logits
+    for q0, q1, j_lo, k_lo, block_j in _window_blocks(n, w1, w2):
+        bq = q1 - q0
+        k_allowed = _window_mask(q0, q1, k_lo, q1, w2, Q.device)
+        K2b, V2b = K2[k_lo:q1], V2[k_lo:q1]
+        n_k = q1 - k_lo
+        sq = scale * Q[q0:q1]
+        dout = grad_out[q0:q1]
+        for j0 in range(j_lo, q1, block_j):
+            j1 = min(q1, j0 + block_j)
+            logits, rows_block = _windowed_logits(sq, K1, K2b, j0, j1, q0, q1, w1, k_allowed)
+            # P = exp(L - lse): exactly 0 outside the window (exp(-inf))
+            weights = logits.sub_(lse[q0:q1, None, None]).exp_().view(-1, n_k)
+            dout_rows = (dout[:, None, :] * V1[j0:j1][None]).reshape(-1, d_v)  # dO_i * V1_j
+            if needs[4]:
+                grad_v2[k_lo:q1] += weights.T @ dout_rows
+            if needs[3]:
+                pv = (weights @ V2b).view(bq, j1 - j0, d_v)
+                grad_v1[j0:j1] += (pv * dout[:, None, :]).sum(dim=0)
+            if not want_s:
+                continue
+            ds = (dout_rows @ V2b.T).view(bq, j1 - j0, n_k)  # dP, then dS in its buffer
+            ds.sub_(delta[q0:q1, None, None])
+            ds = ds.view(-1, n_k).mul_(weights)
+            if needs[2]:
+                grad_k2[k_lo:q1] += ds.T @ rows_block  # rows_block = s Q_i * K1_j
+            if needs[0] or needs[1]:
+                g = (ds @ K2b).view(bq, j1 - j0, d)  # sum_k dS_ijk K2_k
+                if needs[0]:
+                    grad_q[q0:q1] += scale * (g * K1[j0:j1][None]).sum(dim=1)
+                if needs[1]:
+                    grad_k1[j0:j1] += (g * sq[:, None, :]).sum(dim=0)
+    return grad_q, grad_k1, grad_k2, grad_v1, grad_v2
+
+
+class WindowedTensorAttention(torch.autograd.Function):
+    """Windowed causal 2-simplicial attention with a recomputing backward.
+
+    ``apply(scale, w1, w2, Q, K1, K2, V1, V2)``. Saved for the backward: the inputs, the output
+    and the per-query log-sum-exp -- no weight (autograd through the blocked forward would keep
+    every block's weights, O(n w1 w2) numbers). Backward memory O(n d) beyond the inputs; work
+    O(n w1 w2 (d + d_v)), a small multiple of the forward's. Once differentiable.
+    """
+
+    @staticmethod
+    def forward(ctx, scale, w1, w2, Q, K1, K2, V1, V2):
+        out, lse = _windowed_forward(Q, K1, K2, V1, V2, scale, (w1, w2))
+        ctx.save_for_backward(Q, K1, K2, V1, V2, out, lse)
+        ctx.scale, ctx.window = scale, (w1, w2)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        Q, K1, K2, V1, V2, out, lse = ctx.saved_tensors
+        needs = ctx.needs_input_grad[3:]
+        grads = _windowed_backward(Q, K1, K2, V1, V2, out, lse, grad_out.contiguous(),
+                                   ctx.scale, ctx.window, needs)
+        return (None, None, None, *(g if need else None
+                                    for g, need in zip(grads, needs, strict=True)))
+
+
+def windowed_tensor_attention(Q, K1, K2, V1, V2, scale, window):
+    """The windowed dispatch entry for torch tensors: the Function when a gradient is wanted,
+    else the same forward without the autograd bookkeeping."""
+    inputs = (Q, K1, K2, V1, V2)
+    w1, w2 = int(window[0]), int(window[1])
+    if torch.is_grad_enabled() and any(x.requires_grad for x in inputs):
+        return WindowedTensorAttention.apply(float(scale), w1, w2, *inputs)
+    with torch.no_grad():
+        return _windowed_forward(*inputs, scale, (w1, w2))[0]

@@ -176,33 +176,9 @@ def test_only_the_inputs_that_require_grad_get_one(order):
             torch.testing.assert_close(g, e, rtol=0, atol=TOL64)
 
 
-def _retained_numbers(out):
-    """How many numbers the autograd graph of ``out`` keeps for the backward: the tensors saved
-    by every node reachable from ``out.grad_fn``, each storage counted once (an input saved
-    by two nodes is one array in memory)."""
-    storages: dict[int, int] = {}
-    seen, stack = set(), [out.grad_fn]
-    while stack:
-        node = stack.pop()
-        if node is None or node in seen:
-            continue
-        seen.add(node)
-        saved = list(getattr(node, "saved_tensors", ()))  # a custom Function's node
-        for name in dir(node):  # built-in nodes: _saved_self, _saved_result, ...
-            if name.startswith("_saved_"):
-                value = getattr(node, name)
-                items = value if isinstance(value, tuple | list) else (value,)
-                saved.extend(v for v in items if isinstance(v, torch.Tensor))
-        for t in saved:
-            storage = t.untyped_storage()
-            storages[storage.data_ptr()] = storage.nbytes() // t.element_size()
-        stack.extend(f for f, _ in node.next_functions)
-    return sum(storages.values())
-
-
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("order", [2, 3])
-def test_backward_keeps_only_o_n_d_numbers(order, causal):
+def test_backward_keeps_only_o_n_d_numbers(order, causal, retained_numbers):
     """The graph keeps the inputs, the output and one log-sum-exp per query: (2t - 1) n d +
     n d + n numbers, whatever the number of tuples n^(t-1). Storing the weights would keep
     n^t numbers, which the same count finds in autograd's graphs of the dense formula and of
@@ -212,14 +188,14 @@ def test_backward_keeps_only_o_n_d_numbers(order, causal):
     n, d, pairs = 40, 2, order - 1
     Q, keys, values = _leaves(np.random.default_rng(5), n, n, d, pairs)
     out = _call(pairs, causal)(Q, *keys, *values)
-    assert _retained_numbers(out) <= (2 * order - 1) * n * d + n * d + n
+    assert retained_numbers(out) <= (2 * order - 1) * n * d + n * d + n
     out.sum().backward()  # and the backward runs from what was kept
     assert all(torch.isfinite(x.grad).all() for x in (Q, *keys, *values))
     # the count is not blind to stored weights
     dense = dense_torch(Q, keys, values, causal=causal)
-    assert _retained_numbers(dense) >= n**order
+    assert retained_numbers(dense) >= n**order
     standard = _array.standard_exact_attention(Q, keys, values, 1.0 / d, causal)
-    assert _retained_numbers(standard) >= n**order
+    assert retained_numbers(standard) >= n**order
 
 
 def test_saved_tensors_of_the_node_are_inputs_output_and_log_sum_exp():

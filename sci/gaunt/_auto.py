@@ -13,7 +13,7 @@ Tables
   ``python -m sci.gaunt.calibrate --packaged`` (the machine is recorded in the file).
 * The user's table, written by ``python -m sci.gaunt.calibrate`` on the user's machine:
   ``$SCI_GAUNT_METHODS`` if set, else ``gaunt_methods.json`` in the data cache folder of
-  :mod:`sci.datasets` (``$SCI_CACHE_DIR``, else pooch's ``os_cache("sci-theory-results")``,
+  :mod:`sci.datasets` (``$SCI_DATA_CACHE``, else pooch's ``os_cache("sci-theory-results")``,
   e.g. ``~/.cache/sci-theory-results``). Its platforms replace the packaged ones.
 
 A call is keyed by its platform (``"numpy"``, ``"numba"``, ``"cupy"``, ``"torch:cpu"``,
@@ -26,6 +26,7 @@ O(L^5) direct method is never chosen.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import json
 import math
@@ -45,9 +46,18 @@ _DEFAULT = "fourier"
 
 def user_table_path() -> Path:
     """Where :func:`calibrate_methods` writes the user's table, and ``"auto"`` reads it."""
-    env = os.environ.get(TABLE_VARIABLE, "").strip()
-    if env:
-        return Path(env)
+    from ..datasets import CACHE_VARIABLE
+
+    return _user_table_path(os.environ.get(TABLE_VARIABLE, "").strip(),
+                            os.environ.get(CACHE_VARIABLE, "").strip())
+
+
+@functools.cache
+def _user_table_path(table_variable: str, cache_variable: str) -> Path:
+    # Keyed by the two variables that decide it: resolving the cache folder (pooch, platformdirs)
+    # costs tens of microseconds, as much as a small product itself.
+    if table_variable:
+        return Path(table_variable)
     from ..datasets import _cache_dir
 
     return _cache_dir() / "gaunt_methods.json"
@@ -90,9 +100,37 @@ def _tables(user_path: str) -> dict[str, Any]:
     return platforms
 
 
+@functools.cache
+def _index(user_path: str, platform: str, operation: str, precision: str
+           ) -> dict[str, Any] | None:
+    """One platform's rows for an operation, in the precision asked (else the other: its times
+    rank the methods alike), grouped for the lookup: ``{"nu": [...], "batch": {nu: [...]},
+    "degrees": {(nu, batch): ([L, ...], [best, ...])}}``. Built once per key, so that a call
+    costs a few comparisons, not a scan of the table."""
+    entry = _tables(user_path).get(platform)
+    if not entry:
+        return None
+    rows = [r for r in entry["rows"] if r["operation"] == operation]
+    rows = [r for r in rows if r["dtype"] == precision] or rows
+    if not rows:
+        return None
+    degrees: dict[tuple[int, int], dict[int, str]] = {}
+    for r in rows:
+        degrees.setdefault((r["nu"], r["batch"]), {}).setdefault(r["L"], r["best"])
+    powers = sorted({r["nu"] for r in rows})
+    return {
+        "nu": powers,
+        "batch": {nu: sorted({b for (n, b) in degrees if n == nu}) for nu in powers},
+        "degrees": {key: (sorted(by_l), [by_l[l] for l in sorted(by_l)])
+                    for key, by_l in degrees.items()},
+    }
+
+
 def clear_table_cache() -> None:
     """Forget the loaded tables (after a calibration, or when ``SCI_GAUNT_METHODS`` changes)."""
     _tables.cache_clear()
+    _index.cache_clear()
+    _user_table_path.cache_clear()
 
 
 def _precision(dtype: Any) -> str:
@@ -103,30 +141,17 @@ def _precision(dtype: Any) -> str:
 def choose_method(operation: str, degree: int, rows: int, dtype: Any, ctx: Any,
                   nu: int = 1) -> str:
     """The measured-fastest exact method for one call (see the module docstring)."""
-    platform = _tables(str(user_table_path())).get(platform_of(ctx))
-    if not platform:
+    index = _index(str(user_table_path()), platform_of(ctx), operation, _precision(dtype))
+    if index is None:
         return _DEFAULT
-    candidates = [r for r in platform["rows"] if r["operation"] == operation]
-    precision = _precision(dtype)
-    same = [r for r in candidates if r["dtype"] == precision]
-    candidates = same or candidates  # the other precision's times rank the methods alike
-    if not candidates:
-        return _DEFAULT
-
-    def nearest(key: str, value: float, log: bool) -> list[dict]:
-        values = sorted({r[key] for r in candidates})
-        dist = (lambda v: abs(math.log(max(v, 1)) - math.log(max(value, 1)))) if log else (
-            lambda v: abs(v - value))
-        best = min(values, key=dist)
-        return [r for r in candidates if r[key] == best]
-
-    candidates = nearest("nu", nu, log=False)
-    candidates = nearest("batch", rows, log=True)
-    degrees = sorted({r["L"] for r in candidates})
-    below = [d for d in degrees if d <= degree]
-    use = below[-1] if below else degrees[0]
-    row = next(r for r in candidates if r["L"] == use)
-    method = row["best"]
+    nu = min(index["nu"], key=lambda v: abs(v - nu))
+    batches = index["batch"][nu]
+    log_rows = math.log(max(rows, 1))
+    batch = min(batches, key=lambda v: abs(math.log(max(v, 1)) - log_rows))
+    degrees, best = index["degrees"][(nu, batch)]
+    # the nearest measured degree not above the call's (the smallest if none is)
+    position = max(bisect.bisect_right(degrees, degree) - 1, 0)
+    method = best[position]
     if degree > degrees[-1] and method == "direct":
         return _DEFAULT  # unmeasured territory: never the O(L^5) contraction
     return method

@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import sci
 from sci.backend._arrays import ArrayContext, creation_context
@@ -97,6 +99,54 @@ def test_lookup_degree_batch_precision_and_power(table):
     assert _auto.choose_method("product", 2, 1024, np.dtype("complex64"), ctx) == "grid"
     assert _auto.choose_method("power", 3, 1024, f32, ctx, nu=2) == "grid"
     assert _auto.choose_method("power", 3, 1024, f32, ctx, nu=5) == "direct"  # nearest nu
+
+
+def _scan(rows, operation, degree, n_rows, precision, nu):
+    """The lookup by a plain scan of the rows, written from the rules (the oracle of the
+    indexed lookup): operation; precision, else the other; nearest nu; nearest batch in log;
+    nearest measured degree not above (else the smallest); never direct beyond the largest."""
+    rows = [r for r in rows if r["operation"] == operation]
+    rows = [r for r in rows if r["dtype"] == precision] or rows
+    if not rows:
+        return "fourier"
+    nu = min(sorted({r["nu"] for r in rows}), key=lambda v: abs(v - nu))
+    rows = [r for r in rows if r["nu"] == nu]
+    batch = min(sorted({r["batch"] for r in rows}),
+                key=lambda b: abs(math.log(b) - math.log(max(n_rows, 1))))
+    rows = [r for r in rows if r["batch"] == batch]
+    degrees = sorted({r["L"] for r in rows})
+    use = max([d for d in degrees if d <= degree], default=degrees[0])
+    best = next(r["best"] for r in rows if r["L"] == use)
+    return "fourier" if degree > degrees[-1] and best == "direct" else best
+
+
+PRECISIONS = st.sampled_from(["float32", "float64"])
+OPERATIONS = st.sampled_from(["product", "power"])
+
+
+@given(
+    rows=st.lists(st.tuples(st.integers(1, 12), st.sampled_from(["fourier", "direct", "grid"]),
+                            st.sampled_from([64, 1024]), PRECISIONS, OPERATIONS,
+                            st.integers(1, 3)),
+                  min_size=8, max_size=40),
+    n_rows=st.integers(0, 5000), data=st.data(),
+)
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_lookup_equals_a_scan_of_the_table(table, rows, n_rows, data):
+    # Queries mostly like a measured row (so the group they land in holds several degrees), at,
+    # between and beyond the measured degrees (the edges of the "not above" rule).
+    like = data.draw(st.sampled_from(rows))
+    group = [r[0] for r in rows if r[2:] == like[2:]]  # the degrees measured like it
+    degree = data.draw(st.one_of(st.sampled_from(group), st.integers(0, 20)))
+    operation = data.draw(st.one_of(st.just(like[4]), OPERATIONS))
+    precision = data.draw(st.one_of(st.just(like[3]), PRECISIONS))
+    nu = data.draw(st.one_of(st.just(like[5]), st.integers(1, 5)))
+    rows = [_row(L, best, batch=b, dtype=dt, operation=op, nu=k) for L, best, b, dt, op, k in rows]
+    table("numba", rows)
+    _auto.clear_table_cache()
+    got = _auto.choose_method(operation, degree, n_rows, np.dtype(precision), _numba(), nu=nu)
+    assert got == _scan(rows, operation, degree, n_rows, precision, nu)
 
 
 def test_direct_is_never_chosen_beyond_the_measured_degrees(table):

@@ -87,12 +87,25 @@ class ExponentialSum:
     def __len__(self) -> int:
         return int(self.weights.shape[0])
 
-    def __call__(self, r: Any) -> np.ndarray:
-        """The sum at distances ``r`` (NumPy, any shape)."""
-        r = np.asarray(r, dtype=np.float64)
-        out = np.zeros_like(r)
-        for a, t in zip(self.weights, self.exponents, strict=True):
-            out += a * np.exp(-(t * r) ** 2)
+    def __call__(self, r: Any) -> Any:
+        """The sum at distances ``r`` (any shape).
+
+        An array of ``r``'s library (torch, CuPy, ``array_api_strict``, ...), on its device
+        and in its float dtype (float32 stays float32; differentiable by torch's autograd);
+        NumPy for NumPy arrays, lists and numbers (host data, whatever the switch).
+        """
+        if isinstance(r, np.ndarray | np.generic | list | tuple | int | float):
+            r = np.asarray(r)
+            r = r if r.dtype == np.float32 else r.astype(np.float64)
+            xp = np
+        else:
+            ctx = array_context(r, names=("r",))
+            r = as_float_array(r, "r", ctx=ctx, allow_nonfinite=True)
+            xp = ctx.xp
+        # The terms as Python numbers: no constant to place on r's device, and r's dtype kept.
+        out = xp.zeros_like(r)
+        for a, t in zip(self.weights.tolist(), self.exponents.tolist(), strict=True):
+            out = out + a * xp.exp(-((t * r) ** 2))
         return out
 
     def _subset(self, sl: slice) -> ExponentialSum:
@@ -375,7 +388,8 @@ def long_range_potential(positions: Any, charges: Any, *, tol: float = 1e-6,
         Its attribute ``exponential_sum`` holds the long-range terms used, ``cutoff`` the
         short-range radius. In the library and on the device of ``positions`` and
         ``charges`` (NumPy and lists follow the switch; two libraries or devices raise
-        :class:`TypeError` naming them).
+        :class:`TypeError` naming them), in float64 whatever their precision (as
+        :func:`direct_potential`: the sums of Gaussians of widths over decades need it).
 
     Notes
     -----
@@ -446,13 +460,14 @@ class RangeSeparatedPotential(_array.PlacedState):
     a polynomial there).
 
     The potential lives in the library and on the device of ``positions`` and ``charges``
-    (NumPy ones follow the switch) and is evaluated at targets of that library and device
-    only (lists follow it; others raise :class:`TypeError` naming both); :meth:`to` moves
-    it. Torch and other array-API positions: the long-range tensor is built in their library
-    and on their device (as :func:`long_range_potential`), and evaluation runs there on the
-    array path (the Chebyshev-Tucker sum plus a brute-force short-range sum over all pairs in
-    blocks, masked by the cutoff), differentiable by torch's autograd with respect to the
-    targets, the positions and the charges.
+    (NumPy ones follow the switch), in float64 whatever their precision, and is evaluated
+    at targets of that library and device only (lists follow it; others raise
+    :class:`TypeError` naming both); :meth:`to` moves it. Torch and other array-API
+    positions: the long-range tensor is built in their library and on their device (as
+    :func:`long_range_potential`), and evaluation runs there on the array path (the
+    Chebyshev-Tucker sum plus a brute-force short-range sum over all pairs in blocks, masked
+    by the cutoff), differentiable by torch's autograd with respect to the targets, the
+    positions and the charges.
 
     Examples
     --------

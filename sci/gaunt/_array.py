@@ -660,7 +660,9 @@ def wigner_D_entry(l, rotation, *, basis, ctx):
     xp = ctx.xp
     l = check_integer(l, "l", minimum=0, maximum=4096)
     basis = _check_basis(basis)
-    r = as_float_array(rotation, "rotation", dtype="float64", ctx=ctx)
+    r = as_float_array(rotation, "rotation", ctx=ctx)
+    precision = r.dtype  # of the result; the quadrature runs in float64
+    r = xp.astype(r, xp.float64)
     if r.ndim < 2 or tuple(r.shape[-2:]) != (3, 3):
         raise ValueError(f"rotation must have shape (..., 3, 3); got {tuple(r.shape)}")
     rt = xp.matrix_transpose(r)
@@ -683,4 +685,7 @@ def wigner_D_entry(l, rotation, *, basis, ctx):
     yr = harmonics(l, cos, sin, ph, basis, ctx)[..., sl]
     weights = _constant(ctx, ("wigner_weights", l), lambda: w[:, None], xp.float64)
     yw = xp.conj(y) * weights if basis == "complex" else y * weights
-    return xp.matrix_transpose(yw) @ yr
+    d = xp.matrix_transpose(yw) @ yr
+    if precision == xp.float64:
+        return d
+    return xp.astype(d, xp.complex64 if basis == "complex" else xp.float32)

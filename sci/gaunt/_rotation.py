@@ -65,6 +65,8 @@ def wigner_D(l: int, rotation: Any, *, basis: str = "real") -> Array:
         :math:`D^l(R)_{mm'} = \int \overline{Y_l^m(r)}\, Y_l^{m'}(R^{-1} r)\, d\Omega`: the
         coefficients of the rotated function :math:`f(R^{-1} r)` are :math:`D(R)\,x`
         (:func:`rotate`). Real and orthogonal for ``basis="real"``, unitary for complex.
+        In the library and on the device of ``rotation``, in its precision (float32 in,
+        float32 or complex64 out; computed in float64).
 
     Notes
     -----
@@ -89,6 +91,7 @@ def wigner_D(l: int, rotation: Any, *, basis: str = "real") -> Array:
 
     l = check_integer(l, "l", minimum=0, maximum=4096)
     basis = _check_basis(basis)
+    single = getattr(rotation, "dtype", None) == np.float32
     r = _check_rotation(rotation)
     xp = array_namespace()
     theta, phi, w, _, _ = sphere_quadrature(2 * l)
@@ -100,7 +103,8 @@ def wigner_D(l: int, rotation: Any, *, basis: str = "real") -> Array:
     moved = pts @ r  # (..., n, 3)
     yr = spherical_harmonics(l, moved, basis=basis)[..., sl]
     yw = xp.conj(y) * xp.asarray(w)[:, None]
-    return xp.swapaxes(yw, -1, -2) @ yr
+    d = xp.swapaxes(yw, -1, -2) @ yr
+    return d.astype(np.complex64 if basis == "complex" else np.float32) if single else d
 
 
 def rotate(x: Any, rotation: Any, *, basis: str = "real") -> Array:

@@ -454,7 +454,8 @@ def frozen_subspace_error(alpha: Any, *, sigma_w: Any = 1.0, sigma_w0: Any = 0.0
     Returns
     -------
     array
-        The frozen part of :math:`E_g(t)`, the same at every :math:`t`.
+        The frozen part of :math:`E_g(t)`, the same at every :math:`t`, in ``alpha``'s
+        float dtype (as the other curves: float32 stays float32).
 
     Notes
     -----
@@ -477,7 +478,8 @@ def frozen_subspace_error(alpha: Any, *, sigma_w: Any = 1.0, sigma_w0: Any = 0.0
     check_points("frozen_subspace_error", shape, itemsize, 4)
     xp = ctx.xp
     value = _positive_part(1.0 - alpha, xp) * (sigma_w * sigma_w + sigma_w0 * sigma_w0)
-    return xp.astype(value, _common_dtype(ctx, alpha, sigma_w, sigma_w0), copy=False)
+    # alpha's precision, as every curve: a Python float scale must not turn float32 into float64
+    return xp.astype(value, alpha.dtype, copy=False)
 
 
 def asymptotic_errors(

@@ -25,7 +25,7 @@ from .._validation import (
 )
 from ..backend import creation_context, implementation, register, to_numpy
 from ..parallel import map_trials, split_trials
-from ._simulation import _OPERATIONS_PER_TASK, _namespace_of, placed
+from ._simulation import _OPERATIONS_PER_TASK, _namespace_of, placed, simulation_context
 
 __all__ = ["draw_two_layer_problem", "simulate_two_layer"]
 
@@ -284,9 +284,10 @@ def simulate_two_layer(
         :func:`sci.parallel.current_executor`. The results do not depend on it.
     xp : module, optional
         The array library to simulate in (numpy, cupy, torch, array_api_strict, ...); default:
-        the switch's (NumPy, or CuPy under ``use_backend("cupy")``).
+        ``epochs``'s library if it is not NumPy, else the switch's (NumPy, or CuPy under
+        ``use_backend("cupy")``).
     device : optional
-        The device in that library (default: its default device).
+        The device in that library (default: ``epochs``'s, or the library's default device).
 
     Returns
     -------
@@ -302,6 +303,8 @@ def simulate_two_layer(
         ``learning_rate``, a learning rate at which descent diverges; ``MemoryLimitError`` (a
         ValueError) if the data, the feature kernel and the ``(epochs x examples)`` work arrays
         would need more memory than ``SCI_MEMORY_LIMIT`` allows.
+    TypeError
+        ``epochs`` of another library or device than ``xp``/``device`` name.
 
     Notes
     -----
@@ -336,7 +339,9 @@ def simulate_two_layer(
     >>> type(eg_t).__name__, bool(abs(eg_t.numpy() - eg).max() < 1e-10)
     ('Tensor', True)
     """
-    ctx = creation_context(xp, device)
+    # epochs of a library (torch, ...) place the simulation, as t does simulate_linear's;
+    # their values are read on the host (they count steps)
+    ctx = simulation_context(xp, device, epochs=epochs)
     epochs = as_int_array(epochs, "epochs", minimum=0)
     if epochs.ndim != 1 or epochs.size == 0:
         raise ValueError(f"epochs must be a non-empty 1-D array; got shape {epochs.shape}")

@@ -259,125 +259,146 @@ def exact_attention(Q, keys, values, scale, causal):
 # ---------------------------------------------------------------------------------------------
 # Windowed 2-simplicial attention (``tensor_attention(..., window=(w1, w2))``)
 #
-# Query i attends to the pairs (j, k) with i - w1 < j <= i and i - w2 < k <= i. The blocks are
-# those of ``_array.windowed_tensor_attention``: query blocks of bq <= min(w1, w2) rows, the
-# keys j of the block's range in chunks, all the keys k of its range at once. The Function saves
-# Q, K1, K2, V1, V2, the output and lse_i; the backward recomputes each (bq, bj, nk) block of
-# weights P = exp(L - lse) (zero outside the window) and, with D_i = dO_i . O_i,
+# Query i attends to the pairs (j, k) with i - w1 < j <= i and i - w2 < k <= i. Each query's
+# windows are gathered as views (``unfold`` of the keys padded with w - 1 rows in front), so a
+# block of bq queries forms exactly its bq w1 w2 logits by one batched product,
+# (s Q_i * K1w_ia) K2w_ib^T, with no pair outside a window computed (blocks over the key ranges
+# would compute up to four times as many and mask them). A query's window lies whole in its
+# block, so each block's softmax is complete: no online rescaling. Slots before key 0 (the
+# first w - 1 queries) are masked to -inf. The Function saves Q, K1, K2, V1, V2, the output
+# and lse_i; the backward recomputes each block's weights P = exp(L - lse) and, with
+# D_i = dO_i . O_i,
 #
-#     dP_ijk = dO_i . (V1_j * V2_k),                dS_ijk = P_ijk (dP_ijk - D_i)
-#     dQ_i   = s sum_jk dS_ijk K1_j * K2_k,         dK1_j = s sum_ik dS_ijk Q_i * K2_k
-#     dK2_k  = s sum_ij dS_ijk Q_i * K1_j,          dV1_j = sum_ik P_ijk dO_i * V2_k
-#     dV2_k  = sum_ij P_ijk dO_i * V1_j
+#     dP_iab = dO_i . (V1w_ia * V2w_ib),            dS_iab = P_iab (dP_iab - D_i)
+#     dQ_i   = s sum_ab dS_iab K1w_ia * K2w_ib,     dK1w_ia = s sum_b dS_iab Q_i * K2w_ib
+#     dK2w_ib = s sum_a dS_iab Q_i * K1w_ia,        dV1w_ia = sum_b P_iab dO_i * V2w_ib
+#     dV2w_ib = sum_a P_iab dO_i * V1w_ia
 #
-# (the product rule over the pair (K1_j, K2_k) and (V1_j, V2_k)). Work O(n w1 w2 (d + d_v)),
-# as the forward's; memory one block of at most ``_exact._BLOCK_ELEMENTS`` weights and its dS,
-# plus the gradients: O(n d) beyond the inputs.
+# (the product rule over the pair (K1_j, K2_k) and (V1_j, V2_k)); the window gradients go back
+# to the keys by the adjoint of ``unfold`` (``_unwindow``): a sum over the w windows holding
+# a key, in a fixed order (deterministic, unlike atomic scatters). Work O(n w1 w2 (d + d_v)), as the
+# forward's; memory one block of at most ``_exact._BLOCK_ELEMENTS`` weights (at least one
+# query's w1 w2) and its dS, plus the gradients: O(n d) beyond the inputs.
 # ---------------------------------------------------------------------------------------------
 
 
+def _windows(X, w: int):
+    """(n, w, width) view of X padded with w - 1 zero rows in front: row i is X[i-w+1 .. i]."""
+    padded = torch.nn.functional.pad(X, (0, 0, w - 1, 0))
+    return padded.unfold(0, w, 1).transpose(1, 2)
+
+
+def _unwindow(grad_windows, w: int):
+    """The adjoint of :func:`_windows` for a block of bq queries, in padded coordinates: row p
+    gets the sum of the slots holding it, ``sum_a grad_windows[p - a, a]`` (bq + w - 1 rows).
+
+    A strided view does it without a scatter (deterministic, unlike atomic adds): with the
+    slots reversed and w - 1 zero rows on both sides, the slots of row p lie at rows p + a'
+    of slot a', a constant stride along a'.
+    """
+    bq, _, width = grad_windows.shape
+    padded = torch.nn.functional.pad(torch.flip(grad_windows, (1,)), (0, 0, 0, 0, w - 1, w - 1))
+    diagonals = padded.as_strided((bq + w - 1, w, width), (w * width, w * width + width, 1))
+    return diagonals.sum(dim=1)
+
+
 def _window_blocks(n: int, w1: int, w2: int):
-    """``(q0, q1, j_lo, k_lo, block_j)`` for each query block (the forward's and backward's)."""
-    budget = _exact._BLOCK_ELEMENTS
-    block_q = max(1, min(n, w1, w2, budget // min(n, 2 * w2)))
+    """``(q0, q1)`` for each block of queries: at most ``_BLOCK_ELEMENTS`` logits (one query
+    at least)."""
+    block_q = max(1, min(n, _exact._BLOCK_ELEMENTS // (w1 * w2)))
     for q0 in range(0, n, block_q):
-        q1 = min(n, q0 + block_q)
-        j_lo, k_lo = max(0, q0 - w1 + 1), max(0, q0 - w2 + 1)
-        block_j = max(1, budget // ((q1 - q0) * (q1 - k_lo)))
-        yield q0, q1, j_lo, k_lo, block_j
+        yield q0, min(n, q0 + block_q)
 
 
-def _window_mask(q0: int, q1: int, lo: int, hi: int, w: int, device):
-    """(bq, hi - lo) booleans: key index in (i - w, i] for each query i of the block."""
-    rows = torch.arange(q0, q1, device=device)[:, None]
-    index = torch.arange(lo, hi, device=device)[None, :]
-    return (index <= rows) & (index > rows - w)
+def _padding_mask(q0: int, q1: int, w1: int, w2: int, device):
+    """(bq, w1, w2) booleans, True at the pairs with a slot before key 0, or None if the
+    block has none (every query i >= w - 1)."""
+    if q0 >= max(w1, w2) - 1:
+        return None
+    i = torch.arange(q0, q1, device=device)[:, None]
+    before1 = i - w1 + 1 + torch.arange(w1, device=device)[None, :] < 0
+    before2 = i - w2 + 1 + torch.arange(w2, device=device)[None, :] < 0
+    return before1[:, :, None] | before2[:, None, :]
 
 
-def _windowed_logits(sq, K1, K2b, j0, j1, q0, q1, w1, k_allowed):
-    """The masked logits of one block, (bq, bj, nk), and the rows s Q_i * K1_j (bq bj, d)."""
-    d = sq.shape[1]
-    rows_block = (sq[:, None, :] * K1[j0:j1][None, :, :]).reshape(-1, d)
-    logits = (rows_block @ K2b.T).view(q1 - q0, j1 - j0, K2b.shape[0])
-    j_allowed = _window_mask(q0, q1, j0, j1, w1, sq.device)
-    logits.masked_fill_(~(j_allowed[:, :, None] & k_allowed[:, None, :]), -torch.inf)
-    return logits, rows_block
+class _Windows:
+    """The inputs' window views and the block logits, shared by the forward and backward."""
+
+    def __init__(self, Q, K1, K2, V1, V2, scale: float, window):
+        n = Q.shape[0]
+        # a window longer than the sequence holds nothing more than the whole prefix
+        self.w1, self.w2 = min(window[0], n), min(window[1], n)
+        self.scale, self.n = scale, n
+        self.sQ = scale * Q
+        self.K1w, self.K2w = _windows(K1, self.w1), _windows(K2, self.w2)
+        self.V1w, self.V2w = _windows(V1, self.w1), _windows(V2, self.w2)
+
+    def logits(self, q0: int, q1: int):
+        """(bq, w1, w2) masked logits of queries q0..q1 and the rows s Q_i * K1w_ia."""
+        rows = self.sQ[q0:q1, None, :] * self.K1w[q0:q1]
+        logits = torch.bmm(rows, self.K2w[q0:q1].transpose(1, 2))
+        mask = _padding_mask(q0, q1, self.w1, self.w2, logits.device)
+        if mask is not None:
+            logits.masked_fill_(mask, -torch.inf)
+        return logits, rows
 
 
 def _windowed_forward(Q, K1, K2, V1, V2, scale: float, window):
     """Windowed attention and the per-query log-sum-exp of the window's scaled logits."""
     n = Q.shape[0]
-    d_v = V1.shape[1]
-    w1, w2 = window
-    out = torch.empty((n, d_v), dtype=Q.dtype, device=Q.device)
+    win = _Windows(Q, K1, K2, V1, V2, scale, window)
+    out = torch.empty((n, V1.shape[1]), dtype=Q.dtype, device=Q.device)
     lse = torch.empty(n, dtype=Q.dtype, device=Q.device)
-    for q0, q1, j_lo, k_lo, block_j in _window_blocks(n, w1, w2):
-        k_allowed = _window_mask(q0, q1, k_lo, q1, w2, Q.device)
-        K2b, V2b = K2[k_lo:q1], V2[k_lo:q1]
-        n_k = q1 - k_lo
-        sq = scale * Q[q0:q1]
-        run_max = torch.full((q1 - q0,), -torch.inf, dtype=Q.dtype, device=Q.device)
-        numerator = torch.zeros((q1 - q0, d_v), dtype=Q.dtype, device=Q.device)
-        denominator = torch.zeros(q1 - q0, dtype=Q.dtype, device=Q.device)
-        for j0 in range(j_lo, q1, block_j):
-            j1 = min(q1, j0 + block_j)
-            logits, _ = _windowed_logits(sq, K1, K2b, j0, j1, q0, q1, w1, k_allowed)
-            new_max = torch.maximum(run_max, logits.amax(dim=(1, 2)))
-            # a query with no pair in its window so far is shifted by 0: no -inf - (-inf)
-            safe_max = torch.where(torch.isfinite(new_max), new_max, 0.0)
-            weights = logits.sub_(safe_max[:, None, None]).exp_()
-            rescale = torch.exp(run_max - safe_max)
-            inner = (weights.reshape(-1, n_k) @ V2b).view(q1 - q0, j1 - j0, d_v)
-            numerator = rescale[:, None] * numerator + (inner * V1[j0:j1][None]).sum(dim=1)
-            denominator = rescale * denominator + weights.sum(dim=(1, 2))
-            run_max = new_max
-        # every query has the pair (i, i) in its window: run_max is finite, denominator >= 1
-        out[q0:q1] = numerator / denominator[:, None]
-        lse[q0:q1] = run_max + torch.log(denominator)
+    for q0, q1 in _window_blocks(n, win.w1, win.w2):
+        logits, _ = win.logits(q0, q1)
+        # every query has the pair (i, i): its largest logit is finite, its sum of weights
+        # >= 1. One exponential per logit (logsumexp and then exp(L - lse) would take two).
+        largest = logits.flatten(1).amax(dim=1)
+        weights = logits.sub_(largest[:, None, None]).exp_()
+        denominator = weights.flatten(1).sum(dim=1)
+        inner = torch.bmm(weights, win.V2w[q0:q1])  # sum_b e_iab V2w_ib: (bq, w1, d_v)
+        out[q0:q1] = (inner * win.V1w[q0:q1]).sum(dim=1) / denominator[:, None]
+        lse[q0:q1] = largest + torch.log(denominator)
     return out, lse
 
 
 def _windowed_backward(Q, K1, K2, V1, V2, out, lse, grad_out, scale: float, window, needs):
     """dQ, dK1, dK2, dV1, dV2 by recomputing each block of weights (formulas above)."""
     n = Q.shape[0]
-    d, d_v = Q.shape[1], V1.shape[1]
-    w1, w2 = window
-    grad_q, grad_k1, grad_k2 = (torch.zeros_like(x) for x in (Q, K1, K2))
-    grad_v1, grad_v2 = torch.zeros_like(V1), torch.zeros_like(V2)
+    win = _Windows(Q, K1, K2, V1, V2, scale, window)
+    w1, w2 = win.w1, win.w2
+    grad_q = torch.zeros_like(Q)
+    # the windows' gradients, in the padded coordinates of _windows (row p = key p - w + 1)
+    grad_k1 = torch.zeros((n + w1 - 1, K1.shape[1]), dtype=K1.dtype, device=K1.device)
+    grad_k2 = torch.zeros((n + w2 - 1, K2.shape[1]), dtype=K2.dtype, device=K2.device)
+    grad_v1 = torch.zeros((n + w1 - 1, V1.shape[1]), dtype=V1.dtype, device=V1.device)
+    grad_v2 = torch.zeros((n + w2 - 1, V2.shape[1]), dtype=V2.dtype, device=V2.device)
     delta = (grad_out * out).sum(dim=1)  # D_i = dO_i . O_i
     want_s = needs[0] or needs[1] or needs[2]  # a gradient through the logits
-    for q0, q1, j_lo, k_lo, block_j in _window_blocks(n, w1, w2):
-        bq = q1 - q0
-        k_allowed = _window_mask(q0, q1, k_lo, q1, w2, Q.device)
-        K2b, V2b = K2[k_lo:q1], V2[k_lo:q1]
-        n_k = q1 - k_lo
-        sq = scale * Q[q0:q1]
+    for q0, q1 in _window_blocks(n, w1, w2):
+        logits, rows = win.logits(q0, q1)
+        weights = logits.sub_(lse[q0:q1, None, None]).exp_()  # exp(-inf) = 0 on the padding
         dout = grad_out[q0:q1]
-        for j0 in range(j_lo, q1, block_j):
-            j1 = min(q1, j0 + block_j)
-            logits, rows_block = _windowed_logits(sq, K1, K2b, j0, j1, q0, q1, w1, k_allowed)
-            # P = exp(L - lse): exactly 0 outside the window (exp(-inf))
-            weights = logits.sub_(lse[q0:q1, None, None]).exp_().view(-1, n_k)
-            dout_rows = (dout[:, None, :] * V1[j0:j1][None]).reshape(-1, d_v)  # dO_i * V1_j
-            if needs[4]:
-                grad_v2[k_lo:q1] += weights.T @ dout_rows
-            if needs[3]:
-                pv = (weights @ V2b).view(bq, j1 - j0, d_v)
-                grad_v1[j0:j1] += (pv * dout[:, None, :]).sum(dim=0)
-            if not want_s:
-                continue
-            ds = (dout_rows @ V2b.T).view(bq, j1 - j0, n_k)  # dP, then dS in its buffer
-            ds.sub_(delta[q0:q1, None, None])
-            ds = ds.view(-1, n_k).mul_(weights)
-            if needs[2]:
-                grad_k2[k_lo:q1] += ds.T @ rows_block  # rows_block = s Q_i * K1_j
-            if needs[0] or needs[1]:
-                g = (ds @ K2b).view(bq, j1 - j0, d)  # sum_k dS_ijk K2_k
-                if needs[0]:
-                    grad_q[q0:q1] += scale * (g * K1[j0:j1][None]).sum(dim=1)
-                if needs[1]:
-                    grad_k1[j0:j1] += (g * sq[:, None, :]).sum(dim=0)
-    return grad_q, grad_k1, grad_k2, grad_v1, grad_v2
+        dout_v1 = dout[:, None, :] * win.V1w[q0:q1]  # dO_i * V1w_ia: (bq, w1, d_v)
+        if needs[4]:
+            grad_v2[q0:q1 + w2 - 1] += _unwindow(torch.bmm(weights.transpose(1, 2), dout_v1),
+                                                 w2)
+        if needs[3]:
+            inner = torch.bmm(weights, win.V2w[q0:q1])
+            grad_v1[q0:q1 + w1 - 1] += _unwindow(inner * dout[:, None, :], w1)
+        if not want_s:
+            continue
+        ds = torch.bmm(dout_v1, win.V2w[q0:q1].transpose(1, 2))  # dP, then dS in its buffer
+        ds.sub_(delta[q0:q1, None, None]).mul_(weights)
+        if needs[2]:  # rows = s Q_i * K1w_ia
+            grad_k2[q0:q1 + w2 - 1] += _unwindow(torch.bmm(ds.transpose(1, 2), rows), w2)
+        if needs[0] or needs[1]:
+            g = torch.bmm(ds, win.K2w[q0:q1])  # sum_b dS_iab K2w_ib: (bq, w1, d)
+            if needs[0]:
+                grad_q[q0:q1] = scale * (g * win.K1w[q0:q1]).sum(dim=1)
+            if needs[1]:
+                grad_k1[q0:q1 + w1 - 1] += _unwindow(g * win.sQ[q0:q1, None, :], w1)
+    return (grad_q, grad_k1[w1 - 1:], grad_k2[w2 - 1:], grad_v1[w1 - 1:], grad_v2[w2 - 1:])
 
 
 class WindowedTensorAttention(torch.autograd.Function):

@@ -122,62 +122,55 @@ def windowed_tensor_attention(Q, K1, K2, V1, V2, scale, window):
 def standard_windowed_tensor_attention(Q, K1, K2, V1, V2, scale, window):
     """Windowed causal 2-simplicial attention: query i attends to the pairs (j, k) with
     ``i - w1 < j <= i`` and ``i - w2 < k <= i`` (Roy et al., "Fast and Simplex: 2-Simplicial
-    Attention in Triton", 2025), exactly, with the online softmax.
+    Attention in Triton", 2025), exactly.
 
-    Query blocks of ``bq`` rows see the keys ``j`` in ``[q0 - w1 + 1, q1)`` and ``k`` in
-    ``[q0 - w2 + 1, q1)``; the block's logits are formed over those ranges, ``j`` in chunks
-    (a running maximum per query across the chunks), and masked to each query's window. With
-    ``bq <= min(w1, w2)`` the ranges are at most twice the windows, so the work is at most
-    ``4 n w1 w2 d`` (and ``(d + d_v)`` per logit): O(n w1 w2 d). Memory: one block of at most
-    ``_BLOCK_ELEMENTS`` logits beyond the inputs and the output. Written against the array
-    API (NumPy, CuPy, array_api_strict); torch tensors take it written in torch (``_torch.py``),
-    unless this is called directly (then autograd keeps every block's weights).
+    Each block of ``bq`` queries gathers its windows, ``K1w[i, a] = K1[i - w1 + 1 + a]`` (the
+    keys padded with ``w1 - 1`` zero rows in front; likewise K2, V1, V2), and forms exactly its
+    ``bq w1 w2`` logits by one stacked product ``(s Q_i * K1w_i) K2w_i^T``; the slots before
+    key 0 are masked to -inf. A query's window lies whole in its block, so each block's softmax
+    is complete (no online rescaling). Work ``n w1 w2 (d + d_v)`` multiply-adds and one
+    exponential per logit: O(n w1 w2 d). Memory: one block of at most ``_BLOCK_ELEMENTS``
+    logits (one query's at least) and its gathered windows, beyond the inputs and the output.
+    The gather indices are made on the inputs' device (nothing is sent per block). Written
+    against the array API (NumPy, CuPy, array_api_strict); torch tensors take the same
+    formulation written in torch (``_torch.py``), unless this is called directly (then
+    autograd keeps every block's weights).
     """
     xp = array_api_compat.array_namespace(Q)
     device = array_api_compat.device(Q)
     n, d = Q.shape
     d_v = V1.shape[1]
     w1, w2 = min(window[0], n), min(window[1], n)  # a window beyond the start: plain causal
-    budget = _exact._BLOCK_ELEMENTS
-    block_q = max(1, min(n, w1, w2, budget // min(n, 2 * w2)))
+
+    def padded(X, w):
+        return xp.concat([xp.zeros((w - 1, X.shape[1]), dtype=X.dtype, device=device), X])
+
+    def window(Xp, index, w, width):  # (bq, w, width): the gathered windows of a block
+        return xp.reshape(xp.take(Xp, index, axis=0), (-1, w, width))
+
+    K1p, V1p, K2p, V2p = padded(K1, w1), padded(V1, w1), padded(K2, w2), padded(V2, w2)
+    slots1 = xp.arange(w1, device=device)
+    slots2 = xp.arange(w2, device=device)
+    block_q = max(1, min(n, _exact._BLOCK_ELEMENTS // (w1 * w2)))
     blocks = []
     for q0 in range(0, n, block_q):
         q1 = min(n, q0 + block_q)
-        rows = np.arange(q0, q1)
-        j_lo, k_lo = max(0, q0 - w1 + 1), max(0, q0 - w2 + 1)
-        k_index = np.arange(k_lo, q1)
-        # each query's k window, (bq, nk): built on the host from the bounds, sent once
-        k_allowed = xp.asarray((k_index[None, :] <= rows[:, None])
-                               & (k_index[None, :] > rows[:, None] - w2), device=device)
-        K2b, V2b = K2[k_lo:q1, :], V2[k_lo:q1, :]
-        n_k = q1 - k_lo
-        block_j = max(1, budget // ((q1 - q0) * n_k))
-        sq = scale * Q[q0:q1, :]
-        run_max = numerator = denominator = None
-        for j0 in range(j_lo, q1, block_j):
-            j1 = min(q1, j0 + block_j)
-            j_index = np.arange(j0, j1)
-            j_allowed = xp.asarray((j_index[None, :] <= rows[:, None])
-                                   & (j_index[None, :] > rows[:, None] - w1), device=device)
-            rows_block = xp.reshape(sq[:, None, :] * K1[j0:j1, :][None, :, :], (-1, d))
-            logits = xp.reshape(rows_block @ K2b.T, (q1 - q0, j1 - j0, n_k))
-            allowed = j_allowed[:, :, None] & k_allowed[:, None, :]
-            logits = xp.where(allowed, logits, -xp.inf)
-            block_max = xp.max(logits, axis=(1, 2))
-            new_max = block_max if run_max is None else xp.maximum(run_max, block_max)
-            # a query with no pair in its window so far is shifted by 0: no -inf - (-inf)
-            safe_max = xp.where(xp.isfinite(new_max), new_max, xp.zeros_like(new_max))
-            weights = xp.exp(logits - safe_max[:, None, None])
-            inner = xp.reshape(xp.reshape(weights, (-1, n_k)) @ V2b, (q1 - q0, j1 - j0, d_v))
-            contribution = xp.sum(inner * V1[j0:j1, :][None, :, :], axis=1)
-            mass = xp.sum(weights, axis=(1, 2))
-            if run_max is None:
-                numerator, denominator = contribution, mass
-            else:
-                rescale = xp.exp(run_max - safe_max)
-                numerator = rescale[:, None] * numerator + contribution
-                denominator = rescale * denominator + mass
-            run_max = new_max
-        # every query has the pair (i, i) in its window: the denominator is positive
-        blocks.append(numerator / denominator[:, None])
+        bq = q1 - q0
+        queries = xp.arange(q0, q1, device=device)
+        # padded row of slot a of query i: i + a (key i - w + 1 + a)
+        index1 = xp.reshape(queries[:, None] + slots1[None, :], (-1,))
+        index2 = xp.reshape(queries[:, None] + slots2[None, :], (-1,))
+
+        K1w, K2w = window(K1p, index1, w1, d), window(K2p, index2, w2, d)
+        logits = ((scale * Q[q0:q1, :])[:, None, :] * K1w) @ xp.matrix_transpose(K2w)
+        if q0 < max(w1, w2) - 1:  # slots before key 0 (padded rows < w - 1) in this block
+            before1 = xp.reshape(index1, (bq, w1)) < w1 - 1
+            before2 = xp.reshape(index2, (bq, w2)) < w2 - 1
+            logits = xp.where(before1[:, :, None] | before2[:, None, :], -xp.inf, logits)
+        # every query has the pair (i, i): its largest logit is finite, its mass >= 1
+        largest = xp.max(logits, axis=(1, 2))
+        weights = xp.exp(logits - largest[:, None, None])
+        inner = weights @ window(V2p, index2, w2, d_v)  # sum_b e_iab V2w_ib: (bq, w1, d_v)
+        numerator = xp.sum(inner * window(V1p, index1, w1, d_v), axis=1)
+        blocks.append(numerator / xp.sum(weights, axis=(1, 2))[:, None])
     return xp.concat(blocks, axis=0)

@@ -44,12 +44,13 @@ EXACT_METHODS = ("fourier", "direct", "grid")
 _DEFAULT = "fourier"
 
 
+_CACHE_VARIABLE = "SCI_DATA_CACHE"  # sci.datasets.CACHE_VARIABLE (a test holds them equal)
+
+
 def user_table_path() -> Path:
     """Where :func:`calibrate_methods` writes the user's table, and ``"auto"`` reads it."""
-    from ..datasets import CACHE_VARIABLE
-
     return _user_table_path(os.environ.get(TABLE_VARIABLE, "").strip(),
-                            os.environ.get(CACHE_VARIABLE, "").strip())
+                            os.environ.get(_CACHE_VARIABLE, "").strip())
 
 
 @functools.cache
@@ -130,6 +131,7 @@ def clear_table_cache() -> None:
     """Forget the loaded tables (after a calibration, or when ``SCI_GAUNT_METHODS`` changes)."""
     _tables.cache_clear()
     _index.cache_clear()
+    _choose.cache_clear()
     _user_table_path.cache_clear()
 
 
@@ -141,7 +143,16 @@ def _precision(dtype: Any) -> str:
 def choose_method(operation: str, degree: int, rows: int, dtype: Any, ctx: Any,
                   nu: int = 1) -> str:
     """The measured-fastest exact method for one call (see the module docstring)."""
-    index = _index(str(user_table_path()), platform_of(ctx), operation, _precision(dtype))
+    return _choose(str(user_table_path()), platform_of(ctx), operation, _precision(dtype),
+                   int(nu), int(rows), int(degree))
+
+
+@functools.lru_cache(maxsize=4096)
+def _choose(user_path: str, platform: str, operation: str, precision: str, nu: int, rows: int,
+            degree: int) -> str:
+    # Memoised: a model calls with the same few shapes, and a lookup costs microseconds, as
+    # much as a product at L = 1.
+    index = _index(user_path, platform, operation, precision)
     if index is None:
         return _DEFAULT
     nu = min(index["nu"], key=lambda v: abs(v - nu))

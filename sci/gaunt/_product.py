@@ -17,6 +17,8 @@ from .._validation import (
     memory_limit,
 )
 from ..backend import array_context, array_namespace, implementation, register
+from ..backend._arrays import switch_context
+from ._auto import choose_method
 from ._coefficients import gaunt_table
 from ._fourier import (
     _full_spectrum_complex,
@@ -92,9 +94,6 @@ def _resolve(method, operation, degree, rows, dtype, ctx, nu=1):
     """An exact method for ``method="auto"``: the measured-fastest here (sci/gaunt/_auto.py)."""
     if method != "auto":
         return method
-    from ..backend._arrays import switch_context
-    from ._auto import choose_method
-
     if ctx is None:
         ctx = switch_context()
     return choose_method(operation, degree, rows, dtype, ctx, nu=nu)

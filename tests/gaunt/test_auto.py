@@ -211,3 +211,23 @@ def test_calibration_writes_and_auto_reads_it(table, tmp_path):
     with sci.use_backend("numba"):
         got = _auto.choose_method("product", 1, 4, np.dtype("float64"), creation_context())
     assert got == first["best"]
+
+
+def test_the_cache_variable_is_the_datasets_one():
+    """_auto names the data-cache variable itself (no import per call): it must stay the one
+    sci.datasets reads."""
+    from sci import datasets
+
+    assert _auto._CACHE_VARIABLE == datasets.CACHE_VARIABLE
+
+
+def test_a_changed_table_variable_is_read(table, tmp_path, monkeypatch):
+    """The memoised lookup is keyed by the table's path: pointing SCI_GAUNT_METHODS elsewhere
+    takes effect without clearing any cache."""
+    ctx, f32 = _numba(), np.dtype("float32")
+    table("numba", [_row(2, "grid")])
+    assert _auto.choose_method("product", 2, 1024, f32, ctx) == "grid"
+    other = tmp_path / "other.json"
+    _auto.write_table(other, {"numba": {"machine": {}, "rows": [_row(2, "direct")]}})
+    monkeypatch.setenv(_auto.TABLE_VARIABLE, str(other))
+    assert _auto.choose_method("product", 2, 1024, f32, ctx) == "direct"

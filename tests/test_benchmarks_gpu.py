@@ -11,9 +11,12 @@ GPU sections.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -362,3 +365,23 @@ def test_performance_page_reads_the_device_name_of_older_records(tmp_path):
     assert "On Old GPU" in page and "``generalization`` on Old GPU" in page
     assert "No ceilings of this device" in page
     _check_rst(page)
+
+
+# --------------------------------------------------------------------------------------------
+# The prepared run on a lent GPU machine
+# --------------------------------------------------------------------------------------------
+
+
+def test_device_scripts_parse_and_name_real_benchmarks():
+    from benchmarks._harness import discover
+
+    ci = Path(__file__).resolve().parents[1] / ".ci"
+    for script in ("device-check", "device-prepare"):
+        path = ci / script
+        assert os.access(path, os.X_OK), f"{path} is not executable"
+        subprocess.run(["bash", "-n", str(path)], check=True)
+    text = (ci / "device-check").read_text()
+    names = re.search(r'BENCHMARKS:=([^}"]*)', text).group(1).split()
+    # the ceilings are measured first, on their own clock, then every benchmark named
+    assert names and set(names) <= set(discover()) - {"machine"}
+    assert "bench machine" in text

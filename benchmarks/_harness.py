@@ -5,7 +5,9 @@ A benchmark module ``benchmarks/<name>.py`` defines ``BENCHMARK = Benchmark(...)
 ``peer`` on the same inputs, with warm-up and repeats (the median is reported), and the ratio
 peer/ours (> 1: ``sci`` is faster). ``summarize(rows)`` may add derived numbers (fitted
 exponents, crossovers). Results go to ``benchmarks/results/<name>.json`` (``--quick`` runs to
-``<name>.quick.json`` so recorded full runs are never overwritten by smoke runs).
+``<name>.quick.json`` so recorded full runs are never overwritten by smoke runs). Runs under the
+``cupy`` backend go to ``<name>.gpu.json`` (``<name>.gpu.quick.json``), beside the CPU record
+rather than over it, and record the device they ran on.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import math
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -47,6 +51,34 @@ class Benchmark:
     summarize: Callable[[list[dict[str, Any]]], Mapping[str, Any]] | None = None
 
 
+def _device_synchronizer() -> Callable[[], None] | None:
+    """What waits for the GPU work launched so far: ``None`` where no device is in use.
+
+    CuPy and torch return from a kernel launch before the kernel has run, so a timer stopped
+    without waiting measures the launch alone. Only libraries the process has already imported
+    are asked (``sys.modules``): on a CPU machine this imports nothing and returns ``None``.
+    """
+    syncs: list[Callable[[], None]] = []
+    cupy = sys.modules.get("cupy")
+    if cupy is not None:
+        try:  # CuPy installed without a device (or driver) raises here
+            if cupy.cuda.runtime.getDeviceCount() > 0:
+                syncs.append(lambda: cupy.cuda.Device().synchronize())
+        except Exception:  # any CUDA error means: no device to wait for
+            pass
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        syncs.append(torch.cuda.synchronize)
+    if not syncs:
+        return None
+
+    def synchronize() -> None:
+        for sync in syncs:
+            sync()
+
+    return synchronize
+
+
 def time_callable(
     fn: Callable[[], Any], *, repeats: int = 5, warmup: int = 1, min_time: float = 0.02
 ) -> dict[str, Any]:
@@ -55,15 +87,22 @@ def time_callable(
     Warm-up calls run first (JIT compilation, caches, FFT plans); then each of ``repeats``
     measurements runs ``fn`` enough times to last at least ``min_time`` seconds (as
     :mod:`timeit`'s autorange does), so short calls are not dominated by timer resolution.
+    Where a GPU is in use (CuPy or torch's CUDA), the device is synchronised after the warm-up
+    and at the end of each timed batch, so that a measurement covers the kernels' run and not
+    only their asynchronous launch; a CPU run pays nothing for this.
     """
     result = None
     for _ in range(warmup):
         result = fn()
+    # Looked up after the warm-up: its first call may be the one that imports CuPy or torch.
+    sync = _device_synchronizer() or _no_sync
+    sync()
     number = 1
     while True:
         start = time.perf_counter()
         for _ in range(number):
             fn()
+        sync()
         elapsed = time.perf_counter() - start
         if elapsed >= min_time or number >= 1 << 20:
             break
@@ -76,6 +115,7 @@ def time_callable(
             start = time.perf_counter()
             for _ in range(number):
                 fn()
+            sync()
             times.append((time.perf_counter() - start) / number)
     finally:
         if gc_was_enabled:
@@ -87,6 +127,10 @@ def time_callable(
         "calls_per_repeat": number,
         "result": result,
     }
+
+
+def _no_sync() -> None:
+    pass
 
 
 class single_threaded:  # noqa: N801 - used like a function: ``with single_threaded() as t:``
@@ -179,12 +223,52 @@ def machine_info() -> dict[str, Any]:
         info["numba_threads"] = numba.config.NUMBA_NUM_THREADS
     except ImportError:
         pass
-    if "cupy" in info["available_backends"]:
-        import cupy
+    if info["backend"] == "cupy":
+        # Only a run on the device names it: a CPU run on a machine that has one was not timed
+        # on it, and its record must not say otherwise.
+        info["gpu"] = gpu_info()
+        info["cupy"] = info["gpu"]["cupy"]
+    return info
 
-        props = cupy.cuda.runtime.getDeviceProperties(0)
-        info["gpu"] = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
-        info["cupy"] = cupy.__version__
+
+def _cuda_version(number: int) -> str:
+    # CUDA encodes its versions as 1000 major + 10 minor (13000: 13.0)
+    return f"{number // 1000}.{number % 1000 // 10}"
+
+
+def gpu_info() -> dict[str, Any]:
+    """The current CUDA device and the software driving it: name, memory, multiprocessors,
+    compute capability, the CuPy, CUDA runtime, CUDA driver, NVIDIA driver and torch versions
+    (the last two where found)."""
+    import cupy
+
+    device = cupy.cuda.Device()
+    props = cupy.cuda.runtime.getDeviceProperties(device.id)
+    name = props["name"]
+    info: dict[str, Any] = {
+        "name": name.decode() if isinstance(name, bytes) else str(name),
+        "memory_gib": round(props["totalGlobalMem"] / 2**30, 1),
+        "multiprocessors": props["multiProcessorCount"],
+        "compute_capability": f"{props['major']}.{props['minor']}",
+        "cupy": cupy.__version__,
+        "cuda_runtime": _cuda_version(cupy.cuda.runtime.runtimeGetVersion()),
+        "cuda_driver": _cuda_version(cupy.cuda.runtime.driverGetVersion()),
+    }
+    try:
+        smi = subprocess.run(
+            ["nvidia-smi", f"--id={device.id}", "--query-gpu=driver_version",
+             "--format=csv,noheader"], capture_output=True, text=True, timeout=30, check=True,
+        )
+        info["nvidia_driver"] = smi.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_cuda"] = torch.version.cuda
+    except ImportError:
+        pass
     return info
 
 
@@ -254,10 +338,17 @@ def run_benchmark(
     from sci._cache import atomic_write_text
     from sci._json import to_jsonable
 
-    path = out / f"{bench.name}{'.quick' if quick else ''}.json"
+    path = out / record_name(bench.name, quick=quick, gpu=record["machine"]["backend"] == "cupy")
     atomic_write_text(path, json.dumps(to_jsonable(record), indent=1))
     record["path"] = str(path)
     return record
+
+
+def record_name(name: str, *, quick: bool = False, gpu: bool = False) -> str:
+    """The file a benchmark's record goes to: ``NAME.json``; ``.gpu`` for a run under the
+    ``cupy`` backend, then ``.quick`` for a smoke run (``gaunt.gpu.quick.json``), so that every
+    smoke run ends in ``.quick.json`` and every GPU record in ``.gpu.json``."""
+    return f"{name}{'.gpu' if gpu else ''}{'.quick' if quick else ''}.json"
 
 
 def fitted_exponent(sizes: Iterable[float], times: Iterable[float]) -> float:

@@ -5,8 +5,10 @@ JSON records in ``benchmarks/results/`` into reStructuredText: per benchmark the
 on, its timings with the ratios against the peers, and its summary (fitted exponents,
 crossovers); then a table holding each hot kernel's achieved rate (FLOP/s, bytes/s or exp/s, from
 a work model stated in the table) against the ceiling measured on the machine by
-``python -m benchmarks machine``. Nothing here is typed in by hand: rerunning a benchmark and
-rebuilding the docs updates the page.
+``python -m benchmarks machine``. Records made on a GPU (``--backend cupy``, ``NAME.gpu.json``)
+get sections of their own beside the CPU ones, each device's kernels held against that device's
+ceilings (``machine.gpu.json``); without them the page says that there is no GPU record yet.
+Nothing here is typed in by hand: rerunning a benchmark and rebuilding the docs updates the page.
 """
 
 from __future__ import annotations
@@ -30,6 +32,19 @@ def _rows(record: dict, prefix: str) -> list[dict]:
     return [r for r in record.get("rows", []) if r["case"].startswith(prefix)]
 
 
+def _on_device(row: dict) -> bool:
+    """Whether a row's ``sci`` code ran on the GPU: its params say ``device`` (the machine
+    benchmark's device cases) or ``backend: cupy``. A GPU record may hold host rows too (a
+    benchmark that times its CPU backends whatever the switch); those are not held against the
+    device's ceilings."""
+    p = row.get("params", {})
+    return bool(p.get("device")) or p.get("backend") == "cupy"
+
+
+def _engine(row: dict, host: str) -> str:
+    return "GPU" if _on_device(row) else host
+
+
 def _mp_kernels(record: dict) -> Iterable[dict]:
     for row in _rows(record, "pdf n="):
         p = row["params"]
@@ -49,7 +64,8 @@ def _attention_kernels(record: dict) -> Iterable[dict]:
         one = p["series"] == "exact-1-thread"
         work = dict(exps=float(n) ** 3, flops=float(n) ** 3 * (4 * d + 1),
                     model=f"n^3 logits: one exp and 4d+1 = {4 * d + 1} flops each")
-        yield dict(kernel="exact tensor attention (Numba kernel)", case=row["case"],
+        yield dict(kernel=f"exact tensor attention ({_engine(row, 'Numba kernel')})",
+                   case=row["case"],
                    code="sci", seconds=row["ours_min_s"], cores=1 if one else None, **work)
         if "peer_min_s" in row and not one:
             yield dict(kernel="exact tensor attention (blocked NumPy)", case=row["case"],
@@ -123,11 +139,12 @@ NOT_MODELLED = {
 # --------------------------------------------------------------------------------------------
 
 
-def load_records(results: str | Path = RESULTS) -> dict[str, dict]:
-    """The full (not ``--quick``) records in ``results``, by benchmark name."""
+def load_records(results: str | Path = RESULTS, *, gpu: bool = False) -> dict[str, dict]:
+    """The full (not ``--quick``) records in ``results``, by benchmark name: the CPU records
+    (``NAME.json``), or with ``gpu=True`` the GPU ones (``NAME.gpu.json``)."""
     records = {}
     for path in sorted(Path(results).glob("*.json")):
-        if path.name.endswith(".quick.json"):
+        if path.name.endswith(".quick.json") or path.name.endswith(".gpu.json") != gpu:
             continue
         record = json.loads(path.read_text(encoding="utf-8"))
         records[record["benchmark"]] = record
@@ -179,16 +196,36 @@ def _machine_line(machine: dict) -> str:
     if "numba_threads" in machine:
         parts.append(f"{machine['numba_threads']} Numba threads")
     if "gpu" in machine:
-        parts.append(f"GPU {machine['gpu']}")
+        parts.append(f"GPU {_device_line(machine['gpu'])}")
     return "; ".join(parts)
+
+
+def _device_name(machine: dict) -> str:
+    gpu = machine.get("gpu", "unnamed GPU")
+    return gpu.get("name", "unnamed GPU") if isinstance(gpu, dict) else str(gpu)
+
+
+def _device_line(gpu: dict | str) -> str:
+    # Records before issue 18 hold the device's name alone.
+    if not isinstance(gpu, dict):
+        return str(gpu)
+    parts = [gpu.get("name", "unnamed GPU")]
+    if "memory_gib" in gpu:
+        parts.append(f"{gpu['memory_gib']} GiB")
+    versions = [f"{label} {gpu[key]}" for key, label in (
+        ("cupy", "CuPy"), ("cuda_runtime", "CUDA runtime"), ("cuda_driver", "CUDA driver"),
+        ("nvidia_driver", "NVIDIA driver"), ("torch", "torch")) if gpu.get(key)]
+    return ", ".join(parts + versions)
 
 
 def _benchmark_section(record: dict) -> list[str]:
     name = record["benchmark"]
-    title = f"``{name}``"
+    gpu = record["machine"].get("backend") == "cupy"
+    # a title of its own for the GPU record: two sections titled alike would share an anchor
+    title = f"``{name}`` on {_device_name(record['machine'])}" if gpu else f"``{name}``"
+    command = f"python -m benchmarks {name}" + (" --backend cupy" if gpu else "")
     lines = [title, "-" * len(title), "", record.get("description", ""), "",
-             f"Command: ``python -m benchmarks {name}``. "
-             f"Machine: {_machine_line(record['machine'])}.",
+             f"Command: ``{command}``. Machine: {_machine_line(record['machine'])}.",
              ""]
     has_peer = any("peer_name" in r for r in record["rows"])
     header = ["case", "sci (median)"]
@@ -253,38 +290,118 @@ def _limits_section(records: dict[str, dict]) -> list[str]:
         other = record["machine"].get("cpu") != machine["machine"].get("cpu")
         for k in model(record):
             n_cores = k.get("cores") or cores
-            fractions = []
-            achieved = []
-            if "flops" in k:
-                key = "float32_flops" if k.get("dtype") == "float32" else "float64_flops"
-                peak = ceil.get(key)
-                if k.get("cores") == 1 and key == "float64_flops":
-                    peak = ceil.get("float64_flops_one_core", peak)
-                rate = k["flops"] / k["seconds"]
-                achieved.append(_rate(rate, "FLOP/s"))
-                if peak:
-                    fractions.append((rate / peak, "FLOP/s"))
-            if "bytes" in k:
-                rate = k["bytes"] / k["seconds"]
-                achieved.append(_rate(rate, "B/s"))
-                if ceil.get("bytes_per_s"):
-                    fractions.append((rate / ceil["bytes_per_s"], "bandwidth"))
-            if "exps" in k:
-                rate = k["exps"] / k["seconds"]
-                achieved.append(_rate(rate, "exp/s"))
-                if ceil.get("exp_per_s_one_core"):
-                    fractions.append((rate / (ceil["exp_per_s_one_core"] * n_cores), "exp rate"))
-            fraction = ", ".join(f"{f:.0%} of {what}" if f >= 0.01 else f"{f:.1%} of {what}"
-                                 for f, what in sorted(fractions, reverse=True))
-            rows.append([
-                k["kernel"] + (" (other machine)" if other else ""),
-                k["case"] + (", one core" if k.get("cores") == 1 else ""),
-                k["model"], _seconds(k["seconds"]), "; ".join(achieved), fraction,
-            ])
-    lines += _list_table(["kernel", "case", "work model", "best time", "achieved", "of ceiling"],
-                         rows, widths="18 14 30 8 15 15")
+            one_core = k.get("cores") == 1 and ceil.get("float64_flops_one_core")
+            exp_peak = ceil["exp_per_s_one_core"] * n_cores if "exp_per_s_one_core" in ceil \
+                else None
+            rows.append(_kernel_row(
+                k, ceil, other, flops_peak=one_core or None, exp_peak=exp_peak,
+            ))
+    lines += _kernel_table(rows)
     for name, why in NOT_MODELLED.items():
         lines += [f"``{name}`` is not modelled: {why}.", ""]
+    return lines
+
+
+def _kernel_row(k: dict, ceil: dict[str, float], other: bool, *, flops_peak: float | None,
+                exp_peak: float | None) -> list[str]:
+    """One kernel against the ceilings: achieved rates and the fraction of each ceiling.
+
+    ``flops_peak`` overrides the FLOP/s ceiling of the kernel's dtype (the one-core ceiling for a
+    one-core float64 kernel); ``exp_peak`` is the exp rate available to it."""
+    fractions = []
+    achieved = []
+    if "flops" in k:
+        key = "float32_flops" if k.get("dtype") == "float32" else "float64_flops"
+        peak = flops_peak if flops_peak and key == "float64_flops" else ceil.get(key)
+        rate = k["flops"] / k["seconds"]
+        achieved.append(_rate(rate, "FLOP/s"))
+        if peak:
+            fractions.append((rate / peak, "FLOP/s"))
+    if "bytes" in k:
+        rate = k["bytes"] / k["seconds"]
+        achieved.append(_rate(rate, "B/s"))
+        if ceil.get("bytes_per_s"):
+            fractions.append((rate / ceil["bytes_per_s"], "bandwidth"))
+    if "exps" in k:
+        rate = k["exps"] / k["seconds"]
+        achieved.append(_rate(rate, "exp/s"))
+        if exp_peak:
+            fractions.append((rate / exp_peak, "exp rate"))
+    fraction = ", ".join(f"{f:.0%} of {what}" if f >= 0.01 else f"{f:.1%} of {what}"
+                         for f, what in sorted(fractions, reverse=True))
+    return [
+        k["kernel"] + (" (other machine)" if other else ""),
+        k["case"] + (", one core" if k.get("cores") == 1 else ""),
+        k["model"], _seconds(k["seconds"]), "; ".join(achieved), fraction,
+    ]
+
+
+def _kernel_table(rows: list[list[str]]) -> list[str]:
+    return _list_table(["kernel", "case", "work model", "best time", "achieved", "of ceiling"],
+                       rows, widths="18 14 30 8 15 15")
+
+
+def _device_rows(record: dict) -> dict:
+    """``record`` with its device rows alone: the models see only what ran on the GPU."""
+    return {**record, "rows": [r for r in record.get("rows", []) if _on_device(r)]}
+
+
+def _gpu_section(gpu_records: dict[str, dict], cpu_names: Iterable[str]) -> list[str]:
+    title = "Hot kernels against the GPU's limits"
+    lines = [title, "-" * len(title), ""]
+    if not gpu_records:
+        return lines + [
+            "No GPU record yet: ``python -m benchmarks --backend cupy`` on a machine with a CUDA "
+            "device records each benchmark in ``benchmarks/results/NAME.gpu.json``, and "
+            "``python -m benchmarks machine --backend cupy`` the device's ceilings.",
+            "",
+        ]
+    missing = [n for n in cpu_names if n not in gpu_records]
+    if missing:
+        lines += ["No GPU record yet of " + ", ".join(f"``{n}``" for n in missing) + ".", ""]
+    from .machine import limits
+
+    devices: dict[str, dict[str, dict]] = {}
+    for name, record in gpu_records.items():
+        devices.setdefault(_device_name(record["machine"]), {})[name] = record
+    for device, records in devices.items():
+        heading = f"On {device}"
+        lines += [heading, "~" * len(heading), ""]
+        machine = records.get("machine")
+        if machine is None:
+            lines += ["No ceilings of this device: run "
+                      "``python -m benchmarks machine --backend cupy`` on it.", ""]
+            ceil: dict[str, float] = {}
+        else:
+            ceil = limits(machine)
+            lines += [
+                "The ceilings are measured on the device itself (``python -m benchmarks machine "
+                f"--backend cupy``; {_machine_line(machine['machine'])}):",
+                "",
+            ]
+            lines += _list_table(["ceiling", "measured"], [
+                ["float64 FLOP/s (cuBLAS dgemm)", _rate(ceil.get("float64_flops"), "FLOP/s")],
+                ["float32 FLOP/s (cuBLAS sgemm)", _rate(ceil.get("float32_flops"), "FLOP/s")],
+                ["memory bandwidth (device copy, read + write)",
+                 _rate(ceil.get("bytes_per_s"), "B/s")],
+                ["exp per second, float64", _rate(ceil.get("float64_exp_per_s"), "exp/s")],
+                ["exp per second, float32", _rate(ceil.get("float32_exp_per_s"), "exp/s")],
+            ])
+        rows = []
+        for name, model in KERNELS.items():
+            record = records.get(name)
+            if record is None:
+                continue
+            for k in model(_device_rows(record)):
+                exp_peak = ceil.get(f"{k.get('dtype', 'float64')}_exp_per_s")
+                rows.append(_kernel_row(k, ceil, False, flops_peak=None, exp_peak=exp_peak))
+        if rows:
+            lines += ["Each kernel's work follows the model in its row, as for the CPU; only "
+                      "the rows that ran on the device are held against its ceilings.", ""]
+            lines += _kernel_table(rows)
+        else:
+            lines += ["No GPU record of this device holds a modelled kernel run on the device "
+                      "yet.", ""]
     return lines
 
 
@@ -311,12 +428,16 @@ def render(results: str | Path = RESULTS) -> str:
         "absolute times, across machines.",
         "",
     ]
+    gpu_records = load_records(results, gpu=True)
     lines += _limits_section(records)
-    for name, record in records.items():
-        if name != "machine":
-            lines += _benchmark_section(record)
-    if "machine" in records:
-        lines += _benchmark_section(records["machine"])
+    lines += _gpu_section(gpu_records, [n for n in records if n != "machine"])
+    # each benchmark's GPU record beside its CPU one; the machines' ceilings last
+    names = [n for n in records if n != "machine"]
+    names += [n for n in gpu_records if n not in records and n != "machine"]
+    for name in [*names, "machine"]:
+        for record in (records.get(name), gpu_records.get(name)):
+            if record is not None:
+                lines += _benchmark_section(record)
     return "\n".join(lines) + "\n"
 
 

@@ -411,7 +411,7 @@ def poly_higher_order_attention(
     Causal: a ``torch.autograd.Function`` keeps the inputs and the prefix sums and moments at
     the boundaries of segments of at least d_v + 1 rows (whole chunks) only, at most n r
     numbers per pair (autograd would keep every row's prefix moments, n r d_v), and its
-    backward recomputes each segment's forward (about twice the forward's work; once
+    backward recomputes each segment's forward (it takes about 2-3 forwards' time; once
     differentiable: a second derivative raises).
     The degree, the Chebyshev interval [-R, R] and the random features are chosen from the
     inputs and held fixed in the backward: it differentiates the polynomial that was used.
@@ -644,7 +644,7 @@ def poly_attention(
     Causal: a ``torch.autograd.Function`` keeps the inputs and the prefix sums and moments at
     the boundaries of segments of at least d_v + 1 rows (whole chunks) only, at most n r
     numbers per pair (autograd would keep every row's prefix moments, n r d_v), and its
-    backward recomputes each segment's forward (about twice the forward's work; once
+    backward recomputes each segment's forward (it takes about 2-3 forwards' time; once
     differentiable: a second derivative raises).
     The degree, the Chebyshev interval [-R, R] and the random features are chosen from the
     inputs and held fixed in the backward: it differentiates the polynomial that was used.
@@ -720,7 +720,7 @@ def poly_tensor_attention(
     Causal: a ``torch.autograd.Function`` keeps the inputs and the prefix sums and moments at
     the boundaries of segments of at least d_v + 1 rows (whole chunks) only, at most n r
     numbers per pair (autograd would keep every row's prefix moments, n r d_v), and its
-    backward recomputes each segment's forward (about twice the forward's work; once
+    backward recomputes each segment's forward (it takes about 2-3 forwards' time; once
     differentiable: a second derivative raises).
     The degree, the Chebyshev interval [-R, R] and the random features are chosen from the
     inputs and held fixed in the backward: it differentiates the polynomial that was used.

@@ -437,8 +437,9 @@ def windowed_tensor_attention(Q, K1, K2, V1, V2, scale, window):
 # forward from its saved carry-in with autograd on (the same chunks, hence the same values) and
 # asks autograd for the gradients of the segment's inputs and of its carry-in, given the
 # gradients of its w, Y and of its carry-out (the carry-in gradient of the segment after it).
-# Work about twice the forward's; memory beyond the saved numbers: one segment's graph,
-# L r d_v numbers per pair, the forward's chunk memory when chunk >= d_v + 1.
+# Work: the forward's again plus autograd's backward of it (measured: the backward takes about
+# 2-3 forwards); memory beyond the saved numbers: one segment's graph, a few L r d_v numbers
+# per pair, the forward's chunk memory when chunk >= d_v + 1.
 #
 # The feature maps are functions of their rows alone: the polynomial (degree, coefficients,
 # Chebyshev interval [-R, R]) and the random features' signs are constants chosen before the
@@ -512,13 +513,11 @@ class CausalStreamedSums(torch.autograd.Function):
             with torch.enable_grad():
                 rows = [x[s0:s1].detach().requires_grad_(need)
                         for x, need in zip(inputs, needs, strict=True)]
-                if b > 0 and want_carries:
+                if b > 0:  # leaves: their gradients go on to the segment before
                     sums, moments = boundary_carries[2 * b - 2], boundary_carries[2 * b - 1]
-                    carries_in = [(sums[m].detach().requires_grad_(),
-                                   moments[m].detach().requires_grad_()) for m in range(p)]
-                elif b > 0:
-                    sums, moments = boundary_carries[2 * b - 2], boundary_carries[2 * b - 1]
-                    carries_in = [(sums[m], moments[m]) for m in range(p)]
+                    carries_in = [(sums[m].detach().requires_grad_(want_carries),
+                                   moments[m].detach().requires_grad_(want_carries))
+                                  for m in range(p)]
                 else:
                     carries_in = [(0.0, 0.0)] * p
                 w, Y, carries_out = causal_segment(

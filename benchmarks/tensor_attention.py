@@ -18,6 +18,13 @@ Four series, d = 4, entries uniform in [-1, 1] (±1 for the accuracy table):
   t = 2, with the numbers the node saves for the backward (inputs, output, log-sum-exp)
   against the n^t weights; and forward + backward of the Function against autograd through the
   array-API code (which stores every block's weights), with their gradients' difference.
+* ``torch grad window ...`` and ``torch grad poly ...``: the same for windowed 2-simplicial
+  attention (n = 2048, window (32, 32); 256 in quick mode) and for the polynomial method
+  (degree 6, rank 210, n = 4096, causal and not; degree 4, n = 512 in quick mode): forward and
+  backward time (``ratio``), their one-thread CPU times, and the numbers kept for the backward
+  (distinct storages of the saved tensors, the inputs included) against those kept by plain
+  autograd through the array-API code (the path before the
+  recomputing Functions; the same path for non-causal polynomial sums).
   The torch cases run on one thread: on a shared machine torch's intra-op threads waiting for
   a descheduled sibling made a 6 ms call take 600 ms.
 
@@ -202,6 +209,111 @@ def _torch_grad_cases(quick: bool):
     )
 
 
+def _plain_autograd():
+    """A context in which torch tensors take the array-API code of every method (autograd
+    through it: the path before the recomputing Functions), for the saved-numbers baselines."""
+    import contextlib
+
+    from sci.tensor_attention import _array, _polynomial
+
+    @contextlib.contextmanager
+    def context():
+        tables = (_array._WINDOWED_LIBRARY_IMPLEMENTATIONS,
+                  _polynomial._STREAMED_SUMS_LIBRARY_IMPLEMENTATIONS)
+        saved = [dict(t) for t in tables]
+        try:
+            for t in tables:
+                t.clear()
+            yield
+        finally:
+            for t, old in zip(tables, saved, strict=True):
+                t.update(old)
+
+    return context()
+
+
+def _kept_numbers(fn) -> int:
+    """Numbers the graph of ``out = fn()`` keeps for its backward: the tensors saved by every
+    node reachable from ``out.grad_fn``, each storage counted once (an input saved by several
+    nodes is one array in memory; a saved view keeps its whole storage). Graphs built during
+    the call and dropped (the logit bound's, read as a float) are not counted."""
+    import torch
+
+    storages: dict[int, int] = {}
+    seen, stack = set(), [fn().grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        saved = list(getattr(node, "saved_tensors", ()))  # a custom Function's node
+        for name in dir(node):  # built-in nodes: _saved_self, _saved_result, ...
+            if name.startswith("_saved_"):
+                value = getattr(node, name)
+                items = value if isinstance(value, tuple | list) else (value,)
+                saved.extend(v for v in items if isinstance(v, torch.Tensor))
+        for t in saved:
+            storage = t.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes() // t.element_size()
+        stack.extend(f for f, _ in node.next_functions)
+    return sum(storages.values())
+
+
+def _torch_window_and_poly_grad_cases(quick: bool):
+    """Backward against forward of windowed tensor attention and of the polynomial method on
+    torch CPU tensors, with the numbers autograd saves for the backward against those the plain
+    autograd path (through the array-API code) saves."""
+    try:
+        import torch
+    except ImportError:
+        return
+    n_window = 256 if quick else 2048
+    window = (32, 32)
+    n_poly = 512 if quick else 4096
+    poly_degree = 4 if quick else DEGREE
+    cases = [("window", n_window, True)] + [("poly", n_poly, c) for c in (True, False)]
+    for kind, n, causal in cases:
+        leaves = _torch_leaves(3, n, seed=5)
+
+        def forward(leaves=leaves, kind=kind, causal=causal):
+            if kind == "window":
+                return tensor_attention(*leaves, window=window)
+            return poly_tensor_attention(*leaves, degree=poly_degree, causal=causal)
+
+        out = forward()
+        upstream = torch.ones_like(out)
+
+        def backward(out=out, leaves=leaves, upstream=upstream):
+            # the graph is kept (retain_graph): each repeat runs the backward alone
+            return torch.autograd.grad(out, leaves, upstream, retain_graph=True)
+
+        with _plain_autograd():
+            plain = _kept_numbers(forward)
+        params = {"series": f"torch-grad-{kind}", "order": 3, "n": n, "d": D, "d_v": D,
+                  "causal": causal, "dtype": "float64", "torch_threads": 1,
+                  "kept_numbers": _kept_numbers(forward),
+                  "kept_numbers_plain_autograd": plain,
+                  "input_numbers": sum(x.numel() for x in leaves),
+                  "cpu_s": {"forward, one thread": _cpu_seconds(_single_thread(forward), 3),
+                            "backward, one thread": _cpu_seconds(_single_thread(backward), 3)}}
+        if kind == "window":
+            params["window"] = list(window)
+            label = f"torch grad window n={n} w={window[0]},{window[1]}"
+        else:
+            params["degree"] = poly_degree
+            params["rank"] = math.comb(D + poly_degree, poly_degree)
+            label = f"torch grad poly g={poly_degree} n={n}{' causal' if causal else ''}"
+        yield Case(
+            label=label,
+            ours=_single_thread(forward),
+            peer=_single_thread(backward),
+            ours_name="torch forward",
+            peer_name="backward (recomputing where causal/windowed)",
+            params=params,
+            repeats=3,
+        )
+
+
 def _accuracy(n: int) -> dict:
     """Errors against exact at n (entries ±1, so R = 1 is attained), and at g = 6 against n."""
     rng = np.random.default_rng(2)
@@ -283,6 +395,7 @@ def _cases(quick: bool):
             repeats=2 if n >= 65536 or n >= 512 and with_exact else 3,
         )
     yield from _torch_grad_cases(quick)
+    yield from _torch_window_and_poly_grad_cases(quick)
 
 
 def _summarize(rows):
@@ -360,6 +473,18 @@ def _summarize(rows):
         summary["torch_node_saved_numbers_over_weights"] = {
             r["case"]: float(f"{p['node_saved_numbers'] / p['weights_n_to_the_t']:.3g}")
             for r in grad_rows for p in (r["params"],)}
+    for kind in ("window", "poly"):
+        kind_rows = [r for r in rows if r["params"]["series"] == f"torch-grad-{kind}"]
+        if kind_rows:
+            summary[f"torch_{kind}_backward_over_forward"] = {
+                r["case"]: {"wall": round(r["ratio"], 2), "cpu_one_thread": round(
+                    r["params"]["cpu_s"]["backward, one thread"]
+                    / r["params"]["cpu_s"]["forward, one thread"], 2)}
+                for r in kind_rows}
+            summary[f"torch_{kind}_kept_numbers_plain_autograd_over_ours"] = {
+                r["case"]: round(r["params"]["kept_numbers_plain_autograd"]
+                                 / r["params"]["kept_numbers"], 1)
+                for r in kind_rows}
     versus = [r for r in rows if r["params"]["series"] == "torch-grad-vs-array"]
     if versus:
         summary["torch_fwd_bwd_array_code_over_function_time"] = round(versus[0]["ratio"], 2)

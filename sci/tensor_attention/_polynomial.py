@@ -27,6 +27,7 @@ from ._approximation import (
     exp_polynomial_coefficients,
     select_degree,
 )
+from ._array import _own_implementation
 from ._features import _column_weights, _monomials_xp
 from ._inputs import as_sequence, attention_inputs, over_batch, pair_names, resolve_scale
 
@@ -103,17 +104,35 @@ class NonPositiveDenominatorError(ArithmeticError):
     """A polynomial approximation gave a row sum <= 0: its output would be meaningless."""
 
 
+# Libraries with an implementation of the streamed sums of their own ("module:attribute",
+# imported on first use, so that importing sci never imports torch): torch's causal sums get a
+# ``torch.autograd.Function`` whose backward recomputes the chunks (``_torch.py``).
+_STREAMED_SUMS_LIBRARY_IMPLEMENTATIONS = {
+    "torch": "sci.tensor_attention._torch:poly_streamed_sums"}
+
+
 def _streamed_sums(xp, query_factor, key_factors, Q, keys, values, causal, chunk):
+    """Dispatch entry of the factored sums: a library's own implementation, else the code
+    below (:func:`standard_streamed_sums`)."""
+    own = _own_implementation(_STREAMED_SUMS_LIBRARY_IMPLEMENTATIONS, Q)
+    if own is not None:
+        return own(xp, query_factor, key_factors, Q, keys, values, causal, chunk)
+    return standard_streamed_sums(xp, query_factor, key_factors, Q, keys, values, causal, chunk)
+
+
+def standard_streamed_sums(xp, query_factor, key_factors, Q, keys, values, causal, chunk):
     """``w = U1 ⊙_m(U_m^T 1)`` and ``Y = U1 ⊙_m(U_m^T V_m)``, chunk by chunk; nothing n x n.
 
     Array-API code without in-place updates (the chunks' results are concatenated), so
-    torch's autograd differentiates it.
+    torch's autograd differentiates it (torch tensors take it for the non-causal sums, and
+    when no gradient is wanted; called directly, causal ones too, and then autograd keeps every
+    chunk's prefix moments, O(n r d_v) numbers per pair).
     """
     n_q = Q.shape[0]
     n_k = keys[0].shape[0]
     d_v = values[0].shape[1]
-    w_parts, y_parts = [], []
     if not causal:
+        w_parts, y_parts = [], []
         sums = [0.0] * len(keys)  # U_m^T 1, accumulated over key chunks
         moments = [0.0] * len(keys)  # U_m^T V_m
         for k0 in range(0, n_k, chunk):
@@ -131,25 +150,40 @@ def _streamed_sums(xp, query_factor, key_factors, Q, keys, values, causal, chunk
             w_parts.append(U @ h)
             y_parts.append(U @ H)
         return _joined(xp, w_parts, (0,), Q), _joined(xp, y_parts, (0, d_v), Q)
-    # Causal: prefix sums of U_m[j] and U_m[j] V_m[j]^T carried across chunks; for t > 2 the
-    # product over m must be taken per query, so each chunk holds its prefix moments.
-    carry_sum = [0.0] * len(keys)
-    carry_moment = [0.0] * len(keys)
-    for q0 in range(0, n_q, chunk):
-        q1 = min(n_q, q0 + chunk)
+    carries = [(0.0, 0.0)] * len(keys)
+    w, Y, _ = causal_segment(xp, query_factor, key_factors, Q, keys, values, carries, chunk)
+    return w, Y
+
+
+def causal_segment(xp, query_factor, key_factors, Q, keys, values, carries, chunk):
+    """The causal sums of a run of rows (the whole sequence, or one segment of it), chunk by
+    chunk, from the prefix sums carried in.
+
+    ``carries[m] = (sum_j U_m[j], sum_j U_m[j] V_m[j]^T)`` over the rows before the run (0.0
+    for none): shapes ``(r,)`` and ``(r, d_v)``. Returns the run's ``w`` and ``Y`` and the
+    carries out (the same sums up to the run's last row). For t > 2 the product over m must be
+    taken per query, so each chunk holds its prefix moments, ``(chunk, r, d_v)`` per pair.
+    """
+    n = Q.shape[0]
+    d_v = values[0].shape[1]
+    carries = list(carries)
+    w_parts, y_parts = [], []
+    for q0 in range(0, n, chunk):
+        q1 = min(n, q0 + chunk)
         h, H = None, None
         for m, (K, V) in enumerate(zip(keys, values, strict=True)):
             U = key_factors[m](K[q0:q1, :])
-            prefix_sum = xp.cumulative_sum(U, axis=0) + carry_sum[m]
+            carry_sum, carry_moment = carries[m]
+            prefix_sum = xp.cumulative_sum(U, axis=0) + carry_sum
             prefix_moment = (xp.cumulative_sum(U[:, :, None] * V[q0:q1, None, :], axis=0)
-                             + carry_moment[m])
-            carry_sum[m], carry_moment[m] = prefix_sum[-1, ...], prefix_moment[-1, ...]
+                             + carry_moment)
+            carries[m] = (prefix_sum[-1, ...], prefix_moment[-1, ...])
             h = prefix_sum if h is None else h * prefix_sum
             H = prefix_moment if H is None else H * prefix_moment
         U = query_factor(Q[q0:q1, :])
         w_parts.append(xp.sum(U * h, axis=1))
         y_parts.append(xp.sum(U[:, :, None] * H, axis=1))
-    return _joined(xp, w_parts, (0,), Q), _joined(xp, y_parts, (0, d_v), Q)
+    return _joined(xp, w_parts, (0,), Q), _joined(xp, y_parts, (0, d_v), Q), carries
 
 
 def _joined(xp, parts, empty_shape, like):
@@ -230,6 +264,29 @@ def _random_feature_maps(ctx, d, degree, order, count, sigma, coefficients, dtyp
         return apply
 
     return query_map, [key_map(m) for m in range(order - 1)]
+
+
+def _feature_maps(ctx, method, degree, d, order, R, sigma, num_features, dtype, rng):
+    """The query's and the t - 1 keys' factor maps, ``X -> U`` (rows to factor rows).
+
+    Functions of their rows alone: the polynomial (its coefficients, for Chebyshev fitted on
+    [-R, R]) and the random signs are constants fixed here, so autograd (and the recomputing
+    backward of ``_torch.py``) differentiates the polynomial that was chosen.
+    """
+    if method == "random":
+        coefficients = exp_polynomial_coefficients(degree, method="taylor")
+        return _random_feature_maps(ctx, d, degree, order, num_features, sigma, coefficients,
+                                    dtype, resolve_rng(rng))
+    coefficients = exp_polynomial_coefficients(degree, method=method, bound=R)
+    weights = ctx.asarray(_column_weights(d, degree, coefficients), dtype=dtype)
+
+    def query_map(X):
+        return _monomials_xp(ctx, sigma * X, degree) * weights
+
+    def key_map(X):
+        return _monomials_xp(ctx, sigma * X, degree)
+
+    return query_map, [key_map] * (order - 1)
 
 
 def _resolve_chunk(chunk_size, n, rank, d_v, order, causal, itemsize):
@@ -348,9 +405,14 @@ def poly_higher_order_attention(
     Arrays of any library (the Backends page of the docs): the method is written once against
     the array API standard, so NumPy arrays (and CuPy under ``use_backend("cupy")``), CuPy
     arrays, torch tensors (CPU or CUDA) and ``array_api_strict`` arrays are computed in their
-    library, on their device, and come back there. Through torch the result is differentiable:
-    autograd differentiates the streamed factored sums, and its backward keeps the factor
-    matrices of every chunk, O(n r) numbers per key/value pair (r the rank; causal: O(n r d)).
+    library, on their device, and come back there. Through torch the result is differentiable,
+    its backward keeping O(n r) numbers per key/value pair (r the rank). Non-causal: autograd
+    differentiates the streamed factored sums and keeps the factor matrices of every chunk.
+    Causal: a ``torch.autograd.Function`` keeps the inputs and the prefix sums and moments at
+    the boundaries of segments of at least d_v + 1 rows (whole chunks) only, at most n r
+    numbers per pair (autograd would keep every row's prefix moments, n r d_v), and its
+    backward recomputes each segment's forward (it takes about 2-3 forwards' time; once
+    differentiable: a second derivative raises).
     The degree, the Chebyshev interval [-R, R] and the random features are chosen from the
     inputs and held fixed in the backward: it differentiates the polynomial that was used.
 
@@ -491,20 +553,8 @@ def _poly_attention_2d(
     sigma = s ** (1.0 / order)
 
     def run(method_used, degree_used):
-        if method_used == "random":
-            coefficients = exp_polynomial_coefficients(degree_used, method="taylor")
-            query_map, key_maps = _random_feature_maps(
-                ctx, d, degree_used, order, num_features, sigma, coefficients, Q.dtype,
-                resolve_rng(rng),
-            )
-        else:
-            coefficients = exp_polynomial_coefficients(degree_used, method=method_used, bound=R)
-            weights = ctx.asarray(_column_weights(d, degree_used, coefficients), dtype=Q.dtype)
-
-            def query_map(X):
-                return _monomials_xp(ctx, sigma * X, degree_used) * weights
-
-            key_maps = [lambda X: _monomials_xp(ctx, sigma * X, degree_used)] * len(keys)
+        query_map, key_maps = _feature_maps(ctx, method_used, degree_used, d, order, R, sigma,
+                                            num_features, Q.dtype, rng)
         # Overflow is detected on the result (below), with a message, not warned about.
         with np.errstate(over="ignore", invalid="ignore"):
             return _streamed_sums(xp, query_map, key_maps, Q, keys, values, bool(causal), chunk)
@@ -588,9 +638,14 @@ def poly_attention(
     Arrays of any library (the Backends page of the docs): the method is written once against
     the array API standard, so NumPy arrays (and CuPy under ``use_backend("cupy")``), CuPy
     arrays, torch tensors (CPU or CUDA) and ``array_api_strict`` arrays are computed in their
-    library, on their device, and come back there. Through torch the result is differentiable:
-    autograd differentiates the streamed factored sums, and its backward keeps the factor
-    matrices of every chunk, O(n r) numbers per key/value pair (r the rank; causal: O(n r d)).
+    library, on their device, and come back there. Through torch the result is differentiable,
+    its backward keeping O(n r) numbers per key/value pair (r the rank). Non-causal: autograd
+    differentiates the streamed factored sums and keeps the factor matrices of every chunk.
+    Causal: a ``torch.autograd.Function`` keeps the inputs and the prefix sums and moments at
+    the boundaries of segments of at least d_v + 1 rows (whole chunks) only, at most n r
+    numbers per pair (autograd would keep every row's prefix moments, n r d_v), and its
+    backward recomputes each segment's forward (it takes about 2-3 forwards' time; once
+    differentiable: a second derivative raises).
     The degree, the Chebyshev interval [-R, R] and the random features are chosen from the
     inputs and held fixed in the backward: it differentiates the polynomial that was used.
 
@@ -659,9 +714,14 @@ def poly_tensor_attention(
     Arrays of any library (the Backends page of the docs): the method is written once against
     the array API standard, so NumPy arrays (and CuPy under ``use_backend("cupy")``), CuPy
     arrays, torch tensors (CPU or CUDA) and ``array_api_strict`` arrays are computed in their
-    library, on their device, and come back there. Through torch the result is differentiable:
-    autograd differentiates the streamed factored sums, and its backward keeps the factor
-    matrices of every chunk, O(n r) numbers per key/value pair (r the rank; causal: O(n r d)).
+    library, on their device, and come back there. Through torch the result is differentiable,
+    its backward keeping O(n r) numbers per key/value pair (r the rank). Non-causal: autograd
+    differentiates the streamed factored sums and keeps the factor matrices of every chunk.
+    Causal: a ``torch.autograd.Function`` keeps the inputs and the prefix sums and moments at
+    the boundaries of segments of at least d_v + 1 rows (whole chunks) only, at most n r
+    numbers per pair (autograd would keep every row's prefix moments, n r d_v), and its
+    backward recomputes each segment's forward (it takes about 2-3 forwards' time; once
+    differentiable: a second derivative raises).
     The degree, the Chebyshev interval [-R, R] and the random features are chosen from the
     inputs and held fixed in the backward: it differentiates the polynomial that was used.
 

@@ -33,6 +33,12 @@ of its own, ``WindowedTensorAttention``, the same recomputing backward over the 
 blocks (formulas at its section below): saved are the inputs, the output and ``lse``, so its
 backward memory is O(n d) too, never the n w1 w2 weights.
 
+The causal polynomial method (``poly_attention`` and its kin with ``causal=True``) has one
+too, ``CausalStreamedSums``: its streamed sums carry prefix sums and moments across the rows;
+the Function saves them at segment boundaries only (at most n r numbers per key/value pair, r
+the rank, instead of autograd's n r d_v) and its backward recomputes each segment's forward
+with autograd on, walking the segments in reverse (details at its section below).
+
 The backwards are themselves not differentiable (``once_differentiable``): a second derivative
 of exact attention through torch raises rather than returning a wrong value.
 """
@@ -437,3 +443,142 @@ def windowed_tensor_attention(Q, K1, K2, V1, V2, scale, window):
         return WindowedTensorAttention.apply(float(scale), w1, w2, *inputs)
     with torch.no_grad():
         return _windowed_forward(*inputs, scale, (w1, w2))[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Causal polynomial attention (the streamed sums of ``_polynomial``)
+#
+# The causal sums carry, across the rows, the prefix sums of the key factors and of their
+# products with the values: C_m(i) = (sum_{j <= i} U_m[j], sum_{j <= i} U_m[j] V_m[j]^T), r and
+# r d_v numbers per pair. Each chunk forms its rows' prefix moments, (chunk, r, d_v) per pair;
+# autograd through that code keeps them all, O(n r d_v) numbers per pair. The Function instead
+# cuts the rows into segments of L rows (a whole number of chunks, L >= d_v + 1) and saves the
+# inputs and the carries at the segment boundaries only: at most (n / L) r (d_v + 1) <= n r
+# numbers per pair. The backward walks the segments in reverse: it recomputes a segment's
+# forward from its saved carry-in with autograd on (the same chunks, hence the same values) and
+# asks autograd for the gradients of the segment's inputs and of its carry-in, given the
+# gradients of its w, Y and of its carry-out (the carry-in gradient of the segment after it).
+# Work: the forward's again plus autograd's backward of it (measured: the backward takes about
+# 2-3 forwards); memory beyond the saved numbers: one segment's graph, a few L r d_v numbers
+# per pair, the forward's chunk memory when chunk >= d_v + 1.
+#
+# The feature maps are functions of their rows alone: the polynomial (degree, coefficients,
+# Chebyshev interval [-R, R]) and the random features' signs are constants chosen before the
+# call, held fixed, so the recomputation gives the forward's factors.
+# ---------------------------------------------------------------------------------------------
+
+
+def _segment_length(chunk: int, d_v: int) -> int:
+    """Rows between saved carries: the fewest whole chunks holding at least d_v + 1 rows, so
+    that a carry, r (d_v + 1) numbers per pair, costs at most r numbers per row."""
+    return chunk * -(-(d_v + 1) // chunk)
+
+
+def _segments(n: int, length: int):
+    return [(s0, min(n, s0 + length)) for s0 in range(0, n, length)]
+
+
+class CausalStreamedSums(torch.autograd.Function):
+    """The causal factored sums ``w``, ``Y`` of the polynomial method, with a backward that
+    recomputes them segment by segment (see the section comment above).
+
+    ``apply(xp, query_factor, key_factors, chunk, Q, K_1, ..., K_p, V_1, ..., V_p)`` returns
+    ``(w, Y)``. Saved for the backward: the inputs and the carries at the segment boundaries,
+    at most ``n r`` numbers per key/value pair beyond the inputs (r the rank). Once
+    differentiable: a double backward raises.
+    """
+
+    @staticmethod
+    def forward(ctx, xp, query_factor, key_factors, chunk, Q, *keys_values):
+        from ._polynomial import causal_segment
+
+        p = len(key_factors)
+        keys, values = list(keys_values[:p]), list(keys_values[p:])
+        n, d_v = Q.shape[0], values[0].shape[1]
+        carries = [(0.0, 0.0)] * p
+        boundary_carries = []  # the carries into segments 1, 2, ...: (p, r) and (p, r, d_v)
+        w_parts, y_parts = [], []
+        for s0, s1 in _segments(n, _segment_length(chunk, d_v)):
+            if s0 > 0:  # stacked: copies, not views that would keep a chunk's moments alive
+                boundary_carries += [torch.stack([c[0] for c in carries]),
+                                     torch.stack([c[1] for c in carries])]
+            w, Y, carries = causal_segment(
+                xp, query_factor, key_factors, Q[s0:s1], [K[s0:s1] for K in keys],
+                [V[s0:s1] for V in values], carries, chunk)
+            w_parts.append(w)
+            y_parts.append(Y)
+        ctx.save_for_backward(Q, *keys, *values, *boundary_carries)
+        ctx.xp, ctx.query_factor, ctx.key_factors, ctx.chunk = xp, query_factor, key_factors, chunk
+        if not w_parts:  # no rows
+            return Q.new_zeros(0), Q.new_zeros((0, d_v))
+        return torch.cat(w_parts), torch.cat(y_parts)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_w, grad_y):
+        from ._polynomial import causal_segment
+
+        p = len(ctx.key_factors)
+        saved = ctx.saved_tensors
+        inputs = saved[: 1 + 2 * p]
+        boundary_carries = saved[1 + 2 * p :]
+        needs = ctx.needs_input_grad[4:]
+        want_carries = any(needs[1:])  # gradients through the carries reach keys and values
+        n, d_v = inputs[0].shape[0], inputs[-1].shape[1]
+        grads = [torch.zeros_like(x) if need else None for x, need in zip(inputs, needs,
+                                                                          strict=True)]
+        carry_out_grads = None  # of the carries out of the segment being processed
+        segments = _segments(n, _segment_length(ctx.chunk, d_v))
+        for b in reversed(range(len(segments))):
+            s0, s1 = segments[b]
+            with torch.enable_grad():
+                rows = [x[s0:s1].detach().requires_grad_(need)
+                        for x, need in zip(inputs, needs, strict=True)]
+                if b > 0:  # leaves: their gradients go on to the segment before
+                    sums, moments = boundary_carries[2 * b - 2], boundary_carries[2 * b - 1]
+                    carries_in = [(sums[m].detach().requires_grad_(want_carries),
+                                   moments[m].detach().requires_grad_(want_carries))
+                                  for m in range(p)]
+                else:
+                    carries_in = [(0.0, 0.0)] * p
+                w, Y, carries_out = causal_segment(
+                    ctx.xp, ctx.query_factor, ctx.key_factors, rows[0], rows[1 : 1 + p],
+                    rows[1 + p :], carries_in, ctx.chunk)
+            outputs = [w, Y]
+            output_grads = [grad_w[s0:s1], grad_y[s0:s1]]
+            if carry_out_grads is not None:
+                outputs += [c for pair in carries_out for c in pair]
+                output_grads += carry_out_grads
+            wanted = [x for x in rows if x.requires_grad]
+            if b > 0 and want_carries:
+                wanted += [c for pair in carries_in for c in pair]
+            kept = [(o, g) for o, g in zip(outputs, output_grads, strict=True)
+                    if isinstance(o, torch.Tensor) and o.requires_grad]
+            if not wanted or not kept:
+                continue
+            got = torch.autograd.grad([o for o, _ in kept], wanted, [g for _, g in kept],
+                                      allow_unused=True)
+            got = list(got)
+            for i, need in enumerate(needs):
+                if need:
+                    g = got.pop(0)
+                    if g is not None:  # None: the rows do not enter (degree 0)
+                        grads[i][s0:s1] += g
+            if b > 0 and want_carries:
+                carry_out_grads = [torch.zeros_like(c) if g is None else g
+                                   for g, c in zip(got, wanted[-2 * p :], strict=True)]
+        return (None, None, None, None, *grads)
+
+
+def poly_streamed_sums(xp, query_factor, key_factors, Q, keys, values, causal, chunk):
+    """The streamed sums' dispatch entry for torch tensors: the recomputing Function for
+    causal sums that need a gradient; else the array-API code (whose autograd graph, for the
+    non-causal sums, keeps the factor matrices of every chunk: O(n r) numbers per pair)."""
+    from ._polynomial import standard_streamed_sums
+
+    inputs = (Q, *keys, *values)
+    if causal and torch.is_grad_enabled() and any(x.requires_grad for x in inputs):
+        return CausalStreamedSums.apply(xp, query_factor, tuple(key_factors), int(chunk),
+                                        *inputs)
+    return standard_streamed_sums(xp, query_factor, key_factors, Q, keys, values, causal,
+                                  chunk)

@@ -44,6 +44,7 @@ import sci
 from sci.backend import to_numpy
 from sci.tensor_attention import poly_tensor_attention, tensor_attention
 
+from ._autograd import kept_numbers, saved_numbers
 from ._harness import Benchmark, Case, fitted_exponent, single_threaded
 
 D = 4
@@ -127,22 +128,6 @@ def _torch_forward(leaves, causal: bool, *, array_code: bool = False):
     return higher_order_attention(q, keys, values, causal=causal)
 
 
-def _saved_numbers(fn) -> int:
-    """Numbers autograd saves for the backward while ``fn`` runs (saved_tensors_hooks)."""
-    import torch
-
-    total = 0
-
-    def pack(t):
-        nonlocal total
-        total += t.numel()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return total
-
-
 def _torch_grad_cases(quick: bool):
     """Backward against forward of exact attention on torch CPU tensors (see the docstring)."""
     try:
@@ -201,8 +186,8 @@ def _torch_grad_cases(quick: bool):
         ours_name="autograd.Function (recomputing)",
         peer_name="autograd through the array code (stores weights)",
         params={"series": "torch-grad-vs-array", "order": 3, "n": n3, "d": D,
-                "saved_numbers_function": _saved_numbers(lambda: _torch_forward(leaves, False)),
-                "saved_numbers_array_code": _saved_numbers(
+                "saved_numbers_function": saved_numbers(lambda: _torch_forward(leaves, False)),
+                "saved_numbers_array_code": saved_numbers(
                     lambda: _torch_forward(leaves, False, array_code=True))},
         check=difference,
         repeats=3 if quick else 5,
@@ -230,33 +215,6 @@ def _plain_autograd():
                 t.update(old)
 
     return context()
-
-
-def _kept_numbers(fn) -> int:
-    """Numbers the graph of ``out = fn()`` keeps for its backward: the tensors saved by every
-    node reachable from ``out.grad_fn``, each storage counted once (an input saved by several
-    nodes is one array in memory; a saved view keeps its whole storage). Graphs built during
-    the call and dropped (the logit bound's, read as a float) are not counted."""
-    import torch
-
-    storages: dict[int, int] = {}
-    seen, stack = set(), [fn().grad_fn]
-    while stack:
-        node = stack.pop()
-        if node is None or node in seen:
-            continue
-        seen.add(node)
-        saved = list(getattr(node, "saved_tensors", ()))  # a custom Function's node
-        for name in dir(node):  # built-in nodes: _saved_self, _saved_result, ...
-            if name.startswith("_saved_"):
-                value = getattr(node, name)
-                items = value if isinstance(value, tuple | list) else (value,)
-                saved.extend(v for v in items if isinstance(v, torch.Tensor))
-        for t in saved:
-            storage = t.untyped_storage()
-            storages[storage.data_ptr()] = storage.nbytes() // t.element_size()
-        stack.extend(f for f, _ in node.next_functions)
-    return sum(storages.values())
 
 
 def _torch_window_and_poly_grad_cases(quick: bool):
@@ -288,10 +246,10 @@ def _torch_window_and_poly_grad_cases(quick: bool):
             return torch.autograd.grad(out, leaves, upstream, retain_graph=True)
 
         with _plain_autograd():
-            plain = _kept_numbers(forward)
+            plain = kept_numbers(forward())
         params = {"series": f"torch-grad-{kind}", "order": 3, "n": n, "d": D, "d_v": D,
                   "causal": causal, "dtype": "float64", "torch_threads": 1,
-                  "kept_numbers": _kept_numbers(forward),
+                  "kept_numbers": kept_numbers(forward()),
                   "kept_numbers_plain_autograd": plain,
                   "input_numbers": sum(x.numel() for x in leaves),
                   "cpu_s": {"forward, one thread": _cpu_seconds(_single_thread(forward), 3),

@@ -28,6 +28,7 @@ import numpy as np
 
 import sci
 
+from ._autograd import kept_numbers
 from ._harness import Benchmark, Case, single_threaded
 
 D = 32
@@ -68,21 +69,6 @@ def reference_windowed(Q, K1, K2, V1, V2, window, scale):
     logits = logits.masked_fill(~(valid1[:, :, None] & valid2[:, None, :]), -torch.inf)
     weights = torch.softmax(logits.reshape(n, -1), dim=1).reshape(n, w1, w2)
     return torch.einsum("nab,nad,nbd->nd", weights, windows(V1, w1), windows(V2, w2))
-
-
-def _saved_numbers(fn) -> int:
-    import torch
-
-    total = 0
-
-    def pack(t):
-        nonlocal total
-        total += t.numel()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return total
 
 
 def _sync(device):
@@ -151,12 +137,9 @@ def _cases(quick: bool):
                 check=_max_difference, repeats=3 if quick else 5,
             )
             saved = {
-                "ours_saved_numbers": _saved_numbers(
-                    lambda leaves=leaves, window=window: tensor_attention(
-                        *leaves, window=window, scale="sqrt")),
-                "peer_saved_numbers": _saved_numbers(
-                    lambda leaves=leaves, window=window: reference_windowed(
-                        *leaves, window, scale)),
+                "ours_saved_numbers": kept_numbers(
+                    tensor_attention(*leaves, window=window, scale="sqrt")),
+                "peer_saved_numbers": kept_numbers(reference_windowed(*leaves, window, scale)),
             }
             yield Case(
                 label=f"window fwd+bwd {label}", ours=_threads(ours_grad, device),

@@ -58,17 +58,25 @@ def _mp_kernels(record: dict) -> Iterable[dict]:
 def _attention_kernels(record: dict) -> Iterable[dict]:
     for row in record.get("rows", []):
         p = row["params"]
-        if p.get("series") not in {"exact", "exact-1-thread"} or row["case"] == "":
+        series = p.get("series")
+        if series not in {"exact", "exact-1-thread", "gpu-exact", "gpu-exact-order",
+                          "gpu-exact-matrix"} or row["case"] == "":
             continue
         n, d = p["n"], p["d"]
-        one = p["series"] == "exact-1-thread"
-        work = dict(exps=float(n) ** 3, flops=float(n) ** 3 * (4 * d + 1),
-                    model=f"n^3 logits: one exp and 4d+1 = {4 * d + 1} flops each")
-        yield dict(kernel=f"exact tensor attention ({_engine(row, 'Numba kernel')})",
-                   case=row["case"],
+        one = series == "exact-1-thread"
+        # the GPU rows carry their logit count (matrix n^2, order t n^t, causal masks excluded)
+        logits = float(p.get("logits", float(n) ** 3))
+        work = dict(exps=logits, flops=logits * (4 * d + 1), dtype=p.get("dtype", "float64"),
+                    model=f"{'n^3' if 'logits' not in p else _number(logits)} logits: one exp "
+                          f"and 4d+1 = {4 * d + 1} flops each")
+        what = {"gpu-exact-matrix": "exact matrix attention",
+                "gpu-exact-order": f"exact order-{p.get('order')} attention"}.get(
+                    series, "exact tensor attention")
+        yield dict(kernel=f"{what} ({_engine(row, 'Numba kernel')})", case=row["case"],
                    code="sci", seconds=row["ours_min_s"], cores=1 if one else None, **work)
         if "peer_min_s" in row and not one:
-            yield dict(kernel="exact tensor attention (blocked NumPy)", case=row["case"],
+            peer = "blocked NumPy" if series.startswith("exact") else row["peer_name"]
+            yield dict(kernel=f"{what} ({peer})", case=row["case"],
                        code=row["peer_name"], seconds=row["peer_min_s"], **work)
 
 

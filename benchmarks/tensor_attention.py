@@ -28,6 +28,11 @@ Four series, d = 4, entries uniform in [-1, 1] (±1 for the accuracy table):
   The torch cases run on one thread: on a shared machine torch's intra-op threads waiting for
   a descheduled sibling made a 6 ms call take 600 ms.
 
+Under ``--backend cupy`` the record (``tensor_attention.gpu.json``) holds the GPU cases of
+``_attention_gpu.py`` instead: exact matrix, tensor and order-4 attention against torch on the
+same device (the chunked einsum + softmax of the GPU probe, and ``scaled_dot_product_attention``),
+and the polynomial method against the host's NumPy path.
+
 ``summarize`` fits log-log slopes, finds the crossover and extrapolates the exact time to the
 largest n (labelled as an extrapolation: it is not measured).
 """
@@ -44,6 +49,7 @@ import sci
 from sci.backend import to_numpy
 from sci.tensor_attention import poly_tensor_attention, tensor_attention
 
+from . import _attention_gpu
 from ._autograd import kept_numbers, saved_numbers
 from ._harness import Benchmark, Case, fitted_exponent, single_threaded
 
@@ -290,6 +296,9 @@ def _accuracy(n: int) -> dict:
 
 
 def _cases(quick: bool):
+    if sci.get_backend() == "cupy":  # the GPU record (issue 19): its own cases
+        yield from _attention_gpu.cases(quick)
+        return
     accuracy_n = 128 if quick else 256
     inputs = np.random.default_rng(2).choice([-1.0, 1.0], (5, accuracy_n, D))
     yield Case(
@@ -357,6 +366,8 @@ def _cases(quick: bool):
 
 
 def _summarize(rows):
+    if any(r["params"].get("series", "").startswith("gpu-") for r in rows):
+        return _attention_gpu.summarize(rows)
     exact_rows = [r for r in rows if r["params"]["series"] == "exact"]
     poly_rows = [r for r in rows if r["params"]["series"] == "poly"]
     single = [r for r in rows if r["params"]["series"] == "exact-1-thread"]

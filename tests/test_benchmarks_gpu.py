@@ -385,3 +385,43 @@ def test_device_scripts_parse_and_name_real_benchmarks():
     # the ceilings are measured first, on their own clock, then every benchmark named
     assert names and set(names) <= set(discover()) - {"machine"}
     assert "bench machine" in text
+
+
+def test_gpu_attention_cases_run_and_agree_with_their_peers():
+    """The cases of ``tensor_attention --backend cupy`` (issue 19), dry-run on NumPy arrays and
+    torch CPU tensors at small sizes: every sci call and its torch peer (the probe's chunked
+    einsum + softmax, SDPA) run, and agree to the precision's round-off."""
+    pytest.importorskip("torch")
+    from benchmarks import _attention_gpu
+
+    seen = set()
+    for case in _attention_gpu.cases(quick=True, device="cpu"):
+        ours = case.ours()
+        seen.add(case.params["series"])
+        if case.peer is None:
+            continue
+        difference = case.check(ours, case.peer())
+        tolerance = 1e-5 if case.params.get("dtype") == "float32" else 1e-12
+        assert difference <= tolerance, (case.label, difference)
+    assert seen == {"gpu-exact", "gpu-exact-order", "gpu-exact-matrix", "gpu-poly"}
+
+
+def test_gpu_attention_rows_count_their_logits(tmp_path):
+    """Matrix, order-t and causal rows are modelled by their own logit count (a causal
+    tensor row by sum_i (i + 1)^2), not by the CPU rows' n^3."""
+    from benchmarks._attention_gpu import _exact_params
+    from benchmarks._report import _attention_kernels
+
+    causal = _exact_params("exact", 4, 4, 3, "float32", False, causal=True)
+    assert causal["logits"] == 1 + 4 + 9 + 16
+    matrix = _exact_params("exact-matrix", 8, 4, 2, "float64", False)
+    record = _record("tensor_attention", [
+        _timed("gpu matrix", matrix, 1e-3, peer_name="sdpa", peer_min_s=2e-3,
+               peer_median_s=2e-3),
+        _timed("gpu causal", causal, 1e-3)], _GPU)
+    kernels = list(_attention_kernels(record))
+    assert [k["kernel"] for k in kernels] == [
+        "exact matrix attention (GPU)", "exact matrix attention (sdpa)",
+        "exact tensor attention (GPU)"]
+    assert [k["exps"] for k in kernels] == [64.0, 64.0, 30.0]
+    assert kernels[2]["dtype"] == "float32"

@@ -16,6 +16,7 @@ O(n_q n_k^(t-1)) numbers).
 from __future__ import annotations
 
 import importlib
+from typing import NamedTuple
 
 import array_api_compat
 import numpy as np
@@ -49,9 +50,11 @@ def exact_attention(Q, keys, values, scale, causal):
     return standard_exact_attention(Q, keys, values, scale, causal)
 
 
-def standard_exact_attention(Q, keys, values, scale, causal):
+def standard_exact_attention(Q, keys, values, scale, causal, *, budget=None):
     """The blocked algorithm against the standard (torch too, when called directly: then
-    autograd differentiates it, storing every block's weights)."""
+    autograd differentiates it, storing every block's weights). ``budget``: the most logits
+    one block holds (default ``_exact._BLOCK_ELEMENTS``, a CPU cache's worth; the CuPy path
+    passes a device-sized one)."""
     xp = array_api_compat.array_namespace(Q)
     device = array_api_compat.device(Q)
     n_q, d = Q.shape
@@ -59,7 +62,7 @@ def standard_exact_attention(Q, keys, values, scale, causal):
     d_v = values[0].shape[1]
     n_outer = n_k ** (len(keys) - 1)
     k_last, v_last = keys[-1], values[-1]
-    budget = _exact._BLOCK_ELEMENTS
+    budget = _exact._BLOCK_ELEMENTS if budget is None else budget
     block_q = chunk_length(n_q, n_k, budget=budget)
     block_o = chunk_length(n_outer, block_q * n_k, budget=budget)
     last_index = xp.asarray(np.arange(n_k), device=device)
@@ -107,6 +110,72 @@ def standard_exact_attention(Q, keys, values, scale, causal):
             run_max = new_max
         blocks.append(numerator / denominator[:, None])
     return xp.concat(blocks, axis=0)
+
+
+class FusedPlan(NamedTuple):
+    """How the fused GPU kernel (``_gpu.py``) shares out one query's work.
+
+    The work items of a query are the pairs (outer tuple ``o``, slice ``s`` of the last keys),
+    numbered ``w = o * n_splits + s`` (``o`` in ``range(n_k ** (t - 1))``, keys
+    ``s * split <= k < (s + 1) * split``); thread ``u`` of the query takes the items
+    ``u * per_unit <= w < (u + 1) * per_unit``.
+    """
+
+    units: int
+    """Threads per query."""
+    n_splits: int
+    """Slices of the last keys (more than 1 only when the outer tuples are too few)."""
+    split: int
+    """Keys per slice."""
+    per_unit: int
+    """Items per thread."""
+
+
+def fused_plan(n_q: int, n_k: int, n_pairs: int, threads: int) -> FusedPlan:
+    """About ``threads`` threads in all, every item in exactly one thread, no empty slice.
+
+    Matrix attention (one outer tuple) is split along its keys; order t >= 3 has
+    ``n_k^(t-2)`` outer tuples per query and is split along them first.
+
+    Examples
+    --------
+    >>> from sci.tensor_attention._array import fused_plan
+    >>> fused_plan(8192, 8192, 1, 1 << 19)  # matrix attention: 64 slices of 128 keys
+    FusedPlan(units=64, n_splits=64, split=128, per_unit=1)
+    >>> fused_plan(1024, 1024, 2, 1 << 19)  # tensor attention: 2 outer keys j per thread
+    FusedPlan(units=512, n_splits=1, split=1024, per_unit=2)
+    """
+    n_outer = n_k ** (n_pairs - 1)
+    want = max(1, -(-threads // max(n_q, 1)))  # threads per query
+    n_splits = max(1, min(n_k, -(-want // n_outer)))
+    split = -(-n_k // n_splits)
+    n_splits = -(-n_k // split)  # no empty slice at the end
+    n_items = n_outer * n_splits
+    per_unit = max(1, -(-n_items // want))
+    return FusedPlan(-(-n_items // per_unit), n_splits, split, per_unit)
+
+
+def combine_partials(part_max, part_mass, part_numerator, dtype, *, with_lse=False):
+    """Softmax-weighted means from per-thread partial sums (the fused kernel's second step).
+
+    Thread ``u`` of query ``i`` summed its weights relative to its own maximum ``m_iu``:
+    ``mass_iu = sum exp(x - m_iu)``, ``numerator_iu = sum exp(x - m_iu) v``. With
+    ``M_i = max_u m_iu`` the query's output is
+    ``sum_u e^(m_iu - M_i) numerator_iu / sum_u e^(m_iu - M_i) mass_iu`` (a thread that saw
+    no key has ``m_iu = -inf``: weight 0), and the log-sum-exp of its logits (what the torch
+    Function keeps for its backward) ``M_i + log sum_u e^(m_iu - M_i) mass_iu``. Arrays
+    (n_q, U), (n_q, U), (n_q, U, d_v) in float64; the results (n_q, d_v) and (n_q,) in
+    ``dtype``.
+    """
+    xp = array_api_compat.array_namespace(part_max)
+    largest = xp.max(part_max, axis=1)
+    factor = xp.exp(part_max - largest[:, None])
+    numerator = xp.sum(factor[:, :, None] * part_numerator, axis=1)
+    mass = xp.sum(factor * part_mass, axis=1)
+    out = xp.astype(numerator / mass[:, None], dtype)
+    if not with_lse:
+        return out
+    return out, xp.astype(largest + xp.log(mass), dtype)
 
 
 def windowed_tensor_attention(Q, K1, K2, V1, V2, scale, window):

@@ -1,7 +1,23 @@
-"""CuPy kernels (imported lazily): exact order-t attention, one thread per query.
+"""CuPy kernels (imported lazily): exact order-t attention, fused.
 
-Unvalidated on real hardware in the session that wrote it (no CUDA device); the tests that run
-it are marked ``gpu``.
+Logits never leave the registers: each CUDA thread takes a run of work items of one query (an
+outer key tuple ``(j_1, ..., j_{t-2})`` and a slice of the last keys), forms their logits,
+exponentials and weighted value sums with an online softmax, and writes its partial result
+(its running maximum, mass and numerator: ``d_v + 2`` numbers). The partials of a query are
+combined by :func:`sci.tensor_attention._array.combine_partials` (array code, tested on the
+CPU legs); how the items are split among threads is :func:`sci.tensor_attention._array.fused_plan`
+(pure Python). The kernel's text is in ``_gpu_source.py``, which the CPU tests compile for the
+host (a C++ compiler, CUDA's thread indices stood in for) and with ``nvcc``, and run against
+the dense oracle with that plan and combination. About
+``_FUSED_THREADS`` threads run whatever ``n``: the kernel of the first GPU run gave one thread
+to each query, 512 threads on a 132-multiprocessor chip at n = 512.
+
+Widths above ``_FUSED_WIDTH`` (a thread holds 3 rows of doubles in registers) run
+the GEMM-tiled array code instead (:func:`sci.tensor_attention._array.standard_exact_attention`
+with blocks sized from the device's free memory: cuBLAS products, tensor cores).
+
+Unvalidated on real hardware in the session that wrote it (no CUDA device was lent); the
+tests that run it are marked ``gpu`` (every exact-attention test under the ``cupy`` backend).
 """
 
 from __future__ import annotations
@@ -10,72 +26,37 @@ import functools
 
 import cupy as cp
 
-_SOURCE = r"""
-extern "C" __global__ void exact_attention(
-    const T* Q, const T* K, const T* V, T* out,
-    const int n_q, const int n_k, const int n_pairs, const long long n_outer,
-    const double scale, const int causal)
-{
-    const int i = blockDim.x * blockIdx.x + threadIdx.x;
-    if (i >= n_q) return;
-    const int last = n_pairs - 1;
-    const long long stride = (long long)n_k * D;
-    double qk[D], vprod[D], numerator[D];
-    for (int l = 0; l < D; ++l) numerator[l] = 0.0;
-    const double minus_infinity = __longlong_as_double(0xfff0000000000000ULL);
-    double denominator = 0.0, run_max = minus_infinity;
-    const int limit = causal ? i + 1 : n_k;
-    for (long long o = 0; o < n_outer; ++o) {
-        for (int l = 0; l < D; ++l) {
-            qk[l] = scale * (double)Q[(long long)i * D + l];
-            vprod[l] = 1.0;
-        }
-        long long rest = o;
-        bool future = false;
-        for (int m = 0; m < last; ++m) {
-            const int j = (int)(rest % n_k);
-            rest /= n_k;
-            if (causal && j > i) { future = true; break; }
-            for (int l = 0; l < D; ++l) {
-                qk[l] *= (double)K[m * stride + (long long)j * D + l];
-                vprod[l] *= (double)V[m * stride + (long long)j * D + l];
-            }
-        }
-        if (future) continue;
-        for (int k = 0; k < limit; ++k) {
-            double x = 0.0;
-            for (int l = 0; l < D; ++l)
-                x += qk[l] * (double)K[last * stride + (long long)k * D + l];
-            // Online softmax: rescale the running sums whenever the maximum grows.
-            double w;
-            if (x > run_max) {
-                const double factor = (run_max == minus_infinity) ? 0.0 : exp(run_max - x);
-                for (int l = 0; l < D; ++l) numerator[l] *= factor;
-                denominator *= factor;
-                run_max = x;
-                w = 1.0;
-            } else {
-                w = exp(x - run_max);
-            }
-            denominator += w;
-            for (int l = 0; l < D; ++l)
-                numerator[l] += w * vprod[l] * (double)V[last * stride + (long long)k * D + l];
-        }
-    }
-    for (int l = 0; l < D; ++l) out[(long long)i * D + l] = (T)(numerator[l] / denominator);
-}
-"""
+from .._validation import check_memory, memory_limit
+from ..backend import array_context
+from . import _array, _gpu_source
+
+# Threads per call (enough warps to fill 132 multiprocessors several times over) and the
+# widest value/key row the fused kernel takes.
+_FUSED_THREADS = 1 << 19
+_FUSED_WIDTH = _gpu_source.FUSED_WIDTH
+# The GEMM-tiled path's largest logit tile (2^26: 512 MiB in float64, one tile at n = 8192
+# for matrix attention, so a handful of launches in all).
+_TILE_ELEMENTS = 1 << 26
 
 
 @functools.cache
 def _kernel(d: int, dtype_name: str):
-    ctype = {"float32": "float", "float64": "double"}[dtype_name]
-    source = f"#define D {d}\ntypedef {ctype} T;\n" + _SOURCE
-    return cp.RawKernel(source, "exact_attention")
+    """The fused kernel for row width ``d`` (compiled once per width and precision)."""
+    return cp.RawKernel(_gpu_source.fused_attention_source(d, dtype_name),
+                        _gpu_source.FUSED_ATTENTION_NAME)
 
 
 def exact_attention(Q, keys, values, scale, causal):
-    """Exact order-t attention on the GPU (see :func:`higher_order_attention`).
+    """Exact order-t attention on the GPU (see :func:`higher_order_attention`): rows up to
+    ``_FUSED_WIDTH`` wide run the fused kernel, wider ones the GEMM-tiled array code."""
+    if max(Q.shape[1], values[0].shape[1]) > _FUSED_WIDTH:
+        return _gemm_tiled(Q, keys, values, scale, causal)
+    return fused_attention(Q, keys, values, scale, causal)[0]
+
+
+def fused_attention(Q, keys, values, scale, causal):
+    """The fused kernel's output and the log-sum-exp of each query's logits (CuPy arrays of
+    ``Q``'s dtype; the torch Function's forward calls it through DLPack).
 
     The kernel holds one width ``D`` for keys and values: a value width ``d_v != d`` is brought
     to ``max(d, d_v)`` by zero columns (exact zeros in the logits, zero output columns cut off),
@@ -88,19 +69,37 @@ def exact_attention(Q, keys, values, scale, causal):
         def padded_to_width(X):
             return cp.pad(X, ((0, 0), (0, width - X.shape[1])))
 
-        out = exact_attention(padded_to_width(Q), [padded_to_width(K) for K in keys],
-                              [padded_to_width(V) for V in values], scale, causal)
-        return cp.ascontiguousarray(out[:, :d_v])
+        out, lse = fused_attention(padded_to_width(Q), [padded_to_width(K) for K in keys],
+                                   [padded_to_width(V) for V in values], scale, causal)
+        return cp.ascontiguousarray(out[:, :d_v]), lse
     n_q, d = Q.shape
     K = cp.ascontiguousarray(cp.stack(keys))
     V = cp.ascontiguousarray(cp.stack(values))
     n_pairs, n_k, _ = K.shape
-    out = cp.empty((n_q, d), dtype=Q.dtype)
-    threads = 128
-    blocks = (n_q + threads - 1) // threads
+    plan = _array.fused_plan(n_q, n_k, n_pairs, _FUSED_THREADS)
+    slots = n_q * plan.units
+    check_memory(8.0 * slots * (d + 2), f"the fused attention's {slots} partial sums",
+                 ctx=array_context(Q, names=["Q"]))
+    part_max = cp.empty((n_q, plan.units), dtype=cp.float64)
+    part_mass = cp.empty((n_q, plan.units), dtype=cp.float64)
+    part_numerator = cp.empty((n_q, plan.units, d), dtype=cp.float64)
+    threads = _gpu_source.THREADS_PER_BLOCK
+    blocks = (slots + threads - 1) // threads
     _kernel(d, Q.dtype.name)(
         (blocks,), (threads,),
-        (cp.ascontiguousarray(Q), K, V, out, cp.int32(n_q), cp.int32(n_k), cp.int32(n_pairs),
-         cp.int64(n_k ** (n_pairs - 1)), cp.float64(scale), cp.int32(bool(causal))),
+        _gpu_source.fused_attention_arguments(
+            (cp.ascontiguousarray(Q), K, V, part_max, part_mass, part_numerator),
+            n_q, n_k, n_pairs, plan, scale, causal,
+            int32=cp.int32, int64=cp.int64, float64=cp.float64),
     )
-    return out
+    return _array.combine_partials(part_max, part_mass, part_numerator, Q.dtype, with_lse=True)
+
+
+def _gemm_tiled(Q, keys, values, scale, causal):
+    """Wide rows: the blocked array code (logit tiles as cuBLAS products, an online softmax
+    across tiles), with tiles of up to ``_TILE_ELEMENTS`` logits or what a sixteenth of the
+    device's free memory holds (the tile and its exponentials, a few passes)."""
+    ctx = array_context(Q, names=["Q"])
+    budget = min(_TILE_ELEMENTS, memory_limit(ctx) // (16 * Q.dtype.itemsize))
+    return _array.standard_exact_attention(Q, keys, values, scale, causal,
+                                           budget=max(budget, 1 << 16))

@@ -25,8 +25,13 @@ and the product rule sends ``dk_J`` to each factor: ``dK_m[j_m] += dk_J * prod_{
 K_{m'}[j_{m'}]`` (likewise for the values). ``k_J`` is split as ``k_O * K_{t-1}[j_{t-1}]``: the
 last factor's gradient comes out of two matrix products per block, the outer factors' through
 per-block sums over the queries scattered with ``index_add_``. The backward holds one block of
-at most ``_exact._BLOCK_ELEMENTS`` weights (and its dS) at a time, plus O(n d) accumulators:
-its memory is O(n d) like the forward's, for every order t.
+at most ``_exact._BLOCK_ELEMENTS`` weights (and its dS) at a time (on a CUDA device a block
+sized from its free memory, ``_budget``), plus O(n d) accumulators: its memory is O(n d) like
+the forward's, for every order t.
+
+On a CUDA device with CuPy installed, the forward of rows up to 16 wide is the fused kernel of
+``_gpu.py`` (no logit leaves the registers), reached through DLPack without a copy; it returns
+the same ``lse``, so the backward is the same.
 
 Windowed 2-simplicial attention (``tensor_attention(..., window=(w1, w2))``) has a Function
 of its own, ``WindowedTensorAttention``, the same recomputing backward over the window's
@@ -52,10 +57,25 @@ from torch.autograd.function import once_differentiable
 from .._validation import chunk_length
 from . import _exact
 
+# The largest logit block on a CUDA device: 2^26 elements (512 MiB in float64), or what a
+# sixteenth of its free memory holds (the block, its weights and dS in the backward). On the
+# CPU a block stays in a core's cache (``_exact._BLOCK_ELEMENTS``); a GPU wants few, large
+# launches instead (64K-element blocks issue ~10 kernels each: launch-bound).
+_CUDA_BLOCK_ELEMENTS = 1 << 26
 
-def _block_sizes(n_q: int, n_k: int, n_outer: int) -> tuple[int, int]:
+
+def _budget(like) -> int:
+    """Logits one block may hold for tensors on ``like``'s device."""
+    if like.device.type != "cuda":
+        return _exact._BLOCK_ELEMENTS
+    free, _ = torch.cuda.mem_get_info(like.device)
+    return max(_exact._BLOCK_ELEMENTS,
+               min(_CUDA_BLOCK_ELEMENTS, free // (16 * like.element_size())))
+
+
+def _block_sizes(n_q: int, n_k: int, n_outer: int, like) -> tuple[int, int]:
     """Query-block and outer-tuple-block lengths: a logit block of at most the budget."""
-    budget = _exact._BLOCK_ELEMENTS
+    budget = _budget(like)
     block_q = chunk_length(n_q, n_k, budget=budget)
     block_o = chunk_length(n_outer, block_q * n_k, budget=budget)
     return block_q, block_o
@@ -97,14 +117,38 @@ def _mask_future(logits, largest, q0: int, q1: int, n_k: int) -> None:
     logits.masked_fill_((last[None, :] > rows[:, None])[:, None, :], -torch.inf)
 
 
+def _fused_on_cuda(Q, keys, values, scale: float, causal: bool):
+    """The fused CuPy kernel (``_gpu.py``) for CUDA tensors of narrow rows, zero-copy through
+    DLPack on torch's current stream: ``(out, lse)``, or None where it does not apply (CPU
+    tensors, rows wider than its limit, CuPy not installed)."""
+    if Q.device.type != "cuda":
+        return None
+    try:
+        import cupy
+
+        from . import _gpu
+    except ImportError:  # no CuPy: the blocked torch code below serves CUDA tensors too
+        return None
+    if max(Q.shape[1], values[0].shape[1]) > _gpu._FUSED_WIDTH:
+        return None
+    stream = torch.cuda.current_stream(Q.device)
+    with cupy.cuda.Device(Q.device.index), cupy.cuda.ExternalStream(stream.cuda_stream):
+        Q_c, *kv = (cupy.from_dlpack(x.detach().contiguous()) for x in (Q, *keys, *values))
+        out, lse = _gpu.fused_attention(Q_c, kv[: len(keys)], kv[len(keys):], scale, causal)
+    return torch.from_dlpack(out), torch.from_dlpack(lse)
+
+
 def _forward(Q, keys, values, scale: float, causal: bool):
     """Attention and the per-query log-sum-exp of the (scaled, masked) logits."""
+    fused = _fused_on_cuda(Q, keys, values, scale, causal)
+    if fused is not None:
+        return fused
     n_q, d = Q.shape
     n_k = keys[0].shape[0]
     d_v = values[0].shape[1]
     n_outer = n_k ** (len(keys) - 1)
     k_last, v_last = keys[-1], values[-1]
-    block_q, block_o = _block_sizes(n_q, n_k, n_outer)
+    block_q, block_o = _block_sizes(n_q, n_k, n_outer, Q)
     outer = [_outer_block(keys, values, o0, min(n_outer, o0 + block_o), n_k)
              for o0 in range(0, n_outer, block_o)] if n_outer <= block_o else None
     out = torch.empty((n_q, d_v), dtype=Q.dtype, device=Q.device)
@@ -164,7 +208,7 @@ def _backward(Q, keys, values, out, lse, grad_out, scale: float, causal: bool, n
     p = len(keys)
     n_outer = n_k ** (p - 1)
     k_last, v_last = keys[-1], values[-1]
-    block_q, block_o = _block_sizes(n_q, n_k, n_outer)
+    block_q, block_o = _block_sizes(n_q, n_k, n_outer, Q)
     grad_q = torch.zeros_like(Q)
     grad_k = [torch.zeros_like(k) for k in keys]
     grad_v = [torch.zeros_like(v) for v in values]
@@ -308,10 +352,10 @@ def _unwindow(grad_windows, w: int):
     return diagonals.sum(dim=1)
 
 
-def _window_blocks(n: int, w1: int, w2: int):
-    """``(q0, q1)`` for each block of queries: at most ``_BLOCK_ELEMENTS`` logits (one query
+def _window_blocks(n: int, w1: int, w2: int, like):
+    """``(q0, q1)`` for each block of queries: at most ``_budget(like)`` logits (one query
     at least)."""
-    block_q = max(1, min(n, _exact._BLOCK_ELEMENTS // (w1 * w2)))
+    block_q = max(1, min(n, _budget(like) // (w1 * w2)))
     for q0 in range(0, n, block_q):
         yield q0, min(n, q0 + block_q)
 
@@ -355,7 +399,7 @@ def _windowed_forward(Q, K1, K2, V1, V2, scale: float, window):
     win = _Windows(Q, K1, K2, V1, V2, scale, window)
     out = torch.empty((n, V1.shape[1]), dtype=Q.dtype, device=Q.device)
     lse = torch.empty(n, dtype=Q.dtype, device=Q.device)
-    for q0, q1 in _window_blocks(n, win.w1, win.w2):
+    for q0, q1 in _window_blocks(n, win.w1, win.w2, Q):
         logits, _ = win.logits(q0, q1)
         # every query has the pair (i, i): its largest logit is finite, its sum of weights
         # >= 1. One exponential per logit (logsumexp and then exp(L - lse) would take two).
@@ -381,7 +425,7 @@ def _windowed_backward(Q, K1, K2, V1, V2, out, lse, grad_out, scale: float, wind
     grad_v2 = torch.zeros((n + w2 - 1, V2.shape[1]), dtype=V2.dtype, device=V2.device)
     delta = (grad_out * out).sum(dim=1)  # D_i = dO_i . O_i
     want_s = needs[0] or needs[1] or needs[2]  # a gradient through the logits
-    for q0, q1 in _window_blocks(n, w1, w2):
+    for q0, q1 in _window_blocks(n, w1, w2, Q):
         logits, rows = win.logits(q0, q1)
         weights = logits.sub_(lse[q0:q1, None, None]).exp_()  # exp(-inf) = 0 on the padding
         dout = grad_out[q0:q1]

@@ -1,0 +1,216 @@
+"""The fused GPU kernel on the CPU: its own CUDA C text compiled for the host, how it shares
+out the work, and how its per-thread partial sums are combined.
+
+``_gpu.py``'s kernel runs on a CUDA device only under CuPy (there, every exact-attention test of
+the ``cupy`` backend runs it: ``gpu``). Its text lives in ``_gpu_source.py``; here it is
+compiled by the host's C++ compiler with a few lines that stand in for CUDA (``__global__``,
+the thread indices, ``__longlong_as_double``) and run thread by thread over the grid the
+launcher would use, with the launcher's plan (:func:`fused_plan`) and argument order
+(``fused_attention_arguments``), then combined by :func:`combine_partials` in each leg's
+library and checked against the dense oracle. ``nvcc``, where installed, checks that the text
+is valid CUDA and that no register spills at the widths the launcher sends it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import math
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sci.tensor_attention import _gpu_source
+from sci.tensor_attention._array import combine_partials, fused_plan
+
+TOL = 1e-13  # means of <= 6^3 positive weights of terms of size <= 1: a few ulps each
+
+_HOST_SHIM = r"""
+#include <cmath>
+#include <cstring>
+using std::exp;
+#define __global__
+struct HostIndex { unsigned int x; };
+static HostIndex blockDim, blockIdx, threadIdx;
+static inline double __longlong_as_double(long long v) {
+    double d; std::memcpy(&d, &v, sizeof d); return d;
+}
+"""
+
+_HOST_LAUNCH = r"""
+extern "C" void launch_on_host(long long blocks, unsigned int threads,
+    const T* Q, const T* K, const T* V, double* part_max, double* part_mass,
+    double* part_numerator, int n_q, int n_k, int n_pairs, long long n_outer, int n_splits,
+    int split, long long per_unit, int units, double scale, int causal)
+{
+    blockDim.x = threads;
+    for (long long b = 0; b < blocks; ++b)
+        for (unsigned int t = 0; t < threads; ++t) {
+            blockIdx.x = (unsigned int)b;
+            threadIdx.x = t;
+            exact_attention_partials(Q, K, V, part_max, part_mass, part_numerator, n_q, n_k,
+                                     n_pairs, n_outer, n_splits, split, per_unit, units,
+                                     scale, causal);
+        }
+}
+"""
+
+_COMPILER = shutil.which("g++") or shutil.which("c++")
+_BUILD = Path(tempfile.mkdtemp(prefix="sci-fused-kernel-"))
+
+
+@functools.cache
+def _host_kernel(d: int, dtype_name: str):
+    """The kernel's text for (d, dtype), compiled into a shared library for the host."""
+    if _COMPILER is None:
+        pytest.skip("no C++ compiler (g++) to build the CUDA kernel's text for the host")
+    source = _BUILD / f"fused_{d}_{dtype_name}.cpp"
+    library = source.with_suffix(".so")
+    source.write_text(_HOST_SHIM + _gpu_source.fused_attention_source(d, dtype_name)
+                      + _HOST_LAUNCH)
+    subprocess.run([_COMPILER, "-O1", "-shared", "-fPIC", "-o", str(library), str(source)],
+                   check=True, capture_output=True)
+    return ctypes.CDLL(str(library)).launch_on_host
+
+
+def _run_kernel(Q, keys, values, scale, causal, plan, dtype_name="float64"):
+    """The partial sums the kernel writes for this plan: (n_q, U), (n_q, U), (n_q, U, d)."""
+    dtype = np.dtype(dtype_name)
+    n_q, d = Q.shape
+    n_pairs, n_k = len(keys), keys[0].shape[0]
+    Q = np.ascontiguousarray(Q, dtype=dtype)
+    K = np.ascontiguousarray(np.stack(keys), dtype=dtype)
+    V = np.ascontiguousarray(np.stack(values), dtype=dtype)
+    part_max = np.full((n_q, plan.units), np.nan)  # every slot must be written
+    part_mass = np.full((n_q, plan.units), np.nan)
+    part_numerator = np.full((n_q, plan.units, d), np.nan)
+
+    def pointer(a):
+        return ctypes.c_void_p(a.ctypes.data)
+
+    threads = _gpu_source.THREADS_PER_BLOCK
+    blocks = -(-(n_q * plan.units) // threads)
+    _host_kernel(d, dtype_name)(
+        ctypes.c_longlong(blocks), ctypes.c_uint(threads),
+        *_gpu_source.fused_attention_arguments(
+            tuple(pointer(a) for a in (Q, K, V, part_max, part_mass, part_numerator)),
+            n_q, n_k, n_pairs, plan, scale, causal,
+            int32=ctypes.c_int, int64=ctypes.c_longlong, float64=ctypes.c_double))
+    return part_max, part_mass, part_numerator
+
+
+def _covered(plan, n_outer, n_k):
+    """(o, k) -> how many threads of one query take it."""
+    counts = np.zeros((n_outer, n_k), dtype=int)
+    n_items = n_outer * plan.n_splits
+    for u in range(plan.units):
+        for w in range(u * plan.per_unit, min((u + 1) * plan.per_unit, n_items)):
+            o, s = divmod(w, plan.n_splits)
+            counts[o, s * plan.split:min((s + 1) * plan.split, n_k)] += 1
+    return counts
+
+
+@given(n_q=st.integers(1, 64), n_k=st.integers(1, 24), n_pairs=st.integers(1, 3),
+       threads=st.integers(1, 1 << 20))
+def test_plan_gives_every_tuple_and_key_to_exactly_one_thread(n_q, n_k, n_pairs, threads):
+    plan = fused_plan(n_q, n_k, n_pairs, threads)
+    n_outer = n_k ** (n_pairs - 1)
+    n_items = n_outer * plan.n_splits
+    assert np.all(_covered(plan, n_outer, n_k) == 1)
+    assert (plan.n_splits - 1) * plan.split < n_k <= plan.n_splits * plan.split  # no empty slice
+    assert (plan.units - 1) * plan.per_unit < n_items <= plan.units * plan.per_unit  # no idle
+    # about `threads` in all (items are whole: within a factor 2), at most one per item
+    want = -(-threads // n_q)
+    assert min(want, n_items) <= 2 * plan.units and plan.units <= max(want, 1)
+
+
+def test_plan_of_the_issue_sizes():
+    """The device sizes of issue 19: enough threads for 132 multiprocessors at every n."""
+    for n_q, n_pairs in ((256, 2), (512, 2), (1024, 2), (2048, 2), (8192, 1), (512, 3)):
+        plan = fused_plan(n_q, n_q, n_pairs, 1 << 19)
+        assert n_q * plan.units >= 1 << 18
+        assert n_q * plan.units * 18 * 8 <= 1 << 27  # partials of width 16: <= 128 MiB
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # the leg is stateless
+@given(data=st.data())
+def test_kernel_plan_and_combination_match_the_dense_oracle(xp, dense_reference, causal, data):
+    """The kernel's own code with the launcher's plan, combined in the leg's library, against
+    the dense attention; thread counts from one per query to one per (tuple, key), so that
+    keys are split among threads (matrix attention) and tuples too (order 3, 4)."""
+    n = data.draw(st.integers(1, 6), label="n")
+    n_pairs = data.draw(st.integers(1, 3), label="pairs")
+    d = data.draw(st.integers(1, 3), label="d")
+    threads = data.draw(st.integers(1, 4 * n ** (n_pairs + 1)), label="threads")
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    Q = rng.uniform(-2, 2, (n, d))
+    keys = [rng.uniform(-2, 2, (n, d)) for _ in range(n_pairs)]
+    values = [rng.uniform(-1, 1, (n, d)) for _ in range(n_pairs)]
+    plan = fused_plan(n, n, n_pairs, threads)
+    partials = _run_kernel(Q, keys, values, 1.0 / d, causal, plan)
+    assert not any(np.isnan(p).any() for p in partials)  # every thread wrote its slot
+    got = combine_partials(*(xp.asarray(p) for p in partials), xp.float64)
+    assert xp.is_leg_array(got)
+    want = dense_reference(Q, keys, values, causal=causal)
+    np.testing.assert_allclose(xp.to_numpy(got), want, rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_kernel_in_float32_and_its_log_sum_exp(dense_reference, causal):
+    """float32 inputs (the kernel computes in float64 and writes float64 partials), at a size
+    with several threads per query; and the log-sum-exp the torch Function keeps for its
+    backward, against log sum exp of the dense logits."""
+    rng = np.random.default_rng(3)
+    n, d = 9, 4
+    Q, K1, K2, V1, V2 = (rng.uniform(-1, 1, (n, d)) for _ in range(5))
+    Q, K1, K2 = (x.astype(np.float32).astype(np.float64) for x in (Q, K1, K2))
+    V1, V2 = (x.astype(np.float32).astype(np.float64) for x in (V1, V2))
+    plan = fused_plan(n, n, 2, 5 * n)
+    assert plan.units > 1
+    out, lse = combine_partials(*_run_kernel(Q, [K1, K2], [V1, V2], 1.0 / d, causal, plan,
+                                             "float32"), np.float32, with_lse=True)
+    assert out.dtype == np.float32 and lse.dtype == np.float32
+    np.testing.assert_allclose(out, dense_reference(Q, [K1, K2], [V1, V2], causal=causal),
+                               rtol=0, atol=1e-6)  # the float32 rounding of the result
+    logits = (Q[:, None, None, :] * K1[None, :, None, :] * K2[None, None, :, :]).sum(-1) / d
+    if causal:
+        j, k = np.arange(n)[:, None], np.arange(n)[None, :]
+        logits = np.where((np.maximum(j, k)[None] > np.arange(n)[:, None, None]), -np.inf,
+                          logits)
+    want = np.log(np.exp(logits).sum(axis=(1, 2)))
+    np.testing.assert_allclose(lse, want, rtol=1e-6)
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc (the CUDA compiler) not installed")
+@pytest.mark.parametrize("dtype_name", ["float32", "float64"])
+def test_kernel_text_is_cuda_without_register_spills(dtype_name):
+    """What NVRTC compiles on the device, compiled by nvcc for the H100/H200 (sm_90) at the
+    narrowest and the widest row the launcher sends: no spill to local memory."""
+    for d in (1, 4, _gpu_source.FUSED_WIDTH):
+        source = _BUILD / f"fused_{d}_{dtype_name}.cu"
+        source.write_text(_gpu_source.fused_attention_source(d, dtype_name))
+        done = subprocess.run(["nvcc", "-cubin", "-arch=sm_90", "-Xptxas", "-v", "-o",
+                               str(source.with_suffix(".cubin")), str(source)],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert " 0 bytes spill stores" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_combination_returns_the_input_precision(xp, dtype):
+    """The partials are float64 whatever the inputs; the result takes the inputs' dtype, and a
+    thread that saw no key (maximum -inf, zero sums) weighs nothing."""
+    part_max = xp.asarray(np.array([[0.0, -np.inf, 1.0]]))
+    part_mass = xp.asarray(np.array([[2.0, 0.0, 1.0]]))
+    part_numerator = xp.asarray(np.array([[[2.0], [0.0], [3.0]]]))
+    got = combine_partials(part_max, part_mass, part_numerator, getattr(xp, dtype))
+    assert got.dtype == getattr(xp, dtype)
+    e = math.exp(-1.0)
+    np.testing.assert_allclose(xp.to_numpy(got), [[(2 * e + 3) / (2 * e + 1)]], rtol=1e-7)

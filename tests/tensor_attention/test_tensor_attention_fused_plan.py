@@ -214,3 +214,62 @@ def test_combination_returns_the_input_precision(xp, dtype):
     assert got.dtype == getattr(xp, dtype)
     e = math.exp(-1.0)
     np.testing.assert_allclose(xp.to_numpy(got), [[(2 * e + 3) / (2 * e + 1)]], rtol=1e-7)
+
+
+# ------------------------------------------------------------------ on a CUDA device (gpu)
+_DEVICE_CASES = [  # (order t, n, d, d_v, causal): splits of keys, of tuples, both paths
+    (2, 3000, 4, 4, False), (2, 3000, 4, 4, True), (3, 300, 4, 4, False),
+    (3, 300, 3, 5, True), (4, 40, 2, 2, True), (3, 200, 32, 32, False), (2, 2000, 64, 64, True),
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("order, n, d, d_v, causal", _DEVICE_CASES)
+def test_cupy_attention_at_sizes_that_split_the_work(order, n, d, d_v, causal, dtype):
+    """The fused kernel (widths <= 16) and the GEMM-tiled code (wider) on CuPy arrays against
+    the blocked NumPy code, at sizes where a query's work is shared by many threads."""
+    import cupy
+
+    import sci
+    from sci.tensor_attention import higher_order_attention
+
+    rng = np.random.default_rng(order * n + d)
+    Q = rng.uniform(-1, 1, (n, d))
+    keys = [rng.uniform(-1, 1, (n, d)) for _ in range(order - 1)]
+    values = [rng.uniform(-1, 1, (n, d_v)) for _ in range(order - 1)]
+    with sci.use_backend("numpy"):
+        want = higher_order_attention(Q, keys, values, causal=causal)
+    with sci.use_backend("cupy"):
+        got = higher_order_attention(cupy.asarray(Q, dtype=dtype),
+                                     [cupy.asarray(k, dtype=dtype) for k in keys],
+                                     [cupy.asarray(v, dtype=dtype) for v in values],
+                                     causal=causal)
+    assert isinstance(got, cupy.ndarray) and got.dtype == dtype
+    tolerance = 1e-12 if dtype == "float64" else 2e-6  # float32: the inputs' own rounding
+    np.testing.assert_allclose(cupy.asnumpy(got), want, rtol=0, atol=tolerance)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("causal", [False, True])
+def test_torch_cuda_tensors_take_the_fused_kernel_and_its_lse(causal):
+    """torch CUDA tensors: the forward through DLPack (the fused kernel), the backward from its
+    log-sum-exp, both against the same call on CPU tensors."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("cupy")
+    from sci.tensor_attention import tensor_attention
+    from sci.tensor_attention._torch import _fused_on_cuda
+
+    rng = np.random.default_rng(5)
+    on_cpu = [torch.tensor(rng.uniform(-1, 1, (300, 4)), requires_grad=True) for _ in range(5)]
+    on_gpu = [x.detach().cuda().requires_grad_() for x in on_cpu]
+    assert _fused_on_cuda(on_gpu[0], on_gpu[1:3], on_gpu[3:5], 0.25, causal) is not None
+    weight = torch.tensor(rng.standard_normal((300, 4)))
+    out_cpu = tensor_attention(*on_cpu, causal=causal)
+    out_gpu = tensor_attention(*on_gpu, causal=causal)
+    assert out_gpu.device.type == "cuda"
+    torch.testing.assert_close(out_gpu.cpu(), out_cpu.detach(), rtol=0, atol=1e-12)
+    grads_cpu = torch.autograd.grad((out_cpu * weight).sum(), on_cpu)
+    grads_gpu = torch.autograd.grad((out_gpu * weight.cuda()).sum(), on_gpu)
+    for g, e in zip(grads_gpu, grads_cpu, strict=True):
+        torch.testing.assert_close(g.cpu(), e, rtol=0, atol=1e-10)

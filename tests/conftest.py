@@ -196,6 +196,7 @@ def torch_ops():
     from collections import Counter
     from contextlib import contextmanager
 
+    import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
     views = {"view", "_unsafe_view", "unsqueeze", "squeeze", "expand", "select", "slice",
@@ -203,6 +204,8 @@ def torch_ops():
              "_reshape_alias", "unbind", "split", "diagonal"}
 
     class Operators(Counter):
+        dtypes: dict  # operator name -> the dtypes of its first tensor argument
+
         def launches(self):
             return sum(n for name, n in self.items() if name not in views)
 
@@ -212,12 +215,17 @@ def torch_ops():
             self.counter = counter
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.counter[func.overloadpacket.__name__] += 1
+            name = func.overloadpacket.__name__
+            self.counter[name] += 1
+            first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+            if first is not None:
+                self.counter.dtypes.setdefault(name, set()).add(str(first.dtype))
             return func(*args, **(kwargs or {}))
 
     @contextmanager
     def counting():
         counter = Operators()
+        counter.dtypes = {}
         with Counting(counter):
             yield counter
 

@@ -53,13 +53,14 @@ def _on_gpu(ctx) -> bool:
 
 
 def _chunk_rows(N: int, d: int, K: int, float32: bool, ctx) -> int:
-    """Rows per chunk of the pass: on a GPU as many as an eighth of its free memory holds (a
-    chunk's D, the gathered shifts and the one-hot block), so that a pass is a few large
+    """Rows per chunk of the pass: on a GPU as many rows of D and of the one-hot block as an
+    eighth of its free memory holds (the gathered shifts, as large as D, fit in the rest), so
+    that a pass is a few large
     products rather than many small launches; elsewhere about 64 MiB (BLAS runs at full speed
     and no copy of the whole input is made). float32: at most FLOAT32_CHUNK_ROWS."""
     itemsize = 4 if float32 else 8
     budget = memory_limit(ctx) / 8 if _on_gpu(ctx) else _CHUNK_BYTES
-    rows = chunk_length(N, itemsize * (2 * d + K + 1), budget=budget, minimum=256)
+    rows = chunk_length(N, itemsize * (d + K), budget=budget, minimum=256)
     return min(rows, FLOAT32_CHUNK_ROWS) if float32 else rows
 
 

@@ -461,11 +461,11 @@ def simulate_linear(
         trials_per_task = _default_trials_per_task(n_inputs, n_examples)
     trials_per_task = check_integer(trials_per_task, "trials_per_task", minimum=1)
     sizes = split_trials(n_trials, min(trials_per_task, n_trials))
-    on_device = ctx.backend not in _HOST_BACKENDS
+    on_device = ctx.backend not in HOST_BACKENDS
     # Each task holds its own trials only (the others may be on other machines); the returned
     # curves of all of them are counted by the first check. On a device the tasks are solved
     # in batches of whole tasks, as many trials as a quarter of its free memory holds.
-    batches = (_batches_of_tasks(sizes, _device_batch_trials(
+    batches = (batches_of_tasks(sizes, _device_batch_trials(
         n_inputs, n_examples, int(t.shape[0]), dtype.itemsize, ctx)) if on_device
         else [[k] for k in range(len(sizes))])
     peak = max(sum(sizes[k] for k in batch) for batch in batches)
@@ -480,9 +480,10 @@ def simulate_linear(
         solve = functools.partial(
             _linear_solve, n_inputs=n_inputs, n_examples=n_examples, t=t, sigma_eps=sigma_eps,
             tau=tau, learning_rate=learning_rate, dtype=dtype, ctx=ctx)
-        parts = _draw_ahead_and_solve(
-            sizes, seeds, batches, solve, shape=(n_inputs, n_examples),
+        draws = functools.partial(
+            _start_linear_draws, sizes=sizes, shape=(n_inputs, n_examples),
             scales=dict(sigma_w=sigma_w, sigma_eps=sigma_eps, sigma_w0=sigma_w0))
+        parts = solve_in_batches(sizes, seeds, batches, solve, draws)
         if len(parts) == 1:
             return parts[0]
         return (xp.concat([g for g, _ in parts], axis=0),
@@ -520,10 +521,9 @@ def _linear_task(chunk, *, n_inputs, n_examples, t, sigma_w, sigma_eps, sigma_w0
                  learning_rate, dtype, ctx):
     """One task of :func:`simulate_linear` on the host: ``chunk = (n_trials, seed)``."""
     n_trials, seed = chunk
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     problem = draw_linear_problem(
         n_inputs, n_examples, sigma_w=sigma_w, sigma_eps=sigma_eps, sigma_w0=sigma_w0,
-        n_trials=n_trials, rng=rng,
+        n_trials=n_trials, rng=task_generator(seed),
     )
     return _linear_solve(problem, n_inputs=n_inputs, n_examples=n_examples, t=t,
                          sigma_eps=sigma_eps, tau=tau, learning_rate=learning_rate,
@@ -532,7 +532,13 @@ def _linear_task(chunk, *, n_inputs, n_examples, t, sigma_w, sigma_eps, sigma_w0
 
 # The switch's names for NumPy arrays computed on the host; every other backend ("cupy",
 # "array": torch, array_api_strict, ...) computes on the arrays' device.
-_HOST_BACKENDS = ("numpy", "numba")
+HOST_BACKENDS = ("numpy", "numba")
+
+
+def device_batch_trials(per_trial_bytes: float, ctx) -> int:
+    """Trials of a batch on ``ctx``'s device: as many as a quarter of its memory limit (a
+    GPU's free memory) holds at ``per_trial_bytes`` each."""
+    return _chunk_within(1 << 30, per_trial_bytes, budget=memory_limit(ctx) / 4)
 
 
 def _device_batch_trials(n_inputs, n_examples, n_times, itemsize, ctx):
@@ -545,10 +551,10 @@ def _device_batch_trials(n_inputs, n_examples, n_times, itemsize, ctx):
                  + itemsize * 12.0 * (n_inputs + n_examples) + itemsize * 4.0 * n_times)
     per_trial += implementation("generalization.linear_errors_work", ctx.backend)(
         n_times, 1, modes, itemsize)
-    return _chunk_within(1 << 30, per_trial, budget=memory_limit(ctx) / 4)
+    return device_batch_trials(per_trial, ctx)
 
 
-def _batches_of_tasks(sizes: list[int], batch_trials: int) -> list[list[int]]:
+def batches_of_tasks(sizes: list[int], batch_trials: int) -> list[list[int]]:
     """Consecutive tasks grouped into batches of at most ``batch_trials`` trials (a task is
     never split: its trials come from one random stream); a larger task is a batch alone."""
     batches: list[list[int]] = []
@@ -562,40 +568,48 @@ def _batches_of_tasks(sizes: list[int], batch_trials: int) -> list[list[int]]:
     return batches
 
 
-def _draw_ahead_and_solve(sizes, seeds, batches, solve, *, shape, scales):
-    """``solve(problem)`` for each batch of tasks, the draws of the next batch made on host
-    threads meanwhile.
+def solve_in_batches(sizes, seeds, batches, solve, start_draws):
+    """``solve(problem)`` for each batch of tasks, the next batch drawn on host threads
+    meanwhile; the list of results.
 
-    Each task draws from its own seed into its slice of the batch's host buffers (the numbers
-    of :func:`_linear_task`), its own thread: the tasks' streams are independent and NumPy
+    ``start_draws(batch, seeds, pool)`` submits the draws of the tasks ``batch`` (task ``k``
+    from ``seeds[k]``, each on a thread of ``pool``) and returns a function that waits for
+    them and returns the batch's host problem. The tasks' streams are independent and NumPy
     fills arrays without the GIL, so the draws of a batch run in parallel, and those of batch
     ``b + 1`` while the device solves batch ``b`` (at most two batches are held on the host).
     """
     workers = max(1, min(len(sizes), os.cpu_count() or 1))
-
-    def start(batch, pool):
-        n_batch = sum(sizes[k] for k in batch)
-        problem = _empty_problem(n_batch, *shape)
-        offsets = np.cumsum([0] + [sizes[k] for k in batch])
-        futures = []
-        for k, low, high in zip(batch, offsets[:-1], offsets[1:], strict=True):
-            rng = seeds[k] if isinstance(seeds[k], np.random.Generator) else \
-                np.random.default_rng(seeds[k])
-            futures.append(pool.submit(_draw_into, problem, slice(int(low), int(high)), rng,
-                                       **scales))
-        return problem, futures
-
     results = []
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        pending = start(batches[0], pool)
+        finish = start_draws(batches[0], seeds, pool)
         for b in range(len(batches)):
-            problem, futures = pending
-            for future in futures:
-                future.result()
+            problem = finish()
             if b + 1 < len(batches):
-                pending = start(batches[b + 1], pool)
+                finish = start_draws(batches[b + 1], seeds, pool)
             results.append(solve(problem))
     return results
+
+
+def task_generator(seed) -> np.random.Generator:
+    """A task's generator: the caller's own (one task), or one from the task's seed."""
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+def _start_linear_draws(batch, seeds, pool, *, sizes, shape, scales):
+    """The draws of a batch of :func:`simulate_linear`'s tasks, each task into its slice of
+    the batch's host buffers (the numbers of :func:`_linear_task`)."""
+    problem = _empty_problem(sum(sizes[k] for k in batch), *shape)
+    offsets = np.cumsum([0] + [sizes[k] for k in batch])
+    futures = [pool.submit(_draw_into, problem, slice(int(low), int(high)),
+                           task_generator(seeds[k]), **scales)
+               for k, low, high in zip(batch, offsets[:-1], offsets[1:], strict=True)]
+
+    def finish():
+        for future in futures:
+            future.result()
+        return problem
+
+    return finish
 
 
 def _linear_solve(problem, *, n_inputs, n_examples, t, sigma_eps, tau, learning_rate, dtype,

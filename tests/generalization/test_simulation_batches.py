@@ -9,21 +9,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sci.generalization import simulate_linear
-from sci.generalization._simulation import _batches_of_tasks, _device_batch_trials
+from sci.generalization._simulation import _device_batch_trials, batches_of_tasks
 
 
 def test_batches_hold_whole_consecutive_tasks():
-    assert _batches_of_tasks([1] * 5, 2) == [[0, 1], [2, 3], [4]]
-    assert _batches_of_tasks([3, 1, 2], 4) == [[0, 1], [2]]
+    assert batches_of_tasks([1] * 5, 2) == [[0, 1], [2, 3], [4]]
+    assert batches_of_tasks([3, 1, 2], 4) == [[0, 1], [2]]
     # a task larger than a batch is a batch alone, never split (one random stream)
-    assert _batches_of_tasks([5, 1, 1], 2) == [[0], [1, 2]]
-    assert _batches_of_tasks([2], 100) == [[0]]
+    assert batches_of_tasks([5, 1, 1], 2) == [[0], [1, 2]]
+    assert batches_of_tasks([2], 100) == [[0]]
 
 
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.integers(1, 6), min_size=1, max_size=12), st.integers(1, 10))
 def test_batches_property(sizes, cap):
-    batches = _batches_of_tasks(sizes, cap)
+    batches = batches_of_tasks(sizes, cap)
     assert [k for batch in batches for k in batch] == list(range(len(sizes)))
     for batch in batches:
         assert len(batch) == 1 or sum(sizes[k] for k in batch) <= cap
@@ -108,3 +108,29 @@ def test_operator_count_does_not_grow_with_trials_or_tasks(torch_ops):
     assert counts[1]["_linalg_eigh"] == 1
     assert counts[1]["_local_scalar_dense"] == 0  # t's check is one read by to_numpy
     assert counts[1].launches() < 60, counts[1]
+
+
+@pytest.mark.parametrize("train_hidden", [False, True])
+def test_two_layer_batched_tasks_equal_the_tasks_one_by_one(xp, train_hidden):
+    from sci.generalization import simulate_two_layer
+
+    kw = dict(n_inputs=4, n_teacher_hidden=5, n_examples=12, n_test=30, n_trials=5,
+              trials_per_task=2, rng=7, train_hidden=train_hidden, learning_rate=0.05)
+    ref = simulate_two_layer(6, [0, 3, 20], **kw)
+    got = simulate_two_layer(6, [0, 3, 20], xp=xp.namespace, device=xp.device, **kw)
+    for a, b in zip(ref, got, strict=True):
+        np.testing.assert_allclose(xp.to_numpy(b), a, rtol=1e-10, atol=1e-13)
+
+
+def test_two_layer_operators_do_not_grow_with_the_tasks(torch_ops):
+    torch = pytest.importorskip("torch")
+    from sci.generalization import simulate_two_layer
+
+    counts = []
+    for n_trials in (1, 6):
+        with torch_ops() as ops:
+            simulate_two_layer(6, [0, 3, 20], n_inputs=4, n_teacher_hidden=5, n_examples=12,
+                               n_test=30, n_trials=n_trials, trials_per_task=1, rng=0,
+                               train_hidden=True, xp=torch)
+        counts.append(ops)
+    assert counts[0] == counts[1]

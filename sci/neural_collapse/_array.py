@@ -41,7 +41,7 @@ FLOAT32_CHUNK_ROWS = 1 << 16
 
 def _same_library(x, ctx) -> bool:
     """Whether ``x`` is an array of ``ctx``'s library on its device (used there, uncopied)."""
-    if library_of(x) != ctx.library:
+    if isinstance(x, list | tuple) or library_of(x) != ctx.library:
         return False
     import array_api_compat
 
@@ -134,8 +134,8 @@ def nc_metrics_array(H, labels, *, W, b, num_classes, chunk_size, ctx):
     if K < 2:
         raise ValueError(f"neural-collapse metrics need at least 2 classes; got {K}")
     # the labels on the device once (no copy when they are there already)
-    labels_dev = ctx.asarray(labels) if not isinstance(labels, list | tuple) \
-        and _same_library(labels, ctx) else ctx.asarray(labels_host)
+    labels_dev = ctx.asarray(labels) if _same_library(labels, ctx) \
+        and xp.isdtype(labels.dtype, "integral") else ctx.asarray(labels_host)
     shift = xp.take(H, ctx.asarray(first_indices(labels_host, K)), axis=0)  # (K, d)
     classes = xp.arange(K, device=ctx.device)
     sums = gram = None

@@ -179,3 +179,54 @@ def figure_cache() -> Path | None:
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261124)
+
+
+@pytest.fixture
+def torch_ops():
+    """A context manager counting the torch operators (aten ops) run inside it.
+
+    ``with torch_ops() as ops: ...`` leaves in ``ops`` a ``collections.Counter`` of operator
+    names: on a GPU each is (at least) one kernel launch, so a count that does not grow with
+    the trials or the steps is what the batching promises (``ops.launches()``: the count
+    without the operators that only make views, which launch nothing). ``_local_scalar_dense``
+    is a read of a device value by the host (``float()``, ``bool()``, ``.item()``): a
+    synchronisation.
+    """
+    pytest.importorskip("torch")
+    from collections import Counter
+    from contextlib import contextmanager
+
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    views = {"view", "_unsafe_view", "unsqueeze", "squeeze", "expand", "select", "slice",
+             "permute", "transpose", "t", "detach", "alias", "as_strided", "lift_fresh",
+             "_reshape_alias", "unbind", "split", "diagonal"}
+
+    class Operators(Counter):
+        dtypes: dict  # operator name -> the dtypes of its first tensor argument
+
+        def launches(self):
+            return sum(n for name, n in self.items() if name not in views)
+
+    class Counting(TorchDispatchMode):
+        def __init__(self, counter):
+            super().__init__()
+            self.counter = counter
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
+            self.counter[name] += 1
+            first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+            if first is not None:
+                self.counter.dtypes.setdefault(name, set()).add(str(first.dtype))
+            return func(*args, **(kwargs or {}))
+
+    @contextmanager
+    def counting():
+        counter = Operators()
+        counter.dtypes = {}
+        with Counting(counter):
+            yield counter
+
+    return counting

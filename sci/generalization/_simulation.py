@@ -7,8 +7,10 @@ closed form in the eigenbasis (no time stepping, no accumulated rounding).
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -19,9 +21,11 @@ from .._validation import (
     check_integer,
     check_memory,
     check_real,
+    memory_limit,
     resolve_dtype,
     resolve_rng,
 )
+from .._validation import chunk_length as _chunk_within
 from ..backend import (
     array_context,
     creation_context,
@@ -29,7 +33,7 @@ from ..backend import (
     register,
     to_numpy,
 )
-from ..parallel import map_trials, split_trials
+from ..parallel import map_trials, split_trials, task_seeds
 from ._memory import chunk_length, itemsize_of
 
 __all__ = ["draw_linear_problem", "simulate_linear"]
@@ -119,13 +123,36 @@ def draw_linear_problem(
         f"{n_trials} trials with N={n_inputs}, P={n_examples}",
         hint="use fewer trials per call",
     )
-    rng = resolve_rng(rng)
-    inputs = rng.standard_normal((n_trials, n_inputs, n_examples)) / math.sqrt(n_inputs)
-    teacher = sigma_w * rng.standard_normal((n_trials, n_inputs))
-    initial = sigma_w0 * rng.standard_normal((n_trials, n_inputs))
-    noise = sigma_eps * rng.standard_normal((n_trials, n_examples))
-    problem = {"inputs": inputs, "teacher": teacher, "initial": initial, "noise": noise}
+    problem = _empty_problem(n_trials, n_inputs, n_examples)
+    _draw_into(problem, slice(0, n_trials), resolve_rng(rng), sigma_w=sigma_w,
+               sigma_eps=sigma_eps, sigma_w0=sigma_w0)
     return problem if ctx is None else placed(problem, ctx, np.float64)
+
+
+def _empty_problem(n_trials: int, n_inputs: int, n_examples: int) -> dict[str, np.ndarray]:
+    """Host buffers for the draws of ``n_trials`` trials (filled by :func:`_draw_into`)."""
+    return {"inputs": np.empty((n_trials, n_inputs, n_examples)),
+            "teacher": np.empty((n_trials, n_inputs)),
+            "initial": np.empty((n_trials, n_inputs)),
+            "noise": np.empty((n_trials, n_examples))}
+
+
+def _draw_into(problem: dict[str, np.ndarray], trials: slice, rng: np.random.Generator, *,
+               sigma_w: float, sigma_eps: float, sigma_w0: float) -> None:
+    """Draw the trials ``trials`` of ``problem`` from ``rng`` in place, in the documented order.
+
+    Drawn straight into the (contiguous) slices and scaled there: the same numbers as
+    ``scale * rng.standard_normal(shape)`` (IEEE products and quotients do not depend on the
+    operands' order), without a temporary or a copy. Disjoint slices can be filled from
+    several threads at once (NumPy releases the GIL while it fills an array).
+    """
+    inputs = problem["inputs"][trials]
+    rng.standard_normal(out=inputs)
+    inputs /= math.sqrt(inputs.shape[1])
+    for name, scale in (("teacher", sigma_w), ("initial", sigma_w0), ("noise", sigma_eps)):
+        part = problem[name][trials]
+        rng.standard_normal(out=part)
+        part *= scale
 
 
 def _eigenmodes(inputs, teacher, initial, noise, xp):
@@ -334,7 +361,9 @@ def simulate_linear(
         from child :math:`k` of the seed (:func:`sci.parallel.task_seeds`).
     executor : optional
         Where the tasks run (anything :func:`sci.parallel.get_executor` accepts); default
-        :func:`sci.parallel.current_executor`. The results do not depend on it.
+        :func:`sci.parallel.current_executor`. The results do not depend on it. Used for
+        NumPy arrays (the ``numpy`` and ``numba`` switches); other libraries batch the tasks
+        on their device (see Notes).
     xp : module, optional
         The array library to simulate in (numpy, cupy, torch, array_api_strict, ...);
         default: ``t``'s library if it is not NumPy, else the switch's (NumPy, or CuPy under
@@ -372,10 +401,16 @@ def simulate_linear(
     :math:`N-P` frozen
     directions keep their initial error. The Numba kernel evaluates trials × times in
     parallel (NumPy arrays under the ``numba`` switch); every other library runs array code
-    of the standard on its device: one batched ``eigh`` of the trials of a task, then the
+    of the standard on its device: one batched ``eigh`` of a batch of trials, then the
     closed form at every time, chunked over the times. The trials are drawn on the host
     (NumPy, from ``rng``: the same numbers in every library) and copied to the device once;
-    the call reads from the device once, to check ``t``. With torch the curves of the flow
+    the call reads from the device once, to check ``t``. On a device (CuPy, torch, any
+    library but NumPy) the tasks run in this process, not on the executor: consecutive
+    tasks are solved together in batches of as many trials as a quarter of the device's
+    free memory holds (one copy per array, one batched ``eigh``, the same operators whatever
+    the number of trials), and each task's draws are made on a host thread of its own, the
+    next batch's while the device solves the current one; the numbers are those of the
+    tasks one by one. With torch the curves of the flow
     are differentiable in ``t`` (autograd through the closed form; descent rounds the times
     to whole steps, so its gradient in ``t`` is zero). The tasks
     (chunks of trials) run on the executor (:mod:`sci.parallel`): the numbers depend on the
@@ -426,14 +461,33 @@ def simulate_linear(
         trials_per_task = _default_trials_per_task(n_inputs, n_examples)
     trials_per_task = check_integer(trials_per_task, "trials_per_task", minimum=1)
     sizes = split_trials(n_trials, min(trials_per_task, n_trials))
+    on_device = ctx.backend not in HOST_BACKENDS
     # Each task holds its own trials only (the others may be on other machines); the returned
-    # curves of all of them are counted by the first check.
+    # curves of all of them are counted by the first check. On a device the tasks are solved
+    # in batches of whole tasks, as many trials as a quarter of its free memory holds.
+    batches = (batches_of_tasks(sizes, _device_batch_trials(
+        n_inputs, n_examples, int(t.shape[0]), dtype.itemsize, ctx)) if on_device
+        else [[k] for k in range(len(sizes))])
+    peak = max(sum(sizes[k] for k in batch) for batch in batches)
     _check_linear_memory(n_inputs, n_examples, int(t.shape[0]), n_trials,
-                         dtype.itemsize, trials=max(sizes), ctx=ctx)
+                         dtype.itemsize, trials=peak, ctx=ctx)
     sigma_w = check_real(sigma_w, "sigma_w", low=0.0)
     sigma_eps = check_real(sigma_eps, "sigma_eps", low=0.0)
     sigma_w0 = check_real(sigma_w0, "sigma_w0", low=0.0)
     generator = resolve_rng(rng)
+    if on_device:
+        seeds = [generator] if len(sizes) == 1 else task_seeds(generator, len(sizes))
+        solve = functools.partial(
+            _linear_solve, n_inputs=n_inputs, n_examples=n_examples, t=t, sigma_eps=sigma_eps,
+            tau=tau, learning_rate=learning_rate, dtype=dtype, ctx=ctx)
+        draws = functools.partial(
+            _start_linear_draws, sizes=sizes, shape=(n_inputs, n_examples),
+            scales=dict(sigma_w=sigma_w, sigma_eps=sigma_eps, sigma_w0=sigma_w0))
+        parts = solve_in_batches(sizes, seeds, batches, solve, draws)
+        if len(parts) == 1:
+            return parts[0]
+        return (xp.concat([g for g, _ in parts], axis=0),
+                xp.concat([e for _, e in parts], axis=0))
     # One task: the draws of draw_linear_problem(..., rng=rng); several: child k of the
     # generator's seed for task k (an int seed gives the same children as task_seeds(seed)).
     task = functools.partial(
@@ -465,14 +519,104 @@ def _default_trials_per_task(n_inputs, n_examples):
 
 def _linear_task(chunk, *, n_inputs, n_examples, t, sigma_w, sigma_eps, sigma_w0, tau,
                  learning_rate, dtype, ctx):
-    """One task of :func:`simulate_linear`: ``chunk = (n_trials, seed)``, in ``ctx``."""
+    """One task of :func:`simulate_linear` on the host: ``chunk = (n_trials, seed)``."""
     n_trials, seed = chunk
-    xp = ctx.xp
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     problem = draw_linear_problem(
         n_inputs, n_examples, sigma_w=sigma_w, sigma_eps=sigma_eps, sigma_w0=sigma_w0,
-        n_trials=n_trials, rng=rng,
+        n_trials=n_trials, rng=task_generator(seed),
     )
+    return _linear_solve(problem, n_inputs=n_inputs, n_examples=n_examples, t=t,
+                         sigma_eps=sigma_eps, tau=tau, learning_rate=learning_rate,
+                         dtype=dtype, ctx=ctx)
+
+
+# The switch's names for NumPy arrays computed on the host; every other backend ("cupy",
+# "array": torch, array_api_strict, ...) computes on the arrays' device.
+HOST_BACKENDS = ("numpy", "numba")
+
+
+def device_batch_trials(per_trial_bytes: float, ctx) -> int:
+    """Trials of a batch on ``ctx``'s device: as many as a quarter of its memory limit (a
+    GPU's free memory) holds at ``per_trial_bytes`` each."""
+    return _chunk_within(1 << 30, per_trial_bytes, budget=memory_limit(ctx) / 4)
+
+
+def _device_batch_trials(n_inputs, n_examples, n_times, itemsize, ctx):
+    """Trials one batched eigendecomposition may hold on ``ctx``'s device: as many as a
+    quarter of its memory limit (a GPU's free memory) holds, by the per-trial count of
+    :func:`_check_linear_memory`."""
+    modes = min(n_inputs, n_examples)
+    per_trial_data = n_inputs * n_examples + 2 * n_inputs + n_examples
+    per_trial = (itemsize * per_trial_data + itemsize * 4.0 * modes * modes
+                 + itemsize * 12.0 * (n_inputs + n_examples) + itemsize * 4.0 * n_times)
+    per_trial += implementation("generalization.linear_errors_work", ctx.backend)(
+        n_times, 1, modes, itemsize)
+    return device_batch_trials(per_trial, ctx)
+
+
+def batches_of_tasks(sizes: list[int], batch_trials: int) -> list[list[int]]:
+    """Consecutive tasks grouped into batches of at most ``batch_trials`` trials (a task is
+    never split: its trials come from one random stream); a larger task is a batch alone."""
+    batches: list[list[int]] = []
+    held = batch_trials
+    for k, size in enumerate(sizes):
+        if held + size > batch_trials:
+            batches.append([])
+            held = 0
+        batches[-1].append(k)
+        held += size
+    return batches
+
+
+def solve_in_batches(sizes, seeds, batches, solve, start_draws):
+    """``solve(problem)`` for each batch of tasks, the next batch drawn on host threads
+    meanwhile; the list of results.
+
+    ``start_draws(batch, seeds, pool)`` submits the draws of the tasks ``batch`` (task ``k``
+    from ``seeds[k]``, each on a thread of ``pool``) and returns a function that waits for
+    them and returns the batch's host problem. The tasks' streams are independent and NumPy
+    fills arrays without the GIL, so the draws of a batch run in parallel, and those of batch
+    ``b + 1`` while the device solves batch ``b`` (at most two batches are held on the host).
+    """
+    workers = max(1, min(len(sizes), os.cpu_count() or 1))
+    results = []
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        finish = start_draws(batches[0], seeds, pool)
+        for b in range(len(batches)):
+            problem = finish()
+            if b + 1 < len(batches):
+                finish = start_draws(batches[b + 1], seeds, pool)
+            results.append(solve(problem))
+    return results
+
+
+def task_generator(seed) -> np.random.Generator:
+    """A task's generator: the caller's own (one task), or one from the task's seed."""
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+def _start_linear_draws(batch, seeds, pool, *, sizes, shape, scales):
+    """The draws of a batch of :func:`simulate_linear`'s tasks, each task into its slice of
+    the batch's host buffers (the numbers of :func:`_linear_task`)."""
+    problem = _empty_problem(sum(sizes[k] for k in batch), *shape)
+    offsets = np.cumsum([0] + [sizes[k] for k in batch])
+    futures = [pool.submit(_draw_into, problem, slice(int(low), int(high)),
+                           task_generator(seeds[k]), **scales)
+               for k, low, high in zip(batch, offsets[:-1], offsets[1:], strict=True)]
+
+    def finish():
+        for future in futures:
+            future.result()
+        return problem
+
+    return finish
+
+
+def _linear_solve(problem, *, n_inputs, n_examples, t, sigma_eps, tau, learning_rate, dtype,
+                  ctx):
+    """The curves of the trials of ``problem`` (host draws), solved in ``ctx`` as one batch:
+    one copy per array to the device, one batched ``eigh``, the closed form at every time."""
+    xp = ctx.xp
     arrays = placed(problem, ctx, dtype)
     lam, z0, drive, fit0, frozen, noise_out = _eigenmodes(
         arrays["inputs"], arrays["teacher"], arrays["initial"], arrays["noise"], xp

@@ -24,8 +24,18 @@ from .._validation import (
     resolve_rng,
 )
 from ..backend import creation_context, implementation, register, to_numpy
-from ..parallel import map_trials, split_trials
-from ._simulation import _OPERATIONS_PER_TASK, _namespace_of, placed, simulation_context
+from ..parallel import map_trials, split_trials, task_seeds
+from ._simulation import (
+    _OPERATIONS_PER_TASK,
+    HOST_BACKENDS,
+    _namespace_of,
+    batches_of_tasks,
+    device_batch_trials,
+    placed,
+    simulation_context,
+    solve_in_batches,
+    task_generator,
+)
 
 __all__ = ["draw_two_layer_problem", "simulate_two_layer"]
 
@@ -318,7 +328,10 @@ def simulate_two_layer(
     batched eigendecomposition, or one batched product per layer and epoch), with one read
     from the device per task (the divergence check). The tasks run on the executor of
     :mod:`sci.parallel`: the numbers depend on the seed and ``trials_per_task``, not on where
-    they ran.
+    they ran. On a device (any library but NumPy) they run in this process instead, as in
+    :func:`simulate_linear`: consecutive tasks solved as one batch of as many trials as a
+    quarter of the device's free memory holds (one read per batch), the next batch drawn on
+    host threads meanwhile; the numbers are those of the tasks one by one.
 
     References
     ----------
@@ -376,13 +389,19 @@ def simulate_two_layer(
         trials_per_task = max(1, int(_OPERATIONS_PER_TASK // max(per_trial, 1.0)))
     trials_per_task = check_integer(trials_per_task, "trials_per_task", minimum=1)
     sizes = split_trials(n_trials, min(trials_per_task, n_trials))
-    # One task holds its own trials (the others may be elsewhere) and the curves of all.
+    per_trial = (8.0 * _draw_per_trial(h, n_inputs, n_teacher_hidden, p, t)
+                 + dtype.itemsize * float(copied + work))
+    # On a device the tasks are solved in batches of whole tasks (as simulate_linear's).
+    on_device = ctx.backend not in HOST_BACKENDS
+    batches = (batches_of_tasks(sizes, device_batch_trials(per_trial, ctx)) if on_device
+               else [[k] for k in range(len(sizes))])
+    peak = max(sum(sizes[k] for k in batch) for batch in batches)
+    # One task (batch) holds its own trials (the others may be elsewhere) and the curves of all.
     check_memory(
-        max(sizes) * (8.0 * _draw_per_trial(h, n_inputs, n_teacher_hidden, p, t)
-                      + dtype.itemsize * float(copied + work))
-        + (n_trials - max(sizes)) * 2.0 * dtype.itemsize * n_epochs,
+        peak * per_trial
+        + (n_trials - peak) * 2.0 * dtype.itemsize * n_epochs,
         f"{n_trials} two-layer trials with H={h}, P={p}, {t} test points and "
-        f"{n_epochs:,} recorded epochs" + (f" ({max(sizes)} per task)" if len(sizes) > 1 else ""),
+        f"{n_epochs:,} recorded epochs" + (f" ({peak} per task)" if len(sizes) > 1 else ""),
         hint="use fewer trials per task, test points or recorded epochs per call",
         ctx=ctx,
     )
@@ -391,27 +410,46 @@ def simulate_two_layer(
     generator = resolve_rng(rng)
     # One task: the draws of draw_two_layer_problem(..., rng=rng); several: child k of the
     # generator's seed for task k (an int seed gives the same children as task_seeds(seed)).
-    task = functools.partial(
-        _two_layer_task, n_hidden=n_hidden, epochs=epochs, n_inputs=n_inputs,
-        n_teacher_hidden=n_teacher_hidden, n_examples=n_examples, snr=snr,
-        learning_rate=learning_rate, train_hidden=train_hidden, sigma_w0=sigma_w0,
-        n_test=n_test, dtype=dtype, ctx=ctx,
-    )
-    results = map_trials(task, sizes, generator, executor=executor)
+    draw = functools.partial(
+        draw_two_layer_problem, n_hidden, n_inputs=n_inputs, n_teacher_hidden=n_teacher_hidden,
+        n_examples=n_examples, n_test=n_test, snr=snr, sigma_w0=sigma_w0)
+    solve = functools.partial(_two_layer_solve, epochs=epochs, learning_rate=learning_rate,
+                              train_hidden=train_hidden, dtype=dtype, ctx=ctx)
+    if on_device:
+        seeds = [generator] if len(sizes) == 1 else task_seeds(generator, len(sizes))
+        results = solve_in_batches(sizes, seeds, batches, solve,
+                                   functools.partial(_start_draws, sizes=sizes, draw=draw))
+    else:
+        task = functools.partial(_two_layer_task, draw=draw, solve=solve)
+        results = map_trials(task, sizes, generator, executor=executor)
     if len(results) == 1:
         return results[0]
     return tuple(ctx.xp.concat([r[i] for r in results], axis=0) for i in (0, 1))
 
 
-def _two_layer_task(chunk, *, n_hidden, epochs, n_inputs, n_teacher_hidden, n_examples, snr,
-                    learning_rate, train_hidden, sigma_w0, n_test, dtype, ctx):
-    """One task of :func:`simulate_two_layer`: ``chunk = (n_trials, seed)``, in ``ctx``."""
+def _two_layer_task(chunk, *, draw, solve):
+    """One task of :func:`simulate_two_layer` on the host: ``chunk = (n_trials, seed)``."""
     n_trials, seed = chunk
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    data = draw_two_layer_problem(
-        n_hidden, n_inputs=n_inputs, n_teacher_hidden=n_teacher_hidden, n_examples=n_examples,
-        n_test=n_test, snr=snr, sigma_w0=sigma_w0, n_trials=n_trials, rng=rng,
-    )
+    return solve(draw(n_trials=n_trials, rng=task_generator(seed)))
+
+
+def _start_draws(batch, seeds, pool, *, sizes, draw):
+    """The draws of a batch of tasks, one thread each (task ``k`` from ``seeds[k]``: the
+    numbers of :func:`_two_layer_task`), joined along the trials when they are done."""
+    futures = [pool.submit(draw, n_trials=sizes[k], rng=task_generator(seeds[k]))
+               for k in batch]
+
+    def finish():
+        parts = [future.result() for future in futures]
+        if len(parts) == 1:
+            return parts[0]
+        return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+    return finish
+
+
+def _two_layer_solve(data, *, epochs, learning_rate, train_hidden, dtype, ctx):
+    """The curves of the trials of ``data`` (host draws), solved in ``ctx`` as one batch."""
     xp = ctx.xp
     arrays = placed(data, ctx, dtype)
     if not train_hidden:

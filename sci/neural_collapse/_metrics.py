@@ -184,8 +184,8 @@ def nc_metrics(
     num_classes : int, optional
         K. Default: ``W.shape[0]`` if ``W`` is given, else ``max(labels) + 1``.
     chunk_size : int, optional
-        Rows per chunk when ``H`` is an array (default: about 64 MiB of float64). Dask
-        arrays keep their own chunks.
+        Rows per chunk when ``H`` is an array (default: about 64 MiB of float64; on a GPU an
+        eighth of its free memory). Dask arrays keep their own chunks.
 
     Returns
     -------
@@ -227,7 +227,7 @@ def nc_metrics(
     of its class so that the one-pass formula
     :math:`N\\Sigma_W=\\sum_i D_iD_i^\\top-\\sum_c n_c m_cm_c^\\top` does not cancel when
     the features have collapsed. NC4 needs the final means, so it reads the data a second
-    time. Everything is accumulated in float64.
+    time. Everything is accumulated in float64 (NumPy arrays are also multiplied in it).
 
     Dask arrays (:doc:`/dask`): ``H`` (N, d) chunked along the samples and ``labels`` (Dask,
     rechunked like ``H``'s rows, or NumPy) give one task per chunk computing that chunk's
@@ -241,13 +241,17 @@ def nc_metrics(
 
 
     Arrays of any library (the Backends page of the docs): NumPy arrays follow the switch (CuPy
-    under ``use_backend("cupy")``) and stream through the accumulator above; torch tensors (CPU
-    or CUDA), ``array_api_strict`` and other array-API arrays take the array path
-    (``sci/neural_collapse/_array.py``): the class sums and the within-class scatter are
-    accumulated on their device in row chunks, then the small statistics (K x d, d x d) are
-    brought to the host once for the scalar metrics; the result's arrays stay in the features'
-    library and device. Labels are read on the host. Not differentiable (the metrics are host
-    floats).
+    under ``use_backend("cupy")``) and stream through the accumulator above; CuPy arrays, torch
+    tensors (CPU or CUDA), ``array_api_strict`` and other array-API arrays take the array path
+    (``sci/neural_collapse/_array.py``): per chunk of rows the class sums are one one-hot
+    product and the within-class scatter one product :math:`D^\top D` (a GPU gets chunks as
+    large as an eighth of its free memory: a few large products, not many small launches),
+    added in float64; then the small statistics (K x d, d x d) are brought to the host in one
+    read for the scalar metrics; the result's arrays stay in the features' library and
+    device. There float32 features are multiplied in float32, in chunks of at most
+    :math:`2^{16}` rows, so the statistics hold to about :math:`10^{-5}` relative to the
+    within-class scatter (the shift keeps that free of the means' magnitude). Labels are
+    read on the host. Not differentiable (the metrics are host floats).
 
     References
     ----------
@@ -270,9 +274,11 @@ def nc_metrics(
     from .. import _dask
 
     if labels is not None and not _dask.any_dask(H, labels):
-        # torch, array_api_strict, ...: the "array" registration (NumPy and CuPy go on below)
+        # CuPy, torch, array_api_strict, ...: the "array" registration, GEMM-shaped on the
+        # device (NumPy arrays go on below)
         ctx = array_context(H, W, b, names=("H", "W", "b"))
-        if ctx.backend == "array":
+        if ctx.backend == "array" or (ctx.backend == "cupy" and ctx.library == "cupy"
+                                      and not isinstance(H, np.ndarray)):
             return implementation("neural_collapse.nc_metrics", "array")(
                 H, labels, W=W, b=b, num_classes=num_classes, chunk_size=chunk_size, ctx=ctx)
     if W is not None:

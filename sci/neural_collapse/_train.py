@@ -329,6 +329,14 @@ def _seed_metrics(H: Any, W: Any, labels: Any, onehot_t: Any, counts: Any, compl
     return xp.stack([values[name] for name in RECORDED_METRICS])
 
 
+def _first_not_finite(xp: Any, window: list[Any], start: int, first_bad: Any) -> Any:
+    """``first_bad`` (a device int, -1 while every loss was finite), or else the first step
+    of ``window`` (the losses (S,) of steps ``start, start + 1, ...``) with a loss not finite."""
+    bad = xp.any(~xp.isfinite(xp.stack(window)), axis=1)
+    first = start + xp.argmax(xp.astype(bad, xp.int8))
+    return xp.where((first_bad < 0) & xp.any(bad), xp.astype(first, xp.int64), first_bad)
+
+
 def _train_seeds(chunk, *, counts, M, lambdas, lam_H, loss, bias, d, steps, lr, momentum,
                  init_scale, start, every, dtype, ctx, progress=False) -> UFMTraining:
     """One task of :func:`train_ufm`: ``chunk = (number of seeds, seed)``, trained as one
@@ -362,9 +370,21 @@ def _train_seeds(chunk, *, counts, M, lambdas, lam_H, loss, bias, d, steps, lr, 
                                     dtype=xp.float64), work)
             for p in points
         ]
-    velocity = [xp.zeros_like(p) for p in params]
+    # Momentum 0 (the default) needs no velocity: each step is p <- p - lr g in place of
+    # v <- g, p <- p - lr v.
+    velocity = [xp.zeros_like(p) for p in params] if momentum else None
 
     onehot_t = ctx.asarray((labels[None, :] == np.arange(K)[:, None]).astype(np.float64))
+    # Held for the whole run (not rebuilt per step): the class indicators in the working
+    # dtype and the loss's weights of its sums of squares.
+    onehot = xp.astype(xp.permute_dims(onehot_t, (1, 0)), work)[None, ...]
+    data_weight = 0.5 / N if loss == "mse" else -1.0 / N
+    term_weights = ctx.asarray(np.array([data_weight, 0.5 * lam_H, *(0.5 * np.asarray(lambdas))]),
+                               dtype=work)
+    # The update folds the data gradient's 1/N and the weight decay into two scalars per
+    # parameter: p <- (1 - lr lambda) p - (lr/N) g_data (the bias is not regularised).
+    shrink = [1.0 - lr * lam for lam in lambdas] + [1.0 - lr * lam_H] + ([1.0] if bias else [])
+    decay = [*lambdas, lam_H] + ([0.0] if bias else [])
     counts_dev = ctx.asarray(counts.astype(np.float64))
     complement = cached_constant(("neural_collapse.count_complement", tuple(counts.tolist())),
                                  lambda: _complement_of_counts(counts.astype(np.float64)), ctx,
@@ -379,16 +399,22 @@ def _train_seeds(chunk, *, counts, M, lambdas, lam_H, loss, bias, d, steps, lr, 
     recorded_steps: list[int] = []
     history: list[Any] = []  # per record: (1 + metrics, S) on the device
     first_bad = xp.asarray(-1, dtype=xp.int64, device=ctx.device)
+    window: list[Any] = []  # the losses (S,) since the last record, checked there
+    window_start = 0
 
     with np.errstate(over="ignore", invalid="ignore"):  # a diverging run, reported below
         for step in progress_bar(range(steps + 1), progress=progress, desc="train_ufm"):
             value, dW, dH, db = _loss_and_gradients(
                 params[:M], params[M], labels_dev, params[M + 1] if bias else None, lambdas,
-                lam_H, loss, gradients=step < steps, ctx=ctx,
+                lam_H, loss, gradients=step < steps, ctx=ctx, onehot=onehot, data_only=True,
+                term_weights=term_weights,
             )
-            # where the loss first stops being finite, kept on the device (no read per step)
-            first_bad = xp.where((first_bad < 0) & ~xp.all(xp.isfinite(value)), step, first_bad)
+            window.append(value)
             if step % every == 0 or step == steps:
+                # where the loss first stops being finite: the window's losses checked at
+                # once, on the device (no read, and no operation, per step)
+                first_bad = _first_not_finite(xp, window, window_start, first_bad)
+                window, window_start = [], step + 1
                 recorded_steps.append(step)
                 W = xp.astype(product(params[:M]), xp.float64)
                 H = xp.astype(params[M], xp.float64)
@@ -398,8 +424,12 @@ def _train_seeds(chunk, *, counts, M, lambdas, lam_H, loss, bias, d, steps, lr, 
                 break
             grads = [*dW, dH] + ([db] if bias else [])
             for i, g in enumerate(grads):
-                velocity[i] = momentum * velocity[i] + g
-                params[i] = params[i] - lr * velocity[i]
+                if velocity is None:
+                    params[i] = shrink[i] * params[i] - (lr / N) * g
+                else:
+                    full = g * (1.0 / N) + decay[i] * params[i] if decay[i] else g * (1.0 / N)
+                    velocity[i] = momentum * velocity[i] + full
+                    params[i] = params[i] - lr * velocity[i]
 
         weights, H = params[:M], params[M]
         W = product(weights)

@@ -435,12 +435,19 @@ def ufm_minimizer(
 
 def _loss_and_gradients(
     weights: list[Any], H: Any, labels: Any, b: Any, lambdas: Sequence[float], lam_H: float,
-    loss: str, *, gradients: bool = True, ctx: Any = None,
+    loss: str, *, gradients: bool = True, ctx: Any = None, onehot: Any = None,
+    data_only: bool = False, term_weights: Any = None,
 ) -> tuple[Any, list[Any] | None, Any, Any]:
     """Loss (S,) and gradients of the batched model: H (S, N, d), W_j (S, out, in), b (S, K).
 
     Returns (loss, [dW_1..dW_M], dH, db); gradients are None when not asked for. ``ctx``: the
     array context of a call on the array API (default: the switch's NumPy or CuPy).
+    ``onehot``: the (1, N, K) class indicators in Z's dtype, when the caller holds them (a
+    training loop: not rebuilt each step). ``data_only``: the gradients of N times the data
+    term only, without the 1/N and the regularisation's ``lambda * W``, which the caller folds
+    into its update (fewer operations per step; the loss is the full one either way).
+    ``term_weights``: the loss's coefficients of the sums of squares, ``[0.5/N (MSE) or -1/N
+    (CE), lambda_H/2, lambda_1/2, ...]`` on the device, when the caller holds them.
     """
     if ctx is None:
         xp = array_namespace()
@@ -460,34 +467,46 @@ def _loss_and_gradients(
         activations.append(activations[-1] @ swap(W))
     Z = activations[-1] if b is None else activations[-1] + b[:, None, :]
     K = Z.shape[2]
-    if ctx is None:
-        onehot = (labels[:, None] == xp.arange(K)[None, :]).astype(Z.dtype)
-    else:
-        onehot = xp.astype(labels[:, None] == xp.arange(K, device=ctx.device)[None, :], Z.dtype)
-    onehot = onehot[None, ...]
+    if onehot is None:
+        if ctx is None:
+            onehot = (labels[:, None] == xp.arange(K)[None, :]).astype(Z.dtype)
+        else:
+            onehot = xp.astype(labels[:, None] == xp.arange(K, device=ctx.device)[None, :],
+                               Z.dtype)
+        onehot = onehot[None, ...]
+    # Sums of squares (S,) of the residual (MSE) or the data term (CE), H and each W_j, then
+    # one weighted sum: fewer operations per step than adding the terms one by one.
     if loss == "mse":
         residual = Z - onehot
-        data = 0.5 * xp.sum(residual * residual, axis=(1, 2)) / N
-        G = residual / N
+        G = residual
+        terms = [xp.sum(residual * residual, axis=(1, 2))]
+        coefficients = [0.5 / N]
     else:
         shifted = Z - xp.max(Z, axis=2, keepdims=True)
         expz = xp.exp(shifted)
         total = xp.sum(expz, axis=2, keepdims=True)
         log_softmax = shifted - xp.log(total)
-        data = -xp.sum(log_softmax * onehot, axis=(1, 2)) / N
-        G = (expz / total - onehot) / N
-    reg = 0.5 * lam_H * xp.sum(H * H, axis=(1, 2))
-    for lam, W in zip(lambdas, weights, strict=True):
-        reg = reg + 0.5 * lam * xp.sum(W * W, axis=(1, 2))
-    value = data + reg
+        G = expz / total - onehot
+        terms = [xp.sum(log_softmax * onehot, axis=(1, 2))]
+        coefficients = [-1.0 / N]
+    terms += [xp.sum(A * A, axis=(1, 2)) for A in (H, *weights)]
+    if term_weights is None:
+        coefficients += [0.5 * lam_H] + [0.5 * lam for lam in lambdas]
+        term_weights = (xp.asarray(coefficients, dtype=Z.dtype) if ctx is None
+                        else ctx.asarray(np.asarray(coefficients), dtype=Z.dtype))
+    value = xp.sum(xp.stack(terms, axis=1) * term_weights, axis=1)
     if not gradients:
         return value, None, None, None
+    if not data_only:
+        G = G / N
     grads: list[Any] = [None] * len(weights)
     upstream = G
     for j in range(len(weights) - 1, -1, -1):
-        grads[j] = swap(upstream) @ activations[j] + lambdas[j] * weights[j]
+        grads[j] = swap(upstream) @ activations[j]
+        if not data_only:
+            grads[j] = grads[j] + lambdas[j] * weights[j]
         upstream = upstream @ weights[j]
-    dH = upstream + lam_H * H
+    dH = upstream if data_only else upstream + lam_H * H
     db = None if b is None else xp.sum(G, axis=1)
     return value, grads, dH, db
 

@@ -52,26 +52,52 @@ def _pair_kernel(xp: Any, r2: Any, code: int, terms: list, cutoff: float) -> Any
 
 
 def vandermonde(xp: Any, t: Any, degree: int) -> Any:
-    """``T_0(t), ..., T_degree(t)`` as columns (the three-term recurrence, stacked at the end
-    instead of written in place)."""
-    columns = [xp.ones_like(t)]
-    if degree >= 1:
-        columns.append(t)
-    for _ in range(2, degree + 1):
-        columns.append(2 * t * columns[-1] - columns[-2])
-    return xp.stack(columns, axis=1)
+    r"""``T_0(t), ..., T_degree(t)`` as columns, in :math:`O(\log \text{degree})` array
+    operations.
+
+    The block ``T_0..T_K`` is doubled to ``T_0..T_2K`` at once by the product formula
+    :math:`T_{K+j} = 2T_KT_j - T_{K-j}` (:math:`j = 1..K`), so a degree-64 matrix takes six
+    steps of five operations each, whatever the number of points: on a GPU, a few large
+    launches instead of one per column (the three-term recurrence). Its rounding error is of
+    the recurrence's size (both grow polynomially in the degree; ``tests/chebyshev_tucker``
+    compares them with exact values), and it composes standard operations without in-place
+    updates, so torch's autograd differentiates it.
+    """
+    v = xp.stack([xp.ones_like(t), t], axis=1) if degree >= 1 else xp.ones_like(t)[:, None]
+    while v.shape[1] < degree + 1:
+        k = v.shape[1] - 1
+        later = 2 * v[:, k:k + 1] * v[:, 1:k + 1] - xp.flip(v[:, :k], axis=1)
+        v = xp.concat([v, later], axis=1)
+    return v[:, :degree + 1] if v.shape[1] > degree + 1 else v
 
 
-def evaluate(xp: Any, core: Any, mode_matrix, pts: Any, chunk: int) -> Any:
+def mode_matrices(xp: Any, coordinates: list, factors: list, domain: tuple) -> list:
+    """``T(x_k) U_k`` for the three modes, the Chebyshev polynomials of all the coordinates
+    in one :func:`vandermonde` (the reference coordinates of the modes concatenated, to the
+    highest degree), then one matrix product per mode."""
+    dtype = factors[0].dtype
+    degree = max(u.shape[0] for u in factors) - 1
+    reference = [(2 * xp.astype(c, dtype, copy=False) - (a + b)) / (b - a)
+                 for c, (a, b) in zip(coordinates, domain, strict=True)]
+    v = vandermonde(xp, reference[0] if len(reference) == 1 else xp.concat(reference), degree)
+    out, start = [], 0
+    for c, u in zip(coordinates, factors, strict=True):
+        stop = start + c.shape[0]
+        out.append(v[start:stop, :u.shape[0]] @ u)
+        start = stop
+    return out
+
+
+def evaluate(xp: Any, core: Any, mode_matrices, pts: Any, chunk: int) -> Any:
     """``sum_ijk G_ijk u_i(x) v_j(y) w_k(z)`` at the rows of ``pts``, ``chunk`` at a time;
-    ``mode_matrix(coordinates, mode)`` samples the factor of ``mode``."""
+    ``mode_matrices([x, y, z])`` samples the three factors."""
     r1, r2, r3 = core.shape
     g = xp.reshape(core, (r1, r2 * r3))
     n = pts.shape[0]
     blocks = []
     for start in range(0, n, chunk):
         block = pts[start:min(start + chunk, n), :]
-        fx, fy, fz = (mode_matrix(block[:, k], k) for k in range(3))
+        fx, fy, fz = mode_matrices([block[:, k] for k in range(3)])
         tmp = xp.reshape(fx @ g, (-1, r2, r3))
         blocks.append(xp.sum(xp.sum(tmp * fz[:, None, :], axis=2) * fy, axis=1))
     if not blocks:

@@ -7,7 +7,15 @@ from typing import Any
 import numpy as np
 
 from .._typing import Array
-from .._validation import as_float_array, check_dask_rows, check_integer
+from .._validation import (
+    _device_free_memory,
+    as_float_array,
+    check_all_finite,
+    check_dask_rows,
+    check_integer,
+    chunk_length,
+    memory_limit,
+)
 from ..backend import ArrayContext, array_context, array_namespace, implementation, register
 
 __all__ = ["direct_potential"]
@@ -15,11 +23,14 @@ __all__ = ["direct_potential"]
 _KERNELS = ("newton", "long_range", "short_range")
 
 
-def _check_particles(positions: Any, charges: Any, ctx: ArrayContext | None = None):
-    pos = as_float_array(positions, "positions", ndim=2, dtype=np.float64, ctx=ctx)
+def _check_particles(positions: Any, charges: Any, ctx: ArrayContext | None = None,
+                     check_finite: bool = True):
+    pos = as_float_array(positions, "positions", ndim=2, dtype=np.float64, ctx=ctx,
+                         check_finite=check_finite)
     if pos.shape[1] != 3:
         raise ValueError(f"positions must have shape (N, 3); got {tuple(pos.shape)}")
-    q = as_float_array(charges, "charges", ndim=1, dtype=np.float64, ctx=ctx)
+    q = as_float_array(charges, "charges", ndim=1, dtype=np.float64, ctx=ctx,
+                       check_finite=check_finite)
     if q.shape[0] != pos.shape[0]:
         raise ValueError(
             f"charges has {q.shape[0]} entries but positions has {pos.shape[0]} particles"
@@ -27,8 +38,9 @@ def _check_particles(positions: Any, charges: Any, ctx: ArrayContext | None = No
     return pos, q
 
 
-def _check_targets(targets: Any, ctx: ArrayContext | None = None):
-    t = as_float_array(targets, "targets", ndim=2, dtype=np.float64, ctx=ctx)
+def _check_targets(targets: Any, ctx: ArrayContext | None = None, check_finite: bool = True):
+    t = as_float_array(targets, "targets", ndim=2, dtype=np.float64, ctx=ctx,
+                       check_finite=check_finite)
     if t.shape[1] != 3:
         raise ValueError(f"targets must have shape (M, 3); got {tuple(t.shape)}")
     return t
@@ -36,7 +48,7 @@ def _check_targets(targets: Any, ctx: ArrayContext | None = None):
 
 def direct_potential(positions: Any, charges: Any, targets: Any, *, kernel: str = "newton",
                      exponential_sum: Any = None, cutoff: float | None = None,
-                     chunk: int = 2048) -> Array:
+                     chunk: int | None = None) -> Array:
     r"""Potential of point charges at targets by direct summation, :math:`O(NM)`.
 
     Parameters
@@ -54,8 +66,11 @@ def direct_potential(positions: Any, charges: Any, targets: Any, *, kernel: str 
         Required for the ``"long_range"`` and ``"short_range"`` kernels (the long-range terms).
     cutoff : float, optional
         Required for ``"short_range"``.
-    chunk : int
-        Targets per block in the NumPy implementation.
+    chunk : int, optional
+        Targets per block in the NumPy and array implementations. Default: 2048 on the host
+        (the block's ``chunk x N`` pair terms stay near the cache); on a GPU as many as a
+        quarter of its free memory holds (:func:`sci._validation.chunk_length`), so the
+        protein's 1e5 targets take one block: a few large launches, not one set per 2048.
 
     Returns
     -------
@@ -99,9 +114,13 @@ def direct_potential(positions: Any, charges: Any, targets: Any, *, kernel: str 
     if _dask.any_dask(positions, charges, targets):
         return _direct_dask(positions, charges, targets, kernel, exponential_sum, cutoff, chunk)
     ctx = array_context(positions, charges, targets, names=("positions", "charges", "targets"))
-    pos, q = _check_particles(positions, charges, ctx)
-    tgt = _check_targets(targets, ctx)
-    chunk = check_integer(chunk, "chunk", minimum=1)
+    # on a device the three finiteness checks share one reduction and one read
+    together = not ctx.is_numpy
+    pos, q = _check_particles(positions, charges, ctx, check_finite=not together)
+    tgt = _check_targets(targets, ctx, check_finite=not together)
+    if together:
+        check_all_finite(ctx.xp, {"positions": pos, "charges": q, "targets": tgt})
+    chunk = _chunk(chunk, tgt.shape[0], pos.shape[0], ctx)
     # the array path takes the kernel's parameters as host numbers; the kernels as arrays
     # of their own library
     host = ctx.backend == "array"
@@ -114,6 +133,20 @@ def direct_potential(positions: Any, charges: Any, targets: Any, *, kernel: str 
     return implementation("chebyshev_tucker.direct", ctx.backend)(
         pos, q, tgt, code, weights, exponents, rc, chunk
     )
+
+
+_HOST_CHUNK = 2048
+
+
+def _chunk(chunk: Any, targets: int, sources: int, ctx: ArrayContext | None) -> int:
+    """Targets per block: ``chunk`` checked, or by default from the memory of ``ctx``'s
+    device (a few ``chunk x N`` float64 temporaries per block: differences, squares, kernel)."""
+    if chunk is not None:
+        return check_integer(chunk, "chunk", minimum=1)
+    if ctx is None or _device_free_memory(ctx) is None:
+        return _HOST_CHUNK
+    return chunk_length(max(targets, 1), 8.0 * 6 * max(sources, 1),
+                        budget=memory_limit(ctx) / 4)
 
 
 def _kernel_parameters(kernel: str, exponential_sum: Any, cutoff: Any, *, host: bool = False):
@@ -154,7 +187,7 @@ def _direct_dask(positions, charges, targets, kernel, exponential_sum, cutoff, c
     from .. import _dask
 
     da = _dask.dask_array_module()
-    chunk = check_integer(chunk, "chunk", minimum=1)
+    chunk = _HOST_CHUNK if chunk is None else check_integer(chunk, "chunk", minimum=1)
     _kernel_parameters(kernel, exponential_sum, cutoff)  # refuse bad parameters up front
     tgt = _dask_points(targets, "targets", 2)
     pos = _dask_points(positions, "positions", 2)

@@ -100,13 +100,17 @@ class ChebTucker(_array.PlacedState):
     error of the interpolated samples between the grid points (see :meth:`from_cp`)."""
 
     def __init__(self, core: Any, factors: Sequence[Any], *, domain: Any,
-                 truncation_error: float = 0.0, singular_values: Sequence[Any] = ()):
+                 truncation_error: float = 0.0, singular_values: Sequence[Any] = (),
+                 _trusted: bool = False):
         if len(factors) != 3:
             raise ValueError(f"factors must be three matrices; got {len(factors)}")
         ctx = array_context(core, *factors,
                             names=("core", "factors[0]", "factors[1]", "factors[2]"))
-        core = as_float_array(core, "core", ndim=3, ctx=ctx)
-        factors = [as_float_array(u, f"factors[{k}]", ndim=2, ctx=ctx)
+        # _trusted: arrays this package computed (a decomposition's output), finite by
+        # construction; on a device their four finiteness checks would be four reads
+        core = as_float_array(core, "core", ndim=3, ctx=ctx, check_finite=not _trusted)
+        factors = [as_float_array(u, f"factors[{k}]", ndim=2, ctx=ctx,
+                                  check_finite=not _trusted)
                    for k, u in enumerate(factors)]
         for k, u in enumerate(factors):
             if u.shape[1] != core.shape[k]:
@@ -143,7 +147,8 @@ class ChebTucker(_array.PlacedState):
     @classmethod
     def _from_tucker(cls, tucker: TuckerTensor, domain: Any) -> ChebTucker:
         return cls(tucker.core, tucker.factors, domain=domain,
-                   truncation_error=tucker.error, singular_values=tucker.singular_values)
+                   truncation_error=tucker.error, singular_values=tucker.singular_values,
+                   _trusted=True)
 
     @classmethod
     def from_function(cls, f: Callable[..., Any], *, domain: Any, degree: int, tol: float,
@@ -507,23 +512,22 @@ class ChebTucker(_array.PlacedState):
             if not extrapolate:
                 self._check_inside(low, high, mode, names[i])
 
-    def _mode_matrix_xp(self, coordinate, mode: int):
-        """``T(x) U_mode`` on the array path (the box was checked by the caller)."""
-        u = self.factors[mode]
-        a, b = self.domain[mode]
-        xp = self._ctx.xp
-        t = to_reference(xp.astype(coordinate, u.dtype), a, b)
-        return _array.vandermonde(xp, t, u.shape[0] - 1) @ u
+    def _mode_matrices_xp(self, coordinates, modes=(0, 1, 2)):
+        """``T(x) U_mode`` of each coordinate vector on the array path (the box was checked by
+        the caller): one Chebyshev matrix for all of them, then one product per mode."""
+        return _array.mode_matrices(self._ctx.xp, list(coordinates),
+                                    [self.factors[k] for k in modes],
+                                    tuple(self.domain[k] for k in modes))
 
     def _mode_matrix(self, coordinate, mode: int, name: str, extrapolate: bool):
         """``T(x) U_mode`` for coordinates ``x`` (checked against the box)."""
         a, b = self.domain[mode]
-        if self._ctx.backend == "array":
+        if _array_path(self._ctx):
             if coordinate.shape[0] and not extrapolate:
                 xp = self._ctx.xp
                 lo, hi = to_numpy(xp.stack([xp.min(coordinate), xp.max(coordinate)])).tolist()
                 self._check_inside(lo, hi, mode, name)
-            return self._mode_matrix_xp(coordinate, mode)
+            return self._mode_matrices_xp([coordinate], (mode,))[0]
         if coordinate.size and not extrapolate:
             self._check_inside(float(coordinate.min()), float(coordinate.max()), mode, name)
         u = self.factors[mode]
@@ -568,7 +572,7 @@ class ChebTucker(_array.PlacedState):
         if _dask.is_dask_array(points):
             return _lazy.call(self, points, extrapolate, chunk)
         ctx = self._call_context((points,), ("points",))
-        array_path = ctx.backend == "array"
+        array_path = _array_path(ctx)
         # the array path checks finiteness and the box in one read (below)
         pts = as_float_array(points, "points", ndim=2, ctx=ctx, check_finite=not array_path)
         if pts.shape[1] != 3:
@@ -579,7 +583,7 @@ class ChebTucker(_array.PlacedState):
             if pts.shape[0]:
                 self._check_bounds(xp.min(pts, axis=0), xp.max(pts, axis=0), ("points",) * 3,
                                    extrapolate)
-            return _array.evaluate(xp, self.core, self._mode_matrix_xp, pts, chunk)
+            return _array.evaluate(xp, self.core, self._mode_matrices_xp, pts, chunk)
         xp = array_namespace()
         r1, r2, r3 = self.ranks
         out = xp.empty(pts.shape[0], dtype=self.core.dtype)
@@ -605,7 +609,7 @@ class ChebTucker(_array.PlacedState):
         if lazy is not None:
             return _lazy.grid_factors(self, lazy, extrapolate)
         ctx = self._call_context((x, y, z), ("x", "y", "z"))
-        array_path = ctx.backend == "array"
+        array_path = _array_path(ctx)
         coords = [as_float_array(c, name, ndim=1, ctx=ctx, check_finite=not array_path)
                   for c, name in zip((x, y, z), "xyz", strict=True)]
         if not array_path:
@@ -618,7 +622,7 @@ class ChebTucker(_array.PlacedState):
             self._check_bounds(xp.stack([xp.min(coords[k]) for k in present]),
                                xp.stack([xp.max(coords[k]) for k in present]),
                                tuple("xyz"[k] for k in present), extrapolate, modes=present)
-        return [self._mode_matrix_xp(c, k) for k, c in enumerate(coords)]
+        return self._mode_matrices_xp(coords)
 
     def on_grid(self, x: Any, y: Any, z: Any, *, extrapolate: bool = False, chunks: Any = None):
         r"""Values on the tensor grid ``x x y x z`` (a full array, memory checked).
@@ -701,3 +705,8 @@ class ChebTucker(_array.PlacedState):
         return TuckerTensor(core=core, factors=list(qs), error=self.truncation_error)
 
 
+def _array_path(ctx) -> bool:
+    """Whether a call takes the array path: every library but NumPy (CuPy included: its
+    finiteness and box checks in one read, its Chebyshev matrices in a few large operations
+    rather than one in-place write per degree)."""
+    return not ctx.is_numpy

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -10,11 +11,20 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_float_array, check_integer, check_memory, check_real
+from .._validation import (
+    _device_free_memory,
+    as_float_array,
+    check_integer,
+    check_memory,
+    check_real,
+    chunk_length,
+    memory_limit,
+)
 from ..backend import (
     ArrayContext,
     array_context,
     array_namespace,
+    cached_constant,
     creation_context,
     implementation,
     register,
@@ -142,15 +152,20 @@ class ExponentialSum:
             return 0.0
         a, t = self.weights[n_long:], self.exponents[n_long:]
         r_lo, r_hi = 0.0, self.r_range[1]
+        spread = _CUTOFF_SPREAD  # built once: geomspace's overhead was most of this search
         for _ in range(80):
             mid = 0.5 * (r_lo + r_hi)
-            grid = mid * np.geomspace(1.0, 4.0, 40)
+            grid = mid * spread
             tail = (a[:, None] * np.exp(-(t[:, None] * grid) ** 2)).sum(axis=0) * grid
             if np.all(tail <= self.tol):
                 r_hi = mid
             else:
                 r_lo = mid
         return r_hi
+
+
+_CUTOFF_SPREAD = np.geomspace(1.0, 4.0, 40)
+_CUTOFF_SPREAD.flags.writeable = False
 
 
 def _sinc_terms(h: float, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -222,7 +237,16 @@ def newton_exponential_sum(*, tol: float = 1e-8, r_min: float = 1e-4,
     r_max = check_real(r_max, "r_max", low=0.0, low_inclusive=False)
     r_min = check_real(r_min, "r_min", low=0.0, high=r_max, low_inclusive=False,
                        high_inclusive=False)
-    delta = r_min / r_max
+    a, t, h = _unit_sinc_sum(tol, r_min / r_max)
+    return ExponentialSum(weights=a / r_max, exponents=t / r_max, step=h, tol=tol,
+                          r_range=(r_min, r_max))
+
+
+@functools.lru_cache(maxsize=64)
+def _unit_sinc_sum(tol: float, delta: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """The sinc terms for ``1/r`` on ``[delta, 1]`` (read-only host arrays), searched once per
+    ``(tol, delta)``: a potential's build asks for ``delta = 1e-6`` whatever the box, so every
+    build after the first skips the search (tens of ms of host time on a GPU build)."""
     per_decade = 200
     decades = max(math.log10(1.0 / delta), 1.0)
     rho = np.geomspace(delta, 1.0, int(per_decade * decades) + 1)
@@ -240,9 +264,9 @@ def newton_exponential_sum(*, tol: float = 1e-8, r_min: float = 1e-4,
     # Trim narrow terms that do not matter on [delta, 1] (their tail is below tol/2 there).
     while count > 2 and _relative_error(a[: count - 1], t[: count - 1], rho) <= tol:
         count -= 1
-    a, t = a[:count], t[:count]
-    return ExponentialSum(weights=a / r_max, exponents=t / r_max, step=h, tol=tol,
-                          r_range=(r_min, r_max))
+    a, t = a[:count].copy(), t[:count].copy()
+    a.flags.writeable = t.flags.writeable = False
+    return a, t, h
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,21 +284,36 @@ def cube_domain(lo: np.ndarray, hi: np.ndarray, margin: float) -> tuple[tuple[fl
     return tuple((float(c - half), float(c + half)) for c in centre)
 
 
+# CP terms per block on the host: the blocks' memory-bound temporaries (the DCT's extension,
+# the Khatri-Rao product) stay near the cache, which beats one block of all terms there.
+_HOST_BLOCK = 8192
+
+
 def _long_range_tucker(pos, q, long_sum: ExponentialSum, domain, degree: int, tol: float,
-                       ctx: ArrayContext, chunk: int = 8192) -> ChebTucker:
+                       ctx: ArrayContext, chunk: int | None = None) -> ChebTucker:
     """The CP tensor sum_j q_j sum_k a_k prod_d exp(-t_k^2 (x_d - x_jd)^2) -> ChebTucker.
 
     Columns (particle j, term k) are generated a block of particles at a time: sampled at the
     Lobatto points of each mode and transformed by a DCT-I (values_to_coefficients), never
-    held all at once (O(m * chunk) memory for any N). Computed where ``pos`` and ``q`` live
-    (``ctx``): the Lobatto points and the exponents are converted there once per call, before
-    the loop over the blocks.
+    held all at once beyond the memory budget (O(m * chunk) memory for any N). ``chunk``: CP
+    terms per block; default as many as :func:`sci._validation.chunk_length` lets the device's
+    free memory hold (all of them for a protein on a GPU: one block, generated once).
+    Computed where ``pos`` and ``q`` live (``ctx``): the Lobatto points and the exponents are
+    converted there once (cached constants), before the loop over the blocks.
     """
     n, k = pos.shape[0], len(long_sum)
     m = degree + 1
-    check_memory(8.0 * 4 * 3 * m * max(1, chunk // k) * k, "one block of CP factor columns",
-                 ctx=ctx)
+    # per CP term: the three modes' samples, their FFT extension and coefficients (about eight
+    # m-vectors each), and a column of the projected core's Khatri-Rao product (<= m^2)
+    bytes_per_term = 8.0 * (3 * 8 * m + m * m)
+    if chunk is None:
+        # On a GPU as many as its free memory holds (few large launches); on the host blocks
+        # of at most _HOST_BLOCK terms, whose temporaries stay in cache.
+        on_device = _device_free_memory(ctx) is not None
+        chunk = chunk_length(n * k, bytes_per_term, budget=memory_limit(ctx) / 4,
+                             max_items=None if on_device else _HOST_BLOCK)
     per_block = max(1, chunk // k)
+    check_memory(bytes_per_term * per_block * k, "one block of CP factor columns", ctx=ctx)
     if ctx.is_numpy:
         xp = array_namespace()
         nodes = [chebyshev_points(m, domain=domain[d]) for d in range(3)]
@@ -293,23 +332,27 @@ def _long_range_tucker(pos, q, long_sum: ExponentialSum, domain, degree: int, to
 
         tucker = reduced_hosvd_blocks(weights, blocks, n * k, tol=tol, chunk=per_block * k)
         return ChebTucker._from_tucker(tucker, domain)
-    # torch, CuPy, array_api_strict, ...: the same columns, without in-place updates
+    # torch, CuPy, array_api_strict, ...: the same columns, the three modes at once (one
+    # exponential, one batched DCT-I), without in-place updates
     xp = ctx.xp
-    nodes = [chebyshev_points(m, domain=domain[d], xp=xp, device=ctx.device, dtype=np.float64)
-             for d in range(3)]
-    t = ctx.asarray(long_sum.exponents, dtype=pos.dtype)
-    weights = xp.reshape(q[:, None] * ctx.asarray(long_sum.weights, dtype=q.dtype)[None, :],
-                         (-1,))
+    nodes = cached_constant(
+        ("chebyshev_tucker.lobatto_box", m, tuple(domain)),
+        lambda: np.stack([to_numpy(chebyshev_points(m, domain=domain[d], xp=np))
+                          for d in range(3)]),
+        ctx, xp.float64)
+    t = cached_constant(("chebyshev_tucker.exponents", long_sum.exponents.tobytes()),
+                        lambda: np.asarray(long_sum.exponents, dtype=np.float64), ctx, pos.dtype)
+    a = cached_constant(("chebyshev_tucker.weights", long_sum.weights.tobytes()),
+                        lambda: np.asarray(long_sum.weights, dtype=np.float64), ctx, q.dtype)
+    weights = xp.reshape(q[:, None] * a[None, :], (-1,))
+    coordinates = xp.permute_dims(pos, (1, 0))  # (3, N)
 
     def blocks_xp(sl):
         first, last = sl.start // k, -(-sl.stop // k)
-        out = []
-        for d in range(3):
-            diff = nodes[d][:, None, None] - pos[first:last, d][None, :, None]
-            values = xp.reshape(xp.exp(-((t[None, None, :] * diff) ** 2)), (m, -1))
-            # finite by construction: no finiteness check (a device read) per block
-            out.append(transform_values(values, (0,), ctx))
-        return out
+        diff = nodes[:, :, None, None] - coordinates[:, None, first:last, None]
+        values = xp.reshape(xp.exp(-((t * diff) ** 2)), (3, m, -1))
+        # finite by construction: no finiteness check (a device read) per block
+        return transform_values(values, (1,), ctx)
 
     tucker = reduced_hosvd_blocks(weights, blocks_xp, n * k, tol=tol, chunk=per_block * k,
                                   ctx=ctx)
@@ -489,8 +532,11 @@ class RangeSeparatedPotential(_array.PlacedState):
                  cutoff: float | None = None, margin: float | None = None,
                  units: str = "e/A"):
         ctx = array_context(positions, charges, names=("positions", "charges"))
-        # torch, array_api_strict, ...: checked and built in their namespace, on their device
-        pos, q = _check_particles(positions, charges, ctx if ctx.backend == "array" else None)
+        # torch, CuPy, array_api_strict, ...: checked and built in their namespace, on their
+        # device, their finiteness read with the bounds below (one read for both)
+        on_device = not ctx.is_numpy
+        pos, q = _check_particles(positions, charges, ctx if on_device else None,
+                                  check_finite=not on_device)
         if pos.shape[0] == 0:
             raise ValueError("positions is empty: a potential needs at least one particle")
         tol = check_real(tol, "tol", low=1e-13, high=0.1)
@@ -498,9 +544,18 @@ class RangeSeparatedPotential(_array.PlacedState):
             raise ValueError(f"units must be one of {tuple(_UNITS)}; got {units!r}")
         if degree is not None:
             degree = check_integer(degree, "degree", minimum=1, maximum=MAX_DEGREE)
-        # the particles' bounds per axis: the only values read back (one read)
+        # the particles' bounds per axis: the only values read back (one read), with the
+        # finiteness of the inputs: NaN and infinities show in the bounds, and the number of
+        # non-finite charges rides along
         xp = ctx.xp
-        lo, hi = to_numpy(xp.stack([xp.min(pos, axis=0), xp.max(pos, axis=0)]))
+        nonfinite = xp.sum(xp.astype(xp.logical_not(xp.isfinite(q)), pos.dtype))
+        stats = to_numpy(xp.concat([xp.min(pos, axis=0), xp.max(pos, axis=0),
+                                    xp.reshape(nonfinite, (1,))]))
+        if not np.all(np.isfinite(stats[:6])):
+            raise ValueError("positions must be finite; it contains NaN or infinity")
+        if stats[6] != 0:
+            raise ValueError("charges must be finite; it contains NaN or infinity")
+        lo, hi = stats[0:3], stats[3:6]
         if domain is None:
             extent = float(np.max(hi - lo))
             if margin is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,26 +115,62 @@ def mode_product(tensor, matrix, mode: int, xp=None):
 def multi_mode_product(core, factors, *, transpose: bool = False):
     """``core x_1 U1 x_2 U2 x_3 U3`` (or with the transposes) of a 3-way ``core``.
 
-    Three BLAS products that each write their result in C order, so no axis is ever moved
-    and the result is C-contiguous: mode 1 on the ``(a, b c)`` unfolding, mode 2 as a batched
-    product over the first axis, mode 3 on the ``(n1 n2, c)`` unfolding. (Moving axes to the
-    front and back, as :func:`mode_product` does, left the n1 x n2 x n3 grid export as a
-    strided view and cost a transposing copy of every intermediate.)
+    Three matrix products, in the cheapest of the six orders (:func:`contraction_order`):
+    for a grid export the last product, :math:`n_1n_2n_3` outputs times the rank it
+    contracts, is nearly all the work, so the mode of least rank goes last. Each product writes
+    its result in C order, so no axis is ever moved and the result is C-contiguous: mode 1 on
+    the ``(a, b c)`` unfolding, mode 2 as a batched product over the first axis, mode 3 on the
+    ``(a b, c)`` unfolding. (Moving axes to the front and back, as :func:`mode_product` does,
+    left the n1 x n2 x n3 grid export as a strided view and cost a transposing copy of every
+    intermediate.) Three array operations (and reshapes) whatever the sizes: on a GPU, three
+    GEMM launches.
 
     Written against the array API: the namespace and device are those of ``core`` and
     ``factors`` (host arrays follow the switch), two libraries or devices raise TypeError.
     """
     ctx = array_context(core, *factors, names=("core", "factors[0]", "factors[1]", "factors[2]"))
     xp = ctx.xp
-    core = ctx.asarray(core)
-    u1, u2, u3 = (ctx.asarray(u) for u in factors)
+    out = ctx.asarray(core)
+    mats = [ctx.asarray(u) for u in factors]
     if transpose:
-        u1, u2, u3 = u1.T, u2.T, u3.T
-    a, b, c = core.shape
-    out = xp.reshape(u1 @ xp.reshape(core, (a, b * c)), (u1.shape[0], b, c))
-    out = xp.matmul(u2, out)  # (n2, b) @ (n1, b, c) -> (n1, n2, c)
-    n1, n2 = out.shape[0], out.shape[1]
-    return xp.reshape(xp.reshape(out, (n1 * n2, c)) @ u3.T, (n1, n2, u3.shape[0]))
+        mats = [u.T for u in mats]
+    for mode in contraction_order(tuple(out.shape), tuple(u.shape[0] for u in mats)):
+        out = _mode_product_in_place_order(out, mats[mode], mode, xp)
+    return out
+
+
+def contraction_order(ranks: tuple[int, int, int], sizes: tuple[int, int, int]) -> tuple:
+    """The order of the three mode products ``ranks -> sizes`` with the fewest multiply-adds
+    (ties: the lower modes first).
+
+    Examples
+    --------
+    >>> from sci.chebyshev_tucker._tucker import contraction_order
+    >>> contraction_order((31, 35, 35), (256, 256, 256))  # the least rank last
+    (1, 2, 0)
+    >>> contraction_order((4, 4, 4), (9, 9, 9))
+    (0, 1, 2)
+    """
+    def cost(order):
+        shape, total = list(ranks), 0
+        for mode in order:
+            total += sizes[mode] * math.prod(shape)
+            shape[mode] = sizes[mode]
+        return total
+
+    return min(itertools.permutations(range(3)), key=cost)
+
+
+def _mode_product_in_place_order(tensor, matrix, mode: int, xp):
+    """``tensor x_mode matrix`` for a C-ordered 3-way ``tensor``, written in C order with no
+    axis moved (one matrix product)."""
+    a, b, c = tensor.shape
+    new = matrix.shape[0]
+    if mode == 0:
+        return xp.reshape(matrix @ xp.reshape(tensor, (a, b * c)), (new, b, c))
+    if mode == 1:
+        return xp.matmul(matrix, tensor)  # (new, b) @ (a, b, c) -> (a, new, c)
+    return xp.reshape(xp.reshape(tensor, (a * b, c)) @ matrix.T, (a, b, new))
 
 
 def epsilon_rank(singular_values: np.ndarray, threshold: float) -> int:
@@ -444,11 +481,14 @@ def reduced_hosvd_blocks(lam, blocks, total: int, *, tol: float, chunk: int,
         norms = [xp.linalg.norm(a, axis=0) for a in mats]
         return [a / xp.where(nrm > 0, nrm, 1) for a, nrm in zip(mats, norms, strict=True)], norms
 
+    kept = None
     for sl in slices:
         mats, norms = normalized(sl)
         scaled[sl] = lam[sl] * norms[0] * norms[1] * norms[2]
         for k, a in enumerate(mats):
             carries[k] = _tsqr_step(carries[k], a, xp)
+        if len(slices) == 1:
+            kept = mats  # one block: kept for the passes below instead of regenerated
     lam_norm = float(xp.linalg.norm(scaled))
     if lam_norm == 0:
         # Every term vanishes (zero charges, say): the exact answer is the zero tensor.
@@ -472,7 +512,8 @@ def reduced_hosvd_blocks(lam, blocks, total: int, *, tol: float, chunk: int,
         z = [u[:, :r] for u, r in zip(bases, ranks, strict=True)]
         core = xp.zeros((ranks[0] * ranks[1], ranks[2]), dtype=scaled.dtype)
         for sl in slices:
-            core += _projected_core_block(scaled[sl], normalized(sl)[0], z)
+            mats = kept if kept is not None else normalized(sl)[0]
+            core += _projected_core_block(scaled[sl], mats, z)
         core = core.reshape(ranks)
         core_norm = float(xp.linalg.norm(core.ravel()))
         bound = lam_norm * sum(
@@ -495,6 +536,11 @@ def _reduced_hosvd_blocks_xp(lam, blocks, total: int, *, tol: float, chunk: int,
     ``array_api_strict``, ...): the same passes over the blocks, without in-place updates
     (torch's autograd differentiates it, through ``linalg.qr`` and ``linalg.svd``).
 
+    ``blocks(sl)`` may return the three factor blocks stacked, one ``(3, m, len(sl))`` array
+    (modes of equal length, as the long-range potential's): then the column norms, the QR
+    steps and the SVDs run once for the three modes (batched), not once per mode. A single
+    block is generated once and kept for the refinement passes.
+
     Host reads: the norm of the scaled weights and the three mode spectra in one read; then
     one norm per pass of the rank refinement (at most four, each choosing the ranks from the
     last). None inside the loops over the blocks.
@@ -504,23 +550,34 @@ def _reduced_hosvd_blocks_xp(lam, blocks, total: int, *, tol: float, chunk: int,
 
     def normalized(sl):
         mats = blocks(sl)
+        if not isinstance(mats, list | tuple):  # stacked (3, m, columns): all modes at once
+            norms = xp.linalg.vector_norm(mats, axis=1)
+            return mats / xp.where(norms > 0, norms, 1.0)[:, None, :], norms
         norms = [xp.linalg.vector_norm(a, axis=0) for a in mats]
         return [a / xp.where(nrm > 0, nrm, 1.0) for a, nrm in zip(mats, norms, strict=True)], norms
 
     scaled_parts: list = []
-    carries: list = [None, None, None]
+    carries: list | Any = [None, None, None]
+    kept = None
     for sl in slices:
         mats, norms = normalized(sl)
-        scaled_parts.append(lam[sl] * norms[0] * norms[1] * norms[2])
-        for k, a in enumerate(mats):
-            carries[k] = _tsqr_step_xp(carries[k], a, xp)
+        n1, n2, n3 = norms if isinstance(norms, list) else (norms[k, ...] for k in range(3))
+        scaled_parts.append(lam[sl] * n1 * n2 * n3)
+        if isinstance(mats, list):
+            carries = [_tsqr_step_xp(carries[k], a, xp) for k, a in enumerate(mats)]
+        else:
+            carries = _tsqr_step_xp(carries if not isinstance(carries, list) else None, mats, xp)
+        if len(slices) == 1:
+            kept = mats  # one block: kept for the passes below instead of regenerated
     scaled = scaled_parts[0] if len(scaled_parts) == 1 else xp.concat(scaled_parts)
     dtype = scaled.dtype
-    bases, spectra_xp = [], []
-    for k in range(3):
-        u, s, _ = xp.linalg.svd(carries[k].T, full_matrices=False)
-        bases.append(u)
-        spectra_xp.append(s)
+    if isinstance(carries, list):
+        pairs = [xp.linalg.svd(c.T, full_matrices=False)[:2] for c in carries]
+        bases, spectra_xp = [u for u, _ in pairs], [s for _, s in pairs]
+    else:  # the three modes' R factors in one batched SVD
+        u, s, _ = xp.linalg.svd(xp.permute_dims(carries, (0, 2, 1)), full_matrices=False)
+        bases = [u[k, ...] for k in range(3)]
+        spectra_xp = [s[k, ...] for k in range(3)]
     # the weights' norm and the three spectra come to the host in one read
     host = to_numpy(xp.astype(xp.concat([xp.reshape(xp.linalg.vector_norm(scaled), (1,)),
                                          *spectra_xp]), xp.float64))
@@ -530,8 +587,7 @@ def _reduced_hosvd_blocks_xp(lam, blocks, total: int, *, tol: float, chunk: int,
         start += s.shape[0]
     if lam_norm == 0:
         # Every term vanishes (zero charges, say): the exact answer is the zero tensor.
-        factors = [xp.eye(carries[k].shape[1], 1, dtype=dtype, device=ctx.device)
-                   for k in range(3)]
+        factors = [xp.eye(b.shape[0], 1, dtype=dtype, device=ctx.device) for b in bases]
         zero = xp.zeros((1, 1, 1), dtype=dtype, device=ctx.device)
         return TuckerTensor(core=zero, factors=factors,
                             singular_values=[np.zeros(1), np.zeros(1), np.zeros(1)], error=0.0)
@@ -542,7 +598,9 @@ def _reduced_hosvd_blocks_xp(lam, blocks, total: int, *, tol: float, chunk: int,
         z = [u[:, :r] for u, r in zip(bases, ranks, strict=True)]
         core = None
         for sl in slices:
-            block = _projected_core_block_xp(scaled[sl], normalized(sl)[0], z, xp)
+            mats = kept if kept is not None else normalized(sl)[0]
+            modes = mats if isinstance(mats, list) else [mats[k, ...] for k in range(3)]
+            block = _projected_core_block_xp(scaled[sl], modes, z, xp)
             core = block if core is None else core + block
         core = xp.reshape(core, tuple(ranks))
         core_norm = _norm(core, xp)
@@ -561,11 +619,19 @@ def _reduced_hosvd_blocks_xp(lam, blocks, total: int, *, tol: float, chunk: int,
 
 
 def _tsqr_step_xp(carry, block, xp):
-    """:func:`_tsqr_step` on the array API (its ``linalg.qr`` has no R-only mode)."""
-    stacked = block.T if carry is None else xp.concat([carry, block.T], axis=0)
-    if stacked.shape[0] <= stacked.shape[1] and carry is None:
+    """:func:`_tsqr_step` on the array API (its ``linalg.qr`` has no R-only mode); a stacked
+    ``block`` (3, m, columns) takes one batched QR for the three modes."""
+    stacked = _transpose_last(block, xp)
+    if carry is not None:
+        stacked = xp.concat([carry, stacked], axis=-2)
+    if stacked.shape[-2] <= stacked.shape[-1] and carry is None:
         return stacked
     return xp.linalg.qr(stacked)[1]
+
+
+def _transpose_last(a, xp):
+    """``a`` with its last two axes swapped (``.T`` of a matrix, per matrix of a stack)."""
+    return a.T if a.ndim == 2 else xp.permute_dims(a, (0, 2, 1))
 
 
 def _projected_core_block_xp(lam, mats, z, xp):

@@ -133,9 +133,9 @@ def test_long_range_build_reads_and_conversions_do_not_grow_with_the_blocks(monk
         _long_range_tucker(pos, q, long_sum, box, 16, 1e-6, ctx, chunk=chunk)
         counts.append(reads.count)
     assert counts[0] == counts[1] == counts[2], counts
-    # the Lobatto points, exponents, weights and DCT scales: converted once per call, not
-    # once per block
-    assert conversions[0] == conversions[1] == conversions[2], conversions
+    # the Lobatto points, exponents, weights and DCT scales: converted once (cached
+    # constants: the first call converts them, the later ones find them), never once per block
+    assert conversions[1] == conversions[2] <= conversions[0], conversions
 
 
 def test_floater_hormann_fit_reads_once_per_call(monkeypatch):

@@ -104,3 +104,10 @@ def fused_attention_arguments(arrays, n_q, n_k, n_pairs, plan, scale, causal, *,
     return (*arrays, int32(n_q), int32(n_k), int32(n_pairs), int64(n_k ** (n_pairs - 1)),
             int32(plan.n_splits), int32(plan.split), int64(plan.per_unit), int32(plan.units),
             float64(scale), int32(bool(causal)))
+
+
+def sources() -> dict[str, str]:
+    """Every kernel's complete text as ``_gpu.py`` compiles it, at the narrowest and widest
+    rows it is sent, in both precisions (for the compile check)."""
+    return {f"{FUSED_ATTENTION_NAME} D={d} {dtype}": fused_attention_source(d, dtype)
+            for d in (1, FUSED_WIDTH) for dtype in ("float32", "float64")}

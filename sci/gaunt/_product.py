@@ -267,7 +267,7 @@ def _fourier_plan(lmaxes, powers, lmax_keep, basis, xp, rows=None):
                                              on_device=xp is not np):
         # its tables are checked against the memory limit when built (once)
         itemsize = 16 if basis == "complex" else 8
-        per_row = (n_theta * n_phi * (len(lmaxes) + 1) + (keep + 1) ** 2) * itemsize
+        per_row = (2 * n_theta * n_phi + (keep + 1) ** 2) * itemsize  # h, one factor, out
         return keep, per_row, _fused_compute(tuple(lmaxes), tuple(powers), keep, basis, xp)
     # The tables (cached, built on first use) are refused here, before any row is computed.
     check_memory(
@@ -425,7 +425,10 @@ def _fused_compute(lmaxes, powers, keep, basis, xp):
         for a, s, p in zip(chunks, synthesis, powers, strict=True):
             g = a @ s
             g = g**p if p != 1 else g
-            h = g if h is None else h * g
+            if h is None:
+                h = g
+            else:
+                h *= g  # in place: h is this call's own array (no autograd on this path)
         return h @ analysis
 
     return compute

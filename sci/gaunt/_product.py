@@ -216,6 +216,7 @@ def _weighted(src, wsrc):
 # --------------------------------------------------------------------------- fourier method
 
 
+@functools.lru_cache(maxsize=256)
 def _torus_sizes(lmax_in: tuple[int, ...], degree: int, lmax_keep: int):
     """Grid sizes that sample a product of total degree ``degree`` without aliasing."""
     widest = max(lmax_in)

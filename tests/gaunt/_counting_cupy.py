@@ -1,6 +1,7 @@
 """A counting stand-in for CuPy on the host (NumPy underneath): traces sci's "cupy" path.
 
-Installed as ``cupy`` in ``sys.modules`` by a test fixture (never imported otherwise), it runs
+Installed as ``cupy`` by a test fixture (:func:`submodules` lists what goes into
+``sys.modules``; importing this file changes nothing there), it runs
 the code CuPy arrays take (dispatch key ``"cupy"``) on the CPU and counts, in ``COUNTS``:
 
 * ``"op"``: array operations (each at least one kernel launch on a GPU): ufuncs (``@``, ``*``,
@@ -201,7 +202,6 @@ def _submodule(name, source):
 
     mod.__getattr__ = ga
     mod.__path__ = []
-    sys.modules[f"cupy.{name}"] = mod
     return mod
 
 
@@ -259,10 +259,8 @@ cuda.Device = _Device
 _device_mod = types.ModuleType("cupy.cuda.device")
 _device_mod.Device = _Device
 cuda.device = _device_mod
-sys.modules["cupy.cuda.device"] = _device_mod
 cuda.is_available = lambda: True
 cuda.runtime = _Runtime()
-sys.modules["cupy.cuda"] = cuda
 _pool = _Pool()
 
 
@@ -277,3 +275,9 @@ def get_array_module(*args):
 def from_dlpack(x):
     _note("h2d", "from_dlpack")
     return _wrap(_np.from_dlpack(x))
+
+
+def submodules() -> dict:
+    """The submodules to enter in ``sys.modules`` beside ``cupy`` itself."""
+    return {"cupy.cuda": cuda, "cupy.cuda.device": _device_mod, "cupy.fft": fft,
+            "cupy.linalg": linalg}

@@ -143,8 +143,9 @@ def counting_cupy(monkeypatch):
         monkeypatch.delitem(sys.modules, name)
     spec = importlib.util.spec_from_file_location("cupy", path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules["cupy"] = module
     spec.loader.exec_module(module)
+    sys.modules["cupy"] = module
+    sys.modules.update(module.submodules())
     from sci.backend import _switch
 
     real = _switch._unavailable_reason

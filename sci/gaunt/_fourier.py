@@ -514,12 +514,15 @@ def _torus_grid_real(a, lmax, n_theta, n_phi, xp, fft):
     rows = a.shape[0]
     pt = _switch_constant(("torus_synthesis", lmax, n_theta),
                           lambda: _torus_synthesis(lmax, n_theta), a.dtype)  # (M, L, T)
-    pos, neg, _ = _gather_pairs(lmax)
+    # One gather of the cosine parts (orders m) and sine parts (orders -m) of every row, from
+    # an index table placed on the device once (not a host index uploaded per call).
+    pairs = _switch_constant(("gather_pairs", lmax),
+                             lambda: np.stack(_gather_pairs(lmax)[:2]), np.int64)  # (2, M, L)
     padded = xp.concatenate([a, xp.zeros((rows, 1), dtype=a.dtype)], axis=1)
-    # (M, 2B, L): cosine parts (orders m) and sine parts (orders -m) of every row.
-    stacked = xp.concatenate([padded[:, pos], padded[:, neg]], axis=0)
-    # Contiguous stacks: a strided batch makes matmul leave BLAS for a slow generic loop.
-    stacked = xp.ascontiguousarray(xp.moveaxis(stacked.reshape(2, rows, lmax + 1, lmax + 1), 2, 0))
+    stacked = xp.take(padded, pairs.reshape(-1), axis=1)  # (B, 2 M L)
+    # (M, 2B, L), contiguous: a strided batch makes matmul leave BLAS for a slow generic loop.
+    stacked = xp.ascontiguousarray(xp.transpose(stacked.reshape(rows, 2, lmax + 1, lmax + 1),
+                                                (2, 1, 0, 3)))
     rs = stacked.reshape(lmax + 1, 2 * rows, lmax + 1) @ pt  # (M, 2B, T)
     if n_phi <= _DFT_MAX:
         e = _switch_constant(("phi_e", lmax, n_phi), lambda: _phi_matrices(lmax, n_phi)[0],
@@ -552,9 +555,17 @@ def _torus_coefficients_real(h, lmax, degree, xp, fft):
     q = _switch_constant(("torus_analysis", lmax, n_theta, degree),
                          lambda: _torus_analysis(lmax, n_theta, degree), h.dtype)  # (M, T, L)
     out_ml = (both @ q).reshape(lmax + 1, 2, rows, lmax + 1)  # (M, cos/sin, B, L)
-    pos, neg, valid = _gather_pairs(lmax)
-    out = xp.zeros((rows, (lmax + 1) ** 2 + 1), dtype=h.dtype)
-    mi, li = np.nonzero(valid)
-    out[:, neg[mi, li]] = xp.moveaxis(out_ml[mi, 1, :, li], 0, -1)
-    out[:, pos[mi, li]] = xp.moveaxis(out_ml[mi, 0, :, li], 0, -1)
-    return out[:, :-1]
+    # (B, M, cos/sin, L), then one gather of every coefficient (a device constant).
+    flat = xp.ascontiguousarray(xp.transpose(out_ml, (2, 0, 1, 3))).reshape(rows, -1)
+    source = _switch_constant(("coefficient_sources", lmax), lambda: _coefficient_sources(lmax),
+                              np.int64)
+    return xp.take(flat, source, axis=1)
+
+
+@functools.lru_cache(maxsize=32)
+def _coefficient_sources(lmax: int) -> np.ndarray:
+    """For each flat (l, m): its position (|m|, s, l) in the (M, cos/sin, L) layout, s = 1
+    (sine part) for m < 0."""
+    l = np.repeat(np.arange(lmax + 1), 2 * np.arange(lmax + 1) + 1)
+    m = np.concatenate([np.arange(-k, k + 1) for k in range(lmax + 1)])
+    return (np.abs(m) * 2 + (m < 0)) * (lmax + 1) + l

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -10,13 +11,14 @@ import numpy as np
 from .._typing import Array
 from .._validation import (
     as_float_array,
+    check_all_finite,
     check_integer,
     check_memory,
     chunk_length,
     format_bytes,
     memory_limit,
 )
-from ..backend import array_context, array_namespace, implementation, register
+from ..backend import array_context, array_namespace, implementation, register, use_backend
 from ..backend._arrays import switch_context
 from ._auto import choose_method
 from ._coefficients import gaunt_table
@@ -71,8 +73,10 @@ def _fast_len(n: int) -> int:
 
 def _pair(x, y, basis, check_finite=True):
     xp = array_namespace()
-    a, l1 = coefficient_array(x, "x", basis, check_finite=check_finite)
-    b, l2 = coefficient_array(y, "y", basis, check_finite=check_finite)
+    a, l1 = coefficient_array(x, "x", basis, check_finite=False)
+    b, l2 = coefficient_array(y, "y", basis, check_finite=False)
+    if check_finite:  # one reduction for both (on a GPU, one synchronisation), not one each
+        check_all_finite(xp, {"x": a, "y": b})
     try:
         batch = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
     except ValueError as exc:
@@ -190,6 +194,9 @@ def _run_rows(sources, rows, n_keep, n_total, dtype, per_row, compute, w_out, wh
         f"for {step} row(s) at a time",
         hint="process the rows in smaller batches or lower lmax_out",
     )
+    if step >= rows and n_total == n_keep and w_out is None:
+        # one chunk, nothing to pad: its result is the output (no allocation, no copy)
+        return compute([src(0, rows) for src in sources]).astype(dtype, copy=False)
     out = (xp.zeros if n_total > n_keep else xp.empty)((rows, n_total), dtype=dtype)
     for s in range(0, rows, step):
         e = min(rows, s + step)
@@ -209,6 +216,7 @@ def _weighted(src, wsrc):
 # --------------------------------------------------------------------------- fourier method
 
 
+@functools.lru_cache(maxsize=256)
 def _torus_sizes(lmax_in: tuple[int, ...], degree: int, lmax_keep: int):
     """Grid sizes that sample a product of total degree ``degree`` without aliasing."""
     widest = max(lmax_in)
@@ -244,17 +252,24 @@ def _from_grid_complex(h, degree, lmax_keep, xp, fft):
     return _half_to_complex(cpos, cneg, lmax_keep, xp)
 
 
-def _fourier_plan(lmaxes, powers, lmax_keep, basis, xp):
+def _fourier_plan(lmaxes, powers, lmax_keep, basis, xp, rows=None):
     """(keep, bytes per row, chunk -> coefficients of prod_i f_i^{p_i} up to keep).
 
     Pointwise products on a torus grid fine enough for the total degree are exactly the
     zero-padded 2D convolutions of the Fourier coefficients (the convolution theorem); a power
-    is taken by repeated squaring on the grid (binary splitting).
+    is taken by repeated squaring on the grid (binary splitting). Given the number of ``rows``,
+    small products run in the fused form (:func:`fused_tables`) where it is the cheaper.
     """
     fft = implementation("gaunt.fft")()
     degree = sum(l * p for l, p in zip(lmaxes, powers, strict=True))
     keep = min(lmax_keep, degree)
     n_theta, n_phi = _torus_sizes(tuple(lmaxes), degree, keep)
+    if rows is not None and fused_is_cheaper(tuple(lmaxes), tuple(powers), keep, basis, rows,
+                                             on_device=xp is not np):
+        # its tables are checked against the memory limit when built (once)
+        itemsize = 16 if basis == "complex" else 8
+        per_row = (2 * n_theta * n_phi + (keep + 1) ** 2) * itemsize  # h, one factor, out
+        return keep, per_row, _fused_compute(tuple(lmaxes), tuple(powers), keep, basis, xp)
     # The tables (cached, built on first use) are refused here, before any row is computed.
     check_memory(
         fourier_tables_bytes(lmaxes, keep, degree, n_theta, basis),
@@ -277,6 +292,147 @@ def _fourier_plan(lmaxes, powers, lmax_keep, basis, xp):
         return from_grid(h, degree, keep, xp, fft)
 
     return keep, per_row, compute
+
+
+# ----------------------------------------------------------------- the fused Fourier method
+#
+# Every step of the Fourier method but the pointwise product is linear: harmonic coefficients
+# -> 2D Fourier coefficients -> values on the torus grid is one matrix per factor, and values
+# -> Fourier coefficients -> harmonic coefficients is another. At small degrees these dense
+# matrices are small, and the whole product is a handful of large operations (two matrix
+# products, one pointwise product, one matrix product) instead of some twenty small ones per
+# chunk: on a GPU, where each operation is a kernel launch of ~10 us whatever its size, that
+# is what the time was (about 2 ms at every L <= 6 on an H200, issue 17).
+
+_FUSED_BUILD_BLOCK = 256
+
+_FUSED_MAX_ENTRIES = 2**21
+"""The fused form is used only while its tables hold at most this many entries (16 MiB in
+float64): beyond, their O(L^4) size and work lose to the factored O(L^3) form anyway."""
+
+# A cost model, time = flops / rate + operations * overhead, to pick the form: the host's
+# rate is that of one core's BLAS on the fused form's large matrix products; the factored
+# form's small batched products and transposing copies run at a third of it (measured on the
+# host, single-threaded: the fused form wins up to L = 5, where it does 3x the flops). A
+# device's overhead is a kernel launch from Python (CuPy, torch). Not measured on a device
+# yet: the device figures are order-of-magnitude estimates.
+_COST = {False: (1.0e10, 3.0e-6), True: (1.0e13, 1.5e-5)}
+_FACTORED_EFFICIENCY = 1 / 3
+
+
+def _grid_points(lmaxes: tuple[int, ...], powers: tuple[int, ...], keep: int) -> tuple[int, int]:
+    degree = sum(l * p for l, p in zip(lmaxes, powers, strict=True))
+    return _torus_sizes(lmaxes, degree, min(keep, degree))
+
+
+def fused_table_entries(lmaxes: tuple[int, ...], powers: tuple[int, ...], keep: int) -> int:
+    """Entries of the fused tables: one synthesis matrix per distinct input degree, one
+    analysis matrix."""
+    n_theta, n_phi = _grid_points(lmaxes, powers, keep)
+    points = n_theta * n_phi
+    return points * (sum((l + 1) ** 2 for l in set(lmaxes)) + (keep + 1) ** 2)
+
+
+def fused_fits(lmaxes: tuple[int, ...], powers: tuple[int, ...], keep: int) -> bool:
+    """Whether the fused tables are small enough to use (``_FUSED_MAX_ENTRIES``)."""
+    return fused_table_entries(lmaxes, powers, keep) <= _FUSED_MAX_ENTRIES
+
+
+def fused_is_cheaper(lmaxes: tuple[int, ...], powers: tuple[int, ...], keep: int, basis: str,
+                     rows: int, *, on_device: bool) -> bool:
+    """Whether the fused form of the Fourier method (:func:`fused_tables`) is expected to be
+    faster than the factored one for ``rows`` rows (the cost model ``_COST``)."""
+    if not fused_fits(lmaxes, powers, keep):
+        return False
+    n_theta, n_phi = _grid_points(lmaxes, powers, keep)
+    points = n_theta * n_phi
+    mk = keep + 1
+    fused = 2 * points * (sum((l + 1) ** 2 for l in lmaxes) + mk * mk) + points * len(lmaxes)
+    factored = points * len(lmaxes) + 4 * n_theta * n_phi * mk + 4 * mk * n_theta * mk
+    for l in lmaxes:
+        factored += 4 * (l + 1) ** 2 * n_theta + 4 * n_theta * (l + 1) * n_phi
+    fused_ops, factored_ops = 2 * len(lmaxes) + 2, 8 * len(lmaxes) + 12
+    if basis == "complex":  # complex arithmetic, and the factored form's 2D FFTs
+        fused *= 4
+        factored *= 4
+    rate, overhead = _COST[on_device]
+    return (rows * fused / rate + fused_ops * overhead
+            <= rows * factored / (rate * _FACTORED_EFFICIENCY) + factored_ops * overhead)
+
+
+@functools.lru_cache(maxsize=32)
+def fused_tables(lmaxes: tuple[int, ...], powers: tuple[int, ...], keep: int, basis: str,
+                 dtype: str = "float64") -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """The fused Fourier method's matrices: synthesis S_i (n_i, N) and analysis A (N, n_keep).
+
+    ``prod_i (a_i @ S_i) ** p_i @ A`` is the product of the Fourier method, exactly: S_i maps
+    harmonic coefficients of degree lmaxes[i] to values at the N = n_theta x n_phi nodes of
+    the torus grid of the product's degree (the sparse conversion to 2D Fourier coefficients,
+    then the inverse DFT), and A maps values on that grid to the coefficients up to ``keep``
+    (the DFT, then the projection). They are the factored form's maps applied to identity
+    matrices, in float64 (complex128 for ``basis="complex"``), then rounded once to ``dtype``.
+    Cached per (degrees, powers, keep, basis, dtype); refused if over the memory limit.
+    """
+    if dtype not in ("float64", "complex128"):
+        synthesis, analysis = fused_tables(lmaxes, powers, keep, basis)
+        return (tuple(_as_readonly(s.astype(dtype)) for s in synthesis),
+                _as_readonly(analysis.astype(dtype)))
+    degree = sum(l * p for l, p in zip(lmaxes, powers, strict=True))
+    n_theta, n_phi = _grid_points(lmaxes, powers, keep)
+    points = n_theta * n_phi
+    itemsize = 16 if basis == "complex" else 8
+    check_memory(fused_table_entries(lmaxes, powers, keep) * itemsize * 3,
+                 f"the fused Fourier tables for degrees {lmaxes} ({points} grid points)")
+    fft = _fft_numpy()
+    to_grid = _to_grid_real if basis == "real" else _to_grid_complex
+    from_grid = _from_grid_real if basis == "real" else _from_grid_complex
+    cdtype = np.float64 if basis == "real" else np.complex128
+    with use_backend("numpy"):  # host tables, whatever the switch says
+        synthesis = {l: _as_readonly(np.ascontiguousarray(
+            to_grid(np.eye((l + 1) ** 2, dtype=cdtype), l, n_theta, n_phi, np, fft)
+            .reshape((l + 1) ** 2, points))) for l in set(lmaxes)}
+        # The analysis matrix row by row of the identity, in blocks (O(block x N) scratch).
+        analysis = np.empty((points, (keep + 1) ** 2), dtype=cdtype)
+        for start in range(0, points, _FUSED_BUILD_BLOCK):
+            stop = min(points, start + _FUSED_BUILD_BLOCK)
+            grid = np.zeros((stop - start, points), dtype=cdtype)
+            grid[np.arange(stop - start), np.arange(start, stop)] = 1
+            analysis[start:stop] = from_grid(grid.reshape(-1, n_theta, n_phi), degree, keep,
+                                             np, fft)
+        analysis = _as_readonly(analysis)
+    return tuple(synthesis[l] for l in lmaxes), analysis
+
+
+def _as_readonly(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+def _fused_compute(lmaxes, powers, keep, basis, xp):
+    """chunk -> coefficients by the fused tables, as constants of the switch's library."""
+    from ._fourier import _switch_constant
+
+    def compute(chunks):
+        dtype = np.dtype(chunks[0].dtype).name
+        key = ("fused", lmaxes, powers, keep, basis, dtype)
+        synthesis = [
+            _switch_constant(key + ("S", i), lambda i=i: fused_tables(
+                lmaxes, powers, keep, basis, dtype)[0][i], None)
+            for i in range(len(lmaxes))
+        ]
+        analysis = _switch_constant(key + ("A",), lambda: fused_tables(
+            lmaxes, powers, keep, basis, dtype)[1], None)
+        h = None
+        for a, s, p in zip(chunks, synthesis, powers, strict=True):
+            g = a @ s
+            g = g**p if p != 1 else g
+            if h is None:
+                h = g
+            else:
+                h *= g  # in place: h is this call's own array (no autograd on this path)
+        return h @ analysis
+
+    return compute
 
 
 # --------------------------------------------------------------------------- direct method
@@ -521,7 +677,7 @@ def _gaunt_tensor_product_switch(
     what = f"gaunt_tensor_product (method={method!r})"
     extra = 0.0
     if method == "fourier":
-        keep, per_row, compute = _fourier_plan([l1, l2], [1, 1], keep, basis, xp)
+        keep, per_row, compute = _fourier_plan([l1, l2], [1, 1], keep, basis, xp, rows)
     elif method == "direct":
         per_row, gather_row = _direct_row_bytes(l1, l2, keep, basis)
         extra = _gather_scratch(rows, gather_row)
@@ -734,7 +890,7 @@ def _gaunt_power_switch(
     what = f"gaunt_power (nu={nu}, method={method!r})"
     extra = 0.0
     if method == "fourier":
-        keep, per_row, compute = _fourier_plan([lmax], [nu], keep, basis, xp)
+        keep, per_row, compute = _fourier_plan([lmax], [nu], keep, basis, xp, rows)
     elif method == "grid":
         per_row, compute = _grid_plan([lmax], [nu], keep, basis, a.dtype, xp)
     else:

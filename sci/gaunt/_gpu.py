@@ -10,34 +10,36 @@ This path has not been run on a GPU in development (no device was available).
 from __future__ import annotations
 
 import functools
+import weakref
 
 import cupy
 import numpy as np
 
-_SOURCE = r"""
-extern "C" __global__ void gaunt_contract_{name}(
-    const {t}* x, const {t}* y, const long long* i1, const long long* i2,
-    const long long* starts, const double* vals, {t}* out,
-    long long rows, long long n1, long long n2, long long n_out)
-{{
-    long long tid = (long long)blockDim.x * blockIdx.x + threadIdx.x;
-    if (tid >= rows * n_out) return;
-    long long r = tid / n_out;
-    long long o = tid - r * n_out;
-    {acc} acc = 0;
-    for (long long k = starts[o]; k < starts[o + 1]; ++k) {{
-        acc += ({acc})vals[k] * ({acc})x[r * n1 + i1[k]] * ({acc})y[r * n2 + i2[k]];
-    }}
-    out[tid] = ({t})acc;
-}}
-"""
+from . import _gpu_source
+
+# Device copies of the Gaunt tables' host arrays (index1, index2, segment starts, values),
+# made once per array and device: the tables are cached on the host (``gaunt_table``), and a
+# copy per call was four synchronous host-to-device transfers in every product. An entry is
+# dropped when its host array is freed (so an id is never reused for another array).
+_DEVICE_COPIES: dict[tuple[int, int, str], cupy.ndarray] = {}
+
+
+def _device_copy(host, dtype=None):
+    """``cupy.asarray(host, dtype)`` on the current device, made once per host array."""
+    if not isinstance(host, np.ndarray):
+        return cupy.asarray(host, dtype=dtype)
+    key = (id(host), cupy.cuda.Device().id, str(dtype))
+    copy = _DEVICE_COPIES.get(key)
+    if copy is None:
+        copy = _DEVICE_COPIES[key] = cupy.asarray(host, dtype=dtype)
+        weakref.finalize(host, _DEVICE_COPIES.pop, key, None)
+    return copy
 
 
 @functools.cache
 def _kernel(dtype_name: str):
-    t, acc = {"float32": ("float", "float"), "float64": ("double", "double")}[dtype_name]
-    code = _SOURCE.format(name=dtype_name, t=t, acc=acc)
-    return cupy.RawKernel(code, f"gaunt_contract_{dtype_name}")
+    return cupy.RawKernel(_gpu_source.contract_source(dtype_name),
+                          f"gaunt_contract_{dtype_name}")
 
 
 def direct_contract(x, y, i1, i2, starts, vals, n_out):
@@ -59,8 +61,8 @@ def direct_contract(x, y, i1, i2, starts, vals, n_out):
     blocks = (total + threads - 1) // threads
     _kernel(dtype.name)(
         (blocks,), (threads,),
-        (x, y, cupy.asarray(i1), cupy.asarray(i2), cupy.asarray(starts),
-         cupy.asarray(vals, dtype=cupy.float64), out,
+        (x, y, _device_copy(i1), _device_copy(i2), _device_copy(starts),
+         _device_copy(vals, cupy.float64), out,
          np.int64(rows), np.int64(x.shape[1]), np.int64(y.shape[1]), np.int64(n_out)),
     )
     return out

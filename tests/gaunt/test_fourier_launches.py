@@ -304,3 +304,38 @@ def test_torch_fused_gradient_matches_direct(rng):
     x.grad = None
     gaunt_tensor_product(x, y, method="direct").square().sum().backward()
     assert _rel(g_fourier.numpy(), x.grad.numpy()) <= 1e-13
+
+
+def test_cupy_direct_tables_go_to_the_device_once(counting_cupy):
+    """The direct method's kernel reads the Gaunt table's index and value arrays: each host
+    array is copied to the device once (the tables are cached on the host), not per call, and
+    the copy is dropped with its host array."""
+    import gc
+
+    cupy = counting_cupy
+    import sci.gaunt
+
+    previous = sys.modules.pop("sci.gaunt._gpu", None)  # imported anew against the stand-in
+    attribute = sci.gaunt.__dict__.pop("_gpu", None)
+    try:
+        _check_device_copies(cupy, importlib.import_module("sci.gaunt._gpu"), gc)
+    finally:  # never leave the stand-in's kernels module behind for a real CuPy
+        sys.modules.pop("sci.gaunt._gpu", None)
+        sci.gaunt.__dict__.pop("_gpu", None)
+        if previous is not None:
+            sys.modules["sci.gaunt._gpu"] = previous
+        if attribute is not None:
+            sci.gaunt._gpu = attribute
+
+
+def _check_device_copies(cupy, _gpu, gc):
+    host = np.arange(10, dtype=np.int64)
+    cupy.COUNTS.clear()
+    first, again = _gpu._device_copy(host), _gpu._device_copy(host)
+    assert again is first and cupy.COUNTS.get("h2d", 0) == 1
+    values = _gpu._device_copy(host, cupy.float64)  # another dtype: another copy
+    assert values.dtype == np.float64 and values is not first
+    assert len(_gpu._DEVICE_COPIES) >= 2
+    del host
+    gc.collect()
+    assert not any(v is first for v in _gpu._DEVICE_COPIES.values())

@@ -90,11 +90,12 @@ def _monomial_columns(ctx, XT, degree: int):
 
     Array-API code (``ctx``: :class:`sci.backend.ArrayContext` of XT); leading axes (the
     stacked keys of the polynomial method) are computed at once. The number of array operations
-    is ``2 g + 2`` whatever n: one copy of XT, one gather of its rows gives the new variable of
-    every monomial of degree >= 2, then each degree is one gather of its parents and one
-    product (a degree-t monomial is a degree-(t-1) one times a variable); degree 1 is XT itself.
-    A monomial is a row of n numbers, so every gather copies whole rows and every product runs
-    over contiguous rows (coalesced on a GPU, vectorised on the host). The gather indices are
+    is ``2 g + 1`` whatever n: one gather of the rows of XT gives the new variable of every
+    monomial of degree >= 2, then each degree is one gather of its parents and one product (a
+    degree-t monomial is a degree-(t-1) one times a variable); degree 1 is XT itself. A
+    monomial is a row of n numbers, so every gather copies whole rows into a new (contiguous)
+    array and every product runs over contiguous rows (coalesced on a GPU, vectorised on the
+    host). The gather indices are
     converted to XT's namespace and device once and cached.
     """
     xp = ctx.xp
@@ -102,7 +103,6 @@ def _monomial_columns(ctx, XT, degree: int):
     one = xp.ones((*lead, 1, n), dtype=XT.dtype, **_on(ctx))
     if degree == 0:
         return one
-    XT = xp.asarray(XT, copy=True)  # rows contiguous, whatever the layout of the view
     tree = _monomial_tree(d, degree)
     levels = [one, XT]  # degree 1: parent () times variable l is row l
     if degree >= 2:

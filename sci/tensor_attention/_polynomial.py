@@ -46,7 +46,7 @@ __all__ = [
 # GPU a chunk is as large as a quarter of the device's free memory allows
 # (:func:`_chunk_budget`): there every operation is a kernel launch, and the sums of the whole
 # sequence take a number of launches independent of n.
-_HOST_CHUNK_BYTES = 1 << 21
+_HOST_CHUNK_BYTES = 1 << 22
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,29 +194,89 @@ def causal_segment(xp, query_factor, key_factor, Q, keys, values, carry, chunk):
     ``carry``: ``None`` for no rows before the run, else ``C[m] = sum_j U_m[j] [1, V_m[j]]``
     over the rows before it, shape ``(p, r, 1 + d_v)`` (column 0 the sums of the factors,
     the others the moments). Returns the run's ``w`` and ``Y`` and the carry out (the same sums
-    up to the run's last row). For t > 2 the product over the pairs must be taken per query,
-    so each chunk holds its rows' prefix moments, ``(p, chunk, r, 1 + d_v)``: one product, one
-    prefix sum (``cumulative_sum`` over the chunk's rows, for every pair and column at once),
-    the carry added, the product over the pairs and one batched matrix-vector product with the
-    query factors -- a fixed number of operations per chunk, and one chunk per sequence on a
-    GPU. No per-row loop.
+    up to the run's last row). A fixed number of array operations per chunk, and one chunk per
+    sequence on a GPU; no per-row loop:
+
+    * t = 2 (:func:`_causal_blocks`): blocks of b rows, the carries into the blocks one prefix
+      sum over the blocks' moments ``U_2^T [1, V]``, each block's own pairs one masked b x b
+      product -- batched matrix products throughout, O(n r) memory;
+    * t > 2: the product over the pairs must be taken per query, so each chunk holds its rows'
+      prefix moments, ``(p, chunk, r, 1 + d_v)``: one product, one prefix sum
+      (``cumulative_sum`` over the chunk's rows, for every pair and column at once), the carry
+      added, the product over the pairs and one batched matrix-vector product with the query
+      factors.
     """
     n = Q.shape[0]
     stacked_keys = xp.stack(keys)
     augmented = _augmented_values(xp, values, Q)
+    block = _causal_block_length(augmented.shape[-1])
     parts = []
     for q0 in range(0, n, chunk):
         q1 = min(n, q0 + chunk)
         U = key_factor(stacked_keys[:, q0:q1, :])  # (p, c, r)
+        U1 = query_factor(Q[q0:q1, :])  # (c, r)
+        if len(keys) == 1:
+            out, carry = _causal_blocks(xp, U1, U[0, ...], augmented[0, q0:q1, :],
+                                        None if carry is None else carry[0, ...], block)
+            carry = carry[None, ...]
+            parts.append(out)
+            continue
         prefix = xp.cumulative_sum(U[..., :, None] * augmented[:, q0:q1, None, :], axis=1)
         if carry is not None:
             prefix = prefix + carry[:, None, ...]
         carry = prefix[:, -1, ...]
         moments = _product_over_pairs(xp, prefix)  # (c, r, 1 + d_v)
-        U1 = query_factor(Q[q0:q1, :])  # (c, r)
         parts.append(xp.matmul(U1[:, None, :], moments)[:, 0, :])
     w, Y = _split_sums(xp, _joined(xp, parts, (0, augmented.shape[-1]), Q))
     return w, Y, carry
+
+
+def _causal_block_length(width: int) -> int:
+    """Rows b of a block of the t = 2 causal sums, for ``width = 1 + d_v`` value columns.
+
+    Per row the blocks cost about ``4 r width`` (the block moments and their carries) plus
+    ``2 b r`` (the masked b x b products) multiply-adds and keep ``r width / b`` numbers of
+    moments: b a few times the width balances the two.
+    """
+    return max(16, min(64, 4 * width))
+
+
+def _causal_blocks(xp, U1, U2, augmented, carry, block):
+    """Causal matrix (t = 2) sums of c rows in blocks of ``block`` rows (the last block may be
+    shorter): ``out[i] = U1[i] (carry + sum_{j <= i} U2[j]^T [1, V[j]])``, shape
+    ``(c, 1 + d_v)``, and the carry out.
+
+    Each block i-range B gets ``U1_B C_B`` with ``C_B`` the moments of every row before B (a
+    prefix sum over the blocks, the carry added) plus ``(U1_B U2_B^T ∘ M) [1, V]_B`` for the
+    pairs inside B (M the lower-triangular mask, diagonal included): the chunked form of
+    linear attention, every step a batched matrix product over all the blocks at once.
+    """
+    c, rank = U2.shape
+    width = augmented.shape[-1]
+    device = array_api_compat.device(U2)
+    parts = []
+    whole = (c // block) * block
+    spans = [(0, whole, block), (whole, c, c - whole)]
+    for s0, s1, size in spans:
+        if s1 <= s0:
+            continue
+        count = (s1 - s0) // size
+        u1 = xp.reshape(U1[s0:s1, :], (count, size, rank))
+        u2 = xp.reshape(U2[s0:s1, :], (count, size, rank))
+        values = xp.reshape(augmented[s0:s1, :], (count, size, width))
+        moments = xp.matmul(xp.matrix_transpose(u2), values)  # (count, r, width)
+        before = xp.cumulative_sum(moments, axis=0, include_initial=True)  # (count + 1, ...)
+        if carry is not None:
+            before = before + carry[None, ...]
+        carry = before[-1, ...]
+        rows = xp.arange(size, device=device)
+        mask = xp.astype(rows[:, None] >= rows[None, :], U1.dtype)
+        scores = xp.matmul(u1, xp.matrix_transpose(u2)) * mask  # (count, size, size)
+        out = xp.matmul(u1, before[:-1, ...]) + xp.matmul(scores, values)
+        parts.append(xp.reshape(out, (s1 - s0, width)))
+    if not parts:
+        return xp.zeros((0, width), dtype=U1.dtype, device=device), carry
+    return (parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)), carry
 
 
 def _joined(xp, parts, empty_shape, like):
@@ -375,13 +435,18 @@ def _chunk_budget(ctx) -> float:
 
 def _row_elements(rank, d_v, order, causal):
     """Numbers one row of a chunk holds at once: the factors (query and keys), the gathered
-    variables of the monomials and, causal, the pairs' products with the values, their prefix
-    sums (and the carry added) and their product over the pairs."""
+    variables of the monomials and, causal, for t = 2 a row of the block's masked products
+    and the blocks' moments, for t > 2 the pairs' products with the values, their prefix sums
+    (and the carry added) and their product over the pairs."""
     pairs = order - 1
+    width = d_v + 1
     factors = rank * (2 * order + 1)
     if not causal:
         return factors
-    return factors + rank * (d_v + 1) * (3 * pairs + 2)
+    if order == 2:
+        block = _causal_block_length(width)
+        return factors + 2 * block + 3 * width + -(-3 * rank * width // block)
+    return factors + rank * width * (3 * pairs + 2)
 
 
 def _resolve_chunk(chunk_size, n, rank, d_v, order, causal, itemsize, ctx):

@@ -519,7 +519,10 @@ def poly_higher_order_attention(
         When a row sum :math:`\tilde D_{ii} \le 0` (possible for Chebyshev, odd-degree Taylor,
         random features): raise, or recompute with the positive even-degree Taylor polynomial.
     chunk_size : int, optional
-        Rows per chunk; by default about 2 MiB of factors per chunk.
+        Rows per chunk of the streamed sums. By default as many as fit in a quarter of the
+        free device memory on a GPU (CuPy, torch CUDA; one chunk for most sequences, so the
+        number of kernel launches does not grow with n), and in about 4 MiB on the host
+        (where the cache, not the launches, sets the speed).
     return_info : bool
         Also return a :class:`PolyAttentionInfo`.
 

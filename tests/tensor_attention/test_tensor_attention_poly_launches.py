@@ -193,3 +193,24 @@ def test_against_the_dense_polynomial_property(n, d, d_v, order, method, degree,
     # divided by row sums >= e^-R / 2 with R <= 1: 1e-4 against values of size <= 1
     tol = 1e-11 if dtype == np.float64 else 1e-4
     np.testing.assert_allclose(out, want, rtol=0, atol=tol)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("order", [2, 3])
+def test_on_a_cupy_device_one_chunk_and_the_host_values(order, causal):
+    """On a CUDA device (CuPy) the sums of the sequence are one chunk, sized by the device's
+    free memory, and the values are the host's. Not yet run on a device (no GPU in the
+    session that wrote it)."""
+    cupy = pytest.importorskip("cupy")
+    n = 1 << 14
+    arrays = np.random.default_rng(4).uniform(-1, 1, (2 * order - 1, n, 4))
+    on_device = [cupy.asarray(a) for a in arrays]
+    out, info = poly_higher_order_attention(on_device[0], on_device[1:order],
+                                            on_device[order:], degree=4, causal=causal,
+                                            return_info=True)
+    assert isinstance(out, cupy.ndarray) and info.chunk_size == n
+    host = poly_higher_order_attention(arrays[0], list(arrays[1:order]), list(arrays[order:]),
+                                       degree=4, causal=causal)
+    # float64 both; different summation orders (cuBLAS, CuPy's scan): rounding ~1e-13
+    np.testing.assert_allclose(cupy.asnumpy(out), host, rtol=0, atol=1e-11)

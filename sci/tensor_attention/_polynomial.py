@@ -358,8 +358,10 @@ def _random_feature_maps(ctx, d, degree, order, count, sigma, coefficients, dtyp
     key_tables = ctx.asarray(
         np.stack([projections(lambda copy, m=m: copy[m]) for m in range(order - 1)]),
         dtype=dtype)
-    weights = ctx.asarray(np.repeat(np.asarray(coefficients[1:], dtype=np.float64) / count,
-                                    count), dtype=dtype)
+    # c_0, then c_t / count for each of degree t's count columns
+    weights = ctx.asarray(np.concatenate([
+        [float(coefficients[0])],
+        np.repeat(np.asarray(coefficients[1:], dtype=np.float64) / count, count)]), dtype=dtype)
 
     def features(X, table):
         """[1, prod over the slots of (X, 1) @ table] for rows X of shape (..., n, d)."""
@@ -372,13 +374,8 @@ def _random_feature_maps(ctx, d, degree, order, count, sigma, coefficients, dtyp
         return xp.concat([ones, xp.reshape(product, (*X.shape[:-1], degree * count))],
                          axis=-1)
 
-    constant = ctx.asarray(np.array([coefficients[0]]), dtype=dtype)
-
     def query_map(X):
-        U = features(X, query_table)
-        if degree == 0:
-            return U * constant
-        return U * xp.concat([constant, weights])
+        return features(X, query_table) * weights
 
     def key_map(X):
         return features(X, key_tables)

@@ -11,6 +11,12 @@ Four series, d = 4, entries uniform in [-1, 1] (±1 for the accuracy table):
 * ``poly n=...``: the polynomial method (Taylor, degree 6, rank C(10, 6) = 210) against the
   exact Numba kernel while that fits the time budget (n <= 1024; 512 in quick mode), alone
   beyond, up to n = 262 144 (16 384 in quick mode);
+* ``poly19 ...``: the workloads of issue 19 (d = 4; tensor attention at degree 4, matrix at
+  degree 6; causal and not) at n = 2^16, 2^18, 2^20 (2^14, 2^16 in quick mode; 2^22 too under
+  ``--backend cupy``), computed on the benchmark's backend (under ``cupy`` the inputs are moved
+  to the device once, before the timing), with the NumPy path on the host as the peer when the
+  backend is ``cupy`` (its ratio is the issue's "at least 20x the host NumPy path"; the peer is
+  left out at 2^22). ``summarize`` fits the slope of time against n per workload;
 * the peak Python-heap memory (tracemalloc) of the NumPy paths, in the case parameters;
 * ``torch grad ...`` (when torch is installed): torch CPU tensors that require grad, the
   forward (the ``torch.autograd.Function`` of ``sci/tensor_attention/_torch.py``) against its
@@ -47,7 +53,11 @@ import numpy as np
 
 import sci
 from sci.backend import to_numpy
-from sci.tensor_attention import poly_tensor_attention, tensor_attention
+from sci.tensor_attention import (
+    poly_higher_order_attention,
+    poly_tensor_attention,
+    tensor_attention,
+)
 
 from . import _attention_gpu
 from ._autograd import kept_numbers, saved_numbers
@@ -75,6 +85,54 @@ def _poly(inputs):
             return poly_tensor_attention(*inputs, degree=DEGREE)
 
     return run
+
+
+# The workloads of issue 19: (order t, degree)
+POLY19_WORKLOADS = ((3, 4), (2, 6))
+
+
+def _poly19(arrays, order: int, degree: int, causal: bool, backend: str | None = None):
+    """Polynomial attention of order t on ``arrays`` (Q, the keys, the values), on the active
+    backend or on ``backend``."""
+    import contextlib
+
+    def run():
+        context = sci.use_backend(backend) if backend else contextlib.nullcontext()
+        with context:
+            return poly_higher_order_attention(arrays[0], list(arrays[1:order]),
+                                               list(arrays[order:]), degree=degree,
+                                               causal=causal)
+
+    return run
+
+
+def _poly19_cases(quick: bool):
+    on_gpu = sci.get_backend() == "cupy"
+    sizes = (1 << 14, 1 << 16) if quick else (1 << 16, 1 << 18, 1 << 20)
+    if on_gpu and not quick:
+        sizes = (*sizes, 1 << 22)
+    for order, degree in POLY19_WORKLOADS:
+        for causal in (False, True):
+            for n in sizes:
+                host = np.random.default_rng(n).uniform(-1.0, 1.0, (2 * order - 1, n, D))
+                # moved to the backend's device once (a no-op on the host backends)
+                arrays = [sci.backend.asarray(a) for a in host]
+                with_peer = on_gpu and n <= 1 << 20
+                label = (f"poly19 t={order} g={degree}{' causal' if causal else ''} "
+                         f"n=2^{n.bit_length() - 1}")
+                yield Case(
+                    label=label,
+                    ours=_poly19(arrays, order, degree, causal),
+                    peer=_poly19(list(host), order, degree, causal, "numpy")
+                    if with_peer else None,
+                    ours_name=f"polynomial on {sci.get_backend()}",
+                    peer_name="polynomial, NumPy on the host" if with_peer else None,
+                    params={"series": "poly19", "order": order, "degree": degree,
+                            "causal": causal, "n": n, "d": D,
+                            "rank": math.comb(D + degree, degree)},
+                    check=_max_abs_difference if with_peer else None,
+                    repeats=3,
+                )
 
 
 def _peak_bytes(fn) -> int:
@@ -361,6 +419,7 @@ def _cases(quick: bool):
             check=_max_abs_difference if with_exact else None,
             repeats=2 if n >= 65536 or n >= 512 and with_exact else 3,
         )
+    yield from _poly19_cases(quick)
     yield from _torch_grad_cases(quick)
     yield from _torch_window_and_poly_grad_cases(quick)
 
@@ -431,6 +490,7 @@ def _summarize(rows):
         f"poly n={r['params']['n']}": round(r["params"]["poly_peak_bytes"] / 2**20, 2)
         for r in poly_rows
     }
+    summary.update(_summarize_poly19(rows))
     grad_rows = [r for r in rows if r["params"]["series"] == "torch-grad"]
     if grad_rows:
         summary["torch_backward_over_forward_time"] = {
@@ -469,6 +529,30 @@ def _summarize(rows):
         "doubles per query, and n per query when d > 4, outside its view)"
     )
     return summary
+
+
+def _summarize_poly19(rows) -> dict:
+    """Seconds, slope of time against n and (on a GPU) speedup over the host NumPy path, per
+    issue-19 workload."""
+    out: dict = {}
+    for order, degree in POLY19_WORKLOADS:
+        for causal in (False, True):
+            mine = [r for r in rows if r["params"]["series"] == "poly19"
+                    and r["params"]["order"] == order and r["params"]["causal"] == causal]
+            if not mine:
+                continue
+            key = f"t={order} g={degree}{' causal' if causal else ''}"
+            sizes = [r["params"]["n"] for r in mine]
+            times = [r["ours_median_s"] for r in mine]
+            out.setdefault("poly19_seconds", {})[key] = {
+                n: float(f"{t:.3g}") for n, t in zip(sizes, times, strict=True)}
+            if len(mine) >= 2:
+                out.setdefault("poly19_fitted_exponent", {})[key] = round(
+                    fitted_exponent(sizes, times), 3)
+            ratios = {r["params"]["n"]: round(r["ratio"], 1) for r in mine if "ratio" in r}
+            if ratios:
+                out.setdefault("poly19_speedup_over_host_numpy", {})[key] = ratios
+    return out
 
 
 BENCHMARK = Benchmark(

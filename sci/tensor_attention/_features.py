@@ -76,21 +76,48 @@ def _column_weights(d: int, degree: int, coefficients: np.ndarray) -> np.ndarray
 
 
 def _monomials_xp(ctx, X, degree: int):
-    """All monomials of the rows of X of degree <= ``degree``: ``(n, C(d+g, g))`` in O(n r).
+    """All monomials of the rows of X of degree <= ``degree``: ``(..., n, C(d+g, g))`` in O(n r).
 
-    Array-API code (``ctx``: :class:`sci.backend.ArrayContext` of X); the gather indices are
-    converted to X's namespace and device once and cached.
+    The transpose (a view) of :func:`_monomial_columns` of the transposed rows.
     """
     xp = ctx.xp
-    n, d = X.shape
-    levels = [xp.ones((n, 1), dtype=X.dtype, **_on(ctx))]
-    for t, (parents, variables) in enumerate(_monomial_tree(d, degree)):
-        p = cached_constant(("tensor_attention.parents", d, degree, t), lambda a=parents: a,
-                            ctx, xp.int64)
-        v = cached_constant(("tensor_attention.variables", d, degree, t), lambda a=variables: a,
-                            ctx, xp.int64)
-        levels.append(xp.take(levels[-1], p, axis=1) * xp.take(X, v, axis=1))
-    return xp.concat(levels, axis=1)
+    return xp.matrix_transpose(_monomial_columns(ctx, xp.matrix_transpose(X), degree))
+
+
+def _monomial_columns(ctx, XT, degree: int):
+    """The monomials of degree <= ``degree`` of the columns of ``XT``, shape ``(..., d, n)``:
+    ``(..., C(d+g, g), n)``, monomial by monomial (the transposed factor matrix).
+
+    Array-API code (``ctx``: :class:`sci.backend.ArrayContext` of XT); leading axes (the
+    stacked keys of the polynomial method) are computed at once. The number of array operations
+    is ``2 g + 1`` whatever n: one gather of the rows of XT gives the new variable of every
+    monomial of degree >= 2, then each degree is one gather of its parents and one product (a
+    degree-t monomial is a degree-(t-1) one times a variable); degree 1 is XT itself. A
+    monomial is a row of n numbers, so every gather copies whole rows into a new (contiguous)
+    array and every product runs over contiguous rows (coalesced on a GPU, vectorised on the
+    host). The gather indices are
+    converted to XT's namespace and device once and cached.
+    """
+    xp = ctx.xp
+    *lead, d, n = XT.shape
+    one = xp.ones((*lead, 1, n), dtype=XT.dtype, **_on(ctx))
+    if degree == 0:
+        return one
+    tree = _monomial_tree(d, degree)
+    levels = [one, XT]  # degree 1: parent () times variable l is row l
+    if degree >= 2:
+        variables = cached_constant(
+            ("tensor_attention.variables", d, degree),
+            lambda: np.concatenate([v for _, v in tree[1:]]), ctx, xp.int64)
+        factors = xp.take(XT, variables, axis=-2)  # (..., r - d - 1, n)
+        start = 0
+        for t in range(1, degree):
+            parents = cached_constant(("tensor_attention.parents", d, degree, t),
+                                      lambda a=tree[t][0]: a, ctx, xp.int64)
+            stop = start + tree[t][0].shape[0]
+            levels.append(xp.take(levels[-1], parents, axis=-2) * factors[..., start:stop, :])
+            start = stop
+    return xp.concat(levels, axis=-2)
 
 
 def _on(ctx) -> dict:

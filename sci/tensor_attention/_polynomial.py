@@ -16,6 +16,7 @@ from .._validation import (
     check_memory,
     check_real,
     chunk_length,
+    memory_limit,
     resolve_rng,
 )
 from ..backend import array_context, to_numpy
@@ -39,9 +40,13 @@ __all__ = [
     "poly_tensor_attention",
 ]
 
-# Elements of one chunk of factor rows (2 MiB in float64): the streaming granularity, small
-# enough that a chunk stays in cache while it is multiplied.
-_CHUNK_ELEMENTS = 1 << 18
+# Bytes of one chunk of work on the host (NumPy, Numba, torch CPU, array_api_strict): small
+# enough that a chunk's factors and prefix moments stay in the cache while they are multiplied
+# and summed (a host operation costs microseconds, so a few thousand rows amortise it). On a
+# GPU a chunk is as large as a quarter of the device's free memory allows
+# (:func:`_chunk_budget`): there every operation is a kernel launch, and the sums of the whole
+# sequence take a number of launches independent of n.
+_HOST_CHUNK_BYTES = 1 << 22
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,79 +116,167 @@ _STREAMED_SUMS_LIBRARY_IMPLEMENTATIONS = {
     "torch": "sci.tensor_attention._torch:poly_streamed_sums"}
 
 
-def _streamed_sums(xp, query_factor, key_factors, Q, keys, values, causal, chunk):
+def _streamed_sums(xp, query_factor, key_factor, Q, keys, values, causal, chunk):
     """Dispatch entry of the factored sums: a library's own implementation, else the code
     below (:func:`standard_streamed_sums`)."""
     own = _own_implementation(_STREAMED_SUMS_LIBRARY_IMPLEMENTATIONS, Q)
     if own is not None:
-        return own(xp, query_factor, key_factors, Q, keys, values, causal, chunk)
-    return standard_streamed_sums(xp, query_factor, key_factors, Q, keys, values, causal, chunk)
+        return own(xp, query_factor, key_factor, Q, keys, values, causal, chunk)
+    return standard_streamed_sums(xp, query_factor, key_factor, Q, keys, values, causal, chunk)
 
 
-def standard_streamed_sums(xp, query_factor, key_factors, Q, keys, values, causal, chunk):
+def _augmented_values(xp, values, like):
+    """The values stacked over the pairs with a column of ones in front, ``(p, n, 1 + d_v)``:
+    one product with the key factors then gives the sums ``U_m^T 1`` (column 0, whose products
+    over the pairs are the row sums ``w``) and the moments ``U_m^T V_m`` together."""
+    stacked = xp.stack(values)
+    ones = xp.ones((*stacked.shape[:-1], 1), dtype=stacked.dtype,
+                   device=array_api_compat.device(like))
+    return xp.concat([ones, stacked], axis=-1)
+
+
+def _product_over_pairs(xp, stacked):
+    """``stacked[0] * stacked[1] * ...`` (the Khatri-Rao structure of the keys turns into an
+    entrywise product of the pairs' sums): t - 2 operations."""
+    product = stacked[0, ...]
+    for m in range(1, stacked.shape[0]):
+        product = product * stacked[m, ...]
+    return product
+
+
+def _split_sums(xp, out):
+    """``w`` and ``Y`` from the ``(n, 1 + d_v)`` result of the augmented values."""
+    return out[:, 0], out[:, 1:]
+
+
+def standard_streamed_sums(xp, query_factor, key_factor, Q, keys, values, causal, chunk):
     """``w = U1 ⊙_m(U_m^T 1)`` and ``Y = U1 ⊙_m(U_m^T V_m)``, chunk by chunk; nothing n x n.
+
+    ``key_factor`` maps the stacked keys, ``(p, rows, d)``, to their factors ``(p, rows, r)``
+    (every pair at once). Each chunk of rows takes a fixed number of array operations (the
+    feature maps', one batched matrix product ``U_m^T [1, V_m]`` for all the pairs, one product
+    with the query factor), so the number of operations is that times the number of chunks,
+    which on a GPU is one (:func:`_chunk_budget`): no operation count that grows with n, and no
+    value read back to the host.
 
     Array-API code without in-place updates (the chunks' results are concatenated), so
     torch's autograd differentiates it (torch tensors take it for the non-causal sums, and
     when no gradient is wanted; called directly, causal ones too, and then autograd keeps every
     chunk's prefix moments, O(n r d_v) numbers per pair).
     """
+    if causal:
+        w, Y, _ = causal_segment(xp, query_factor, key_factor, Q, keys, values, None, chunk)
+        return w, Y
     n_q = Q.shape[0]
     n_k = keys[0].shape[0]
-    d_v = values[0].shape[1]
-    if not causal:
-        w_parts, y_parts = [], []
-        sums = [0.0] * len(keys)  # U_m^T 1, accumulated over key chunks
-        moments = [0.0] * len(keys)  # U_m^T V_m
-        for k0 in range(0, n_k, chunk):
-            k1 = min(n_k, k0 + chunk)
-            for m, (K, V) in enumerate(zip(keys, values, strict=True)):
-                U = key_factors[m](K[k0:k1, :])
-                sums[m] = sums[m] + xp.sum(U, axis=0)
-                moments[m] = moments[m] + U.T @ V[k0:k1, :]
-        h, H = sums[0], moments[0]
-        for m in range(1, len(keys)):
-            h, H = h * sums[m], H * moments[m]
-        for q0 in range(0, n_q, chunk):
-            q1 = min(n_q, q0 + chunk)
-            U = query_factor(Q[q0:q1, :])
-            w_parts.append(U @ h)
-            y_parts.append(U @ H)
-        return _joined(xp, w_parts, (0,), Q), _joined(xp, y_parts, (0, d_v), Q)
-    carries = [(0.0, 0.0)] * len(keys)
-    w, Y, _ = causal_segment(xp, query_factor, key_factors, Q, keys, values, carries, chunk)
-    return w, Y
+    stacked_keys = xp.stack(keys)
+    augmented = _augmented_values(xp, values, Q)
+    sums = None  # (p, r, 1 + d_v): [U_m^T 1, U_m^T V_m], accumulated over key chunks
+    for k0 in range(0, n_k, chunk):
+        k1 = min(n_k, k0 + chunk)
+        U = key_factor(stacked_keys[:, k0:k1, :])
+        part = xp.matmul(xp.matrix_transpose(U), augmented[:, k0:k1, :])
+        sums = part if sums is None else sums + part
+    if sums is None:  # no keys (not reached after validation): every sum is 0
+        rank = query_factor(Q[:0, :]).shape[1]
+        sums = xp.zeros((len(keys), rank, augmented.shape[-1]), dtype=Q.dtype,
+                        device=array_api_compat.device(Q))
+    product = _product_over_pairs(xp, sums)
+    parts = [query_factor(Q[q0:min(n_q, q0 + chunk), :]) @ product
+             for q0 in range(0, n_q, chunk)]
+    return _split_sums(xp, _joined(xp, parts, (0, augmented.shape[-1]), Q))
 
 
-def causal_segment(xp, query_factor, key_factors, Q, keys, values, carries, chunk):
+def causal_segment(xp, query_factor, key_factor, Q, keys, values, carry, chunk):
     """The causal sums of a run of rows (the whole sequence, or one segment of it), chunk by
     chunk, from the prefix sums carried in.
 
-    ``carries[m] = (sum_j U_m[j], sum_j U_m[j] V_m[j]^T)`` over the rows before the run (0.0
-    for none): shapes ``(r,)`` and ``(r, d_v)``. Returns the run's ``w`` and ``Y`` and the
-    carries out (the same sums up to the run's last row). For t > 2 the product over m must be
-    taken per query, so each chunk holds its prefix moments, ``(chunk, r, d_v)`` per pair.
+    ``carry``: ``None`` for no rows before the run, else ``C[m] = sum_j U_m[j] [1, V_m[j]]``
+    over the rows before it, shape ``(p, r, 1 + d_v)`` (column 0 the sums of the factors,
+    the others the moments). Returns the run's ``w`` and ``Y`` and the carry out (the same sums
+    up to the run's last row). A fixed number of array operations per chunk, and one chunk per
+    sequence on a GPU; no per-row loop:
+
+    * t = 2 (:func:`_causal_blocks`): blocks of b rows, the carries into the blocks one prefix
+      sum over the blocks' moments ``U_2^T [1, V]``, each block's own pairs one masked b x b
+      product -- batched matrix products throughout, O(n r) memory;
+    * t > 2: the product over the pairs must be taken per query, so each chunk holds its rows'
+      prefix moments, ``(p, chunk, r, 1 + d_v)``: one product, one prefix sum
+      (``cumulative_sum`` over the chunk's rows, for every pair and column at once), the carry
+      added, the product over the pairs and one batched matrix-vector product with the query
+      factors.
     """
     n = Q.shape[0]
-    d_v = values[0].shape[1]
-    carries = list(carries)
-    w_parts, y_parts = [], []
+    stacked_keys = xp.stack(keys)
+    augmented = _augmented_values(xp, values, Q)
+    block = _causal_block_length(augmented.shape[-1])
+    parts = []
     for q0 in range(0, n, chunk):
         q1 = min(n, q0 + chunk)
-        h, H = None, None
-        for m, (K, V) in enumerate(zip(keys, values, strict=True)):
-            U = key_factors[m](K[q0:q1, :])
-            carry_sum, carry_moment = carries[m]
-            prefix_sum = xp.cumulative_sum(U, axis=0) + carry_sum
-            prefix_moment = (xp.cumulative_sum(U[:, :, None] * V[q0:q1, None, :], axis=0)
-                             + carry_moment)
-            carries[m] = (prefix_sum[-1, ...], prefix_moment[-1, ...])
-            h = prefix_sum if h is None else h * prefix_sum
-            H = prefix_moment if H is None else H * prefix_moment
-        U = query_factor(Q[q0:q1, :])
-        w_parts.append(xp.sum(U * h, axis=1))
-        y_parts.append(xp.sum(U[:, :, None] * H, axis=1))
-    return _joined(xp, w_parts, (0,), Q), _joined(xp, y_parts, (0, d_v), Q), carries
+        U = key_factor(stacked_keys[:, q0:q1, :])  # (p, c, r)
+        U1 = query_factor(Q[q0:q1, :])  # (c, r)
+        if len(keys) == 1:
+            out, carry = _causal_blocks(xp, U1, U[0, ...], augmented[0, q0:q1, :],
+                                        None if carry is None else carry[0, ...], block)
+            carry = carry[None, ...]
+            parts.append(out)
+            continue
+        prefix = xp.cumulative_sum(U[..., :, None] * augmented[:, q0:q1, None, :], axis=1)
+        if carry is not None:
+            prefix = prefix + carry[:, None, ...]
+        carry = prefix[:, -1, ...]
+        moments = _product_over_pairs(xp, prefix)  # (c, r, 1 + d_v)
+        parts.append(xp.matmul(U1[:, None, :], moments)[:, 0, :])
+    w, Y = _split_sums(xp, _joined(xp, parts, (0, augmented.shape[-1]), Q))
+    return w, Y, carry
+
+
+def _causal_block_length(width: int) -> int:
+    """Rows b of a block of the t = 2 causal sums, for ``width = 1 + d_v`` value columns.
+
+    Per row the blocks cost about ``4 r width`` (the block moments and their carries) plus
+    ``2 b r`` (the masked b x b products) multiply-adds and keep ``r width / b`` numbers of
+    moments: b a few times the width balances the two.
+    """
+    return max(16, min(64, 4 * width))
+
+
+def _causal_blocks(xp, U1, U2, augmented, carry, block):
+    """Causal matrix (t = 2) sums of c rows in blocks of ``block`` rows (the last block may be
+    shorter): ``out[i] = U1[i] (carry + sum_{j <= i} U2[j]^T [1, V[j]])``, shape
+    ``(c, 1 + d_v)``, and the carry out.
+
+    Each block i-range B gets ``U1_B C_B`` with ``C_B`` the moments of every row before B (a
+    prefix sum over the blocks, the carry added) plus ``(U1_B U2_B^T ∘ M) [1, V]_B`` for the
+    pairs inside B (M the lower-triangular mask, diagonal included): the chunked form of
+    linear attention, every step a batched matrix product over all the blocks at once.
+    """
+    c, rank = U2.shape
+    width = augmented.shape[-1]
+    device = array_api_compat.device(U2)
+    parts = []
+    whole = (c // block) * block
+    spans = [(0, whole, block), (whole, c, c - whole)]
+    for s0, s1, size in spans:
+        if s1 <= s0:
+            continue
+        count = (s1 - s0) // size
+        u1 = xp.reshape(U1[s0:s1, :], (count, size, rank))
+        u2 = xp.reshape(U2[s0:s1, :], (count, size, rank))
+        values = xp.reshape(augmented[s0:s1, :], (count, size, width))
+        moments = xp.matmul(xp.matrix_transpose(u2), values)  # (count, r, width)
+        before = xp.cumulative_sum(moments, axis=0, include_initial=True)  # (count + 1, ...)
+        if carry is not None:
+            before = before + carry[None, ...]
+        carry = before[-1, ...]
+        rows = xp.arange(size, device=device)
+        mask = xp.astype(rows[:, None] >= rows[None, :], U1.dtype)
+        scores = xp.matmul(u1, xp.matrix_transpose(u2)) * mask  # (count, size, size)
+        out = xp.matmul(u1, before[:-1, ...]) + xp.matmul(scores, values)
+        parts.append(xp.reshape(out, (s1 - s0, width)))
+    if not parts:
+        return xp.zeros((0, width), dtype=U1.dtype, device=device), carry
+    return (parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)), carry
 
 
 def _joined(xp, parts, empty_shape, like):
@@ -209,14 +302,21 @@ def _rounding_estimate(degree, R, method, order, n, rank, dtype) -> float:
     return kappa * float(np.finfo(dtype).eps) * math.exp(R) * absolute
 
 
-def _check_finite(xp, w, Y, method, degree, R):
-    # one reduction, one read from a device
-    if not bool(xp.all(xp.isfinite(w)) & xp.all(xp.isfinite(Y))):
+def _check_sums(xp, w, Y, method, degree, R) -> int:
+    """Raise when the factored sums overflowed; else the number of row sums ``w <= 0``.
+
+    One stacked reduction, one read from a device, per call."""
+    finite = xp.all(xp.isfinite(w)) & xp.all(xp.isfinite(Y))
+    nonpositive = xp.sum(xp.astype(w <= 0, xp.int64))
+    finite_read, nonpositive_read = (int(v) for v in to_numpy(
+        xp.stack([xp.astype(finite, xp.int64), nonpositive])))
+    if not finite_read:
         raise FloatingPointError(
             f"the factored sums overflowed ({method}, degree {degree}, logit bound R = {R:.4g}): "
             "the entries are far beyond the regime of the polynomial method; use the exact "
             "attention, a lower degree or smaller entries"
         )
+    return nonpositive_read
 
 
 def _random_feature_maps(ctx, d, degree, order, count, sigma, coefficients, dtype, rng):
@@ -225,49 +325,75 @@ def _random_feature_maps(ctx, d, degree, order, count, sigma, coefficients, dtyp
     For one copy: Rademacher vectors z_1 .. z_{t-1}; query feature ``sum_l prod_m z_ml q_l``,
     key-m feature ``z_m . k``: the product's expectation is ``sum_l q_l prod_m k_ml``. Degree
     t multiplies t independent copies; ``count`` samples per degree are averaged.
+
+    Every projection of a map is one matrix product: the rows get a column of ones and the
+    sign matrices of all degrees and copies sit side by side, ``(d + 1, g, g, count)``, copy
+    slot c of degree t holding the signs (times sigma) when c < t and else the projection
+    ``1`` (zero on X, one on the ones column), so that the product over the g slots is each
+    degree's product over its t copies. Then g - 1 products, one scaling, one concatenation:
+    a fixed number of operations whatever the number of rows (and the keys of every pair in
+    one batched product).
     """
-    # z[t][c]: (order - 1, count, d) Rademacher signs for copy c of degree t
+    # z[t][c]: (order - 1, count, d) Rademacher signs for copy c of degree t (drawn in the
+    # order of the earlier per-copy code, so a seed gives the same features)
     signs = [
         [rng.choice(np.array([-1.0, 1.0]), size=(order - 1, count, d)) for _ in range(t)]
         for t in range(degree + 1)
     ]
 
+    def projections(sign_of):
+        """(d + 1, g * g * count): slot (t - 1, c) of degree t, copy c."""
+        table = np.zeros((d + 1, degree, degree, count))
+        table[d] = 1.0
+        for t in range(1, degree + 1):
+            for c in range(t):
+                table[:d, t - 1, c, :] = sigma * sign_of(signs[t][c]).T
+                table[d, t - 1, c, :] = 0.0
+        return table.reshape(d + 1, degree * degree * count)
+
     xp = ctx.xp
     on = {} if ctx.is_numpy else {"device": ctx.device}
-    # the sign matrices, converted to the inputs' namespace and device once per call
-    query_signs = [[ctx.asarray(np.ascontiguousarray(copy.prod(axis=0).T), dtype=dtype)
-                    for copy in signs[t]] for t in range(degree + 1)]
-    key_signs = [[[ctx.asarray(np.ascontiguousarray(copy[m].T), dtype=dtype)
-                   for copy in signs[t]] for t in range(degree + 1)] for m in range(order - 1)]
+    # converted to the inputs' namespace and device once per call
+    query_table = ctx.asarray(projections(lambda copy: copy.prod(axis=0)), dtype=dtype)
+    key_tables = ctx.asarray(
+        np.stack([projections(lambda copy, m=m: copy[m]) for m in range(order - 1)]),
+        dtype=dtype)
+    # c_0, then c_t / count for each of degree t's count columns
+    weights = ctx.asarray(np.concatenate([
+        [float(coefficients[0])],
+        np.repeat(np.asarray(coefficients[1:], dtype=np.float64) / count, count)]), dtype=dtype)
+
+    def features(X, table):
+        """[1, prod over the slots of (X, 1) @ table] for rows X of shape (..., n, d)."""
+        ones = xp.ones((*X.shape[:-1], 1), dtype=dtype, **on)
+        if degree == 0:
+            return ones
+        slots = xp.matmul(xp.concat([X, ones], axis=-1), table)
+        slots = xp.reshape(slots, (*X.shape[:-1], degree, degree, count))
+        product = _product_over_slots(slots)
+        return xp.concat([ones, xp.reshape(product, (*X.shape[:-1], degree * count))],
+                         axis=-1)
 
     def query_map(X):
-        X = sigma * X
-        columns = [xp.full((X.shape[0], 1), coefficients[0], dtype=dtype, **on)]
-        for t in range(1, degree + 1):
-            product = xp.full((X.shape[0], count), coefficients[t] / count, dtype=dtype, **on)
-            for z in query_signs[t]:
-                product = product * (X @ z)
-            columns.append(product)
-        return xp.concat(columns, axis=1)
+        return features(X, query_table) * weights
 
-    def key_map(m):
-        def apply(X):
-            X = sigma * X
-            columns = [xp.ones((X.shape[0], 1), dtype=dtype, **on)]
-            for t in range(1, degree + 1):
-                product = xp.ones((X.shape[0], count), dtype=dtype, **on)
-                for z in key_signs[m][t]:
-                    product = product * (X @ z)
-                columns.append(product)
-            return xp.concat(columns, axis=1)
+    def key_map(X):
+        return features(X, key_tables)
 
-        return apply
+    return query_map, key_map
 
-    return query_map, [key_map(m) for m in range(order - 1)]
+
+def _product_over_slots(slots):
+    """The product over axis -2 of ``(..., g, g, count)``: g - 1 operations."""
+    product = slots[..., 0, :]
+    for c in range(1, slots.shape[-2]):
+        product = product * slots[..., c, :]
+    return product
 
 
 def _feature_maps(ctx, method, degree, d, order, R, sigma, num_features, dtype, rng):
-    """The query's and the t - 1 keys' factor maps, ``X -> U`` (rows to factor rows).
+    """The query's factor map, ``X -> U``, and the keys', on the stacked keys of every pair
+    ``(p, rows, d) -> (p, rows, r)``.
 
     Functions of their rows alone: the polynomial (its coefficients, for Chebyshev fitted on
     [-R, R]) and the random signs are constants fixed here, so autograd (and the recomputing
@@ -286,27 +412,58 @@ def _feature_maps(ctx, method, degree, d, order, R, sigma, num_features, dtype, 
     def key_map(X):
         return _monomials_xp(ctx, sigma * X, degree)
 
-    return query_map, [key_map] * (order - 1)
+    return query_map, key_map
 
 
-def _resolve_chunk(chunk_size, n, rank, d_v, order, causal, itemsize):
-    # causal: each row holds its prefix moments, rank x d_v per pair
-    per_row = rank * (2 + (order - 1) * (d_v + 1) if causal else 2)
+def _on_accelerator(ctx) -> bool:
+    """Whether the arrays live on a GPU (CuPy, torch CUDA), where every operation is a kernel
+    launch and the chunks are sized by the device's memory instead of the cache."""
+    return ctx.library == "cupy" or getattr(ctx.device, "type", None) == "cuda"
+
+
+def _chunk_budget(ctx) -> float:
+    """Bytes one chunk of the streamed sums may take: a quarter of the free device memory on
+    a GPU (:func:`sci._validation.memory_limit`, ``SCI_MEMORY_LIMIT`` if set), the cache-sized
+    ``_HOST_CHUNK_BYTES`` on the host."""
+    if _on_accelerator(ctx):
+        return memory_limit(ctx) / 4
+    return min(float(_HOST_CHUNK_BYTES), memory_limit(ctx) / 4)
+
+
+def _row_elements(rank, d_v, order, causal):
+    """Numbers one row of a chunk holds at once: the factors (query and keys), the gathered
+    variables of the monomials and, causal, for t = 2 a row of the block's masked products
+    and the blocks' moments, for t > 2 the pairs' products with the values, their prefix sums
+    (and the carry added) and their product over the pairs."""
+    pairs = order - 1
+    width = d_v + 1
+    factors = rank * (2 * order + 1)
+    if not causal:
+        return factors
+    if order == 2:
+        block = _causal_block_length(width)
+        return factors + 2 * block + 3 * width + -(-3 * rank * width // block)
+    return factors + rank * width * (3 * pairs + 2)
+
+
+def _resolve_chunk(chunk_size, n, rank, d_v, order, causal, itemsize, ctx):
+    per_row = _row_elements(rank, d_v, order, causal)
     if chunk_size is None:
-        chunk = chunk_length(n, per_row, budget=_CHUNK_ELEMENTS)
+        chunk = chunk_length(n, per_row * itemsize, budget=_chunk_budget(ctx))
     else:
         chunk = check_integer(chunk_size, "chunk_size", minimum=1)
     fixed = rank * (order + 1) * (d_v + 1)  # the key-side sums and their products
     check_memory(
-        float(itemsize) * (fixed + min(chunk, n) * per_row),
+        float(itemsize) * (fixed + min(chunk, max(n, 1)) * per_row),
         f"the polynomial method with rank {rank}",
         hint=(
             f"rank C(d+g, g) = {rank} is too large for this degree and d; lower the degree (or "
             "raise tol), pass a smaller chunk_size, or use method='random' (random features, "
             "rank 1 + degree * num_features)"
         ),
+        ctx=ctx,
     )
-    return min(chunk, n)
+    return max(1, min(chunk, n))
 
 
 def poly_higher_order_attention(
@@ -359,7 +516,10 @@ def poly_higher_order_attention(
         When a row sum :math:`\tilde D_{ii} \le 0` (possible for Chebyshev, odd-degree Taylor,
         random features): raise, or recompute with the positive even-degree Taylor polynomial.
     chunk_size : int, optional
-        Rows per chunk; by default about 2 MiB of factors per chunk.
+        Rows per chunk of the streamed sums. By default as many as fit in a quarter of the
+        free device memory on a GPU (CuPy, torch CUDA; one chunk for most sequences, so the
+        number of kernel launches does not grow with n), and in about 4 MiB on the host
+        (where the cache, not the launches, sets the speed).
     return_info : bool
         Also return a :class:`PolyAttentionInfo`.
 
@@ -549,21 +709,20 @@ def _poly_attention_2d(
     epsilon, rounding = errors(degree, method)
     rank = rank_of(degree)
     chunk = _resolve_chunk(chunk_size, max(n_q, keys[0].shape[0]), rank, d_v, order,
-                           causal, np_dtype.itemsize)
+                           causal, np_dtype.itemsize, ctx)
     sigma = s ** (1.0 / order)
 
     def run(method_used, degree_used):
-        query_map, key_maps = _feature_maps(ctx, method_used, degree_used, d, order, R, sigma,
-                                            num_features, Q.dtype, rng)
+        query_map, key_map = _feature_maps(ctx, method_used, degree_used, d, order, R, sigma,
+                                           num_features, Q.dtype, rng)
         # Overflow is detected on the result (below), with a message, not warned about.
         with np.errstate(over="ignore", invalid="ignore"):
-            return _streamed_sums(xp, query_map, key_maps, Q, keys, values, bool(causal), chunk)
+            return _streamed_sums(xp, query_map, key_map, Q, keys, values, bool(causal), chunk)
 
     fallback_used = False
     w, Y = run(method, degree)
-    _check_finite(xp, w, Y, method, degree, R)
-    if not bool(xp.all(w > 0)):
-        bad = int(xp.sum(xp.astype(w <= 0, xp.int64)))
+    bad = _check_sums(xp, w, Y, method, degree, R)
+    if bad:
         if on_nonpositive == "raise":
             raise NonPositiveDenominatorError(
                 f"{bad} of {n_q} row sums of the approximate attention matrix are <= 0 "
@@ -576,10 +735,10 @@ def _poly_attention_2d(
         degree = degree + degree % 2
         rank = math.comb(d + degree, degree)
         chunk = _resolve_chunk(chunk_size, max(n_q, keys[0].shape[0]), rank, d_v, order,
-                               causal, np_dtype.itemsize)
+                               causal, np_dtype.itemsize, ctx)
         epsilon, rounding = errors(degree, "taylor")
         w, Y = run("taylor", degree)
-        _check_finite(xp, w, Y, method, degree, R)
+        _check_sums(xp, w, Y, method, degree, R)
     out = Y / w[:, None]
     if not return_info:
         return out

@@ -526,33 +526,34 @@ class CausalStreamedSums(torch.autograd.Function):
     """The causal factored sums ``w``, ``Y`` of the polynomial method, with a backward that
     recomputes them segment by segment (see the section comment above).
 
-    ``apply(xp, query_factor, key_factors, chunk, Q, K_1, ..., K_p, V_1, ..., V_p)`` returns
-    ``(w, Y)``. Saved for the backward: the inputs and the carries at the segment boundaries,
-    at most ``n r`` numbers per key/value pair beyond the inputs (r the rank). Once
-    differentiable: a double backward raises.
+    ``apply(xp, query_factor, key_factor, chunk, Q, K_1, ..., K_p, V_1, ..., V_p)`` returns
+    ``(w, Y)`` (``key_factor`` maps the stacked keys, ``(p, rows, d) -> (p, rows, r)``). Saved
+    for the backward: the inputs and the carries at the segment boundaries (the sums, ``(p, r)``,
+    and the moments, ``(p, r, d_v)``), at most ``n r`` numbers per key/value pair beyond the
+    inputs (r the rank). Once differentiable: a double backward raises.
     """
 
     @staticmethod
-    def forward(ctx, xp, query_factor, key_factors, chunk, Q, *keys_values):
+    def forward(ctx, xp, query_factor, key_factor, chunk, Q, *keys_values):
         from ._polynomial import causal_segment
 
-        p = len(key_factors)
+        p = len(keys_values) // 2
         keys, values = list(keys_values[:p]), list(keys_values[p:])
         n, d_v = Q.shape[0], values[0].shape[1]
-        carries = [(0.0, 0.0)] * p
+        carry = None  # (p, r, 1 + d_v): [sum_j U_m[j], sum_j U_m[j] V_m[j]^T]
         boundary_carries = []  # the carries into segments 1, 2, ...: (p, r) and (p, r, d_v)
         w_parts, y_parts = [], []
         for s0, s1 in _segments(n, _segment_length(chunk, d_v)):
-            if s0 > 0:  # stacked: copies, not views that would keep a chunk's moments alive
-                boundary_carries += [torch.stack([c[0] for c in carries]),
-                                     torch.stack([c[1] for c in carries])]
-            w, Y, carries = causal_segment(
-                xp, query_factor, key_factors, Q[s0:s1], [K[s0:s1] for K in keys],
-                [V[s0:s1] for V in values], carries, chunk)
+            if s0 > 0:  # copies, not views that would keep a chunk's moments alive
+                boundary_carries += [carry[..., 0].clone(), carry[..., 1:].clone()]
+            w, Y, carry = causal_segment(
+                xp, query_factor, key_factor, Q[s0:s1], [K[s0:s1] for K in keys],
+                [V[s0:s1] for V in values], carry, chunk)
             w_parts.append(w)
             y_parts.append(Y)
         ctx.save_for_backward(Q, *keys, *values, *boundary_carries)
-        ctx.xp, ctx.query_factor, ctx.key_factors, ctx.chunk = xp, query_factor, key_factors, chunk
+        ctx.xp, ctx.query_factor, ctx.key_factor, ctx.chunk = xp, query_factor, key_factor, chunk
+        ctx.pairs = p
         if not w_parts:  # no rows
             return Q.new_zeros(0), Q.new_zeros((0, d_v))
         return torch.cat(w_parts), torch.cat(y_parts)
@@ -562,7 +563,7 @@ class CausalStreamedSums(torch.autograd.Function):
     def backward(ctx, grad_w, grad_y):
         from ._polynomial import causal_segment
 
-        p = len(ctx.key_factors)
+        p = ctx.pairs
         saved = ctx.saved_tensors
         inputs = saved[: 1 + 2 * p]
         boundary_carries = saved[1 + 2 * p :]
@@ -571,50 +572,46 @@ class CausalStreamedSums(torch.autograd.Function):
         n, d_v = inputs[0].shape[0], inputs[-1].shape[1]
         grads = [torch.zeros_like(x) if need else None for x, need in zip(inputs, needs,
                                                                           strict=True)]
-        carry_out_grads = None  # of the carries out of the segment being processed
+        carry_out_grad = None  # of the carry out of the segment being processed
         segments = _segments(n, _segment_length(ctx.chunk, d_v))
         for b in reversed(range(len(segments))):
             s0, s1 = segments[b]
             with torch.enable_grad():
                 rows = [x[s0:s1].detach().requires_grad_(need)
                         for x, need in zip(inputs, needs, strict=True)]
-                if b > 0:  # leaves: their gradients go on to the segment before
+                carry_in = None
+                if b > 0:  # a leaf: its gradient goes on to the segment before
                     sums, moments = boundary_carries[2 * b - 2], boundary_carries[2 * b - 1]
-                    carries_in = [(sums[m].detach().requires_grad_(want_carries),
-                                   moments[m].detach().requires_grad_(want_carries))
-                                  for m in range(p)]
-                else:
-                    carries_in = [(0.0, 0.0)] * p
-                w, Y, carries_out = causal_segment(
-                    ctx.xp, ctx.query_factor, ctx.key_factors, rows[0], rows[1 : 1 + p],
-                    rows[1 + p :], carries_in, ctx.chunk)
+                    carry_in = torch.cat([sums[..., None], moments], dim=-1).detach()
+                    carry_in.requires_grad_(want_carries)
+                w, Y, carry_out = causal_segment(
+                    ctx.xp, ctx.query_factor, ctx.key_factor, rows[0], rows[1 : 1 + p],
+                    rows[1 + p :], carry_in, ctx.chunk)
             outputs = [w, Y]
             output_grads = [grad_w[s0:s1], grad_y[s0:s1]]
-            if carry_out_grads is not None:
-                outputs += [c for pair in carries_out for c in pair]
-                output_grads += carry_out_grads
+            if carry_out_grad is not None:
+                outputs.append(carry_out)
+                output_grads.append(carry_out_grad)
             wanted = [x for x in rows if x.requires_grad]
             if b > 0 and want_carries:
-                wanted += [c for pair in carries_in for c in pair]
+                wanted.append(carry_in)
             kept = [(o, g) for o, g in zip(outputs, output_grads, strict=True)
                     if isinstance(o, torch.Tensor) and o.requires_grad]
             if not wanted or not kept:
                 continue
-            got = torch.autograd.grad([o for o, _ in kept], wanted, [g for _, g in kept],
-                                      allow_unused=True)
-            got = list(got)
+            got = list(torch.autograd.grad([o for o, _ in kept], wanted, [g for _, g in kept],
+                                           allow_unused=True))
             for i, need in enumerate(needs):
                 if need:
                     g = got.pop(0)
                     if g is not None:  # None: the rows do not enter (degree 0)
                         grads[i][s0:s1] += g
             if b > 0 and want_carries:
-                carry_out_grads = [torch.zeros_like(c) if g is None else g
-                                   for g, c in zip(got, wanted[-2 * p :], strict=True)]
+                carry_out_grad = torch.zeros_like(carry_in) if got[0] is None else got[0]
         return (None, None, None, None, *grads)
 
 
-def poly_streamed_sums(xp, query_factor, key_factors, Q, keys, values, causal, chunk):
+def poly_streamed_sums(xp, query_factor, key_factor, Q, keys, values, causal, chunk):
     """The streamed sums' dispatch entry for torch tensors: the recomputing Function for
     causal sums that need a gradient; else the array-API code (whose autograd graph, for the
     non-causal sums, keeps the factor matrices of every chunk: O(n r) numbers per pair)."""
@@ -622,7 +619,6 @@ def poly_streamed_sums(xp, query_factor, key_factors, Q, keys, values, causal, c
 
     inputs = (Q, *keys, *values)
     if causal and torch.is_grad_enabled() and any(x.requires_grad for x in inputs):
-        return CausalStreamedSums.apply(xp, query_factor, tuple(key_factors), int(chunk),
-                                        *inputs)
-    return standard_streamed_sums(xp, query_factor, key_factors, Q, keys, values, causal,
+        return CausalStreamedSums.apply(xp, query_factor, key_factor, int(chunk), *inputs)
+    return standard_streamed_sums(xp, query_factor, key_factor, Q, keys, values, causal,
                                   chunk)

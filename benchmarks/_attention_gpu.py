@@ -12,9 +12,9 @@ Every case runs side by side in one process on one device, the inputs the same o
 * ``gpu order-4 n=..``: exact order-4 attention against the same peer with three key factors.
 * ``gpu matrix n=.. d=.. <dtype>``: ``softmax_attention`` against torch's
   ``scaled_dot_product_attention`` (the same scale 1/d; ``causal`` with ``is_causal``).
-* ``gpu poly n=..``: ``poly_tensor_attention`` (degree 4) and ``poly_attention`` (degree 6)
-  on CuPy arrays against the NumPy path on the host's cores (up to n = 2^18: the host's time
-  beyond is not spent), time against n from 2^16 to 2^22.
+
+The polynomial method's GPU cases are the ``poly19`` series of ``tensor_attention.py`` (run
+under ``--backend cupy`` after these).
 
 Each exact row records its logit count (``logits``) and the work per logit, so that the
 performance page sets its achieved exp and FLOP rates against the device's measured ceilings
@@ -27,14 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-import sci
 from sci.backend import to_numpy
-from sci.tensor_attention import (
-    poly_attention,
-    poly_tensor_attention,
-    softmax_attention,
-    tensor_attention,
-)
+from sci.tensor_attention import softmax_attention, tensor_attention
 
 from ._harness import Case
 
@@ -174,34 +168,6 @@ def cases(quick: bool, *, device: str = "cuda"):
                 ours_name="sci on CuPy", peer_name="torch scaled_dot_product_attention",
                 params=_exact_params("exact-matrix", n, d, 2, dtype, dry, causal=causal),
                 check=_max_abs_difference, repeats=5)
-    poly_sizes = [1 << 14, 1 << 16] if quick else [1 << 16, 1 << 18, 1 << 20, 1 << 22]
-    for n in poly_sizes:
-        n //= scale
-        host = _host(n, 4, 5, seed=n)
-        with_host = n <= 1 << 18
-        yield Case(
-            label=f"gpu poly tensor n={n} g=4",
-            ours=run(poly_tensor_attention, *arrays(host, "float64"), degree=4),
-            peer=run(_on_numpy, poly_tensor_attention, host, degree=4) if with_host else None,
-            ours_name="sci on CuPy", peer_name="NumPy on the host" if with_host else None,
-            params={"series": "gpu-poly", "kind": "tensor", "n": n, "d": 4, "degree": 4,
-                    "dtype": "float64", "backend": "numpy" if dry else "cupy"},
-            check=_max_abs_difference if with_host else None,
-            repeats=3)
-    n = (1 << 16 if quick else 1 << 20) // scale
-    host = _host(n, 4, 3, seed=5)
-    yield Case(
-        label=f"gpu poly matrix n={n} g=6",
-        ours=run(poly_attention, *arrays(host, "float64"), degree=6),
-        ours_name="sci on CuPy",
-        params={"series": "gpu-poly", "kind": "matrix", "n": n, "d": 4, "degree": 6,
-                "dtype": "float64", "backend": "numpy" if dry else "cupy"},
-        repeats=3)
-
-
-def _on_numpy(fn, host, **kwargs):
-    with sci.use_backend("numpy"):
-        return fn(*host, **kwargs)
 
 
 def _exact_params(series, n, d, order, dtype, dry, *, causal=False, inputs=None):
@@ -219,7 +185,7 @@ def _exact_params(series, n, d, order, dtype, dry, *, causal=False, inputs=None)
 
 
 def summarize(rows) -> dict:
-    """Ratios against the torch peers and the polynomial method's slope."""
+    """Ratios against the torch peers, and each exact kernel's logits per second."""
     out: dict = {}
     for row in rows:
         p = row["params"]
@@ -229,11 +195,4 @@ def summarize(rows) -> dict:
             out[f"{row['case']}: peer / sci"] = round(row["ratio"], 3)
         if "logits" in p:
             out[f"{row['case']}: logits per s"] = float(f"{p['logits'] / row['ours_min_s']:.3g}")
-    poly = [r for r in rows if r["params"].get("series") == "gpu-poly"
-            and r["params"]["kind"] == "tensor"]
-    if len(poly) >= 2:
-        from ._harness import fitted_exponent
-
-        out["gpu poly tensor: time ~ n^k, k"] = round(fitted_exponent(
-            [r["params"]["n"] for r in poly], [r["ours_median_s"] for r in poly]), 2)
     return out

@@ -16,7 +16,8 @@ Four series, d = 4, entries uniform in [-1, 1] (±1 for the accuracy table):
   ``--backend cupy``), computed on the benchmark's backend (under ``cupy`` the inputs are moved
   to the device once, before the timing), with the NumPy path on the host as the peer when the
   backend is ``cupy`` (its ratio is the issue's "at least 20x the host NumPy path"; the peer is
-  left out above 2^18: a causal call at 2^20 takes seconds there). ``summarize`` fits the slope of time against n per workload;
+  left out above 2^18: a causal call at 2^20 takes seconds there). ``summarize`` fits the slope
+  of time against n per workload;
 * the peak Python-heap memory (tracemalloc) of the NumPy paths, in the case parameters;
 * ``torch grad ...`` (when torch is installed): torch CPU tensors that require grad, the
   forward (the ``torch.autograd.Function`` of ``sci/tensor_attention/_torch.py``) against its

@@ -503,8 +503,9 @@ def windowed_tensor_attention(Q, K1, K2, V1, V2, scale, window):
 # asks autograd for the gradients of the segment's inputs and of its carry-in, given the
 # gradients of its w, Y and of its carry-out (the carry-in gradient of the segment after it).
 # Work: the forward's again plus autograd's backward of it (the backward takes about 4
-# forwards: 3.8 in the tensor_attention benchmark's record); memory beyond the saved numbers: one segment's graph, a few L r d_v numbers
-# per pair, the forward's chunk memory when chunk >= d_v + 1.
+# forwards: 3.8 in the tensor_attention benchmark's record); memory beyond the saved numbers:
+# one segment's graph, a few L r d_v numbers per pair, the forward's chunk memory when
+# chunk >= d_v + 1.
 #
 # The feature maps are functions of their rows alone: the polynomial (degree, coefficients,
 # Chebyshev interval [-R, R]) and the random features' signs are constants chosen before the

@@ -265,7 +265,10 @@ def _causal_blocks(xp, U1, U2, augmented, carry, block):
         u2 = xp.reshape(U2[s0:s1, :], (count, size, rank))
         values = xp.reshape(augmented[s0:s1, :], (count, size, width))
         moments = xp.matmul(xp.matrix_transpose(u2), values)  # (count, r, width)
-        before = xp.cumulative_sum(moments, axis=0, include_initial=True)  # (count + 1, ...)
+        # (count + 1, ...): the zero row made here, not by include_initial=True (array-api-strict
+        # 2.5, the floor, makes it on the default device and fails on any other)
+        before = xp.concat([xp.zeros_like(moments[:1, ...]),
+                            xp.cumulative_sum(moments, axis=0)], axis=0)
         if carry is not None:
             before = before + carry[None, ...]
         carry = before[-1, ...]

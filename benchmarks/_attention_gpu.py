@@ -8,7 +8,9 @@ Every case runs side by side in one process on one device, the inputs the same o
   queries the (chunk, n^2) logits by ``einsum('il,jl,kl->ijk')``, ``softmax``, and a product
   with ``V1 ⊘ V2``; chunks of 2^27 logits. ``causal``: the same with the future pairs masked.
   ``torch-in``: the same call on torch CUDA tensors (sci's ``autograd.Function``, whose
-  forward is the fused CuPy kernel reached through DLPack).
+  forward is the fused CuPy kernel reached through DLPack). ``tiled kernel``: the same call
+  with every width sent to the tiled tensor-core kernel (at d = 4 and 16, where the per-thread
+  kernel runs by default), to place the crossover between the two (``_gpu._TILED_FROM``).
 * ``gpu order-4 n=..``: exact order-4 attention against the same peer with three key factors.
 * ``gpu matrix n=.. d=.. <dtype>``: ``softmax_attention`` against torch's
   ``scaled_dot_product_attention`` (the same scale 1/d; ``causal`` with ``is_causal``).
@@ -83,6 +85,19 @@ def _sdpa(Q, K, V, causal: bool):
         Q[None], K[None], V[None], is_causal=causal, scale=1.0 / d)[0]
 
 
+def _with_tiled_kernel(fn, *args, **kwargs):
+    """``fn`` with every width sent to the tiled kernel (rows of 16 or fewer columns go to the
+    per-thread fused kernel otherwise)."""
+    from sci.tensor_attention import _gpu
+
+    before = _gpu._TILED_FROM
+    _gpu._TILED_FROM = 1
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _gpu._TILED_FROM = before
+
+
 def cases(quick: bool, *, device: str = "cuda"):
     """The cases above; ``device="cpu"`` runs them on NumPy arrays and torch CPU tensors at
     small sizes (a dry run of the code, not a measurement)."""
@@ -108,7 +123,8 @@ def cases(quick: bool, *, device: str = "cuda"):
     dtypes = ("float64", "float32")
     scale = 8 if dry else 1
     tensor_sizes = [(256, 4), (512, 4)] if quick else [
-        (256, 4), (512, 4), (1024, 4), (2048, 4), (1024, 16), (1024, 64)]
+        (256, 4), (512, 4), (1024, 4), (2048, 4), (1024, 16), (1024, 32), (256, 64),
+        (1024, 64), (2048, 64)]
     for n, d in tensor_sizes:
         n //= scale
         host = _host(n, d, 5, seed=n + d)
@@ -122,6 +138,21 @@ def cases(quick: bool, *, device: str = "cuda"):
                 peer_name="torch einsum + softmax (chunked)",
                 params=_exact_params("exact", n, d, 3, dtype, dry),
                 check=_max_abs_difference, repeats=3)
+    if not dry:
+        # the two kernels at the widths both take: where the tiled tensor-core kernel
+        # overtakes the per-thread one (``_gpu._TILED_FROM``) is read off these rows
+        for n, d in ([(512, 16)] if quick else [(1024, 4), (1024, 16)]):
+            host = _host(n, d, 5, seed=n + d)
+            for dtype in dtypes:
+                a, t = arrays(host, dtype), tensors(host, dtype)
+                yield Case(
+                    label=f"gpu tensor n={n} d={d} {dtype} tiled kernel",
+                    ours=run(_with_tiled_kernel, tensor_attention, *a),
+                    peer=run(torch_kronecker_peer, t[0], t[1:3], t[3:5]),
+                    ours_name="sci on CuPy, tiled kernel forced",
+                    peer_name="torch einsum + softmax (chunked)",
+                    params={**_exact_params("exact", n, d, 3, dtype, dry), "kernel": "tiled"},
+                    check=_max_abs_difference, repeats=3)
     n = 256 if quick else 1024
     n //= scale
     host = _host(n, 4, 5, seed=7)

@@ -155,6 +155,56 @@ def fused_plan(n_q: int, n_k: int, n_pairs: int, threads: int) -> FusedPlan:
     return FusedPlan(-(-n_items // per_unit), n_splits, split, per_unit)
 
 
+class TilePlan(NamedTuple):
+    """How the tiled GPU kernel (``_gpu.py``) shares out the logits among its blocks.
+
+    The logit rows are the pairs (query ``i``, outer tuple ``o``). Matrix attention
+    (``tiles_per_query == 0``): block ``x`` takes the queries ``x * rows`` to
+    ``(x + 1) * rows - 1``; order t >= 3: block ``x`` takes query ``x // tiles_per_query`` and
+    its outer tuples from ``(x % tiles_per_query) * rows``. Block ``y`` of a row tile takes the
+    last keys ``y * split <= k < (y + 1) * split`` (``split`` a whole number of key tiles). Each
+    block writes one partial (max, mass, numerator) per query it holds, in the query's slot
+    ``unit`` (``y`` for matrix attention, ``(x % tiles_per_query) * n_splits + y`` otherwise).
+    """
+
+    row_tiles: int
+    """Blocks along the rows (the grid's x)."""
+    tiles_per_query: int
+    """Row tiles of one query (0 for matrix attention)."""
+    n_splits: int
+    """Slices of the last keys (the grid's y)."""
+    split: int
+    """Keys per slice."""
+    units: int
+    """Partial slots per query."""
+
+
+def tile_plan(n_q: int, n_k: int, n_pairs: int, rows: int, keys: int,
+              blocks: int) -> TilePlan:
+    """About ``blocks`` blocks (or as many as there are row tiles), key slices of whole key
+    tiles, no empty slice.
+
+    Examples
+    --------
+    >>> from sci.tensor_attention._array import tile_plan
+    >>> tile_plan(8192, 8192, 1, 64, 64, 1024)  # matrix: 128 query tiles x 8 key slices
+    TilePlan(row_tiles=128, tiles_per_query=0, n_splits=8, split=1024, units=8)
+    >>> tile_plan(1024, 1024, 2, 64, 64, 1024)  # tensor: 16 tiles of tuples per query
+    TilePlan(row_tiles=16384, tiles_per_query=16, n_splits=1, split=1024, units=16)
+    """
+    if n_pairs == 1:
+        tiles_per_query, row_tiles = 0, -(-n_q // rows)
+    else:
+        tiles_per_query = -(-n_k ** (n_pairs - 1) // rows)
+        row_tiles = n_q * tiles_per_query
+    key_tiles = -(-n_k // keys)
+    n_splits = max(1, min(key_tiles, -(-blocks // max(row_tiles, 1))))
+    split = -(-key_tiles // n_splits) * keys
+    n_splits = -(-n_k // split)  # no empty slice at the end
+    units = n_splits if n_pairs == 1 else tiles_per_query * n_splits
+    return TilePlan(row_tiles, tiles_per_query, n_splits, split, units)
+
+
 def combine_partials(part_max, part_mass, part_numerator, dtype, *, with_lse=False):
     """Softmax-weighted means from per-thread partial sums (the fused kernel's second step).
 

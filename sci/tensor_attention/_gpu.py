@@ -12,17 +12,26 @@ the dense oracle with that plan and combination. About
 ``_FUSED_THREADS`` threads run whatever ``n``: the kernel of the first GPU run gave one thread
 to each query, 512 threads on a 132-multiprocessor chip at n = 512.
 
-Widths above ``_FUSED_WIDTH`` (a thread holds 3 rows of doubles in registers) run
-the GEMM-tiled array code instead (:func:`sci.tensor_attention._array.standard_exact_attention`
-with blocks sized from the device's free memory: cuBLAS products, tensor cores).
+Rows wider than ``_FUSED_WIDTH`` (a thread holds 3 rows of doubles in registers), up to
+``_gpu_source.TILED_WIDTH`` (128), run the tiled kernel (:func:`tiled_attention`): blocks
+of 64 logit rows meet tiles of keys in shared memory, logits and weighted values are
+tensor-core products (``wmma``: DMMA in float64, three TF32 products in float32), with an
+online softmax across the tiles: the shape of fused attention kernels, no logit in HBM. Its
+text is compiled for the host by the CPU tests too, every thread of a block run concurrently
+with CUDA's barrier and ``wmma`` stood in for
+(``tests/tensor_attention/test_tensor_attention_tiled_kernel.py``). Wider rows run the
+GEMM-tiled array code (:func:`sci.tensor_attention._array.standard_exact_attention` with
+blocks sized from the device's free memory: cuBLAS products).
 
 Unvalidated on real hardware in the session that wrote it (no CUDA device was lent); the
-tests that run it are marked ``gpu`` (every exact-attention test under the ``cupy`` backend).
+tests that run them are marked ``gpu`` (every exact-attention test under the ``cupy``
+backend).
 """
 
 from __future__ import annotations
 
 import functools
+import warnings
 
 import cupy as cp
 
@@ -34,6 +43,12 @@ from . import _array, _gpu_source
 # widest value/key row the fused kernel takes.
 _FUSED_THREADS = 1 << 19
 _FUSED_WIDTH = _gpu_source.FUSED_WIDTH
+# Rows at least this wide take the tiled tensor-core kernel (a module constant, so that the
+# benchmark can run both kernels at one width and place the crossover on the device).
+_TILED_FROM = _FUSED_WIDTH + 1
+# Blocks per launch of the tiled kernel the plan aims at (several per multiprocessor: 132 on
+# an H100/H200), reached by slicing the keys when the row tiles are fewer.
+_TILE_BLOCKS = 1024
 # The GEMM-tiled path's largest logit tile (2^26: 512 MiB in float64, one tile at n = 8192
 # for matrix attention, so a handful of launches in all).
 _TILE_ELEMENTS = 1 << 26
@@ -48,10 +63,24 @@ def _kernel(d: int, dtype_name: str):
 
 def exact_attention(Q, keys, values, scale, causal):
     """Exact order-t attention on the GPU (see :func:`higher_order_attention`): rows up to
-    ``_FUSED_WIDTH`` wide run the fused kernel, wider ones the GEMM-tiled array code."""
-    if max(Q.shape[1], values[0].shape[1]) > _FUSED_WIDTH:
+    ``_FUSED_WIDTH`` wide run the per-thread fused kernel, rows up to
+    ``_gpu_source.TILED_WIDTH`` the tiled tensor-core kernel, wider ones (or a device whose
+    shared memory or compiler cannot take the tiled kernel) the GEMM-tiled array code."""
+    done = kernel_attention(Q, keys, values, scale, causal)
+    if done is None:
         return _gemm_tiled(Q, keys, values, scale, causal)
-    return fused_attention(Q, keys, values, scale, causal)[0]
+    return done[0]
+
+
+def kernel_attention(Q, keys, values, scale, causal):
+    """``(out, lse)`` from the kernel for this width (the torch Function's forward calls it
+    through DLPack), or None where only the GEMM-tiled array code applies."""
+    width = max(Q.shape[1], values[0].shape[1])
+    if width < _TILED_FROM and width <= _FUSED_WIDTH:
+        return fused_attention(Q, keys, values, scale, causal)
+    if width <= _gpu_source.TILED_WIDTH and _tiled_kernel(width, Q.dtype.name) is not None:
+        return tiled_attention(Q, keys, values, scale, causal)
+    return None
 
 
 def fused_attention(Q, keys, values, scale, causal):
@@ -103,3 +132,65 @@ def _gemm_tiled(Q, keys, values, scale, causal):
     budget = min(_TILE_ELEMENTS, memory_limit(ctx) // (16 * Q.dtype.itemsize))
     return _array.standard_exact_attention(Q, keys, values, scale, causal,
                                            budget=max(budget, 1 << 16))
+
+
+@functools.cache
+def _tiled_kernel(d: int, dtype_name: str):
+    """The tiled kernel and its layout for rows ``d`` wide (compiled once per width and
+    precision), or None where this device cannot run it: its shared memory per block is
+    below the layout's, or CUDA's ``mma.h`` header is not found by NVRTC (a CuPy installed
+    without CUDA's headers); then a warning says so once and the GEMM-tiled code runs."""
+    layout = _gpu_source.tile_layout(d, dtype_name)
+    limit = cp.cuda.Device().attributes["MaxSharedMemoryPerBlockOptin"]
+    if layout.shared_bytes > limit:
+        return None
+    try:
+        kernel = cp.RawKernel(_gpu_source.tiled_attention_source(d, dtype_name),
+                              _gpu_source.TILED_ATTENTION_NAME)
+        kernel.compile()
+    except cp.cuda.compiler.CompileException as error:
+        warnings.warn(f"sci.tensor_attention: the tiled tensor-core kernel did not compile "
+                      f"({str(error).splitlines()[0]}); rows of width {d} run the GEMM-tiled "
+                      f"code instead (CUDA's headers, mma.h, must be where CuPy looks)",
+                      RuntimeWarning, stacklevel=3)
+        return None
+    kernel.max_dynamic_shared_size_bytes = layout.shared_bytes
+    return kernel, layout
+
+
+def tiled_attention(Q, keys, values, scale, causal):
+    """The tiled kernel's output and the log-sum-exp of each query's logits (CuPy arrays of
+    ``Q``'s dtype), in the manner of fused attention kernels: each block holds 64 logit rows
+    (query x outer tuple) and meets the last keys in tiles held in shared memory; the logits
+    ``(s Q_i * K_1[j]) K_last^T`` and the weighted values are tensor-core products (float64
+    DMMA; float32 as three TF32 products, hi*hi + hi*lo + lo*hi, to float32 accuracy) with an
+    online softmax across the key tiles, and the rows of a query are summed into one partial
+    per block, combined as the per-thread kernel's (:func:`_array.combine_partials`).
+
+    Keys, values and queries are padded with zero columns to the layout's width (a multiple
+    of the tensor-core tile): exact zeros in the logits, output columns cut at ``d_v``.
+    """
+    n_q, d = Q.shape
+    d_v = values[0].shape[1]
+    kernel, layout = _tiled_kernel(max(d, d_v), Q.dtype.name)
+
+    def padded(X):
+        return cp.pad(X, ((0, 0), (0, layout.width - X.shape[1])))
+
+    Qp = cp.ascontiguousarray(padded(Q))
+    K = cp.ascontiguousarray(cp.stack([padded(X) for X in keys]))
+    V = cp.ascontiguousarray(cp.stack([padded(X) for X in values]))
+    n_pairs, n_k, _ = K.shape
+    plan = _array.tile_plan(n_q, n_k, n_pairs, layout.rows, layout.keys, _TILE_BLOCKS)
+    slots = n_q * plan.units
+    check_memory(8.0 * slots * (d_v + 2), f"the tiled attention's {slots} partial sums",
+                 ctx=array_context(Q, names=["Q"]))
+    part_max = cp.empty((n_q, plan.units), dtype=cp.float64)
+    part_mass = cp.empty((n_q, plan.units), dtype=cp.float64)
+    part_numerator = cp.empty((n_q, plan.units, d_v), dtype=cp.float64)
+    kernel((plan.row_tiles, plan.n_splits), (_gpu_source.TILE_THREADS,),
+           _gpu_source.tiled_attention_arguments(
+               (Qp, K, V, part_max, part_mass, part_numerator), n_q, n_k, n_pairs, plan, d_v,
+               scale, causal, int32=cp.int32, int64=cp.int64, float64=cp.float64),
+           shared_mem=layout.shared_bytes)
+    return _array.combine_partials(part_max, part_mass, part_numerator, Q.dtype, with_lse=True)

@@ -118,9 +118,10 @@ def _mask_future(logits, largest, q0: int, q1: int, n_k: int) -> None:
 
 
 def _fused_on_cuda(Q, keys, values, scale: float, causal: bool):
-    """The fused CuPy kernel (``_gpu.py``) for CUDA tensors of narrow rows, zero-copy through
-    DLPack on torch's current stream: ``(out, lse)``, or None where it does not apply (CPU
-    tensors, rows wider than its limit, CuPy not installed)."""
+    """The CuPy kernels (``_gpu.py``: the per-thread fused kernel for narrow rows, the tiled
+    tensor-core kernel for rows up to its width) for CUDA tensors, zero-copy through DLPack on
+    torch's current stream: ``(out, lse)``, or None where neither applies (CPU tensors, rows
+    wider than the tiled kernel's limit, CuPy not installed)."""
     if Q.device.type != "cuda":
         return None
     try:
@@ -129,13 +130,13 @@ def _fused_on_cuda(Q, keys, values, scale: float, causal: bool):
         from . import _gpu
     except ImportError:  # no CuPy: the blocked torch code below serves CUDA tensors too
         return None
-    if max(Q.shape[1], values[0].shape[1]) > _gpu._FUSED_WIDTH:
-        return None
     stream = torch.cuda.current_stream(Q.device)
     with cupy.cuda.Device(Q.device.index), cupy.cuda.ExternalStream(stream.cuda_stream):
         Q_c, *kv = (cupy.from_dlpack(x.detach().contiguous()) for x in (Q, *keys, *values))
-        out, lse = _gpu.fused_attention(Q_c, kv[: len(keys)], kv[len(keys):], scale, causal)
-    return torch.from_dlpack(out), torch.from_dlpack(lse)
+        done = _gpu.kernel_attention(Q_c, kv[: len(keys)], kv[len(keys):], scale, causal)
+    if done is None:
+        return None
+    return torch.from_dlpack(done[0]), torch.from_dlpack(done[1])
 
 
 def _forward(Q, keys, values, scale: float, causal: bool):

@@ -1,0 +1,378 @@
+"""The tiled tensor-core GPU kernel on the CPU: its own CUDA C text compiled for the host, every
+thread of a block run concurrently, with CUDA's barrier and the ``wmma`` tile operations stood
+in for; its plan, and its partials combined, against the dense oracle.
+
+``_gpu.py``'s tiled kernel (rows wider than the per-thread kernel's 16 columns) runs on a CUDA
+device only under CuPy (there every exact-attention test of the ``cupy`` backend runs it:
+``gpu``). Here its text (``_gpu_source.py``) is compiled by the host's C++ compiler with a
+stand-in for CUDA that keeps what the kernel relies on:
+
+* the threads of a block run at once, as OS threads, and ``__syncthreads`` is a barrier for
+  all of them (a missing barrier is a race here too, and shows as a wrong result);
+* ``nvcuda::wmma`` fragments hold a whole tile in each thread; ``load_matrix_sync`` reads it
+  with the layout and leading dimension given, ``mma_sync`` multiplies it (TF32 inputs rounded
+  as ``cvt.rna.tf32.f32`` rounds them), ``store_matrix_sync`` writes it once per warp. Each
+  load and store checks wmma's requirements: a 32-byte aligned tile, a leading dimension of a
+  multiple of 16 bytes. Each barrier checks that the 32 threads of every warp made the same
+  number of wmma calls (a wmma call inside a condition that splits a warp is undefined);
+* shared memory is filled with NaN bytes before each block, with a guard region after the
+  layout's size that must stay untouched; the inputs sit between NaN guard rows, so that a
+  read out of bounds shows as NaN in the result; every partial slot starts as NaN and must be
+  written.
+
+``tests/test_cuda_sources.py`` compiles the same text with ``nvcc`` for sm_90 (valid CUDA, the
+real ``mma.h``, no register spill).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sci.tensor_attention import _gpu_source
+from sci.tensor_attention._array import combine_partials, tile_plan
+
+_HOST_SHIM = r"""
+#include <algorithm>
+#include <atomic>
+#include <barrier>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <thread>
+#include <vector>
+using std::exp; using std::fmax; using std::min; using std::max;
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __launch_bounds__(n)
+#define __align__(n)  // the definition below carries the alignment
+#define __shared__
+struct HostIndex { unsigned int x, y, z; };
+static thread_local HostIndex threadIdx, blockIdx;
+static HostIndex blockDim, gridDim;
+static std::barrier<>* host_barrier;
+static thread_local long host_wmma_calls;
+static long host_wmma_seen[1024];
+// 1: a misaligned tile, 2: a bad leading dimension, 3: a warp split across a wmma call,
+// 4: a write past the layout's shared memory
+static std::atomic<int> host_error{0};
+static inline float __int_as_float(int v) { float f; std::memcpy(&f, &v, 4); return f; }
+static inline double __longlong_as_double(long long v) {
+    double d; std::memcpy(&d, &v, 8); return d;
+}
+static inline void __syncthreads() {
+    host_wmma_seen[threadIdx.x] = host_wmma_calls;
+    host_barrier->arrive_and_wait();
+    if (host_wmma_seen[threadIdx.x] != host_wmma_seen[threadIdx.x & ~31u]) host_error = 3;
+    host_barrier->arrive_and_wait();
+}
+alignas(32) unsigned char tile_memory[1 << 18];
+
+namespace nvcuda { namespace wmma {
+struct matrix_a {}; struct matrix_b {}; struct accumulator {};
+struct row_major {}; struct col_major {};
+namespace precision { struct tf32 {}; }
+enum layout_t { mem_row_major, mem_col_major };
+template <class E> struct storage { typedef E type; };
+template <> struct storage<precision::tf32> { typedef float type; };
+template <class Use, int M, int N, int K> struct shape;
+template <int M, int N, int K> struct shape<matrix_a, M, N, K> { enum { R = M, C = K }; };
+template <int M, int N, int K> struct shape<matrix_b, M, N, K> { enum { R = K, C = N }; };
+template <int M, int N, int K> struct shape<accumulator, M, N, K> { enum { R = M, C = N }; };
+template <class Use, int M, int N, int K, class E, class Layout = void>
+struct fragment {
+    typedef typename storage<E>::type element_type;
+    enum { rows = shape<Use, M, N, K>::R, cols = shape<Use, M, N, K>::C,
+           num_elements = rows * cols };
+    element_type x[num_elements];
+};
+template <class V>
+static void check_tile(const V* p, unsigned ldm) {
+    ++host_wmma_calls;
+    if ((std::uintptr_t)p % 32 != 0) host_error = 1;
+    if ((ldm * sizeof(V)) % 16 != 0) host_error = 2;
+}
+template <class Use, int M, int N, int K, class E, class V>
+void load_matrix_sync(fragment<Use, M, N, K, E, row_major>& f, const V* p, unsigned ldm) {
+    check_tile(p, ldm);
+    for (int r = 0; r < f.rows; ++r)
+        for (int c = 0; c < f.cols; ++c) f.x[r * f.cols + c] = p[r * ldm + c];
+}
+template <class Use, int M, int N, int K, class E, class V>
+void load_matrix_sync(fragment<Use, M, N, K, E, col_major>& f, const V* p, unsigned ldm) {
+    check_tile(p, ldm);
+    for (int r = 0; r < f.rows; ++r)
+        for (int c = 0; c < f.cols; ++c) f.x[r * f.cols + c] = p[c * ldm + r];
+}
+template <int M, int N, int K, class E, class V>
+void load_matrix_sync(fragment<accumulator, M, N, K, E>& f, const V* p, unsigned ldm,
+                      layout_t layout) {
+    check_tile(p, ldm);
+    for (int r = 0; r < f.rows; ++r)
+        for (int c = 0; c < f.cols; ++c)
+            f.x[r * f.cols + c] = layout == mem_row_major ? p[r * ldm + c] : p[c * ldm + r];
+}
+template <int M, int N, int K, class E, class V>
+void store_matrix_sync(V* p, const fragment<accumulator, M, N, K, E>& f, unsigned ldm,
+                       layout_t layout) {
+    check_tile(p, ldm);
+    if (threadIdx.x % 32 != 0) return;  // one write per warp; a barrier must follow
+    for (int r = 0; r < f.rows; ++r)
+        for (int c = 0; c < f.cols; ++c)
+            (layout == mem_row_major ? p[r * ldm + c] : p[c * ldm + r]) = f.x[r * f.cols + c];
+}
+template <int M, int N, int K, class E, class V>
+void fill_fragment(fragment<accumulator, M, N, K, E>& f, V v) {
+    ++host_wmma_calls;
+    for (int e = 0; e < f.num_elements; ++e) f.x[e] = v;
+}
+template <int M, int N, int K, class E, class A, class LA, class LB>
+void mma_sync(fragment<accumulator, M, N, K, E>& d, const fragment<matrix_a, M, N, K, A, LA>& a,
+              const fragment<matrix_b, M, N, K, A, LB>& b,
+              const fragment<accumulator, M, N, K, E>& c) {
+    ++host_wmma_calls;
+    E out[M * N];
+    for (int r = 0; r < M; ++r)
+        for (int n = 0; n < N; ++n) {
+            E s = c.x[r * N + n];
+            for (int k = 0; k < K; ++k) s += a.x[r * K + k] * b.x[k * N + n];
+            out[r * N + n] = s;
+        }
+    for (int e = 0; e < M * N; ++e) d.x[e] = out[e];
+}
+inline float __float_to_tf32(float x) {  // cvt.rna.tf32.f32: nearest, ties away from zero
+    std::uint32_t bits; std::memcpy(&bits, &x, 4);
+    bits = (bits + 0x1000u) & 0xffffe000u;
+    std::memcpy(&x, &bits, 4);
+    return x;
+}
+} }
+"""
+
+_HOST_LAUNCH = r"""
+extern "C" int launch_on_host(unsigned int grid_x, unsigned int grid_y, long long shared_bytes,
+    const T* Q, const T* K, const T* V, double* part_max, double* part_mass,
+    double* part_numerator, int n_q, int n_k, int n_pairs, long long n_outer,
+    int tiles_per_query, int n_splits, int split, int units, int d_v, double scale,
+    int causal)
+{
+    blockDim = HostIndex{THREADS, 1, 1};
+    gridDim = HostIndex{grid_x, grid_y, 1};
+    host_error = 0;
+    const long long guard = 4096;
+    if (shared_bytes + guard > (long long)sizeof(tile_memory)) return 5;
+    for (unsigned int by = 0; by < grid_y; ++by)
+        for (unsigned int bx = 0; bx < grid_x; ++bx) {
+            std::memset(tile_memory, 0xff, shared_bytes + guard);  // NaN in every float
+            std::barrier<> barrier(THREADS);
+            host_barrier = &barrier;
+            std::vector<std::thread> threads;
+            for (unsigned int t = 0; t < THREADS; ++t)
+                threads.emplace_back([=] {
+                    threadIdx = HostIndex{t, 0, 0};
+                    blockIdx = HostIndex{bx, by, 0};
+                    host_wmma_calls = 0;
+                    exact_attention_tiles(Q, K, V, part_max, part_mass, part_numerator, n_q,
+                                          n_k, n_pairs, n_outer, tiles_per_query, n_splits,
+                                          split, units, d_v, scale, causal);
+                });
+            for (auto& thread : threads) thread.join();
+            for (long long b = shared_bytes; b < shared_bytes + guard; ++b)
+                if (tile_memory[b] != 0xff) host_error = 4;
+            if (host_error) return host_error;
+        }
+    return host_error;
+}
+"""
+
+_COMPILER = shutil.which("g++") or shutil.which("c++")
+_BUILD = Path(tempfile.mkdtemp(prefix="sci-tiled-kernel-"))
+
+
+@functools.cache
+def _host_kernel(d: int, dtype_name: str):
+    """The tiled kernel's text for (d, dtype), compiled with the stand-in into a library."""
+    if _COMPILER is None:
+        pytest.skip("no C++ compiler (g++) to build the CUDA kernel's text for the host")
+    text = _gpu_source.tiled_attention_source(d, dtype_name)
+    text = text.replace("#include <mma.h>", "")  # the stand-in above replaces CUDA's header
+    # named by the text: a library once loaded stays loaded, so a new text needs a new file
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    source = _BUILD / f"tiled_{d}_{dtype_name}_{digest}.cpp"
+    library = source.with_suffix(".so")
+    source.write_text(_HOST_SHIM + text + _HOST_LAUNCH)
+    subprocess.run([_COMPILER, "-std=c++20", "-O2", "-shared", "-fPIC", "-pthread", "-o",
+                    str(library), str(source)], check=True, capture_output=True)
+    return ctypes.CDLL(str(library)).launch_on_host
+
+
+def _guarded(rows: np.ndarray, width: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` (..., n, d) zero-padded to ``width`` columns inside a buffer with NaN guard rows
+    before and after: (the buffer, the view the kernel is given)."""
+    padded = np.zeros(rows.shape[:-1] + (width,), dtype=dtype)
+    padded[..., : rows.shape[-1]] = rows
+    flat = padded.reshape(-1)
+    guard = 64 * width
+    buffer = np.full(flat.size + 2 * guard, np.nan, dtype=dtype)
+    buffer[guard: guard + flat.size] = flat
+    return buffer, buffer[guard: guard + flat.size]
+
+
+def run_tiled_kernel(Q, keys, values, scale, causal, dtype_name="float64", blocks=1024):
+    """The tiled kernel run on the host with the launcher's layout, plan and argument order:
+    the partials (n_q, U), (n_q, U), (n_q, U, d_v) and the plan."""
+    dtype = np.dtype(dtype_name)
+    n_q, d = Q.shape
+    d_v = values[0].shape[1]
+    layout = _gpu_source.tile_layout(max(d, d_v), dtype_name)
+    n_pairs, n_k = len(keys), keys[0].shape[0]
+    plan = tile_plan(n_q, n_k, n_pairs, layout.rows, layout.keys, blocks)
+    inputs = [_guarded(np.asarray(X), layout.width, dtype)
+              for X in (Q, np.stack(keys), np.stack(values))]
+    part_max = np.full((n_q, plan.units), np.nan)
+    part_mass = np.full((n_q, plan.units), np.nan)
+    part_numerator = np.full((n_q, plan.units, d_v), np.nan)
+
+    def pointer(a):
+        return ctypes.c_void_p(a.ctypes.data)
+
+    error = _host_kernel(max(d, d_v), dtype_name)(
+        ctypes.c_uint(plan.row_tiles), ctypes.c_uint(plan.n_splits),
+        ctypes.c_longlong(layout.shared_bytes),
+        *_gpu_source.tiled_attention_arguments(
+            tuple(pointer(view) for _, view in inputs)
+            + tuple(pointer(a) for a in (part_max, part_mass, part_numerator)),
+            n_q, n_k, n_pairs, plan, d_v, scale, causal,
+            int32=ctypes.c_int, int64=ctypes.c_longlong, float64=ctypes.c_double))
+    assert error == 0, {1: "a wmma tile not 32-byte aligned", 2: "a bad leading dimension",
+                        3: "a warp split across a wmma call",
+                        4: "a write past the layout's shared memory",
+                        5: "the layout exceeds the stand-in's shared memory"}[error]
+    return (part_max, part_mass, part_numerator), plan
+
+
+def _covered(plan, n_q, n_k, n_pairs, rows):
+    """(query, outer tuple, key) -> how many blocks take it, and the slots each block writes."""
+    n_outer = n_k ** (n_pairs - 1)
+    counts = np.zeros((n_q, n_outer, n_k), dtype=int)
+    slots = np.zeros((n_q, plan.units), dtype=int)
+    for x in range(plan.row_tiles):
+        for y in range(plan.n_splits):
+            k0, k1 = y * plan.split, min(n_k, (y + 1) * plan.split)
+            if plan.tiles_per_query == 0:
+                queries = range(x * rows, min(n_q, (x + 1) * rows))
+                outer, unit = range(1), y
+            else:
+                tile = x % plan.tiles_per_query
+                queries = [x // plan.tiles_per_query]
+                outer = range(tile * rows, min(n_outer, (tile + 1) * rows))
+                unit = tile * plan.n_splits + y
+            for i in queries:
+                slots[i, unit] += 1
+                for o in outer:
+                    counts[i, o, k0:k1] += 1
+    return counts, slots
+
+
+@given(n_q=st.integers(1, 40), n_k=st.integers(1, 40), n_pairs=st.integers(1, 3),
+       rows=st.sampled_from([8, 64]), keys=st.sampled_from([4, 32, 64]),
+       blocks=st.integers(1, 5000))
+def test_plan_gives_every_logit_to_one_block_and_every_slot_one_writer(n_q, n_k, n_pairs,
+                                                                       rows, keys, blocks):
+    if n_pairs == 3:
+        n_k = min(n_k, 12)
+    plan = tile_plan(n_q, n_k, n_pairs, rows, keys, blocks)
+    counts, slots = _covered(plan, n_q, n_k, n_pairs, rows)
+    assert np.all(counts == 1)
+    assert np.all(slots == 1)  # every partial slot written once: no race, none left NaN
+    assert plan.split % keys == 0  # slices of whole key tiles
+    assert (plan.n_splits - 1) * plan.split < n_k <= plan.n_splits * plan.split
+    # as many blocks as asked for where the keys allow it
+    assert plan.row_tiles * plan.n_splits >= min(blocks, plan.row_tiles * -(-n_k // keys)) / 2
+
+
+def test_plan_and_layout_of_the_issue_sizes():
+    """The device sizes of issue 19 (n = 256..2048, d up to 64; matrix n = 8192): hundreds of
+    blocks or more for 132 multiprocessors, partials far under the logits, and every layout
+    within the 227 KB of shared memory a block of an H100/H200 may take."""
+    for dtype in ("float32", "float64"):
+        for d in range(1, _gpu_source.TILED_WIDTH + 1):
+            assert _gpu_source.tile_layout(d, dtype).shared_bytes <= 227 * 1024
+        for n, n_pairs, d in ((256, 2, 64), (1024, 2, 64), (2048, 2, 64), (8192, 1, 64),
+                              (2048, 1, 16), (128, 3, 32)):
+            layout = _gpu_source.tile_layout(d, dtype)
+            plan = tile_plan(n, n, n_pairs, layout.rows, layout.keys, 1024)
+            assert plan.row_tiles * plan.n_splits >= 256
+            assert n * plan.units * (d + 2) * 8 <= 1 << 28  # partials <= 256 MiB
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # the leg is stateless
+@given(data=st.data())
+def test_tiled_kernel_and_combination_match_the_dense_oracle(xp, dense_reference, causal, data):
+    """The kernel's own code with the launcher's layout and plan, combined in the leg's
+    library, against the dense attention in float64: matrix attention over several query
+    tiles and key slices, order 3 and 4 with several tiles of outer tuples per query, widths
+    that pad to the tensor-core tile and beyond one, d_v != d, and rows (queries, tuples,
+    keys) that end inside a tile."""
+    n_pairs = data.draw(st.integers(1, 3), label="pairs")
+    n = data.draw(st.integers(1, {1: 140, 2: 70, 3: 10}[n_pairs]), label="n")
+    d = data.draw(st.integers(1, 40), label="d")
+    d_v = data.draw(st.sampled_from([d, data.draw(st.integers(1, 40), label="d_v")]))
+    blocks = data.draw(st.integers(1, 16), label="blocks")  # small: slices of the keys
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    Q = rng.uniform(-2, 2, (n, d))
+    keys = [rng.uniform(-2, 2, (n, d)) for _ in range(n_pairs)]
+    values = [rng.uniform(-1, 1, (n, d_v)) for _ in range(n_pairs)]
+    partials, _ = run_tiled_kernel(Q, keys, values, 1.0 / d, causal, "float64", blocks)
+    got = combine_partials(*(xp.asarray(p) for p in partials), xp.float64)
+    assert xp.is_leg_array(got)
+    want = dense_reference(Q, keys, values, causal=causal)
+    # DMMA products are exact float64 fused multiply-adds in another order: a few ulps
+    np.testing.assert_allclose(xp.to_numpy(got), want, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("order, n, d, d_v", [(2, 150, 40, 24), (3, 70, 20, 20), (4, 9, 5, 7)])
+@pytest.mark.parametrize("causal", [False, True])
+def test_tiled_kernel_in_float32_and_its_log_sum_exp(dense_reference, order, n, d, d_v, causal):
+    """float32 inputs: three TF32 products per logit tile (hi*hi + hi*lo + lo*hi) keep float32
+    accuracy, where TF32 alone (10-bit mantissas) would err by about 1e-3; and the log-sum-exp
+    the torch Function keeps for its backward, against log sum exp of the dense logits."""
+    rng = np.random.default_rng(order * n + d)
+
+    def rounded(shape, scale):
+        return rng.uniform(-scale, scale, shape).astype(np.float32).astype(np.float64)
+
+    Q = rounded((n, d), 2)
+    keys = [rounded((n, d), 2) for _ in range(order - 1)]
+    values = [rounded((n, d_v), 1) for _ in range(order - 1)]
+    partials, plan = run_tiled_kernel(Q, keys, values, 1.0 / d, causal, "float32", blocks=6)
+    assert plan.units > 1
+    out, lse = combine_partials(*partials, np.float32, with_lse=True)
+    assert out.dtype == np.float32 and lse.dtype == np.float32
+    want = dense_reference(Q, keys, values, causal=causal)
+    # logits of size <= 2^(t+1) d / d to ~2^-22 relative, weights and sums in float32
+    np.testing.assert_allclose(out, want, rtol=0, atol=2e-6)
+    logits = Q / d
+    for K in keys:
+        logits = logits[..., None, :] * K.reshape((1,) * (logits.ndim - 1) + K.shape)
+    logits = logits.sum(-1).reshape(n, -1)
+    if causal:
+        grids = np.meshgrid(*[np.arange(n)] * (order - 1), indexing="ij")
+        latest = np.max(np.stack([g.reshape(-1) for g in grids]), axis=0)
+        logits = np.where(latest[None, :] > np.arange(n)[:, None], -np.inf, logits)
+    top = logits.max(axis=1, keepdims=True)
+    want_lse = (top + np.log(np.exp(logits - top).sum(axis=1, keepdims=True)))[:, 0]
+    np.testing.assert_allclose(lse, want_lse, rtol=0, atol=4e-6)

@@ -376,3 +376,82 @@ def test_tiled_kernel_in_float32_and_its_log_sum_exp(dense_reference, order, n, 
     top = logits.max(axis=1, keepdims=True)
     want_lse = (top + np.log(np.exp(logits - top).sum(axis=1, keepdims=True)))[:, 0]
     np.testing.assert_allclose(lse, want_lse, rtol=0, atol=4e-6)
+
+
+# ------------------------------------------------------------------ on a CUDA device (gpu)
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_tiled_kernel_compiles_on_the_device(dtype):
+    """NVRTC finds CUDA's mma.h and the layout fits the device's shared memory: the tiled
+    kernel runs, not the GEMM-tiled fallback (whose warning would fail this test)."""
+    pytest.importorskip("cupy")
+    import warnings
+
+    from sci.tensor_attention import _gpu
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for d in (17, 64, _gpu_source.TILED_WIDTH):
+            assert _gpu._tiled_kernel(d, dtype) is not None
+
+
+_TILED_DEVICE_CASES = [  # (order t, n, d, d_v, causal): query tiles, key slices, tuple tiles
+    (2, 3000, 64, 64, False), (2, 3000, 40, 24, True), (3, 200, 4, 4, True),
+    (3, 130, 17, 33, False), (4, 30, 128, 128, True),
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("order, n, d, d_v, causal", _TILED_DEVICE_CASES)
+def test_tiled_kernel_on_the_device_against_numpy(order, n, d, d_v, causal, dtype, monkeypatch):
+    """The tiled kernel on CuPy arrays at every width it takes (narrow rows sent to it too),
+    against the blocked NumPy code; the log-sum-exp against the per-thread kernel's."""
+    cupy = pytest.importorskip("cupy")
+    import sci
+    from sci.tensor_attention import _gpu, higher_order_attention
+
+    monkeypatch.setattr(_gpu, "_TILED_FROM", 1)
+    rng = np.random.default_rng(order * n + d)
+    Q = rng.uniform(-1, 1, (n, d))
+    keys = [rng.uniform(-1, 1, (n, d)) for _ in range(order - 1)]
+    values = [rng.uniform(-1, 1, (n, d_v)) for _ in range(order - 1)]
+    with sci.use_backend("numpy"):
+        want = higher_order_attention(Q, keys, values, causal=causal)
+    Qc, kc, vc = (cupy.asarray(Q, dtype=dtype), [cupy.asarray(k, dtype=dtype) for k in keys],
+                  [cupy.asarray(v, dtype=dtype) for v in values])
+    out, lse = _gpu.tiled_attention(Qc, kc, vc, 1.0 / d, causal)
+    assert out.dtype == dtype and lse.dtype == dtype
+    tolerance = 1e-12 if dtype == "float64" else 2e-6
+    np.testing.assert_allclose(cupy.asnumpy(out), want, rtol=0, atol=tolerance)
+    with sci.use_backend("cupy"):
+        got = higher_order_attention(Qc, kc, vc, causal=causal)
+    np.testing.assert_allclose(cupy.asnumpy(got), want, rtol=0, atol=tolerance)
+    if max(d, d_v) <= _gpu._FUSED_WIDTH:
+        _, lse_fused = _gpu.fused_attention(Qc, kc, vc, 1.0 / d, causal)
+        np.testing.assert_allclose(cupy.asnumpy(lse), cupy.asnumpy(lse_fused), rtol=0,
+                                   atol=100 * tolerance)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("causal", [False, True])
+def test_torch_cuda_tensors_of_wide_rows_take_the_tiled_kernel(causal):
+    """torch CUDA tensors 40 wide: the forward through DLPack (the tiled kernel), the backward
+    from its log-sum-exp, both against the same call on CPU tensors."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("cupy")
+    from sci.tensor_attention import tensor_attention
+    from sci.tensor_attention._torch import _fused_on_cuda
+
+    rng = np.random.default_rng(6)
+    on_cpu = [torch.tensor(rng.uniform(-1, 1, (200, 40)), requires_grad=True) for _ in range(5)]
+    on_gpu = [x.detach().cuda().requires_grad_() for x in on_cpu]
+    assert _fused_on_cuda(on_gpu[0], on_gpu[1:3], on_gpu[3:5], 1 / 40, causal) is not None
+    weight = torch.tensor(rng.standard_normal((200, 40)))
+    out_cpu = tensor_attention(*on_cpu, causal=causal)
+    out_gpu = tensor_attention(*on_gpu, causal=causal)
+    torch.testing.assert_close(out_gpu.cpu(), out_cpu.detach(), rtol=0, atol=1e-12)
+    grads_cpu = torch.autograd.grad((out_cpu * weight).sum(), on_cpu)
+    grads_gpu = torch.autograd.grad((out_gpu * weight.cuda()).sum(), on_gpu)
+    for g, e in zip(grads_gpu, grads_cpu, strict=True):
+        torch.testing.assert_close(g.cpu(), e, rtol=0, atol=1e-10)

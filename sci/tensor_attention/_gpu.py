@@ -12,7 +12,7 @@ the dense oracle with that plan and combination. About
 ``_FUSED_THREADS`` threads run whatever ``n``: the kernel of the first GPU run gave one thread
 to each query, 512 threads on a 132-multiprocessor chip at n = 512.
 
-Rows wider than ``_FUSED_WIDTH`` (a thread holds 3 rows of doubles in registers), up to
+Rows wider than ``_FUSED_WIDTH`` (a thread holds 3 rows in registers), up to
 ``_gpu_source.TILED_WIDTH`` (128), run the tiled kernel (:func:`tiled_attention`): blocks
 of 64 logit rows meet tiles of keys in shared memory, logits and weighted values are
 tensor-core products (``wmma``: DMMA in float64, three TF32 products in float32), with an

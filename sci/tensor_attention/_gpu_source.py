@@ -13,9 +13,9 @@ from typing import NamedTuple
 
 FUSED_ATTENTION_NAME = "exact_attention_partials"
 THREADS_PER_BLOCK = 128
-# The widest key/value row the fused kernel takes: a thread holds 3 rows of doubles in
-# registers (166 of them at 16 for sm_90, no spill: nvcc -Xptxas -v); wider rows run the
-# GEMM-tiled array code.
+# The widest key/value row the per-thread kernel takes: a thread holds 3 rows in registers
+# (at 16, float64: 166 registers for sm_90, no spill: nvcc -Xptxas -v); wider rows run the
+# tiled kernel below.
 FUSED_WIDTH = 16
 
 FUSED_ATTENTION = r"""
@@ -36,10 +36,14 @@ extern "C" __global__ void exact_attention_partials(
     const long long first = (long long)u * per_unit;
     const long long stop = (first + per_unit < n_items) ? first + per_unit : n_items;
     const int limit = causal ? ((i + 1 < n_k) ? i + 1 : n_k) : n_k;
-    const double minus_infinity = __longlong_as_double(0xfff0000000000000ULL);
-    double qk[D], vprod[D], numerator[D];
+    // logits and exponentials in the inputs' precision (float32: the device's fast float
+    // units and expf, where double exp costs several times more), sums in double
+    const T minus_infinity = (T)__longlong_as_double(0xfff0000000000000ULL);
+    T qk[D], vprod[D];
+    double numerator[D];
     for (int l = 0; l < D; ++l) numerator[l] = 0.0;
-    double denominator = 0.0, run_max = minus_infinity;
+    double denominator = 0.0;
+    T run_max = minus_infinity;
     for (long long w = first; w < stop; ++w) {
         // item w: outer tuple o (j_1 fastest, as the array code), slice s of the last keys
         const long long o = w / n_splits;
@@ -48,8 +52,8 @@ extern "C" __global__ void exact_attention_partials(
         const int k1 = (k0 + split < limit) ? k0 + split : limit;
         if (k0 >= k1) continue;
         for (int l = 0; l < D; ++l) {
-            qk[l] = scale * (double)Q[(long long)i * D + l];
-            vprod[l] = 1.0;
+            qk[l] = (T)(scale * (double)Q[(long long)i * D + l]);
+            vprod[l] = (T)1;
         }
         long long rest = o;
         bool future = false;
@@ -58,33 +62,34 @@ extern "C" __global__ void exact_attention_partials(
             rest /= n_k;
             if (causal && j > i) { future = true; break; }
             for (int l = 0; l < D; ++l) {
-                qk[l] *= (double)K[m * stride + (long long)j * D + l];
-                vprod[l] *= (double)V[m * stride + (long long)j * D + l];
+                qk[l] *= K[m * stride + (long long)j * D + l];
+                vprod[l] *= V[m * stride + (long long)j * D + l];
             }
         }
         if (future) continue;
         for (int k = k0; k < k1; ++k) {
-            double x = 0.0;
+            T x = (T)0;
             for (int l = 0; l < D; ++l)
-                x += qk[l] * (double)K[last * stride + (long long)k * D + l];
+                x += qk[l] * K[last * stride + (long long)k * D + l];
             // Online softmax: rescale the running sums whenever the maximum grows.
-            double w;
+            T w;
             if (x > run_max) {
-                const double factor = (run_max == minus_infinity) ? 0.0 : exp(run_max - x);
+                const double factor = (run_max == minus_infinity) ? 0.0
+                                                                 : (double)exp(run_max - x);
                 for (int l = 0; l < D; ++l) numerator[l] *= factor;
                 denominator *= factor;
                 run_max = x;
-                w = 1.0;
+                w = (T)1;
             } else {
                 w = exp(x - run_max);
             }
-            denominator += w;
+            denominator += (double)w;
             for (int l = 0; l < D; ++l)
-                numerator[l] += w * vprod[l] * (double)V[last * stride + (long long)k * D + l];
+                numerator[l] += (double)(w * vprod[l] * V[last * stride + (long long)k * D + l]);
         }
     }
     // a thread with no allowed key leaves (-inf, 0, 0): weight exp(-inf - max) = 0 below
-    part_max[t] = run_max;
+    part_max[t] = (double)run_max;
     part_mass[t] = denominator;
     for (int l = 0; l < D; ++l) part_numerator[t * D + l] = numerator[l];
 }

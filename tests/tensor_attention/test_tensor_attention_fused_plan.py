@@ -164,7 +164,7 @@ def test_kernel_plan_and_combination_match_the_dense_oracle(xp, dense_reference,
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_kernel_in_float32_and_its_log_sum_exp(dense_reference, causal):
-    """float32 inputs (the kernel computes in float64 and writes float64 partials), at a size
+    """float32 inputs (logits and exponentials in float, sums and partials in float64), at a size
     with several threads per query; and the log-sum-exp the torch Function keeps for its
     backward, against log sum exp of the dense logits."""
     rng = np.random.default_rng(3)

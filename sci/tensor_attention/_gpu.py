@@ -107,11 +107,7 @@ def fused_attention(Q, keys, values, scale, causal):
     n_pairs, n_k, _ = K.shape
     plan = _array.fused_plan(n_q, n_k, n_pairs, _FUSED_THREADS)
     slots = n_q * plan.units
-    check_memory(8.0 * slots * (d + 2), f"the fused attention's {slots} partial sums",
-                 ctx=array_context(Q, names=["Q"]))
-    part_max = cp.empty((n_q, plan.units), dtype=cp.float64)
-    part_mass = cp.empty((n_q, plan.units), dtype=cp.float64)
-    part_numerator = cp.empty((n_q, plan.units, d), dtype=cp.float64)
+    part_max, part_mass, part_numerator = _partials(Q, plan.units, d, "fused")
     threads = _gpu_source.THREADS_PER_BLOCK
     blocks = (slots + threads - 1) // threads
     _kernel(d, Q.dtype.name)(
@@ -122,6 +118,18 @@ def fused_attention(Q, keys, values, scale, causal):
             int32=cp.int32, int64=cp.int64, float64=cp.float64),
     )
     return _array.combine_partials(part_max, part_mass, part_numerator, Q.dtype, with_lse=True)
+
+
+def _partials(Q, units, d_v, kernel):
+    """The kernels' partial sums, float64 whatever the inputs: (max, mass, numerator) of
+    shapes (n_q, units), (n_q, units), (n_q, units, d_v), refused up front if they would not
+    fit the device."""
+    n_q = Q.shape[0]
+    slots = n_q * units
+    check_memory(8.0 * slots * (d_v + 2), f"the {kernel} attention's {slots} partial sums",
+                 ctx=array_context(Q, names=["Q"]))
+    return (cp.empty((n_q, units), dtype=cp.float64), cp.empty((n_q, units), dtype=cp.float64),
+            cp.empty((n_q, units, d_v), dtype=cp.float64))
 
 
 def _gemm_tiled(Q, keys, values, scale, causal):
@@ -182,12 +190,7 @@ def tiled_attention(Q, keys, values, scale, causal):
     V = cp.ascontiguousarray(cp.stack([padded(X) for X in values]))
     n_pairs, n_k, _ = K.shape
     plan = _array.tile_plan(n_q, n_k, n_pairs, layout.rows, layout.keys, _TILE_BLOCKS)
-    slots = n_q * plan.units
-    check_memory(8.0 * slots * (d_v + 2), f"the tiled attention's {slots} partial sums",
-                 ctx=array_context(Q, names=["Q"]))
-    part_max = cp.empty((n_q, plan.units), dtype=cp.float64)
-    part_mass = cp.empty((n_q, plan.units), dtype=cp.float64)
-    part_numerator = cp.empty((n_q, plan.units, d_v), dtype=cp.float64)
+    part_max, part_mass, part_numerator = _partials(Q, plan.units, d_v, "tiled")
     kernel((plan.row_tiles, plan.n_splits), (_gpu_source.TILE_THREADS,),
            _gpu_source.tiled_attention_arguments(
                (Qp, K, V, part_max, part_mass, part_numerator), n_q, n_k, n_pairs, plan, d_v,

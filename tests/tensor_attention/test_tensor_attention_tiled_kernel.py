@@ -201,20 +201,24 @@ _BUILD = Path(tempfile.mkdtemp(prefix="sci-tiled-kernel-"))
 
 
 @functools.cache
-def _host_kernel(d: int, dtype_name: str):
-    """The tiled kernel's text for (d, dtype), compiled with the stand-in into a library."""
+def _host_library(text: str):
+    """A tiled kernel's text (``#include <mma.h>`` taken out), compiled with the stand-in into
+    a library for the host: its ``launch_on_host``."""
     if _COMPILER is None:
         pytest.skip("no C++ compiler (g++) to build the CUDA kernel's text for the host")
-    text = _gpu_source.tiled_attention_source(d, dtype_name)
-    text = text.replace("#include <mma.h>", "")  # the stand-in above replaces CUDA's header
     # named by the text: a library once loaded stays loaded, so a new text needs a new file
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    source = _BUILD / f"tiled_{d}_{dtype_name}_{digest}.cpp"
+    source = _BUILD / f"tiled_{hashlib.sha256(text.encode()).hexdigest()[:16]}.cpp"
     library = source.with_suffix(".so")
     source.write_text(_HOST_SHIM + text + _HOST_LAUNCH)
     subprocess.run([_COMPILER, "-std=c++20", "-O2", "-shared", "-fPIC", "-pthread", "-o",
                     str(library), str(source)], check=True, capture_output=True)
     return ctypes.CDLL(str(library)).launch_on_host
+
+
+def _host_kernel(d: int, dtype_name: str):
+    """The tiled kernel's text for (d, dtype), compiled for the host."""
+    text = _gpu_source.tiled_attention_source(d, dtype_name)
+    return _host_library(text.replace("#include <mma.h>", ""))  # the stand-in replaces it
 
 
 def _guarded(rows: np.ndarray, width: int, dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -455,3 +459,90 @@ def test_torch_cuda_tensors_of_wide_rows_take_the_tiled_kernel(causal):
     grads_gpu = torch.autograd.grad((out_gpu * weight.cuda()).sum(), on_gpu)
     for g, e in zip(grads_gpu, grads_cpu, strict=True):
         torch.testing.assert_close(g.cpu(), e, rtol=0, atol=1e-10)
+
+
+# --------------------------------------- the launcher (_gpu.py) on a stand-in for CuPy, host
+class _HostRawKernel:
+    """``cupy.RawKernel`` for the tiled kernel's text, run on the host by the stand-in above:
+    the launcher's grid, block, shared memory and arguments as it passes them."""
+
+    fail_compile = False
+
+    def __init__(self, code, name):
+        assert name == _gpu_source.TILED_ATTENTION_NAME
+        self.code, self.max_dynamic_shared_size_bytes = code, 0
+
+    def compile(self):
+        if self.fail_compile:
+            raise RuntimeError("catastrophic error: cannot open source file \"mma.h\"")
+
+    def __call__(self, grid, block, args, *, shared_mem=0):
+        assert block == (_gpu_source.TILE_THREADS,)
+        assert 0 < shared_mem <= self.max_dynamic_shared_size_bytes
+        text = self.code.replace("#include <mma.h>", "")
+        error = _host_library(text)(
+            ctypes.c_uint(grid[0]), ctypes.c_uint(grid[1]), ctypes.c_longlong(shared_mem),
+            *(ctypes.c_void_p(a.ctypes.data) if isinstance(a, np.ndarray) else a
+              for a in args))
+        assert error == 0, error
+
+
+@pytest.fixture
+def host_gpu_module(monkeypatch):
+    """``sci.tensor_attention._gpu`` imported against a stand-in ``cupy``: NumPy arrays, the
+    kernel run on the host, 227 KB of shared memory per block (an H100/H200)."""
+    import sys
+    import types
+
+    fake = types.ModuleType("cupy")
+    fake.pad, fake.stack, fake.empty = np.pad, np.stack, np.empty
+    fake.ascontiguousarray = np.ascontiguousarray
+    fake.int32, fake.int64, fake.float64 = ctypes.c_int, ctypes.c_longlong, ctypes.c_double
+    fake.RawKernel = type("RawKernel", (_HostRawKernel,), {})
+    device = types.SimpleNamespace(attributes={"MaxSharedMemoryPerBlockOptin": 227 * 1024})
+    fake.cuda = types.SimpleNamespace(Device=lambda: device, compiler=types.SimpleNamespace(
+        CompileException=RuntimeError))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.delitem(sys.modules, "sci.tensor_attention._gpu", raising=False)
+    from sci.tensor_attention import _gpu
+
+    yield _gpu
+    sys.modules.pop("sci.tensor_attention._gpu", None)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("order, n, d, d_v, causal",
+                         [(2, 100, 40, 24, True), (3, 30, 20, 36, False), (4, 7, 17, 17, True)])
+def test_launcher_pads_plans_and_combines(host_gpu_module, dense_reference, order, n, d, d_v,
+                                          causal, dtype):
+    """``_gpu.exact_attention`` and ``kernel_attention`` at widths 17 to 40: the inputs padded
+    to the layout's width, the plan and launch, the partials combined; result and log-sum-exp
+    in the inputs' dtype, against the dense oracle."""
+    rng = np.random.default_rng(n + d)
+    Q = rng.uniform(-1, 1, (n, d)).astype(dtype)
+    keys = [rng.uniform(-1, 1, (n, d)).astype(dtype) for _ in range(order - 1)]
+    values = [rng.uniform(-1, 1, (n, d_v)).astype(dtype) for _ in range(order - 1)]
+    want = dense_reference(Q.astype(float), [k.astype(float) for k in keys],
+                           [v.astype(float) for v in values], causal=causal)
+    out, lse = host_gpu_module.kernel_attention(Q, keys, values, 1.0 / d, causal)
+    assert out.dtype == dtype and lse.dtype == dtype and out.shape == (n, d_v)
+    tolerance = 1e-13 if dtype == "float64" else 2e-6
+    np.testing.assert_allclose(out, want, rtol=0, atol=tolerance)
+    np.testing.assert_allclose(host_gpu_module.exact_attention(Q, keys, values, 1.0 / d, causal),
+                               want, rtol=0, atol=tolerance)
+
+
+def test_launcher_without_cuda_headers_warns_and_runs_the_blocked_code(host_gpu_module,
+                                                                       dense_reference):
+    """A CuPy that cannot compile the tiled kernel (NVRTC without CUDA's mma.h): one warning
+    that names the cause, then the GEMM-tiled array code, with the same result."""
+    _HostRawKernel.fail_compile = True
+    try:
+        rng = np.random.default_rng(0)
+        Q, K1, K2, V1, V2 = (rng.uniform(-1, 1, (20, 24)) for _ in range(5))
+        with pytest.warns(RuntimeWarning, match="mma.h"):
+            assert host_gpu_module.kernel_attention(Q, [K1, K2], [V1, V2], 1 / 24, False) is None
+        got = host_gpu_module.exact_attention(Q, [K1, K2], [V1, V2], 1 / 24, False)
+    finally:
+        _HostRawKernel.fail_compile = False
+    np.testing.assert_allclose(got, dense_reference(Q, [K1, K2], [V1, V2]), rtol=0, atol=1e-13)

@@ -1,11 +1,23 @@
-"""Fixtures of the tensor_attention tests: an independent dense reference."""
+"""Fixtures of the tensor_attention tests: an independent dense reference, and the GPU
+kernels' text run on the host (``_host_cuda.py``)."""
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+# The host stand-ins for CUDA and CuPy, importable by the test modules of this folder as
+# ``tensor_attention_host_cuda`` (tests/ is no package; the file is loaded by its path).
+_spec = importlib.util.spec_from_file_location("tensor_attention_host_cuda",
+                                               Path(__file__).with_name("_host_cuda.py"))
+host_cuda = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = host_cuda
+_spec.loader.exec_module(host_cuda)
 
 
 def dense_attention(Q, keys, values, *, scale=None, causal=False, weight=None):
@@ -49,3 +61,15 @@ def retained_numbers():
     from benchmarks._autograd import kept_numbers
 
     return kept_numbers
+
+
+@pytest.fixture
+def host_gpu_module(monkeypatch):
+    """``sci.tensor_attention._gpu`` imported against the stand-in ``cupy`` of
+    ``_host_cuda.py``: NumPy arrays, the kernels' text run on the host."""
+    monkeypatch.setitem(sys.modules, "cupy", host_cuda.stand_in_cupy())
+    monkeypatch.delitem(sys.modules, "sci.tensor_attention._gpu", raising=False)
+    from sci.tensor_attention import _gpu
+
+    yield _gpu
+    sys.modules.pop("sci.tensor_attention._gpu", None)

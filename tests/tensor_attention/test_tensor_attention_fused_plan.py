@@ -13,97 +13,17 @@ text with ``nvcc``: valid CUDA, no register spill at the widths the launcher sen
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import math
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tensor_attention_host_cuda import run_fused_kernel
 
-from sci.tensor_attention import _gpu_source
 from sci.tensor_attention._array import combine_partials, fused_plan
 
 TOL = 1e-13  # means of <= 6^3 positive weights of terms of size <= 1: a few ulps each
-
-_HOST_SHIM = r"""
-#include <cmath>
-#include <cstring>
-using std::exp;
-#define __global__
-struct HostIndex { unsigned int x; };
-static HostIndex blockDim, blockIdx, threadIdx;
-static inline double __longlong_as_double(long long v) {
-    double d; std::memcpy(&d, &v, sizeof d); return d;
-}
-"""
-
-_HOST_LAUNCH = r"""
-extern "C" void launch_on_host(long long blocks, unsigned int threads,
-    const T* Q, const T* K, const T* V, double* part_max, double* part_mass,
-    double* part_numerator, int n_q, int n_k, int n_pairs, long long n_outer, int n_splits,
-    int split, long long per_unit, int units, double scale, int causal)
-{
-    blockDim.x = threads;
-    for (long long b = 0; b < blocks; ++b)
-        for (unsigned int t = 0; t < threads; ++t) {
-            blockIdx.x = (unsigned int)b;
-            threadIdx.x = t;
-            exact_attention_partials(Q, K, V, part_max, part_mass, part_numerator, n_q, n_k,
-                                     n_pairs, n_outer, n_splits, split, per_unit, units,
-                                     scale, causal);
-        }
-}
-"""
-
-_COMPILER = shutil.which("g++") or shutil.which("c++")
-_BUILD = Path(tempfile.mkdtemp(prefix="sci-fused-kernel-"))
-
-
-@functools.cache
-def _host_kernel(d: int, dtype_name: str):
-    """The kernel's text for (d, dtype), compiled into a shared library for the host."""
-    if _COMPILER is None:
-        pytest.skip("no C++ compiler (g++) to build the CUDA kernel's text for the host")
-    source = _BUILD / f"fused_{d}_{dtype_name}.cpp"
-    library = source.with_suffix(".so")
-    source.write_text(_HOST_SHIM + _gpu_source.fused_attention_source(d, dtype_name)
-                      + _HOST_LAUNCH)
-    subprocess.run([_COMPILER, "-O1", "-shared", "-fPIC", "-o", str(library), str(source)],
-                   check=True, capture_output=True)
-    return ctypes.CDLL(str(library)).launch_on_host
-
-
-def _run_kernel(Q, keys, values, scale, causal, plan, dtype_name="float64"):
-    """The partial sums the kernel writes for this plan: (n_q, U), (n_q, U), (n_q, U, d)."""
-    dtype = np.dtype(dtype_name)
-    n_q, d = Q.shape
-    n_pairs, n_k = len(keys), keys[0].shape[0]
-    Q = np.ascontiguousarray(Q, dtype=dtype)
-    K = np.ascontiguousarray(np.stack(keys), dtype=dtype)
-    V = np.ascontiguousarray(np.stack(values), dtype=dtype)
-    part_max = np.full((n_q, plan.units), np.nan)  # every slot must be written
-    part_mass = np.full((n_q, plan.units), np.nan)
-    part_numerator = np.full((n_q, plan.units, d), np.nan)
-
-    def pointer(a):
-        return ctypes.c_void_p(a.ctypes.data)
-
-    threads = _gpu_source.THREADS_PER_BLOCK
-    blocks = -(-(n_q * plan.units) // threads)
-    _host_kernel(d, dtype_name)(
-        ctypes.c_longlong(blocks), ctypes.c_uint(threads),
-        *_gpu_source.fused_attention_arguments(
-            tuple(pointer(a) for a in (Q, K, V, part_max, part_mass, part_numerator)),
-            n_q, n_k, n_pairs, plan, scale, causal,
-            int32=ctypes.c_int, int64=ctypes.c_longlong, float64=ctypes.c_double))
-    return part_max, part_mass, part_numerator
-
 
 def _covered(plan, n_outer, n_k):
     """(o, k) -> how many threads of one query take it."""
@@ -154,7 +74,7 @@ def test_kernel_plan_and_combination_match_the_dense_oracle(xp, dense_reference,
     keys = [rng.uniform(-2, 2, (n, d)) for _ in range(n_pairs)]
     values = [rng.uniform(-1, 1, (n, d)) for _ in range(n_pairs)]
     plan = fused_plan(n, n, n_pairs, threads)
-    partials = _run_kernel(Q, keys, values, 1.0 / d, causal, plan)
+    partials = run_fused_kernel(Q, keys, values, 1.0 / d, causal, plan)
     assert not any(np.isnan(p).any() for p in partials)  # every thread wrote its slot
     got = combine_partials(*(xp.asarray(p) for p in partials), xp.float64)
     assert xp.is_leg_array(got)
@@ -174,7 +94,7 @@ def test_kernel_in_float32_and_its_log_sum_exp(dense_reference, causal):
     V1, V2 = (x.astype(np.float32).astype(np.float64) for x in (V1, V2))
     plan = fused_plan(n, n, 2, 5 * n)
     assert plan.units > 1
-    out, lse = combine_partials(*_run_kernel(Q, [K1, K2], [V1, V2], 1.0 / d, causal, plan,
+    out, lse = combine_partials(*run_fused_kernel(Q, [K1, K2], [V1, V2], 1.0 / d, causal, plan,
                                              "float32"), np.float32, with_lse=True)
     assert out.dtype == np.float32 and lse.dtype == np.float32
     np.testing.assert_allclose(out, dense_reference(Q, [K1, K2], [V1, V2], causal=causal),
@@ -199,6 +119,29 @@ def test_combination_returns_the_input_precision(xp, dtype):
     assert got.dtype == getattr(xp, dtype)
     e = math.exp(-1.0)
     np.testing.assert_allclose(xp.to_numpy(got), [[(2 * e + 3) / (2 * e + 1)]], rtol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("order, n, d, d_v, causal",
+                         [(2, 70, 4, 4, True), (3, 12, 3, 5, False), (4, 5, 16, 2, True)])
+def test_launcher_pads_plans_and_combines(host_gpu_module, dense_reference, order, n, d, d_v,
+                                          causal, dtype):
+    """``_gpu.exact_attention`` and ``kernel_attention`` at widths up to 16, on the stand-in
+    for CuPy whose ``RawKernel`` runs the kernel's text on the host (``_host_cuda.py``): the
+    padding of d_v != d to one width, the plan, the launch, the combination; result and
+    log-sum-exp in the inputs' dtype, against the dense oracle."""
+    rng = np.random.default_rng(n + d)
+    Q = rng.uniform(-1, 1, (n, d)).astype(dtype)
+    keys = [rng.uniform(-1, 1, (n, d)).astype(dtype) for _ in range(order - 1)]
+    values = [rng.uniform(-1, 1, (n, d_v)).astype(dtype) for _ in range(order - 1)]
+    want = dense_reference(Q.astype(float), [k.astype(float) for k in keys],
+                           [v.astype(float) for v in values], causal=causal)
+    out, lse = host_gpu_module.kernel_attention(Q, keys, values, 1.0 / d, causal)
+    assert out.dtype == dtype and lse.dtype == dtype and out.shape == (n, d_v)
+    tolerance = TOL if dtype == "float64" else 1e-6
+    np.testing.assert_allclose(out, want, rtol=0, atol=tolerance)
+    np.testing.assert_allclose(host_gpu_module.exact_attention(Q, keys, values, 1.0 / d, causal),
+                               want, rtol=0, atol=tolerance)
 
 
 # ------------------------------------------------------------------ on a CUDA device (gpu)

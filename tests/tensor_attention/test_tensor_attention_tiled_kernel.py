@@ -5,20 +5,12 @@ in for; its plan, and its partials combined, against the dense oracle.
 ``_gpu.py``'s tiled kernel (rows wider than the per-thread kernel's 16 columns) runs on a CUDA
 device only under CuPy (there every exact-attention test of the ``cupy`` backend runs it:
 ``gpu``). Here its text (``_gpu_source.py``) is compiled by the host's C++ compiler with a
-stand-in for CUDA that keeps what the kernel relies on:
-
-* the threads of a block run at once, as OS threads, and ``__syncthreads`` is a barrier for
-  all of them (a missing barrier is a race here too, and shows as a wrong result);
-* ``nvcuda::wmma`` fragments hold a whole tile in each thread; ``load_matrix_sync`` reads it
-  with the layout and leading dimension given, ``mma_sync`` multiplies it (TF32 inputs rounded
-  as ``cvt.rna.tf32.f32`` rounds them), ``store_matrix_sync`` writes it once per warp. Each
-  load and store checks wmma's requirements: a 32-byte aligned tile, a leading dimension of a
-  multiple of 16 bytes. Each barrier checks that the 32 threads of every warp made the same
-  number of wmma calls (a wmma call inside a condition that splits a warp is undefined);
-* shared memory is filled with NaN bytes before each block, with a guard region after the
-  layout's size that must stay untouched; the inputs sit between NaN guard rows, so that a
-  read out of bounds shows as NaN in the result; every partial slot starts as NaN and must be
-  written.
+stand-in for CUDA that keeps what the kernel relies on (``_host_cuda.py``): the threads of a
+block run at once with a barrier for ``__syncthreads``; ``wmma`` tiles are read, multiplied
+(TF32 rounding included) and written as CUDA does, with its alignment, leading-dimension and
+warp-uniformity rules checked; shared memory and guard rows around the inputs are NaN, so that
+a missing barrier, an out-of-bounds read or an unwritten partial shows as a wrong result. The
+launcher (``_gpu.py``) runs too, against a stand-in for CuPy whose ``RawKernel`` runs the text.
 
 ``tests/test_cuda_sources.py`` compiles the same text with ``nvcc`` for sm_90 (valid CUDA, the
 real ``mma.h``, no register spill).
@@ -26,244 +18,14 @@ real ``mma.h``, no register spill).
 
 from __future__ import annotations
 
-import ctypes
-import functools
-import hashlib
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tensor_attention_host_cuda import RawKernel, run_tiled_kernel
 
 from sci.tensor_attention import _gpu_source
 from sci.tensor_attention._array import combine_partials, tile_plan
-
-_HOST_SHIM = r"""
-#include <algorithm>
-#include <atomic>
-#include <barrier>
-#include <cmath>
-#include <cstdint>
-#include <cstring>
-#include <thread>
-#include <vector>
-using std::exp; using std::fmax; using std::min; using std::max;
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __launch_bounds__(n)
-#define __align__(n)  // the definition below carries the alignment
-#define __shared__
-struct HostIndex { unsigned int x, y, z; };
-static thread_local HostIndex threadIdx, blockIdx;
-static HostIndex blockDim, gridDim;
-static std::barrier<>* host_barrier;
-static thread_local long host_wmma_calls;
-static long host_wmma_seen[1024];
-// 1: a misaligned tile, 2: a bad leading dimension, 3: a warp split across a wmma call,
-// 4: a write past the layout's shared memory
-static std::atomic<int> host_error{0};
-static inline float __int_as_float(int v) { float f; std::memcpy(&f, &v, 4); return f; }
-static inline double __longlong_as_double(long long v) {
-    double d; std::memcpy(&d, &v, 8); return d;
-}
-static inline void __syncthreads() {
-    host_wmma_seen[threadIdx.x] = host_wmma_calls;
-    host_barrier->arrive_and_wait();
-    if (host_wmma_seen[threadIdx.x] != host_wmma_seen[threadIdx.x & ~31u]) host_error = 3;
-    host_barrier->arrive_and_wait();
-}
-alignas(32) unsigned char tile_memory[1 << 18];
-
-namespace nvcuda { namespace wmma {
-struct matrix_a {}; struct matrix_b {}; struct accumulator {};
-struct row_major {}; struct col_major {};
-namespace precision { struct tf32 {}; }
-enum layout_t { mem_row_major, mem_col_major };
-template <class E> struct storage { typedef E type; };
-template <> struct storage<precision::tf32> { typedef float type; };
-template <class Use, int M, int N, int K> struct shape;
-template <int M, int N, int K> struct shape<matrix_a, M, N, K> { enum { R = M, C = K }; };
-template <int M, int N, int K> struct shape<matrix_b, M, N, K> { enum { R = K, C = N }; };
-template <int M, int N, int K> struct shape<accumulator, M, N, K> { enum { R = M, C = N }; };
-template <class Use, int M, int N, int K, class E, class Layout = void>
-struct fragment {
-    typedef typename storage<E>::type element_type;
-    enum { rows = shape<Use, M, N, K>::R, cols = shape<Use, M, N, K>::C,
-           num_elements = rows * cols };
-    element_type x[num_elements];
-};
-template <class V>
-static void check_tile(const V* p, unsigned ldm) {
-    ++host_wmma_calls;
-    if ((std::uintptr_t)p % 32 != 0) host_error = 1;
-    if ((ldm * sizeof(V)) % 16 != 0) host_error = 2;
-}
-template <class Use, int M, int N, int K, class E, class V>
-void load_matrix_sync(fragment<Use, M, N, K, E, row_major>& f, const V* p, unsigned ldm) {
-    check_tile(p, ldm);
-    for (int r = 0; r < f.rows; ++r)
-        for (int c = 0; c < f.cols; ++c) f.x[r * f.cols + c] = p[r * ldm + c];
-}
-template <class Use, int M, int N, int K, class E, class V>
-void load_matrix_sync(fragment<Use, M, N, K, E, col_major>& f, const V* p, unsigned ldm) {
-    check_tile(p, ldm);
-    for (int r = 0; r < f.rows; ++r)
-        for (int c = 0; c < f.cols; ++c) f.x[r * f.cols + c] = p[c * ldm + r];
-}
-template <int M, int N, int K, class E, class V>
-void load_matrix_sync(fragment<accumulator, M, N, K, E>& f, const V* p, unsigned ldm,
-                      layout_t layout) {
-    check_tile(p, ldm);
-    for (int r = 0; r < f.rows; ++r)
-        for (int c = 0; c < f.cols; ++c)
-            f.x[r * f.cols + c] = layout == mem_row_major ? p[r * ldm + c] : p[c * ldm + r];
-}
-template <int M, int N, int K, class E, class V>
-void store_matrix_sync(V* p, const fragment<accumulator, M, N, K, E>& f, unsigned ldm,
-                       layout_t layout) {
-    check_tile(p, ldm);
-    if (threadIdx.x % 32 != 0) return;  // one write per warp; a barrier must follow
-    for (int r = 0; r < f.rows; ++r)
-        for (int c = 0; c < f.cols; ++c)
-            (layout == mem_row_major ? p[r * ldm + c] : p[c * ldm + r]) = f.x[r * f.cols + c];
-}
-template <int M, int N, int K, class E, class V>
-void fill_fragment(fragment<accumulator, M, N, K, E>& f, V v) {
-    ++host_wmma_calls;
-    for (int e = 0; e < f.num_elements; ++e) f.x[e] = v;
-}
-template <int M, int N, int K, class E, class A, class LA, class LB>
-void mma_sync(fragment<accumulator, M, N, K, E>& d, const fragment<matrix_a, M, N, K, A, LA>& a,
-              const fragment<matrix_b, M, N, K, A, LB>& b,
-              const fragment<accumulator, M, N, K, E>& c) {
-    ++host_wmma_calls;
-    E out[M * N];
-    for (int r = 0; r < M; ++r)
-        for (int n = 0; n < N; ++n) {
-            E s = c.x[r * N + n];
-            for (int k = 0; k < K; ++k) s += a.x[r * K + k] * b.x[k * N + n];
-            out[r * N + n] = s;
-        }
-    for (int e = 0; e < M * N; ++e) d.x[e] = out[e];
-}
-inline float __float_to_tf32(float x) {  // cvt.rna.tf32.f32: nearest, ties away from zero
-    std::uint32_t bits; std::memcpy(&bits, &x, 4);
-    bits = (bits + 0x1000u) & 0xffffe000u;
-    std::memcpy(&x, &bits, 4);
-    return x;
-}
-} }
-"""
-
-_HOST_LAUNCH = r"""
-extern "C" int launch_on_host(unsigned int grid_x, unsigned int grid_y, long long shared_bytes,
-    const T* Q, const T* K, const T* V, double* part_max, double* part_mass,
-    double* part_numerator, int n_q, int n_k, int n_pairs, long long n_outer,
-    int tiles_per_query, int n_splits, int split, int units, int d_v, double scale,
-    int causal)
-{
-    blockDim = HostIndex{THREADS, 1, 1};
-    gridDim = HostIndex{grid_x, grid_y, 1};
-    host_error = 0;
-    const long long guard = 4096;
-    if (shared_bytes + guard > (long long)sizeof(tile_memory)) return 5;
-    for (unsigned int by = 0; by < grid_y; ++by)
-        for (unsigned int bx = 0; bx < grid_x; ++bx) {
-            std::memset(tile_memory, 0xff, shared_bytes + guard);  // NaN in every float
-            std::barrier<> barrier(THREADS);
-            host_barrier = &barrier;
-            std::vector<std::thread> threads;
-            for (unsigned int t = 0; t < THREADS; ++t)
-                threads.emplace_back([=] {
-                    threadIdx = HostIndex{t, 0, 0};
-                    blockIdx = HostIndex{bx, by, 0};
-                    host_wmma_calls = 0;
-                    exact_attention_tiles(Q, K, V, part_max, part_mass, part_numerator, n_q,
-                                          n_k, n_pairs, n_outer, tiles_per_query, n_splits,
-                                          split, units, d_v, scale, causal);
-                });
-            for (auto& thread : threads) thread.join();
-            for (long long b = shared_bytes; b < shared_bytes + guard; ++b)
-                if (tile_memory[b] != 0xff) host_error = 4;
-            if (host_error) return host_error;
-        }
-    return host_error;
-}
-"""
-
-_COMPILER = shutil.which("g++") or shutil.which("c++")
-_BUILD = Path(tempfile.mkdtemp(prefix="sci-tiled-kernel-"))
-
-
-@functools.cache
-def _host_library(text: str):
-    """A tiled kernel's text (``#include <mma.h>`` taken out), compiled with the stand-in into
-    a library for the host: its ``launch_on_host``."""
-    if _COMPILER is None:
-        pytest.skip("no C++ compiler (g++) to build the CUDA kernel's text for the host")
-    # named by the text: a library once loaded stays loaded, so a new text needs a new file
-    source = _BUILD / f"tiled_{hashlib.sha256(text.encode()).hexdigest()[:16]}.cpp"
-    library = source.with_suffix(".so")
-    source.write_text(_HOST_SHIM + text + _HOST_LAUNCH)
-    subprocess.run([_COMPILER, "-std=c++20", "-O2", "-shared", "-fPIC", "-pthread", "-o",
-                    str(library), str(source)], check=True, capture_output=True)
-    return ctypes.CDLL(str(library)).launch_on_host
-
-
-def _host_kernel(d: int, dtype_name: str):
-    """The tiled kernel's text for (d, dtype), compiled for the host."""
-    text = _gpu_source.tiled_attention_source(d, dtype_name)
-    return _host_library(text.replace("#include <mma.h>", ""))  # the stand-in replaces it
-
-
-def _guarded(rows: np.ndarray, width: int, dtype) -> tuple[np.ndarray, np.ndarray]:
-    """``rows`` (..., n, d) zero-padded to ``width`` columns inside a buffer with NaN guard rows
-    before and after: (the buffer, the view the kernel is given)."""
-    padded = np.zeros(rows.shape[:-1] + (width,), dtype=dtype)
-    padded[..., : rows.shape[-1]] = rows
-    flat = padded.reshape(-1)
-    guard = 64 * width
-    buffer = np.full(flat.size + 2 * guard, np.nan, dtype=dtype)
-    buffer[guard: guard + flat.size] = flat
-    return buffer, buffer[guard: guard + flat.size]
-
-
-def run_tiled_kernel(Q, keys, values, scale, causal, dtype_name="float64", blocks=1024):
-    """The tiled kernel run on the host with the launcher's layout, plan and argument order:
-    the partials (n_q, U), (n_q, U), (n_q, U, d_v) and the plan."""
-    dtype = np.dtype(dtype_name)
-    n_q, d = Q.shape
-    d_v = values[0].shape[1]
-    layout = _gpu_source.tile_layout(max(d, d_v), dtype_name)
-    n_pairs, n_k = len(keys), keys[0].shape[0]
-    plan = tile_plan(n_q, n_k, n_pairs, layout.rows, layout.keys, blocks)
-    inputs = [_guarded(np.asarray(X), layout.width, dtype)
-              for X in (Q, np.stack(keys), np.stack(values))]
-    part_max = np.full((n_q, plan.units), np.nan)
-    part_mass = np.full((n_q, plan.units), np.nan)
-    part_numerator = np.full((n_q, plan.units, d_v), np.nan)
-
-    def pointer(a):
-        return ctypes.c_void_p(a.ctypes.data)
-
-    error = _host_kernel(max(d, d_v), dtype_name)(
-        ctypes.c_uint(plan.row_tiles), ctypes.c_uint(plan.n_splits),
-        ctypes.c_longlong(layout.shared_bytes),
-        *_gpu_source.tiled_attention_arguments(
-            tuple(pointer(view) for _, view in inputs)
-            + tuple(pointer(a) for a in (part_max, part_mass, part_numerator)),
-            n_q, n_k, n_pairs, plan, d_v, scale, causal,
-            int32=ctypes.c_int, int64=ctypes.c_longlong, float64=ctypes.c_double))
-    assert error == 0, {1: "a wmma tile not 32-byte aligned", 2: "a bad leading dimension",
-                        3: "a warp split across a wmma call",
-                        4: "a write past the layout's shared memory",
-                        5: "the layout exceeds the stand-in's shared memory"}[error]
-    return (part_max, part_mass, part_numerator), plan
 
 
 def _covered(plan, n_q, n_k, n_pairs, rows):
@@ -461,55 +223,6 @@ def test_torch_cuda_tensors_of_wide_rows_take_the_tiled_kernel(causal):
         torch.testing.assert_close(g.cpu(), e, rtol=0, atol=1e-10)
 
 
-# --------------------------------------- the launcher (_gpu.py) on a stand-in for CuPy, host
-class _HostRawKernel:
-    """``cupy.RawKernel`` for the tiled kernel's text, run on the host by the stand-in above:
-    the launcher's grid, block, shared memory and arguments as it passes them."""
-
-    fail_compile = False
-
-    def __init__(self, code, name):
-        assert name == _gpu_source.TILED_ATTENTION_NAME
-        self.code, self.max_dynamic_shared_size_bytes = code, 0
-
-    def compile(self):
-        if self.fail_compile:
-            raise RuntimeError("catastrophic error: cannot open source file \"mma.h\"")
-
-    def __call__(self, grid, block, args, *, shared_mem=0):
-        assert block == (_gpu_source.TILE_THREADS,)
-        assert 0 < shared_mem <= self.max_dynamic_shared_size_bytes
-        text = self.code.replace("#include <mma.h>", "")
-        error = _host_library(text)(
-            ctypes.c_uint(grid[0]), ctypes.c_uint(grid[1]), ctypes.c_longlong(shared_mem),
-            *(ctypes.c_void_p(a.ctypes.data) if isinstance(a, np.ndarray) else a
-              for a in args))
-        assert error == 0, error
-
-
-@pytest.fixture
-def host_gpu_module(monkeypatch):
-    """``sci.tensor_attention._gpu`` imported against a stand-in ``cupy``: NumPy arrays, the
-    kernel run on the host, 227 KB of shared memory per block (an H100/H200)."""
-    import sys
-    import types
-
-    fake = types.ModuleType("cupy")
-    fake.pad, fake.stack, fake.empty = np.pad, np.stack, np.empty
-    fake.ascontiguousarray = np.ascontiguousarray
-    fake.int32, fake.int64, fake.float64 = ctypes.c_int, ctypes.c_longlong, ctypes.c_double
-    fake.RawKernel = type("RawKernel", (_HostRawKernel,), {})
-    device = types.SimpleNamespace(attributes={"MaxSharedMemoryPerBlockOptin": 227 * 1024})
-    fake.cuda = types.SimpleNamespace(Device=lambda: device, compiler=types.SimpleNamespace(
-        CompileException=RuntimeError))
-    monkeypatch.setitem(sys.modules, "cupy", fake)
-    monkeypatch.delitem(sys.modules, "sci.tensor_attention._gpu", raising=False)
-    from sci.tensor_attention import _gpu
-
-    yield _gpu
-    sys.modules.pop("sci.tensor_attention._gpu", None)
-
-
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("order, n, d, d_v, causal",
                          [(2, 100, 40, 24, True), (3, 30, 20, 36, False), (4, 7, 17, 17, True)])
@@ -536,7 +249,7 @@ def test_launcher_without_cuda_headers_warns_and_runs_the_blocked_code(host_gpu_
                                                                        dense_reference):
     """A CuPy that cannot compile the tiled kernel (NVRTC without CUDA's mma.h): one warning
     that names the cause, then the GEMM-tiled array code, with the same result."""
-    _HostRawKernel.fail_compile = True
+    RawKernel.fail_compile = True
     try:
         rng = np.random.default_rng(0)
         Q, K1, K2, V1, V2 = (rng.uniform(-1, 1, (20, 24)) for _ in range(5))
@@ -544,5 +257,5 @@ def test_launcher_without_cuda_headers_warns_and_runs_the_blocked_code(host_gpu_
             assert host_gpu_module.kernel_attention(Q, [K1, K2], [V1, V2], 1 / 24, False) is None
         got = host_gpu_module.exact_attention(Q, [K1, K2], [V1, V2], 1 / 24, False)
     finally:
-        _HostRawKernel.fail_compile = False
+        RawKernel.fail_compile = False
     np.testing.assert_allclose(got, dense_reference(Q, [K1, K2], [V1, V2]), rtol=0, atol=1e-13)

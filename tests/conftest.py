@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -230,3 +232,32 @@ def torch_ops():
             yield counter
 
     return counting
+
+
+@pytest.fixture
+def counting_cupy(monkeypatch):
+    """``cupy`` replaced, for one test, by the counting stand-in; everything it left behind
+    (modules, cached constants of its namespace) removed afterwards."""
+    from sci.backend import _arrays, _switch
+
+    path = Path(__file__).with_name("_counting_cupy.py")
+    before = set(sys.modules)
+    for name in [m for m in sys.modules if m == "cupy" or m.startswith("cupy.")]:
+        monkeypatch.delitem(sys.modules, name)
+    spec = importlib.util.spec_from_file_location("cupy", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules["cupy"] = module
+    sys.modules.update(module.submodules())
+    real = _switch._unavailable_reason
+    monkeypatch.setattr(_switch, "_unavailable_reason",
+                        lambda name: None if name == "cupy" else real(name))
+    try:
+        yield module
+    finally:
+        for name in set(sys.modules) - before:
+            if name.split(".")[0] == "cupy" or name.startswith("array_api_compat.cupy"):
+                del sys.modules[name]
+        with _arrays._constants_lock:
+            for key in [k for k in _arrays._constants if "cupy" in k[1]]:
+                del _arrays._constants[key]

@@ -222,10 +222,10 @@ def combine_partials(part_max, part_mass, part_numerator, dtype, *, with_lse=Fal
     factor = xp.exp(part_max - largest[:, None])
     numerator = xp.sum(factor[:, :, None] * part_numerator, axis=1)
     mass = xp.sum(factor * part_mass, axis=1)
-    out = xp.astype(numerator / mass[:, None], dtype)
+    out = xp.astype(numerator / mass[:, None], dtype, copy=False)
     if not with_lse:
         return out
-    return out, xp.astype(largest + xp.log(mass), dtype)
+    return out, xp.astype(largest + xp.log(mass), dtype, copy=False)
 
 
 def windowed_tensor_attention(Q, K1, K2, V1, V2, scale, window):

@@ -66,26 +66,28 @@ def exact_attention(Q, keys, values, scale, causal):
     ``_FUSED_WIDTH`` wide run the per-thread fused kernel, rows up to
     ``_gpu_source.TILED_WIDTH`` the tiled tensor-core kernel, wider ones (or a device whose
     shared memory or compiler cannot take the tiled kernel) the GEMM-tiled array code."""
-    done = kernel_attention(Q, keys, values, scale, causal)
+    done = kernel_attention(Q, keys, values, scale, causal, with_lse=False)
     if done is None:
         return _gemm_tiled(Q, keys, values, scale, causal)
     return done[0]
 
 
-def kernel_attention(Q, keys, values, scale, causal):
+def kernel_attention(Q, keys, values, scale, causal, *, with_lse=True):
     """``(out, lse)`` from the kernel for this width (the torch Function's forward calls it
-    through DLPack), or None where only the GEMM-tiled array code applies."""
+    through DLPack; ``lse`` None unless ``with_lse``), or None where only the GEMM-tiled array
+    code applies."""
     width = max(Q.shape[1], values[0].shape[1])
     if width < _TILED_FROM and width <= _FUSED_WIDTH:
-        return fused_attention(Q, keys, values, scale, causal)
+        return fused_attention(Q, keys, values, scale, causal, with_lse=with_lse)
     if width <= _gpu_source.TILED_WIDTH and _tiled_kernel(width, Q.dtype.name) is not None:
-        return tiled_attention(Q, keys, values, scale, causal)
+        return tiled_attention(Q, keys, values, scale, causal, with_lse=with_lse)
     return None
 
 
-def fused_attention(Q, keys, values, scale, causal):
+def fused_attention(Q, keys, values, scale, causal, *, with_lse=True):
     """The fused kernel's output and the log-sum-exp of each query's logits (CuPy arrays of
-    ``Q``'s dtype; the torch Function's forward calls it through DLPack).
+    ``Q``'s dtype; the torch Function's forward calls it through DLPack; ``lse`` None unless
+    ``with_lse``).
 
     The kernel holds one width ``D`` for keys and values: a value width ``d_v != d`` is brought
     to ``max(d, d_v)`` by zero columns (exact zeros in the logits, zero output columns cut off),
@@ -99,7 +101,8 @@ def fused_attention(Q, keys, values, scale, causal):
             return cp.pad(X, ((0, 0), (0, width - X.shape[1])))
 
         out, lse = fused_attention(padded_to_width(Q), [padded_to_width(K) for K in keys],
-                                   [padded_to_width(V) for V in values], scale, causal)
+                                   [padded_to_width(V) for V in values], scale, causal,
+                                   with_lse=with_lse)
         return cp.ascontiguousarray(out[:, :d_v]), lse
     n_q, d = Q.shape
     K = cp.ascontiguousarray(cp.stack(keys))
@@ -117,7 +120,15 @@ def fused_attention(Q, keys, values, scale, causal):
             n_q, n_k, n_pairs, plan, scale, causal,
             int32=cp.int32, int64=cp.int64, float64=cp.float64),
     )
-    return _array.combine_partials(part_max, part_mass, part_numerator, Q.dtype, with_lse=True)
+    return _combined(part_max, part_mass, part_numerator, Q.dtype, with_lse)
+
+
+def _combined(part_max, part_mass, part_numerator, dtype, with_lse):
+    """(out, lse) from the kernels' partials; lse None (not formed) unless ``with_lse``."""
+    if with_lse:
+        return _array.combine_partials(part_max, part_mass, part_numerator, dtype,
+                                       with_lse=True)
+    return _array.combine_partials(part_max, part_mass, part_numerator, dtype), None
 
 
 def _partials(Q, units, d_v, kernel):
@@ -166,14 +177,15 @@ def _tiled_kernel(d: int, dtype_name: str):
     return kernel, layout
 
 
-def tiled_attention(Q, keys, values, scale, causal):
+def tiled_attention(Q, keys, values, scale, causal, *, with_lse=True):
     """The tiled kernel's output and the log-sum-exp of each query's logits (CuPy arrays of
-    ``Q``'s dtype), in the manner of fused attention kernels: each block holds 64 logit rows
-    (query x outer tuple) and meets the last keys in tiles held in shared memory; the logits
-    ``(s Q_i * K_1[j]) K_last^T`` and the weighted values are tensor-core products (float64
-    DMMA; float32 as three TF32 products, hi*hi + hi*lo + lo*hi, to float32 accuracy) with an
-    online softmax across the key tiles, and the rows of a query are summed into one partial
-    per block, combined as the per-thread kernel's (:func:`_array.combine_partials`).
+    ``Q``'s dtype; ``lse`` None unless ``with_lse``), in the manner of fused attention
+    kernels: each block holds 64 logit rows (query x outer tuple) and meets the last keys in
+    tiles held in shared memory; the logits ``(s Q_i * K_1[j]) K_last^T`` and the weighted
+    values are tensor-core products (float64 DMMA; float32 as three TF32 products, hi*hi +
+    hi*lo + lo*hi, to float32 accuracy) with an online softmax across the key tiles, and the
+    rows of a query are summed into one partial per block, combined as the per-thread
+    kernel's (:func:`_array.combine_partials`).
 
     Keys, values and queries are padded with zero columns to the layout's width (a multiple
     of the tensor-core tile): exact zeros in the logits, output columns cut at ``d_v``.
@@ -196,4 +208,4 @@ def tiled_attention(Q, keys, values, scale, causal):
                (Qp, K, V, part_max, part_mass, part_numerator), n_q, n_k, n_pairs, plan, d_v,
                scale, causal, int32=cp.int32, int64=cp.int64, float64=cp.float64),
            shared_mem=layout.shared_bytes)
-    return _array.combine_partials(part_max, part_mass, part_numerator, Q.dtype, with_lse=True)
+    return _combined(part_max, part_mass, part_numerator, Q.dtype, with_lse)

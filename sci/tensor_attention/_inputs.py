@@ -63,7 +63,7 @@ def attention_inputs(
         # one reduction over all the inputs and one read from the device, not one per input
         check_all_finite(xp, dict(zip(names, arrays, strict=True)))
         dtype = xp.float32 if all(a.dtype == xp.float32 for a in arrays) else xp.float64
-        arrays = [xp.astype(a, dtype) for a in arrays]
+        arrays = [xp.astype(a, dtype, copy=False) for a in arrays]  # no copy per call
     else:
         xp = None
         arrays = [as_float_array(a, name) for a, name in zip(raw, names, strict=True)]

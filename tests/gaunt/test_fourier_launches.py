@@ -7,7 +7,8 @@ them on the CPU, on the two paths device arrays take:
 
 * ``"array"`` (torch CUDA tensors; here torch CPU, counted as aten operations with a
   ``TorchDispatchMode``, and ``array_api_strict`` on a non-default device);
-* ``"cupy"`` (CuPy arrays; here the counting stand-in ``_counting_cupy``, NumPy underneath).
+* ``"cupy"`` (CuPy arrays; here the counting stand-in ``tests/_counting_cupy.py``, NumPy
+  underneath).
 
 and check the fused form (``_product.fused_tables``) against the direct contraction.
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import collections
 import importlib.util
-import pathlib
 import sys
 
 import numpy as np
@@ -131,35 +131,6 @@ def test_strict_second_call_places_no_constant(rng, monkeypatch):
 
 
 # ------------------------------------------------------- the CuPy path (counting stand-in)
-
-
-@pytest.fixture
-def counting_cupy(monkeypatch):
-    """``cupy`` replaced, for one test, by the counting stand-in; everything it left behind
-    (modules, cached constants of its namespace) removed afterwards."""
-    path = pathlib.Path(__file__).with_name("_counting_cupy.py")
-    before = set(sys.modules)
-    for name in [m for m in sys.modules if m == "cupy" or m.startswith("cupy.")]:
-        monkeypatch.delitem(sys.modules, name)
-    spec = importlib.util.spec_from_file_location("cupy", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sys.modules["cupy"] = module
-    sys.modules.update(module.submodules())
-    from sci.backend import _switch
-
-    real = _switch._unavailable_reason
-    monkeypatch.setattr(_switch, "_unavailable_reason",
-                        lambda name: None if name == "cupy" else real(name))
-    try:
-        yield module
-    finally:
-        for name in set(sys.modules) - before:
-            if name.split(".")[0] == "cupy" or name.startswith("array_api_compat.cupy"):
-                del sys.modules[name]
-        with _arrays._constants_lock:
-            for key in [k for k in _arrays._constants if "cupy" in k[1]]:
-                del _arrays._constants[key]
 
 
 def _cupy_call(cupy, fn):

@@ -323,6 +323,17 @@ def run_tiled_kernel(Q, keys, values, scale, causal, dtype_name="float64", block
     return (part_max, part_mass, part_numerator), plan
 
 
+def _argument(a):
+    """A kernel argument as ctypes passes it: arrays by pointer, NumPy scalars (what CuPy's
+    ``cupy.int32(n)`` makes on a stand-in built on NumPy) by their C type."""
+    if isinstance(a, np.ndarray):
+        return ctypes.c_void_p(a.ctypes.data)
+    if isinstance(a, np.generic):
+        return {np.dtype(np.int32): ctypes.c_int, np.dtype(np.int64): ctypes.c_longlong,
+                np.dtype(np.float64): ctypes.c_double}[a.dtype](a.item())
+    return a
+
+
 class RawKernel:
     """``cupy.RawKernel`` for sci's attention kernels, run on the host by the stand-ins above:
     the launcher's grid, block, shared memory and arguments as it passes them."""
@@ -338,8 +349,7 @@ class RawKernel:
             raise RuntimeError('catastrophic error: cannot open source file "mma.h"')
 
     def __call__(self, grid, block, args, *, shared_mem=0):
-        pointers = [ctypes.c_void_p(a.ctypes.data) if isinstance(a, np.ndarray) else a
-                    for a in args]
+        pointers = [_argument(a) for a in args]
         launch = host_library(self.name, self.code)
         if self.name == _gpu_source.FUSED_ATTENTION_NAME:
             assert len(grid) == 1 and shared_mem == 0

@@ -7,6 +7,7 @@ import importlib.util
 import itertools
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -68,8 +69,33 @@ def host_gpu_module(monkeypatch):
     """``sci.tensor_attention._gpu`` imported against the stand-in ``cupy`` of
     ``_host_cuda.py``: NumPy arrays, the kernels' text run on the host."""
     monkeypatch.setitem(sys.modules, "cupy", host_cuda.stand_in_cupy())
-    monkeypatch.delitem(sys.modules, "sci.tensor_attention._gpu", raising=False)
-    from sci.tensor_attention import _gpu
+    _forget_gpu_module()
+    yield importlib.import_module("sci.tensor_attention._gpu")
+    _forget_gpu_module()
 
-    yield _gpu
+
+def _forget_gpu_module():
+    """``_gpu.py`` out of ``sys.modules`` and its package, so that the next import binds the
+    ``cupy`` of the moment (``from . import _gpu`` would find the package's attribute)."""
+    import sci.tensor_attention
+
     sys.modules.pop("sci.tensor_attention._gpu", None)
+    vars(sci.tensor_attention).pop("_gpu", None)
+
+
+@pytest.fixture
+def cupy_running_kernels(counting_cupy, monkeypatch):
+    """The counting stand-in for CuPy whose ``RawKernel`` runs the attention kernels on the
+    host, with 227 KB of shared memory per block (an H100/H200); ``_gpu.py`` imported afresh
+    against it, and the dispatch table's entry for it restored afterwards."""
+    from sci.backend import _dispatch
+
+    counting_cupy.RawKernel = type("RawKernel", (host_cuda.RawKernel,), {})
+    counting_cupy.cuda.compiler = SimpleNamespace(CompileException=RuntimeError)
+    monkeypatch.setattr(counting_cupy._Device, "attributes",
+                        {"MaxSharedMemoryPerBlockOptin": 227 * 1024}, raising=False)
+    monkeypatch.setitem(_dispatch._table, ("tensor_attention.exact", "cupy"),
+                        "sci.tensor_attention._gpu:exact_attention")
+    _forget_gpu_module()
+    yield counting_cupy
+    _forget_gpu_module()

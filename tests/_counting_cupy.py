@@ -142,6 +142,8 @@ class ndarray(_np.ndarray):
 
 ndarray.__module__ = "cupy"
 
+# functions of dtypes, answered on the host (no kernel)
+_HOST_ONLY = {"isdtype", "result_type", "can_cast", "finfo", "iinfo"}
 _VIEWS = {"reshape", "moveaxis", "transpose", "swapaxes", "expand_dims", "squeeze",
           "broadcast_to", "broadcast_arrays", "ravel", "real", "imag"}
 
@@ -163,7 +165,7 @@ def _function(name, fn):
             return _wrap(out)
         _check_uploads(args, name)
         out = fn(*_base(list(args)), **{k: _base(v) for k, v in kwargs.items()})
-        if name not in _VIEWS:
+        if name not in _VIEWS and name not in _HOST_ONLY:
             _note("op", name)
         return _wrap(out)
 

@@ -255,6 +255,12 @@ extern "C" __global__ void __launch_bounds__(THREADS) exact_attention_tiles(
         }
     }
     __syncthreads();
+    // a block whose rows are all future tuples (causal, order t >= 3: about half the blocks)
+    // or past the end adds nothing: it skips the key tiles (every thread reads the same flags,
+    // so the loop below stays uniform across the block)
+    bool any_live = false;
+    for (int r = 0; r < BR; ++r) any_live = any_live || (row_query[r] >= 0);
+    if (!any_live) k_end = k_begin;
 
     const int r_own = tid / PER_ROW, part = tid % PER_ROW;  // this thread's row and share
     const int columns = BC / PER_ROW;

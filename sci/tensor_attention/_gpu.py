@@ -79,9 +79,19 @@ def kernel_attention(Q, keys, values, scale, causal, *, with_lse=True):
     width = max(Q.shape[1], values[0].shape[1])
     if width < _TILED_FROM and width <= _FUSED_WIDTH:
         return fused_attention(Q, keys, values, scale, causal, with_lse=with_lse)
-    if width <= _gpu_source.TILED_WIDTH and _tiled_kernel(width, Q.dtype.name) is not None:
+    if (width <= _gpu_source.TILED_WIDTH and _fits_a_grid(Q, keys, width)
+            and _tiled_kernel(width, Q.dtype.name) is not None):
         return tiled_attention(Q, keys, values, scale, causal, with_lse=with_lse)
     return None
+
+
+def _fits_a_grid(Q, keys, width):
+    """Whether the tiled kernel's row tiles fit a grid's x dimension (2^31 - 1 blocks: order
+    4 passes it near n = 5200)."""
+    layout = _gpu_source.tile_layout(width, Q.dtype.name)
+    n_k = keys[0].shape[0]
+    tiles = -(-n_k ** (len(keys) - 1) // layout.rows)
+    return Q.shape[0] * tiles <= 2**31 - 1
 
 
 def fused_attention(Q, keys, values, scale, causal, *, with_lse=True):
@@ -153,25 +163,38 @@ def _gemm_tiled(Q, keys, values, scale, causal):
                                            budget=max(budget, 1 << 16))
 
 
-@functools.cache
 def _tiled_kernel(d: int, dtype_name: str):
-    """The tiled kernel and its layout for rows ``d`` wide (compiled once per width and
-    precision), or None where this device cannot run it: its shared memory per block is
-    below the layout's, or CUDA's ``mma.h`` header is not found by NVRTC (a CuPy installed
-    without CUDA's headers); then a warning says so once and the GEMM-tiled code runs."""
+    """The tiled kernel and its layout for rows ``d`` wide on the current device, or None
+    where it cannot run there (see :func:`_tiled_kernel_on`)."""
+    return _tiled_kernel_on(cp.cuda.Device().id, d, dtype_name)
+
+
+@functools.cache
+def _tiled_kernel_on(device: int, d: int, dtype_name: str):
+    """The tiled kernel and its layout for rows ``d`` wide on ``device``, compiled and given
+    its shared memory once per device (CuPy keeps one function per device, and the opt-in
+    above 48 KB is an attribute of each), or None where that device cannot run it: a compute
+    capability below 8.0 (no TF32 or float64 tensor cores), less shared memory per block than
+    the layout's, or NVRTC not finding CUDA's ``mma.h``; then a warning says so once and the
+    GEMM-tiled code runs."""
     layout = _gpu_source.tile_layout(d, dtype_name)
-    limit = cp.cuda.Device().attributes["MaxSharedMemoryPerBlockOptin"]
-    if layout.shared_bytes > limit:
+    gpu = cp.cuda.Device(device)
+    if int(gpu.compute_capability) < 80:
         return None
+    if layout.shared_bytes > gpu.attributes["MaxSharedMemoryPerBlockOptin"]:
+        return None
+    options = _gpu_source.mma_include_options()
     try:
         kernel = cp.RawKernel(_gpu_source.tiled_attention_source(d, dtype_name),
-                              _gpu_source.TILED_ATTENTION_NAME)
+                              _gpu_source.TILED_ATTENTION_NAME, options=options)
         kernel.compile()
     except cp.cuda.compiler.CompileException as error:
+        where = options[0][2:] if options else "no CUDA include folder with crt/mma.h found"
         warnings.warn(f"sci.tensor_attention: the tiled tensor-core kernel did not compile "
-                      f"({str(error).splitlines()[0]}); rows of width {d} run the GEMM-tiled "
-                      f"code instead (CUDA's headers, mma.h, must be where CuPy looks)",
-                      RuntimeWarning, stacklevel=3)
+                      f"({str(error).strip().splitlines()[0]}; {where}); rows of width {d} "
+                      f"run the GEMM-tiled code instead. It needs CUDA's headers, mma.h and "
+                      f"crt/mma.h (set CUDA_PATH to a CUDA toolkit)",
+                      RuntimeWarning, stacklevel=4)
         return None
     kernel.max_dynamic_shared_size_bytes = layout.shared_bytes
     return kernel, layout
@@ -192,7 +215,11 @@ def tiled_attention(Q, keys, values, scale, causal, *, with_lse=True):
     """
     n_q, d = Q.shape
     d_v = values[0].shape[1]
-    kernel, layout = _tiled_kernel(max(d, d_v), Q.dtype.name)
+    compiled = _tiled_kernel(max(d, d_v), Q.dtype.name)
+    if compiled is None:
+        raise RuntimeError("the tiled attention kernel cannot run on this device "
+                           "(kernel_attention chooses the code that can)")
+    kernel, layout = compiled
 
     def padded(X):
         return cp.pad(X, ((0, 0), (0, layout.width - X.shape[1])))

@@ -72,20 +72,21 @@ extern "C" __global__ void exact_attention_partials(
             for (int l = 0; l < D; ++l)
                 x += qk[l] * K[last * stride + (long long)k * D + l];
             // Online softmax: rescale the running sums whenever the maximum grows.
-            T w;
+            T weight;
             if (x > run_max) {
                 const double factor = (run_max == minus_infinity) ? 0.0
                                                                  : (double)exp(run_max - x);
                 for (int l = 0; l < D; ++l) numerator[l] *= factor;
                 denominator *= factor;
                 run_max = x;
-                w = (T)1;
+                weight = (T)1;
             } else {
-                w = exp(x - run_max);
+                weight = exp(x - run_max);
             }
-            denominator += (double)w;
+            denominator += (double)weight;
             for (int l = 0; l < D; ++l)
-                numerator[l] += (double)(w * vprod[l] * V[last * stride + (long long)k * D + l]);
+                numerator[l] += (double)(weight * vprod[l]
+                                         * V[last * stride + (long long)k * D + l]);
         }
     }
     // a thread with no allowed key leaves (-inf, 0, 0): weight exp(-inf - max) = 0 below
@@ -160,7 +161,8 @@ typedef wmma::fragment<wmma::accumulator, 16, 16, 8, float> FragC;
 
 #if !IS_DOUBLE
 // float32 on the tensor cores at float32 accuracy: x = hi + lo with hi, lo in TF32 (10-bit
-// mantissas), and x y = hi_x hi_y + hi_x lo_y + lo_x hi_y up to 2^-22 relative (3xTF32).
+// mantissas), and x y = hi_x hi_y + hi_x lo_y + lo_x hi_y up to about 3 2^-22 relative (the
+// dropped lo_x lo_y and the rounding of lo: 3xTF32).
 template <class Frag>
 __device__ __forceinline__ void split_tf32(Frag& hi, Frag& lo)
 {
@@ -197,8 +199,11 @@ __device__ __forceinline__ void multiply_add(FragC& c, const T* pa, int lda, con
 #endif
 }
 
-extern "C" __global__ void __launch_bounds__(THREADS) exact_attention_tiles(
-    const T* Q, const T* K, const T* V,
+// At least 4 blocks per multiprocessor: up to 128 registers a thread, no fewer blocks than the
+// shared memory allows from width 17 on (with no minimum ptxas held the kernel to 64
+// registers and spilled).
+extern "C" __global__ void __launch_bounds__(THREADS, 4) exact_attention_tiles(
+    const T* __restrict__ Q, const T* __restrict__ K, const T* __restrict__ V,
     double* part_max, double* part_mass, double* part_numerator,
     const int n_q, const int n_k, const int n_pairs, const long long n_outer,
     const int tiles_per_query, const int n_splits, const int split, const int units,
@@ -263,7 +268,6 @@ extern "C" __global__ void __launch_bounds__(THREADS) exact_attention_tiles(
     if (!any_live) k_end = k_begin;
 
     const int r_own = tid / PER_ROW, part = tid % PER_ROW;  // this thread's row and share
-    const int columns = BC / PER_ROW;
     for (int k0 = k_begin; k0 < k_end; k0 += BC) {
         for (int e = tid; e < BC * DP; e += THREADS) {
             const int c = e / DP, l = e % DP;
@@ -283,10 +287,11 @@ extern "C" __global__ void __launch_bounds__(THREADS) exact_attention_tiles(
             wmma::store_matrix_sync(S + r0 * LDS + c0, acc, LDS, wmma::mem_row_major);
         }
         __syncthreads();
-        // online softmax: PER_ROW threads per row, each over its share of the columns
+        // online softmax: PER_ROW threads per row, on interleaved columns c = part + PER_ROW j
+        // (rows LDS apart fall 4 banks apart: contiguous halves would put 4 lanes on a bank)
         const int i_own = row_query[r_own];
         T local = MINUS_INFINITY;
-        for (int c = part * columns; c < (part + 1) * columns; ++c) {
+        for (int c = part; c < BC; c += PER_ROW) {
             const int k = k0 + c;
             const bool allowed = i_own >= 0 && k < k_end && !(causal && k > i_own);
             if (allowed) local = fmax(local, S[r_own * LDS + c]);
@@ -297,7 +302,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) exact_attention_tiles(
         T new_max = old_max;
         for (int h = 0; h < PER_ROW; ++h) new_max = fmax(new_max, half_max[r_own * PER_ROW + h]);
         T mass = (T)0;
-        for (int c = part * columns; c < (part + 1) * columns; ++c) {
+        for (int c = part; c < BC; c += PER_ROW) {
             const int k = k0 + c;
             const bool allowed = i_own >= 0 && k < k_end && !(causal && k > i_own);
             const T w = allowed ? EXP(S[r_own * LDS + c] - new_max) : (T)0;
@@ -307,8 +312,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) exact_attention_tiles(
         half_mass[r_own * PER_ROW + part] = mass;
         // a row with no allowed key so far keeps (-inf, 0, 0): no -inf - (-inf)
         const T rescale = (new_max == MINUS_INFINITY) ? (T)1 : EXP(old_max - new_max);
-        for (int l = part * (DP / PER_ROW); l < (part + 1) * (DP / PER_ROW); ++l)
-            O[r_own * LDA + l] *= rescale;
+        for (int l = part; l < DP; l += PER_ROW) O[r_own * LDA + l] *= rescale;
         __syncthreads();
         if (part == 0) {
             T total = rescale * row_mass[r_own];
@@ -382,7 +386,10 @@ def tile_layout(d: int, dtype_name: str) -> TileLayout:
 
     The width is padded to a multiple of the tensor-core tile (16 for float32 on TF32 units,
     8 for float64); float64 takes half as many keys per tile, so that a block's tiles stay
-    under about 220 KB (two blocks per multiprocessor at widths <= 64).
+    under about 220 KB at width 128. Blocks per multiprocessor (228 KB of shared memory, 1 KB
+    reserved per block): float32 4 at widths <= 32, 2 at 64, 1 above 96; float64 3 at
+    widths <= 24, 2 at 48, 1 from 64 (a tuning point for the device: fewer rows per block
+    there, or the running numerators in registers).
     """
     double = dtype_name == "float64"
     size = 8 if double else 4
@@ -394,6 +401,33 @@ def tile_layout(d: int, dtype_name: str) -> TileLayout:
     per_row = TILE_THREADS // rows
     elements = 2 * rows * lda + 2 * keys * lda + rows * lds + 2 * rows + 2 * rows * per_row
     return TileLayout(width, rows, keys, elements * size + 4 * rows)
+
+
+def mma_include_options(folders=None) -> tuple[str, ...]:
+    """``("-I<folder>",)`` for the first CUDA include folder that holds ``crt/mma.h``, or ``()``.
+
+    NVRTC resolves the tiled kernel's ``#include <mma.h>`` through the folders CuPy passes
+    it. A CuPy that finds CUDA's headers in a pip wheel (``nvidia/cu13/include``, as CuPy 14
+    does through ``cuda.pathfinder``) may get an ``mma.h`` without the ``crt/`` folder it
+    includes (a separate package from CUDA 13 on): naming a folder that has it lets the
+    quoted ``#include "crt/mma.h"`` resolve there. ``folders`` (for the tests): where to look;
+    by default ``CUDA_PATH``, ``CUDA_HOME``, ``/usr/local/cuda`` and the ``nvidia`` wheels.
+    """
+    if folders is None:
+        import importlib.util
+        import os
+        from pathlib import Path
+
+        roots = [os.environ.get(name) for name in ("CUDA_PATH", "CUDA_HOME")]
+        folders = [Path(root) / "include" for root in roots if root]
+        folders.append(Path("/usr/local/cuda/include"))
+        spec = importlib.util.find_spec("nvidia")
+        for place in (spec.submodule_search_locations or []) if spec else []:
+            folders.extend(sorted(Path(place).glob("*/include")))
+    for folder in folders:
+        if (folder / "crt" / "mma.h").is_file():
+            return (f"-I{folder}",)
+    return ()
 
 
 def tiled_attention_source(d: int, dtype_name: str) -> str:

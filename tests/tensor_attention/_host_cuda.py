@@ -81,7 +81,7 @@ using std::exp; using std::fmax; using std::min; using std::max;
 #define __global__
 #define __device__
 #define __forceinline__ inline
-#define __launch_bounds__(n)
+#define __launch_bounds__(...)
 #define __align__(n)  // the definition below carries the alignment
 #define __shared__
 struct HostIndex { unsigned int x, y, z; };
@@ -340,9 +340,10 @@ class RawKernel:
 
     fail_compile = False  # set: compiling fails as NVRTC does without CUDA's mma.h
 
-    def __init__(self, code, name):
+    def __init__(self, code, name, options=()):
         assert name in _KINDS
-        self.code, self.name, self.max_dynamic_shared_size_bytes = code, name, 0
+        self.code, self.name, self.options = code, name, tuple(options)
+        self.max_dynamic_shared_size_bytes = 0
 
     def compile(self):
         if self.fail_compile:
@@ -362,15 +363,19 @@ class RawKernel:
         assert error == 0, BLOCK_ERRORS[error]
 
 
-def stand_in_cupy(shared_memory: int = 227 * 1024) -> types.ModuleType:
+def stand_in_cupy(shared_memory: int = 227 * 1024,
+                  compute_capability: str = "90") -> types.ModuleType:
     """A ``cupy`` for ``sci.tensor_attention._gpu``: NumPy arrays, :class:`RawKernel` above, a
-    device with ``shared_memory`` bytes per block (227 KB: an H100/H200)."""
+    device with ``shared_memory`` bytes per block and ``compute_capability`` (227 KB and 9.0:
+    an H100/H200)."""
     fake = types.ModuleType("cupy")
     fake.pad, fake.stack, fake.empty = np.pad, np.stack, np.empty
     fake.ascontiguousarray = np.ascontiguousarray
     fake.int32, fake.int64, fake.float64 = ctypes.c_int, ctypes.c_longlong, ctypes.c_double
     fake.RawKernel = type("RawKernel", (RawKernel,), {})
-    device = types.SimpleNamespace(attributes={"MaxSharedMemoryPerBlockOptin": shared_memory})
-    fake.cuda = types.SimpleNamespace(Device=lambda: device, compiler=types.SimpleNamespace(
+    device = types.SimpleNamespace(
+        id=0, compute_capability=compute_capability,
+        attributes={"MaxSharedMemoryPerBlockOptin": shared_memory})
+    fake.cuda = types.SimpleNamespace(Device=lambda id=0: device, compiler=types.SimpleNamespace(
         CompileException=RuntimeError))
     return fake

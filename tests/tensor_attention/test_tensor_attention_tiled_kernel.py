@@ -259,3 +259,45 @@ def test_launcher_without_cuda_headers_warns_and_runs_the_blocked_code(host_gpu_
     finally:
         RawKernel.fail_compile = False
     np.testing.assert_allclose(got, dense_reference(Q, [K1, K2], [V1, V2]), rtol=0, atol=1e-13)
+
+
+def test_launcher_on_a_device_without_tf32_tensor_cores_runs_the_blocked_code(
+        monkeypatch, dense_reference):
+    """Compute capability 7.5 (no TF32 or float64 wmma): no tiled kernel is compiled, no
+    warning is given, and the GEMM-tiled array code gives the same result."""
+    import importlib
+    import sys
+    import warnings
+
+    from tensor_attention_host_cuda import stand_in_cupy
+
+    import sci.tensor_attention
+
+    monkeypatch.setitem(sys.modules, "cupy", stand_in_cupy(compute_capability="75"))
+    sys.modules.pop("sci.tensor_attention._gpu", None)
+    vars(sci.tensor_attention).pop("_gpu", None)
+    try:
+        gpu = importlib.import_module("sci.tensor_attention._gpu")
+        rng = np.random.default_rng(1)
+        Q, K, V = (rng.uniform(-1, 1, (50, 24)) for _ in range(3))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert gpu.kernel_attention(Q, [K], [V], 1 / 24, True) is None
+            got = gpu.exact_attention(Q, [K], [V], 1 / 24, True)
+    finally:
+        sys.modules.pop("sci.tensor_attention._gpu", None)
+        vars(sci.tensor_attention).pop("_gpu", None)
+    np.testing.assert_allclose(got, dense_reference(Q, [K], [V], causal=True), rtol=0,
+                               atol=1e-13)
+
+
+def test_the_include_folder_named_is_one_that_holds_crt_mma_h(tmp_path):
+    """A pip wheel's include folder with mma.h but no crt/ (CUDA 13 moved it to a package of
+    its own) is passed over for one that has crt/mma.h; none found, nothing is added."""
+    wheel, toolkit = tmp_path / "wheel" / "include", tmp_path / "toolkit" / "include"
+    (wheel).mkdir(parents=True)
+    (wheel / "mma.h").write_text("")
+    (toolkit / "crt").mkdir(parents=True)
+    (toolkit / "crt" / "mma.h").write_text("")
+    assert _gpu_source.mma_include_options([wheel, toolkit]) == (f"-I{toolkit}",)
+    assert _gpu_source.mma_include_options([wheel]) == ()

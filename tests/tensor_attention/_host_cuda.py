@@ -339,6 +339,7 @@ class RawKernel:
     the launcher's grid, block, shared memory and arguments as it passes them."""
 
     fail_compile = False  # set: compiling fails as NVRTC does without CUDA's mma.h
+    launches: list = []  # the kernels' names, launch by launch (a list per stand-in class)
 
     def __init__(self, code, name, options=()):
         assert name in _KINDS
@@ -352,6 +353,7 @@ class RawKernel:
     def __call__(self, grid, block, args, *, shared_mem=0):
         pointers = [_argument(a) for a in args]
         launch = host_library(self.name, self.code)
+        type(self).launches.append(self.name)
         if self.name == _gpu_source.FUSED_ATTENTION_NAME:
             assert len(grid) == 1 and shared_mem == 0
             launch(ctypes.c_longlong(grid[0]), ctypes.c_uint(block[0]), *pointers)
@@ -372,7 +374,7 @@ def stand_in_cupy(shared_memory: int = 227 * 1024,
     fake.pad, fake.stack, fake.empty = np.pad, np.stack, np.empty
     fake.ascontiguousarray = np.ascontiguousarray
     fake.int32, fake.int64, fake.float64 = ctypes.c_int, ctypes.c_longlong, ctypes.c_double
-    fake.RawKernel = type("RawKernel", (RawKernel,), {})
+    fake.RawKernel = type("RawKernel", (RawKernel,), {"launches": []})
     device = types.SimpleNamespace(
         id=0, compute_capability=compute_capability,
         attributes={"MaxSharedMemoryPerBlockOptin": shared_memory})

@@ -90,7 +90,7 @@ def cupy_running_kernels(counting_cupy, monkeypatch):
     against it, and the dispatch table's entry for it restored afterwards."""
     from sci.backend import _dispatch
 
-    counting_cupy.RawKernel = type("RawKernel", (host_cuda.RawKernel,), {})
+    counting_cupy.RawKernel = type("RawKernel", (host_cuda.RawKernel,), {"launches": []})
     counting_cupy.cuda.compiler = SimpleNamespace(CompileException=RuntimeError)
     monkeypatch.setattr(counting_cupy._Device, "attributes",
                         {"MaxSharedMemoryPerBlockOptin": 227 * 1024}, raising=False)

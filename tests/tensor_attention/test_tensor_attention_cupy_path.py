@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import sci
-from sci.tensor_attention import higher_order_attention, softmax_attention
+from sci.tensor_attention import _gpu_source, higher_order_attention, softmax_attention
 
 
 def _counted(cupy, call):
@@ -49,6 +49,9 @@ def test_cupy_arrays_run_the_kernels_with_no_copy_and_three_reads(cupy_running_k
     assert type(got).__module__ == "cupy" and got.dtype == dtype and got.shape == (n, d_v)
     assert counts.get("h2d", 0) == 0, counts
     assert counts.get("d2h", 0) == 3, counts
+    narrow = max(d, d_v) <= _gpu_source.FUSED_WIDTH
+    assert cupy.RawKernel.launches[-1] == (_gpu_source.FUSED_ATTENTION_NAME if narrow
+                                           else _gpu_source.TILED_ATTENTION_NAME)
     want = dense_reference([x.astype(dtype).astype(float) for x in (Q,)][0],
                            [k.astype(dtype).astype(float) for k in keys],
                            [v.astype(dtype).astype(float) for v in values], causal=causal)

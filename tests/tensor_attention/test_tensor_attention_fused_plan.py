@@ -121,29 +121,6 @@ def test_combination_returns_the_input_precision(xp, dtype):
     np.testing.assert_allclose(xp.to_numpy(got), [[(2 * e + 3) / (2 * e + 1)]], rtol=1e-7)
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("order, n, d, d_v, causal",
-                         [(2, 70, 4, 4, True), (3, 12, 3, 5, False), (4, 5, 16, 2, True)])
-def test_launcher_pads_plans_and_combines(host_gpu_module, dense_reference, order, n, d, d_v,
-                                          causal, dtype):
-    """``_gpu.exact_attention`` and ``kernel_attention`` at widths up to 16, on the stand-in
-    for CuPy whose ``RawKernel`` runs the kernel's text on the host (``_host_cuda.py``): the
-    padding of d_v != d to one width, the plan, the launch, the combination; result and
-    log-sum-exp in the inputs' dtype, against the dense oracle."""
-    rng = np.random.default_rng(n + d)
-    Q = rng.uniform(-1, 1, (n, d)).astype(dtype)
-    keys = [rng.uniform(-1, 1, (n, d)).astype(dtype) for _ in range(order - 1)]
-    values = [rng.uniform(-1, 1, (n, d_v)).astype(dtype) for _ in range(order - 1)]
-    want = dense_reference(Q.astype(float), [k.astype(float) for k in keys],
-                           [v.astype(float) for v in values], causal=causal)
-    out, lse = host_gpu_module.kernel_attention(Q, keys, values, 1.0 / d, causal)
-    assert out.dtype == dtype and lse.dtype == dtype and out.shape == (n, d_v)
-    tolerance = TOL if dtype == "float64" else 1e-6
-    np.testing.assert_allclose(out, want, rtol=0, atol=tolerance)
-    np.testing.assert_allclose(host_gpu_module.exact_attention(Q, keys, values, 1.0 / d, causal),
-                               want, rtol=0, atol=tolerance)
-
-
 # ------------------------------------------------------------------ on a CUDA device (gpu)
 _DEVICE_CASES = [  # (order t, n, d, d_v, causal): splits of keys, of tuples, both paths
     (2, 3000, 4, 4, False), (2, 3000, 4, 4, True), (3, 300, 4, 4, False),

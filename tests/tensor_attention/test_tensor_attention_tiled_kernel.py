@@ -224,13 +224,16 @@ def test_torch_cuda_tensors_of_wide_rows_take_the_tiled_kernel(causal):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("order, n, d, d_v, causal",
-                         [(2, 100, 40, 24, True), (3, 30, 20, 36, False), (4, 7, 17, 17, True)])
+@pytest.mark.parametrize("order, n, d, d_v, causal", [
+    (2, 70, 4, 4, True), (3, 12, 3, 5, False), (4, 5, 16, 2, True),  # the per-thread kernel
+    (2, 100, 40, 24, True), (3, 30, 20, 36, False), (4, 7, 17, 17, True),  # the tiled kernel
+])
 def test_launcher_pads_plans_and_combines(host_gpu_module, dense_reference, order, n, d, d_v,
                                           causal, dtype):
-    """``_gpu.exact_attention`` and ``kernel_attention`` at widths 17 to 40: the inputs padded
-    to the layout's width, the plan and launch, the partials combined; result and log-sum-exp
-    in the inputs' dtype, against the dense oracle."""
+    """``_gpu.kernel_attention`` and ``exact_attention`` on the stand-in for CuPy: the kernel
+    for the width (per-thread up to 16 columns, tiled above), d_v != d brought to one width,
+    the plan and launch, the partials combined; result and log-sum-exp in the inputs' dtype,
+    against the dense oracle."""
     rng = np.random.default_rng(n + d)
     Q = rng.uniform(-1, 1, (n, d)).astype(dtype)
     keys = [rng.uniform(-1, 1, (n, d)).astype(dtype) for _ in range(order - 1)]
@@ -243,6 +246,9 @@ def test_launcher_pads_plans_and_combines(host_gpu_module, dense_reference, orde
     np.testing.assert_allclose(out, want, rtol=0, atol=tolerance)
     np.testing.assert_allclose(host_gpu_module.exact_attention(Q, keys, values, 1.0 / d, causal),
                                want, rtol=0, atol=tolerance)
+    kernel = (_gpu_source.FUSED_ATTENTION_NAME if max(d, d_v) <= _gpu_source.FUSED_WIDTH
+              else _gpu_source.TILED_ATTENTION_NAME)
+    assert host_gpu_module.cp.RawKernel.launches == [kernel, kernel]
 
 
 def test_launcher_without_cuda_headers_warns_and_runs_the_blocked_code(host_gpu_module,

@@ -381,3 +381,18 @@ def stand_in_cupy(shared_memory: int = 227 * 1024,
     fake.cuda = types.SimpleNamespace(Device=lambda id=0: device, compiler=types.SimpleNamespace(
         CompileException=RuntimeError))
     return fake
+
+
+def random_case(order: int, n: int, d: int, d_v: int, causal: bool):
+    """Inputs uniform in [-1, 1] (seeded by the sizes) and the blocked NumPy code's attention
+    of them: ``(Q, keys, values, want)``, for the tests on a device."""
+    import sci
+    from sci.tensor_attention import higher_order_attention
+
+    rng = np.random.default_rng(order * n + d)
+    Q = rng.uniform(-1, 1, (n, d))
+    keys = [rng.uniform(-1, 1, (n, d)) for _ in range(order - 1)]
+    values = [rng.uniform(-1, 1, (n, d_v)) for _ in range(order - 1)]
+    with sci.use_backend("numpy"):
+        want = higher_order_attention(Q, keys, values, causal=causal)
+    return Q, keys, values, want

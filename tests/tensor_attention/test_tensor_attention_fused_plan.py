@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tensor_attention_host_cuda import run_fused_kernel
+from tensor_attention_host_cuda import random_case, run_fused_kernel
 
 from sci.tensor_attention._array import combine_partials, fused_plan
 
@@ -132,19 +132,14 @@ _DEVICE_CASES = [  # (order t, n, d, d_v, causal): splits of keys, of tuples, bo
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("order, n, d, d_v, causal", _DEVICE_CASES)
 def test_cupy_attention_at_sizes_that_split_the_work(order, n, d, d_v, causal, dtype):
-    """The fused kernel (widths <= 16) and the GEMM-tiled code (wider) on CuPy arrays against
-    the blocked NumPy code, at sizes where a query's work is shared by many threads."""
+    """The per-thread kernel (widths <= 16) and the tiled kernel (wider) on CuPy arrays
+    against the blocked NumPy code, at sizes where a query's work is shared by many threads."""
     import cupy
 
     import sci
     from sci.tensor_attention import higher_order_attention
 
-    rng = np.random.default_rng(order * n + d)
-    Q = rng.uniform(-1, 1, (n, d))
-    keys = [rng.uniform(-1, 1, (n, d)) for _ in range(order - 1)]
-    values = [rng.uniform(-1, 1, (n, d_v)) for _ in range(order - 1)]
-    with sci.use_backend("numpy"):
-        want = higher_order_attention(Q, keys, values, causal=causal)
+    Q, keys, values, want = random_case(order, n, d, d_v, causal)
     with sci.use_backend("cupy"):
         got = higher_order_attention(cupy.asarray(Q, dtype=dtype),
                                      [cupy.asarray(k, dtype=dtype) for k in keys],

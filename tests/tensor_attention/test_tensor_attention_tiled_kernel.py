@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tensor_attention_host_cuda import RawKernel, run_tiled_kernel
+from tensor_attention_host_cuda import RawKernel, random_case, run_tiled_kernel
 
 from sci.tensor_attention import _gpu_source
 from sci.tensor_attention._array import combine_partials, tile_plan
@@ -178,12 +178,7 @@ def test_tiled_kernel_on_the_device_against_numpy(order, n, d, d_v, causal, dtyp
     from sci.tensor_attention import _gpu, higher_order_attention
 
     monkeypatch.setattr(_gpu, "_TILED_FROM", 1)
-    rng = np.random.default_rng(order * n + d)
-    Q = rng.uniform(-1, 1, (n, d))
-    keys = [rng.uniform(-1, 1, (n, d)) for _ in range(order - 1)]
-    values = [rng.uniform(-1, 1, (n, d_v)) for _ in range(order - 1)]
-    with sci.use_backend("numpy"):
-        want = higher_order_attention(Q, keys, values, causal=causal)
+    Q, keys, values, want = random_case(order, n, d, d_v, causal)
     Qc, kc, vc = (cupy.asarray(Q, dtype=dtype), [cupy.asarray(k, dtype=dtype) for k in keys],
                   [cupy.asarray(v, dtype=dtype) for v in values])
     out, lse = _gpu.tiled_attention(Qc, kc, vc, 1.0 / d, causal)
